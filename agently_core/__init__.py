@@ -1,0 +1,90 @@
+"""agently-core: a plugin-registry execution layer for model-callable actions.
+
+Importing this package is cheap: everything below loads on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "create_agent": "agently_core.agent",
+    "Agent": "agently_core.agent",
+    "Action": "agently_core.agent",
+    "ActionPackage": "agently_core.agent",
+    "ActionContext": "agently_core.actions",
+    "Config": "agently_core.config",
+    "PluginManager": "agently_core.plugins",
+    "get_plugin_manager": "agently_core.plugins",
+    "hookimpl": "agently_core.hookspecs",
+    "hookspec": "agently_core.hookspecs",
+    "EventCenter": "agently_core.events",
+    "PolicyApproval": "agently_core.policy_approval",
+    "ActionCall": "agently_core.models",
+    "ActionDecision": "agently_core.models",
+    "ActionRecord": "agently_core.models",
+    "ActionSpec": "agently_core.models",
+    "ApprovalDecision": "agently_core.models",
+    "ApprovalRequest": "agently_core.models",
+    "EnvironmentHandle": "agently_core.models",
+    "EnvironmentRequirement": "agently_core.models",
+    "Event": "agently_core.models",
+    "FlowResult": "agently_core.models",
+    "Policy": "agently_core.models",
+    "AgentlyError": "agently_core.errors",
+    "ActionError": "agently_core.errors",
+    "ConfigError": "agently_core.errors",
+    "NotInstalledError": "agently_core.errors",
+    "PluginConflictError": "agently_core.errors",
+    "PluginError": "agently_core.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agently_core' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:
+    from .actions import ActionContext
+    from .agent import Action, ActionPackage, Agent, create_agent
+    from .config import Config
+    from .errors import (
+        ActionError,
+        AgentlyError,
+        ConfigError,
+        NotInstalledError,
+        PluginConflictError,
+        PluginError,
+    )
+    from .events import EventCenter
+    from .hookspecs import hookimpl, hookspec
+    from .models import (
+        ActionCall,
+        ActionDecision,
+        ActionRecord,
+        ActionSpec,
+        ApprovalDecision,
+        ApprovalRequest,
+        EnvironmentHandle,
+        EnvironmentRequirement,
+        Event,
+        FlowResult,
+        Policy,
+    )
+    from .plugins import PluginManager, get_plugin_manager
+    from .policy_approval import PolicyApproval

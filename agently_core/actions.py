@@ -1,0 +1,106 @@
+"""The action registry: specs beside the live objects that run them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import ActionNotFoundError
+
+if TYPE_CHECKING:
+    from .dispatch import ActionDispatcher
+    from .events import EventCenter
+    from .models import ActionCall, ActionSpec, Policy
+    from .protocols import ActionExecutor, ActionRuntime, Planner
+
+
+@dataclass(slots=True)
+class ActionContext:
+    """The live side of one call, handed to the executor (and to a function that declares
+    an ``action_context`` parameter). Never serialised."""
+
+    call: ActionCall
+    spec: ActionSpec
+    policy: Policy
+    target: Any = None
+    agent: Any = None
+    events: EventCenter | None = None
+    execution_environment_handles: dict[str, Any] = field(default_factory=dict)
+    execution_environment_resources: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RegisteredAction:
+    """One registered action: its spec, its target (a function, a tool name...), how to
+    validate its arguments, and whether planners may see it."""
+
+    spec: ActionSpec
+    validate: Callable[[dict[str, Any]], dict[str, Any]]
+    target: Any = None
+    visible: bool = False
+    injects_context: bool = False
+    executor: ActionExecutor | None = None
+    policy: Policy | None = None  # cached global -> agent -> spec merge
+
+
+class ActionRegistry:
+    """Actions by name, for one agent."""
+
+    def __init__(self) -> None:
+        self._actions: dict[str, RegisteredAction] = {}
+
+    def add(self, entry: RegisteredAction, *, replace: bool = True) -> RegisteredAction:
+        name = entry.spec.name
+        if not replace and name in self._actions:
+            raise ValueError(f"action {name!r} is already registered")
+        previous = self._actions.get(name)
+        if previous is not None and previous.visible:
+            entry.visible = True
+        self._actions[name] = entry
+        return entry
+
+    def get(self, name: str) -> RegisteredAction | None:
+        return self._actions.get(name)
+
+    def require(self, name: str) -> RegisteredAction:
+        entry = self._actions.get(name)
+        if entry is None:
+            known = ", ".join(sorted(self._actions)) or "none"
+            raise ActionNotFoundError(f"unknown action {name!r}; registered actions: {known}")
+        return entry
+
+    def remove(self, name: str) -> None:
+        self._actions.pop(name, None)
+
+    def names(self, *, visible_only: bool = False) -> list[str]:
+        return [n for n, e in self._actions.items() if e.visible or not visible_only]
+
+    def __iter__(self) -> Iterator[RegisteredAction]:
+        return iter(list(self._actions.values()))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._actions
+
+    def __len__(self) -> int:
+        return len(self._actions)
+
+
+@dataclass
+class FlowRun:
+    """Everything an ActionFlow needs for one request."""
+
+    request: Any
+    agent_name: str
+    runtime: ActionRuntime
+    planner: Planner
+    dispatcher: ActionDispatcher
+    max_rounds: int = 5
+    concurrency: int = 8
+    planning_protocol: str = "structured_plan"
+    execution_handler: Callable[..., Any] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def action_list(self) -> list[dict[str, Any]]:
+        """The schemas planners may choose from."""
+        return self.dispatcher.action_list()

@@ -1,0 +1,414 @@
+"""The Agent facade: mount actions, run them directly or through an ActionFlow."""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from .actions import ActionRegistry, FlowRun, RegisteredAction
+from .config import Config
+from .dispatch import ActionDispatcher
+from .errors import ActionNotFoundError, ConfigError
+from .events import EventCenter
+from .models import ActionCall, ActionRecord, ActionSpec, FlowResult, Policy, new_id
+from .plugins import PluginManager, get_plugin_manager
+from .policy_approval import PolicyApproval
+from .schema import function_schema, schema_validator
+
+_WARNED: set[str] = set()
+
+
+def _deprecated(agent: Agent, old: str, new: str) -> None:
+    if old in _WARNED or not agent.config.deprecation_warnings:
+        return
+    _WARNED.add(old)
+    warnings.warn(f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=3)
+
+
+class ActionPackage:
+    """A named bundle of functions mounted together by ``agent.use_actions(package)``."""
+
+    def __init__(self, name: str, actions: Iterable[Callable[..., Any]], description: str = ""):
+        self.name = name
+        self.actions = list(actions)
+        self.description = description
+
+
+class Action:
+    """``agent.action``: register, inspect and execute the agent's actions."""
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+
+    def register_action(
+        self,
+        spec: ActionSpec | Mapping[str, Any],
+        target: Any = None,
+        *,
+        validate: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        visible: bool = True,
+    ) -> ActionSpec:
+        """Register an action from a spec (any executor kind) and its live target."""
+        if not isinstance(spec, ActionSpec):
+            spec = ActionSpec.model_validate(dict(spec))
+        entry = RegisteredAction(spec, validate or schema_validator(spec.input_schema),
+                                 target=target, visible=visible)
+        self._agent.registry.add(entry)
+        return spec
+
+    def get_action_info(self, *, include_hidden: bool = False) -> list[dict[str, Any]]:
+        """The schemas a planner sees: name, description and ``kwargs`` (JSON schema)."""
+        return [e.spec.info() for e in self._agent.registry if e.visible or include_hidden]
+
+    async def async_execute_action(self, name: str, kwargs: Mapping[str, Any] | None = None, *,
+                                   timeout: float | None = None, purpose: str = "") -> ActionRecord:
+        """Run one action now and return its record (never raises for a failed call)."""
+        call = ActionCall(action=name, kwargs=dict(kwargs or {}), purpose=purpose,
+                          policy={"timeout_seconds": timeout} if timeout else {})
+        record = await self._agent.dispatcher.dispatch(call)
+        self._agent._last_records = [record]
+        return record
+
+    def execute_action(self, name: str, kwargs: Mapping[str, Any] | None = None, *,
+                       timeout: float | None = None, purpose: str = "") -> ActionRecord:
+        """Synchronous :meth:`async_execute_action`."""
+        from ._sync import run_sync
+
+        return run_sync(self._run_one, name, kwargs, timeout, purpose)
+
+    async def _run_one(self, name, kwargs, timeout, purpose) -> ActionRecord:
+        return await self.async_execute_action(name, kwargs, timeout=timeout, purpose=purpose)
+
+    async def async_execute_actions(self, calls: Iterable[ActionCall | Mapping[str, Any]], *,
+                                    concurrency: int | None = None) -> list[ActionRecord]:
+        """Run several calls, at most ``concurrency`` at a time; records in call order."""
+        parsed = [c if isinstance(c, ActionCall) else ActionCall.model_validate(dict(c))
+                  for c in calls]
+        limit = concurrency or self._agent.loop_settings["concurrency"]
+        records = await self._agent.dispatcher.dispatch_many(parsed, concurrency=limit)
+        self._agent._last_records = records
+        return records
+
+    def execute_actions(self, calls: Iterable[ActionCall | Mapping[str, Any]], *,
+                        concurrency: int | None = None) -> list[ActionRecord]:
+        from ._sync import run_sync
+
+        return run_sync(self._run_many, list(calls), concurrency)
+
+    async def _run_many(self, calls, concurrency):
+        return await self.async_execute_actions(calls, concurrency=concurrency)
+
+
+class Agent:
+    """An agent owns its actions, its policy, its event center and its action loop."""
+
+    def __init__(self, name: str | None = None, *, plugins: PluginManager | None = None,
+                 config: Config | Mapping[str, Any] | None = None,
+                 policy: Policy | Mapping[str, Any] | None = None) -> None:
+        if plugins is None:
+            if config is None:
+                plugins = get_plugin_manager()
+            else:
+                if not isinstance(config, Config):
+                    config = Config.load(overrides=config)
+                plugins = PluginManager(config).load()
+        self.plugins = plugins.load()
+        self.config = self.plugins.config
+        self.name = name or "agent"
+        self.id = new_id("agent_")
+        self.events = EventCenter()
+        for registration in self.plugins.registrations("event_observer").values():
+            self.events.subscribe(registration.load(), registration.options.get("events", ("*",)),
+                                  name=f"{registration.plugin}:{registration.name}")
+        self.approval = PolicyApproval(self.config.approval_handler, resolve=self._plugin_handler)
+        base = Policy().merge(dict(self.config.policy))
+        if policy is not None:
+            base = base.merge(policy)
+        self.registry = ActionRegistry()
+        self.dispatcher = ActionDispatcher(self.registry, plugins=self.plugins, events=self.events,
+                                           approval=self.approval, policy=base, agent=self)
+        self.action = Action(self)
+        self.loop_settings: dict[str, Any] = {
+            "max_rounds": int(self.config.action.get("max_rounds", 5)),
+            "concurrency": int(self.config.action.get("concurrency", 8)),
+            "planning_protocol": self.config.action.get("planning_protocol", "structured_plan"),
+        }
+        self._planner: Any = None
+        self._execution_handler: Callable[..., Any] | None = None
+        self._runtime: Any = None
+        self._flow: Any = None
+        self._input: Any = None
+        self._input_pending = False
+        self._last_records: list[ActionRecord] = []
+        self.last_run: FlowResult | None = None
+        self.closed = False
+
+    def _plugin_handler(self, name: str) -> Any:
+        found = self.plugins.registrations("approval_handler").get(name)
+        return found.load() if found else None
+
+    # -- policy ----------------------------------------------------------------------
+    @property
+    def policy(self) -> Policy:
+        return self.dispatcher.policy
+
+    def set_policy(self, policy: Policy | Mapping[str, Any] | None = None, **fields: Any) -> Agent:
+        """Merge host policy settings into the agent's policy."""
+        merged = self.dispatcher.policy.merge(policy).merge(fields or None)
+        self.dispatcher.set_policy(merged)
+        return self
+
+    # -- mounting actions ------------------------------------------------------------
+    def action_func(self, fn: Callable[..., Any] | None = None, *, name: str | None = None,
+                    description: str | None = None, approval_required: bool = False,
+                    timeout: float | None = None, policy: Mapping[str, Any] | None = None,
+                    tags: Iterable[str] = ()) -> Any:
+        """Register a function as an action; usable bare (``@agent.action_func``) or with
+        options (``@agent.action_func(name="add", timeout=2)``). The schema comes from the
+        signature and docstring. Mount it for planners with :meth:`use_actions`."""
+
+        def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+            self._register_function(func, name=name, description=description,
+                                    approval_required=approval_required, timeout=timeout,
+                                    policy=policy, tags=tags)
+            return func
+
+        return decorate(fn) if fn is not None else decorate
+
+    def _register_function(self, func: Callable[..., Any], *, visible: bool = False,
+                           name: str | None = None, description: str | None = None,
+                           approval_required: bool = False, timeout: float | None = None,
+                           policy: Mapping[str, Any] | None = None,
+                           tags: Iterable[str] = ()) -> RegisteredAction:
+        if not callable(func):
+            raise TypeError(f"actions must be callables, got {func!r}")
+        schema = function_schema(func, name=name, description=description)
+        spec_policy = dict(policy or {})
+        if timeout is not None:
+            spec_policy["timeout_seconds"] = timeout
+        spec = ActionSpec(name=schema.name, description=schema.description,
+                          input_schema=schema.input_schema, kind="function",
+                          approval_required=approval_required, policy=spec_policy,
+                          tags=list(tags))
+        entry = RegisteredAction(spec, schema.validate, target=func, visible=visible,
+                                 injects_context=schema.injects_context)
+        return self.registry.add(entry)
+
+    def use_actions(self, actions: Any, **options: Any) -> Agent:
+        """Mount actions for planners: a function, a list of them, the name of a registered
+        action or of an installed action package, or an :class:`ActionPackage`."""
+        if isinstance(actions, str):
+            self._use_name(actions, options)
+        elif isinstance(actions, ActionPackage):
+            for func in actions.actions:
+                self._register_function(func, visible=True)
+        elif callable(actions) and not inspect.ismodule(actions):
+            entry = self.registry.get(getattr(actions, "__name__", ""))
+            if entry is not None and entry.target is actions:
+                entry.visible = True
+            else:
+                self._register_function(actions, visible=True)
+        elif inspect.ismodule(actions):
+            exported = getattr(actions, "__all__", None)
+            if exported is None:
+                raise TypeError(f"module {actions.__name__} has no __all__ naming its actions")
+            for attr in exported:
+                self.use_actions(getattr(actions, attr))
+        elif isinstance(actions, Iterable):
+            for item in actions:
+                self.use_actions(item, **options)
+        else:
+            raise TypeError(f"use_actions() cannot mount {actions!r}")
+        return self
+
+    def _use_name(self, name: str, options: Mapping[str, Any]) -> None:
+        entry = self.registry.get(name)
+        if entry is not None:
+            entry.visible = True
+            return
+        packages = self.plugins.registrations("action_package")
+        registration = packages.get(name)
+        if registration is None:
+            known = sorted(set(self.registry.names()) | set(packages))
+            raise ActionNotFoundError(
+                f"no action or action package named {name!r}; known: {', '.join(known) or 'none'}"
+            )
+        mounted = registration.load()(self, **options)
+        if mounted is None:
+            return
+        for item in mounted:
+            if isinstance(item, str):
+                self.registry.require(item).visible = True
+            else:
+                self.use_actions(item)
+
+    # -- planning --------------------------------------------------------------------
+    def input(self, request: Any) -> Agent:
+        """Set the request for the next action loop."""
+        self._input = request
+        self._input_pending = True
+        return self
+
+    def set_action_loop(self, *, max_rounds: int | None = None, concurrency: int | None = None,
+                        planning_protocol: str | None = None) -> Agent:
+        for key, value in (("max_rounds", max_rounds), ("concurrency", concurrency)):
+            if value is not None:
+                if not isinstance(value, int) or value < 1:
+                    raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+                self.loop_settings[key] = value
+        if planning_protocol is not None:
+            self.loop_settings["planning_protocol"] = planning_protocol
+        return self
+
+    def set_planner(self, planner: Any, **options: Any) -> Agent:
+        """Use a planner: an object with ``plan(context, request)``, a two-argument
+        ``(context, request)`` callable, a list of scripted rounds, or a registered name."""
+        if isinstance(planner, str):
+            planner = self.plugins.create("planner", planner, **options)
+        elif isinstance(planner, (list, tuple)):
+            planner = self.plugins.create("planner", "scripted", steps=list(planner), **options)
+        elif not hasattr(planner, "plan") and callable(planner):
+            planner = _HandlerPlanner(planner)
+        elif not hasattr(planner, "plan"):
+            raise TypeError(f"not a planner: {planner!r}")
+        self._planner = planner
+        return self
+
+    def register_action_planning_handler(self, handler: Callable[..., Any] | None) -> Agent:
+        """Plan with ``handler(context, request)``; ``None`` restores the configured planner."""
+        self._planner = None if handler is None else _HandlerPlanner(handler)
+        return self
+
+    def register_action_execution_handler(self, handler: Callable[..., Any] | None) -> Agent:
+        """Execute each round with ``handler(context, request)``; ``request["action_calls"]``
+        holds the calls; the handler returns their records. ``None`` restores the default."""
+        self._execution_handler = handler
+        return self
+
+    def _create(self, role: str, configured: str | None, default: str = "agently") -> Any:
+        if configured is None and default in self.plugins.registrations(role):
+            configured = default
+        return self.plugins.create(role, configured)
+
+    def _components(self) -> tuple[Any, Any, Any]:
+        if self._runtime is None:
+            self._runtime = self._create("action_runtime", self.config.runtime)
+        if self._flow is None:
+            self._flow = self._create("action_flow", self.config.flow)
+        planner = self._planner
+        if planner is None:
+            if self.config.planner is None:
+                raise ConfigError(
+                    "no planner: call agent.set_planner(...) or "
+                    "agent.register_action_planning_handler(...), or set planner = \"NAME\""
+                )
+            planner = self._planner = self.plugins.create("planner", self.config.planner)
+        return self._runtime, self._flow, planner
+
+    @property
+    def runtime(self) -> Any:
+        """The ActionRuntime this agent uses (chosen by the ``runtime`` setting)."""
+        if self._runtime is None:
+            self._runtime = self._create("action_runtime", self.config.runtime)
+        return self._runtime
+
+    async def async_run(self, request: Any = None, *, max_rounds: int | None = None,
+                        concurrency: int | None = None,
+                        planning_protocol: str | None = None) -> FlowResult:
+        """Run the action loop for ``request`` (or the pending :meth:`input`)."""
+        if request is None:
+            request = self._input
+        self._input_pending = False
+        runtime, flow, planner = self._components()
+        run = FlowRun(
+            request=request, agent_name=self.name, runtime=runtime, planner=planner,
+            dispatcher=self.dispatcher,
+            max_rounds=max_rounds or self.loop_settings["max_rounds"],
+            concurrency=concurrency or self.loop_settings["concurrency"],
+            planning_protocol=planning_protocol or self.loop_settings["planning_protocol"],
+            execution_handler=self._execution_handler,
+        )
+        result = await flow.run(run)
+        self.last_run = result
+        self._last_records = list(result.records)
+        return result
+
+    def run(self, request: Any = None, **options: Any) -> FlowResult:
+        from ._sync import run_sync
+
+        return run_sync(self._run_kw, request, options)
+
+    async def _run_kw(self, request: Any, options: dict[str, Any]) -> FlowResult:
+        return await self.async_run(request, **options)
+
+    async def async_get_action_result(self, **options: Any) -> list[ActionRecord]:
+        """Run the pending request's action loop if there is one; return the records of the
+        last request."""
+        if self._input_pending:
+            await self.async_run(**options)
+        return list(self._last_records)
+
+    def get_action_result(self, **options: Any) -> list[ActionRecord]:
+        if self._input_pending:
+            self.run(**options)
+        return list(self._last_records)
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def aclose(self) -> None:
+        self.closed = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def __aenter__(self) -> Agent:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the older tool surface --------------------------------------------------------
+    def tool_func(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+        _deprecated(self, "agent.tool_func", "agent.action_func")
+        return self.action_func(fn, **options)
+
+    def use_tool(self, tool: Any) -> Agent:
+        _deprecated(self, "agent.use_tool", "agent.use_actions")
+        return self.use_actions(tool)
+
+    def use_tools(self, tools: Any) -> Agent:
+        _deprecated(self, "agent.use_tools", "agent.use_actions")
+        return self.use_actions(tools)
+
+    @property
+    def tool_logs(self) -> list[dict[str, Any]]:
+        _deprecated(self, "agent.tool_logs", "agent.get_action_result()")
+        return [record.model_dump() for record in self._last_records]
+
+
+class _HandlerPlanner:
+    """Adapts a ``(context, request)`` planning handler to the Planner protocol."""
+
+    def __init__(self, handler: Callable[..., Any]) -> None:
+        if not callable(handler):
+            raise TypeError(f"planning handler must be callable, got {handler!r}")
+        self.handler = handler
+
+    async def plan(self, context: Mapping[str, Any], request: Mapping[str, Any]) -> Any:
+        result = self.handler(context, request)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+
+def create_agent(name: str | None = None, **options: Any) -> Agent:
+    """Create an :class:`Agent`. ``options``: ``plugins``, ``config`` (a :class:`Config` or a
+    dict of settings that override files and environment), ``policy``."""
+    return Agent(name, **options)

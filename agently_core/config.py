@@ -1,0 +1,192 @@
+"""Configuration: which runtime, flow, planner, executors and providers to use.
+
+Sources, highest precedence first:
+
+1. arguments passed in code (``create_agent(config={...})``, ``Config.load(overrides=...)``);
+2. ``AGENTLY_*`` environment variables;
+3. ``agently.toml`` (or the file named by ``AGENTLY_CONFIG``);
+4. ``[tool.agently-core]`` in ``pyproject.toml``.
+
+The files are looked up in the working directory and its parents; the nearest directory
+that holds either one wins. Tables merge key by key, so ``[executors]`` from pyproject.toml
+and ``AGENTLY_EXECUTOR_PYTHON`` combine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+_SCALARS = {
+    "runtime": str,
+    "flow": str,
+    "planner": str,
+    "workspace_backend": str,
+    "approval_handler": str,
+    "deprecation_warnings": bool,
+}
+_TABLES = ("executors", "providers", "plugins", "policy", "action")
+_PLUGIN_KEYS = {"allow", "block", "autoload"}
+_ACTION_KEYS = {"max_rounds", "concurrency", "planning_protocol"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Resolved settings. Build one with :meth:`Config.load`."""
+
+    runtime: str | None = None
+    flow: str | None = None
+    planner: str | None = None
+    workspace_backend: str | None = None
+    approval_handler: str | None = None
+    deprecation_warnings: bool = True
+    executors: Mapping[str, str] = field(default_factory=dict)
+    providers: Mapping[str, str] = field(default_factory=dict)
+    plugins_allow: tuple[str, ...] | None = None
+    plugins_block: tuple[str, ...] = ()
+    autoload: bool = True
+    policy: Mapping[str, Any] = field(default_factory=dict)
+    action: Mapping[str, Any] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Config:
+        """Read every source and merge them by precedence."""
+        env = os.environ if env is None else env
+        layers: list[tuple[str, dict[str, Any]]] = []
+        for name, data in _file_layers(Path(cwd) if cwd else Path.cwd(), env):
+            layers.append((name, data))
+        env_layer = _env_layer(env)
+        if env_layer:
+            layers.append(("environment", env_layer))
+        if overrides:
+            layers.append(("arguments", dict(overrides)))
+        merged: dict[str, Any] = {}
+        for source, data in layers:
+            _check(source, data)
+            for key, value in data.items():
+                if key in _TABLES and isinstance(value, Mapping):
+                    merged.setdefault(key, {}).update(value)
+                else:
+                    merged[key] = value
+        return cls._from_dict(merged, tuple(source for source, _ in layers))
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any], sources: tuple[str, ...]) -> Config:
+        plugins = data.get("plugins", {})
+        allow = plugins.get("allow")
+        return cls(
+            **{key: data[key] for key in _SCALARS if key in data},
+            executors={_kind(k): v for k, v in data.get("executors", {}).items()},
+            providers={_kind(k): v for k, v in data.get("providers", {}).items()},
+            plugins_allow=None if allow is None else tuple(_names(allow)),
+            plugins_block=tuple(_names(plugins.get("block", ()))),
+            autoload=bool(plugins.get("autoload", True)),
+            policy=dict(data.get("policy", {})),
+            action=dict(data.get("action", {})),
+            sources=sources,
+        )
+
+
+def _kind(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+def _names(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = value.split(",")
+    return [v.strip() for v in value if v and v.strip()]
+
+
+def _check(source: str, data: Mapping[str, Any]) -> None:
+    for key, value in data.items():
+        if key in _SCALARS:
+            expected = _SCALARS[key]
+            if not isinstance(value, expected):
+                raise ConfigError(f"{source}: {key!r} must be a {expected.__name__}, got {value!r}")
+        elif key in _TABLES:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: [{key}] must be a table, got {value!r}")
+            allowed = {"plugins": _PLUGIN_KEYS, "action": _ACTION_KEYS}.get(key)
+            unknown = set(value) - allowed if allowed else set()
+            if unknown:
+                raise ConfigError(
+                    f"{source}: unknown key(s) in [{key}]: {', '.join(sorted(unknown))}; "
+                    f"known: {', '.join(sorted(allowed or ()))}"
+                )
+        else:
+            known = ", ".join(sorted([*_SCALARS, *_TABLES]))
+            raise ConfigError(f"{source}: unknown setting {key!r}; known settings: {known}")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+
+
+def _file_layers(cwd: Path, env: Mapping[str, str]) -> list[tuple[str, dict[str, Any]]]:
+    explicit = env.get("AGENTLY_CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"AGENTLY_CONFIG points to {path}, which is not a file")
+        return [(str(path), _read_toml(path))]
+    for directory in (cwd, *cwd.parents):
+        agently_toml = directory / "agently.toml"
+        pyproject = directory / "pyproject.toml"
+        layers: list[tuple[str, dict[str, Any]]] = []
+        if pyproject.is_file():
+            table = _read_toml(pyproject).get("tool", {}).get("agently-core")
+            if table is not None:
+                layers.append((f"{pyproject} [tool.agently-core]", table))
+        if agently_toml.is_file():
+            layers.append((str(agently_toml), _read_toml(agently_toml)))
+        if layers:
+            return layers
+    return []
+
+
+def _env_bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"environment: {name} must be a boolean (1/0, true/false), got {value!r}")
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith("AGENTLY_"):
+            continue
+        key = name[len("AGENTLY_") :].lower()
+        if key in _SCALARS:
+            data[key] = _env_bool(name, value) if _SCALARS[key] is bool else value
+        elif key.startswith("executor_") and len(key) > 9:
+            data.setdefault("executors", {})[key[9:]] = value
+        elif key.startswith("provider_") and len(key) > 9:
+            data.setdefault("providers", {})[key[9:]] = value
+        elif key in {"plugins_allow", "plugins_block"}:
+            data.setdefault("plugins", {})[key[8:]] = _names(value)
+        elif key == "plugins_autoload":
+            data.setdefault("plugins", {})["autoload"] = _env_bool(name, value)
+        elif key == "disable_plugin_autoload":
+            data.setdefault("plugins", {})["autoload"] = not _env_bool(name, value)
+    return data

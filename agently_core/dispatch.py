@@ -1,0 +1,241 @@
+"""The ActionDispatcher: validate -> policy -> approval gate -> executor -> record.
+
+Every failure becomes a record with a clear error; nothing raised by an action, an
+executor or a handler reaches the caller. Cancellation of the caller still propagates.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .actions import ActionContext, ActionRegistry, RegisteredAction
+from .errors import ActionError, AgentlyError
+from .models import ActionCall, ActionRecord, ApprovalRequest, Policy
+from .schema import ArgumentsError
+
+if TYPE_CHECKING:
+    from .events import EventCenter
+    from .plugins import PluginManager
+    from .policy_approval import PolicyApproval
+
+_perf = time.perf_counter
+_now = time.time
+
+
+class ActionDispatcher:
+    """Runs :class:`~agently_core.models.ActionCall` objects against one registry."""
+
+    def __init__(
+        self,
+        registry: ActionRegistry,
+        *,
+        plugins: PluginManager,
+        events: EventCenter,
+        approval: PolicyApproval,
+        policy: Policy | None = None,
+        agent: Any = None,
+    ) -> None:
+        self.registry = registry
+        self.plugins = plugins
+        self.events = events
+        self.approval = approval
+        self.policy = policy or Policy()
+        self.agent = agent
+        self._executors: dict[tuple[str, str | None], Any] = {}
+
+    # -- schemas ---------------------------------------------------------------------
+    def action_list(self) -> list[dict[str, Any]]:
+        return [entry.spec.info() for entry in self.registry if entry.visible]
+
+    def set_policy(self, policy: Policy) -> None:
+        self.policy = policy
+        for entry in self.registry:
+            entry.policy = None
+
+    # -- one call --------------------------------------------------------------------
+    async def dispatch(self, call: ActionCall) -> ActionRecord:
+        """Gate and run one call; always returns a record."""
+        gated = await self.gate(call)
+        if isinstance(gated, ActionRecord):
+            return gated
+        return await self.execute(call, *gated)
+
+    async def gate(self, call: ActionCall) -> ActionRecord | tuple[RegisteredAction, dict, Policy]:
+        """Resolve, validate and approve a call. Returns a record when it must not run."""
+        started = _now()
+        entry = self.registry.get(call.action)
+        if entry is None or (call.source == "model" and not entry.visible):
+            names = ", ".join(self.registry.names(visible_only=call.source == "model"))
+            return self._record(call, started, "failed", error_type="ActionNotFoundError",
+                                error=f"unknown action {call.action!r}; available: {names or 'none'}")
+        try:
+            kwargs = entry.validate(call.kwargs)
+        except ArgumentsError as exc:
+            return self._record(call, started, "failed", error_type="ArgumentsError",
+                                error=f"invalid arguments for {call.action!r}: {exc}")
+        policy = entry.policy
+        if policy is None:
+            policy = entry.policy = self.policy.merge(entry.spec.policy)
+        if call.policy:
+            try:
+                policy = policy.merge(call.policy, from_model=call.source == "model")
+            except (ValueError, AgentlyError) as exc:
+                return self._record(call, started, "failed", error_type="PolicyError",
+                                    error=f"invalid policy override: {exc}")
+        if policy.approval_mode == "always" or entry.spec.approval_required:
+            blocked = await self._approve(call, entry, policy, started)
+            if blocked is not None:
+                return blocked
+        return entry, kwargs, policy
+
+    async def _approve(self, call: ActionCall, entry: RegisteredAction, policy: Policy,
+                       started: float) -> ActionRecord | None:
+        if policy.approval_mode == "never":
+            return self._record(call, started, "blocked", error_type="ApprovalDenied",
+                                error=f"action {call.action!r} needs approval and the policy's "
+                                "approval_mode is 'never'")
+        request = ApprovalRequest(
+            subject_type="action", subject=call.action, subject_id=call.id,
+            reason=call.purpose or entry.spec.description[:200],
+            details={"kwargs": call.kwargs, "source": call.source},
+        )
+        events = self.events
+        if events.active:
+            await events.emit("policy.approval.requested", "dispatcher", request_id=request.id,
+                              call_id=call.id, action=call.action)
+        decision = await self.approval.decide(request, self.agent)
+        if events.active:
+            await events.emit(f"policy.approval.{decision.decision}", "dispatcher",
+                              request_id=request.id, call_id=call.id, action=call.action)
+        if decision.decision == "approved":
+            return None
+        if decision.decision == "pending":
+            return self._record(call, started, "approval_required", error_type="ApprovalRequired",
+                                error=f"action {call.action!r} is waiting for approval",
+                                approval_request_id=request.id)
+        return self._record(call, started, "blocked", error_type="ApprovalDenied",
+                            error=f"action {call.action!r} was denied"
+                            + (f": {decision.reason}" if decision.reason else ""),
+                            approval_request_id=request.id)
+
+    async def execute(self, call: ActionCall, entry: RegisteredAction, kwargs: dict[str, Any],
+                      policy: Policy) -> ActionRecord:
+        """Run an already-gated call through its executor."""
+        started = _now()
+        t0 = _perf()
+        events = self.events
+        if events.active:
+            await events.emit("action.started", "dispatcher", call_id=call.id, action=call.action)
+        status, result, error, error_type = "success", None, None, None
+        try:
+            executor = entry.executor or self._executor_for(entry)
+            context = ActionContext(call, entry.spec, policy, entry.target, self.agent, events)
+            if entry.injects_context:
+                kwargs = {**kwargs, "action_context": context}
+            timeout = policy.timeout_seconds
+            if timeout is None:
+                result = await executor.execute(entry.spec, kwargs, context)
+            else:
+                with anyio.fail_after(timeout):
+                    result = await executor.execute(entry.spec, kwargs, context)
+        except TimeoutError:
+            status, error_type = "failed", "TimeoutError"
+            error = f"action {call.action!r} timed out after {policy.timeout_seconds:g}s"
+        except ActionError as exc:
+            status, error_type, error = "failed", type(exc).__name__, str(exc)
+        except AgentlyError as exc:
+            status, error_type, error = "failed", type(exc).__name__, str(exc)
+        except Exception as exc:
+            status, error_type = "failed", type(exc).__name__
+            error = f"action {call.action!r} raised {type(exc).__name__}: {exc}"
+        meta: dict[str, Any] = {}
+        if status == "success":
+            result, meta = _serialisable(result, policy.max_output_bytes)
+        record = self._record(call, started, status, result=result, error=error,
+                              error_type=error_type, t0=t0, meta=meta)
+        if events.active:
+            await events.emit("action.completed" if status == "success" else "action.failed",
+                              "dispatcher", call_id=call.id, action=call.action, status=status)
+        return record
+
+    def _executor_for(self, entry: RegisteredAction) -> Any:
+        key = (entry.spec.kind, entry.spec.executor)
+        executor = self._executors.get(key)
+        if executor is None:
+            registration = self.plugins.select("action_executor", entry.spec.executor,
+                                               kind=entry.spec.kind)
+            executor = self._executors[key] = registration.load()()
+        entry.executor = executor
+        return executor
+
+    # -- many calls ------------------------------------------------------------------
+    async def dispatch_many(self, calls: Sequence[ActionCall], *,
+                            concurrency: int = 8) -> list[ActionRecord]:
+        """Gate every call first, then run the approved ones, at most ``concurrency`` at
+        a time. Records come back in call order."""
+        gated = [await self.gate(call) for call in calls]
+        runnable = [(i, g) for i, g in enumerate(gated) if not isinstance(g, ActionRecord)]
+        results: list[Any] = list(gated)
+        if not runnable:
+            return results
+        limit = max(1, int(concurrency))
+        if limit == 1 or len(runnable) == 1:
+            for index, (entry, kwargs, policy) in runnable:
+                results[index] = await self.execute(calls[index], entry, kwargs, policy)
+            return results
+        limiter = anyio.Semaphore(limit)
+
+        async def run_one(index: int, entry: RegisteredAction, kwargs: dict, policy: Policy):
+            async with limiter:
+                results[index] = await self.execute(calls[index], entry, kwargs, policy)
+
+        async with anyio.create_task_group() as group:
+            for index, (entry, kwargs, policy) in runnable:
+                group.start_soon(run_one, index, entry, kwargs, policy)
+        return results
+
+    # -- records ---------------------------------------------------------------------
+    @staticmethod
+    def _record(call: ActionCall, started: float, status: str, *, result: Any = None,
+                error: str | None = None, error_type: str | None = None, t0: float | None = None,
+                approval_request_id: str | None = None,
+                meta: dict[str, Any] | None = None) -> ActionRecord:
+        duration = (_perf() - t0) * 1000 if t0 is not None else (_now() - started) * 1000
+        return ActionRecord.model_construct(
+            call_id=call.id, action=call.action, status=status, kwargs=call.kwargs,
+            result=result, error=error, error_type=error_type, purpose=call.purpose,
+            round_index=call.round_index, started_at=started, duration_ms=duration,
+            approval_request_id=approval_request_id, digest=None, artifacts=[], meta=meta or {},
+        )
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _serialisable(value: Any, max_bytes: int | None) -> tuple[Any, dict[str, Any]]:
+    """Make a result JSON-safe and enforce ``max_output_bytes``."""
+    if not isinstance(value, _PLAIN):
+        from pydantic_core import to_jsonable_python
+
+        value = to_jsonable_python(value, fallback=repr)
+    if max_bytes is None:
+        return value, {}
+    import json
+
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    data = text.encode()
+    if len(data) <= max_bytes:
+        return value, {}
+    kept = data[:max_bytes].decode(errors="ignore")
+    marker = f"\n[... truncated: {len(data) - len(kept.encode())} of {len(data)} bytes omitted]"
+    return kept + marker, {"truncated": True, "original_bytes": len(data)}
+
+
+def calls_from(items: Iterable[ActionCall | dict[str, Any]], *, source: str = "host") -> list[ActionCall]:
+    """Turn dicts (``{"action", "kwargs"}``) into calls."""
+    return [item if isinstance(item, ActionCall) else ActionCall(source=source, **item)
+            for item in items]

@@ -1,0 +1,31 @@
+"""Exceptions raised by agently-core. All derive from :class:`AgentlyError`."""
+
+from __future__ import annotations
+
+
+class AgentlyError(Exception):
+    """Base class for every error agently-core raises on purpose."""
+
+
+class ConfigError(AgentlyError):
+    """The configuration is invalid or names something that is not installed."""
+
+
+class PluginError(AgentlyError):
+    """A plugin could not be loaded, registered or selected."""
+
+
+class PluginConflictError(PluginError):
+    """Two plugins registered the same name for the same role."""
+
+
+class NotInstalledError(PluginError):
+    """A role has no implementation installed; the message names the distribution to install."""
+
+
+class ActionError(AgentlyError):
+    """Raised by an executor to fail a call with a clear, user-facing message."""
+
+
+class ActionNotFoundError(AgentlyError):
+    """No action with that name is registered."""

@@ -1,0 +1,118 @@
+"""The EventCenter: emit events to sync and async observers, isolating their failures."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+
+logger = logging.getLogger("agently_core.events")
+
+Observer = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Subscription:
+    name: str
+    observer: Observer
+    patterns: tuple[str, ...]
+    is_async: bool
+
+    def matches(self, event_type: str) -> bool:
+        return any(p == "*" or p == event_type or fnmatchcase(event_type, p) for p in self.patterns)
+
+
+@dataclass(frozen=True, slots=True)
+class ObserverFailure:
+    """An observer raised while handling an event; the emitter carried on."""
+
+    observer: str
+    event_type: str
+    error: str
+
+
+class EventCenter:
+    """Fan events out to observers.
+
+    ``emit`` costs one attribute check when nobody observes, so the hot path pays nothing
+    for events it does not need. Observers that raise are logged and kept in
+    :attr:`failures`; the emitter never sees the exception.
+    """
+
+    def __init__(self, *, max_failures: int = 100) -> None:
+        self._subs: tuple[_Subscription, ...] = ()
+        self.failures: list[ObserverFailure] = []
+        self._max_failures = max_failures
+
+    @property
+    def active(self) -> bool:
+        return bool(self._subs)
+
+    def subscribe(self, observer: Observer, events: Iterable[str] | str = ("*",), *,
+                  name: str | None = None) -> Callable[[], None]:
+        """Add an observer; returns a function that removes it."""
+        patterns = (events,) if isinstance(events, str) else tuple(events)
+        call = getattr(observer, "__call__", observer)  # noqa: B004 - async __call__ objects
+        sub = _Subscription(
+            name or getattr(observer, "__qualname__", repr(observer)),
+            observer,
+            patterns,
+            inspect.iscoroutinefunction(observer) or inspect.iscoroutinefunction(call),
+        )
+        self._subs = (*self._subs, sub)
+
+        def unsubscribe() -> None:
+            self._subs = tuple(s for s in self._subs if s is not sub)
+
+        return unsubscribe
+
+    async def emit(self, event_type: str, source: str | None = None, **payload: Any) -> None:
+        """Build an :class:`~agently_core.models.Event` and deliver it to matching observers."""
+        subs = self._subs
+        if not subs:
+            return
+        matching = [s for s in subs if s.matches(event_type)]
+        if not matching:
+            return
+        from .models import Event
+
+        event = Event(type=event_type, source=source, payload=payload)
+        for sub in matching:
+            try:
+                result = sub.observer(event)
+                if sub.is_async or inspect.isawaitable(result):
+                    await result
+            except Exception as exc:  # an observer never breaks the emitter
+                self._report(sub, event_type, exc)
+
+    def emit_sync(self, event_type: str, source: str | None = None, **payload: Any) -> None:
+        """Emit from sync code: sync observers run now; async observers are skipped with a
+        report (use :meth:`emit` from async code to reach them)."""
+        subs = self._subs
+        if not subs:
+            return
+        from .models import Event
+
+        event = None
+        for sub in subs:
+            if not sub.matches(event_type):
+                continue
+            if event is None:
+                event = Event(type=event_type, source=source, payload=payload)
+            if sub.is_async:
+                continue
+            try:
+                result = sub.observer(event)
+                if inspect.isawaitable(result):
+                    result.close()  # type: ignore[attr-defined]
+            except Exception as exc:
+                self._report(sub, event_type, exc)
+
+    def _report(self, sub: _Subscription, event_type: str, exc: Exception) -> None:
+        failure = ObserverFailure(sub.name, event_type, f"{type(exc).__name__}: {exc}")
+        logger.warning("event observer %s failed on %s: %s", sub.name, event_type, failure.error)
+        if len(self.failures) < self._max_failures:
+            self.failures.append(failure)

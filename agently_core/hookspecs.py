@@ -1,0 +1,145 @@
+"""Hook specifications: the one page a plugin author reads.
+
+A plugin is a plain module (or object) with functions marked ``@agently_core.hookimpl``
+whose names match the specs below. It is found through the ``agently_core`` entry-point
+group::
+
+    [project.entry-points.agently_core]
+    myplugin = "agently_core_myplugin.plugin"
+
+Every hook here is a *registration* hook: it is called once, when the plugin manager
+discovers plugins, with a ``register`` callback. Call ``register(name, factory, **options)``
+once per thing you provide. ``factory`` is either the object itself (a class or a
+callable) or a lazy ``"package.module:attribute"`` string. Prefer the string: it keeps
+discovery fast, because nothing behind it is imported until a user selects it.
+
+Names are unique per role across all installed plugins. Two plugins registering the same
+name for the same role is reported as a conflict that names both distributions; the
+name cannot be used until one of them is blocked. A hook that raises is reported with
+the plugin's distribution and the error; the other plugins still load.
+
+The behaviour each factory must produce is described by the protocols in
+:mod:`agently_core.protocols`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import pluggy
+
+PROJECT_NAME = "agently_core"
+ENTRY_POINT_GROUP = "agently_core"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+class Register(Protocol):
+    """The callback every registration hook receives."""
+
+    def __call__(self, name: str, factory: Any, /, **options: Any) -> None: ...
+
+
+@hookspec
+def register_action_runtimes(register: Register) -> None:
+    """Register ActionRuntime factories.
+
+    Called once at discovery. ``register(name, factory)``; ``factory()`` returns an object
+    that satisfies :class:`agently_core.protocols.ActionRuntime`: it turns a planner's raw
+    output (a structured JSON plan or a model's native tool calls) into an
+    :class:`~agently_core.models.ActionDecision`. The runtime used by an agent is chosen by
+    the ``runtime`` setting (default ``"agently"``, from ``agently-core-runtime``).
+    """
+
+
+@hookspec
+def register_action_flows(register: Register) -> None:
+    """Register ActionFlow factories.
+
+    Called once at discovery. ``register(name, factory)``; ``factory()`` returns an
+    :class:`agently_core.protocols.ActionFlow` that drives rounds of plan -> approval gate
+    -> execute until the planner answers, ``max_rounds`` is reached, or a call waits for
+    approval. Selected by the ``flow`` setting (default ``"agently"``).
+    """
+
+
+@hookspec
+def register_action_executors(register: Register) -> None:
+    """Register ActionExecutor factories, one per action kind.
+
+    Called once at discovery. ``register(name, factory, kind=None)``: ``kind`` is the
+    :attr:`ActionSpec.kind <agently_core.models.ActionSpec.kind>` the executor runs and
+    defaults to ``name``. ``factory()`` returns an
+    :class:`agently_core.protocols.ActionExecutor`. When several executors serve one kind,
+    the ``[executors]`` setting (or ``AGENTLY_EXECUTOR_<KIND>``) picks one by name.
+    """
+
+
+@hookspec
+def register_execution_environment_providers(register: Register) -> None:
+    """Register ExecutionEnvironmentProvider factories, one per environment kind.
+
+    Called once at discovery. ``register(name, factory, kind=None)``: ``kind`` is the
+    :attr:`EnvironmentRequirement.kind <agently_core.models.EnvironmentRequirement.kind>`
+    served and defaults to ``name``. ``factory()`` returns an
+    :class:`agently_core.protocols.ExecutionEnvironmentProvider` that starts, health-checks
+    and releases live resources. ``[providers]`` (or ``AGENTLY_PROVIDER_<KIND>``) picks one
+    when several serve a kind.
+    """
+
+
+@hookspec
+def register_workspace_backends(register: Register) -> None:
+    """Register WorkspaceBackend factories.
+
+    Called once at discovery. ``register(name, factory)``; ``factory(**options)`` returns a
+    :class:`agently_core.protocols.WorkspaceBackend`. Selected by the ``workspace_backend``
+    setting.
+    """
+
+
+@hookspec
+def register_action_packages(register: Register) -> None:
+    """Register named packages of actions that users mount with ``agent.use_actions("name")``
+    or ``agently-core call --enable name``.
+
+    Called once at discovery. ``register(name, factory, description="")``;
+    ``factory(agent, **options)`` mounts its actions on the agent (for example with
+    ``agent.action_func``) and returns the names it mounted, or it returns an iterable of
+    plain functions which are mounted as function actions.
+    """
+
+
+@hookspec
+def register_policy_approval_handlers(register: Register) -> None:
+    """Register policy-approval handlers by name.
+
+    Called once at discovery. ``register(name, handler)``; ``handler(request, context)``
+    (sync or async) receives an :class:`~agently_core.models.ApprovalRequest` and returns an
+    :class:`~agently_core.models.ApprovalDecision`, ``True``/``False``, or one of the strings
+    ``"approved"``, ``"denied"``, ``"pending"``. The ``approval_handler`` setting picks the
+    default.
+    """
+
+
+@hookspec
+def register_planners(register: Register) -> None:
+    """Register Planner factories.
+
+    Called once at discovery. ``register(name, factory)``; ``factory(**options)`` returns an
+    :class:`agently_core.protocols.Planner`: ``await planner.plan(context, request)`` gives
+    the raw decision for one round, in either planning protocol. Model-backed planners are
+    published as plugins through this hook.
+    """
+
+
+@hookspec
+def register_event_observers(register: Register) -> None:
+    """Register event observers.
+
+    Called once at discovery. ``register(name, observer, events=("*",))``; ``observer(event)``
+    (sync or async) receives every :class:`~agently_core.models.Event` whose type matches one
+    of the ``events`` patterns (``fnmatch`` style, such as ``"action.*"``). An observer that
+    raises is isolated and reported; it never breaks the code that emitted the event.
+    """

@@ -1,0 +1,265 @@
+"""Data contracts: serialisable pydantic v2 models with no live objects inside.
+
+Live resources (functions, sandboxes, sessions) are held by registries and managers and
+travel beside these models, never inside them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ActionStatus = Literal["success", "failed", "approval_required", "blocked", "skipped"]
+Scope = Literal["action_call", "request", "execution", "session", "agent", "global"]
+HandleStatus = Literal["pending", "ensuring", "ready", "unhealthy", "releasing", "released", "failed"]
+ApprovalMode = Literal["auto", "always", "never"]
+PlanningProtocol = Literal["structured_plan", "native_tool_calls"]
+
+
+def new_id(prefix: str = "") -> str:
+    """A short random id, optionally prefixed (``call_3f2a...``)."""
+    return f"{prefix}{uuid.uuid4().hex}"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", defer_build=True, validate_assignment=False)
+
+
+class Policy(_Model):
+    """What a call may do. Merged global -> agent -> spec -> call.
+
+    Keys in :attr:`HOST_ONLY` can only be set by the host. Anything that comes from a model
+    (plans, kwargs, overrides) may only *narrow* a policy: shorter timeouts, smaller caps,
+    stricter approval; never wider.
+    """
+
+    approval_mode: ApprovalMode = Field(
+        "auto",
+        description="auto: ask only when the action or requirement demands approval; "
+        "always: ask for every call; never: never ask, block what would need approval.",
+    )
+    timeout_seconds: float | None = Field(
+        None, gt=0, description="Wall-clock limit for one call; the caller gets a record on time."
+    )
+    max_output_bytes: int | None = Field(
+        None, gt=0, description="Cap on the serialised result; longer results are truncated."
+    )
+
+    HOST_ONLY: ClassVar[frozenset[str]] = frozenset({"approval_mode"})
+
+    def merge(self, overrides: dict[str, Any] | Policy | None, *, from_model: bool = False) -> Policy:
+        """Return a new policy with ``overrides`` applied.
+
+        With ``from_model=True`` host-only keys are dropped and every other key may only
+        narrow the current value.
+        """
+        if not overrides:
+            return self
+        if isinstance(overrides, Policy):
+            overrides = overrides.model_dump(exclude_unset=True)
+        data = self.model_dump()
+        for key, value in overrides.items():
+            if key not in data:
+                raise ValueError(f"unknown policy key {key!r}; known: {', '.join(sorted(data))}")
+            if from_model:
+                if key in self.HOST_ONLY:
+                    continue
+                value = _narrow(key, data[key], value)
+            data[key] = value
+        return Policy.model_validate(data)
+
+
+def _narrow(key: str, current: Any, proposed: Any) -> Any:
+    """Keep the stricter of two values for a model-sourced override."""
+    if proposed is None:
+        return current
+    if current is None:
+        return proposed
+    if key in {"timeout_seconds", "max_output_bytes"}:
+        return min(current, proposed)
+    return current
+
+
+class EnvironmentRequirement(_Model):
+    """A declared need for a managed resource (a sandbox, a session, a connection)."""
+
+    id: str = Field(default_factory=lambda: new_id("env_"))
+    kind: str
+    scope: Scope = "action_call"
+    owner_id: str | None = None
+    resource_key: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    policy: dict[str, Any] = Field(default_factory=dict)
+    reuse_key: str | None = None
+    approval_required: bool = False
+    provider: str | None = None
+
+
+class EnvironmentHandle(_Model):
+    """The manager's view of a live resource. The resource itself stays in the manager."""
+
+    id: str = Field(default_factory=lambda: new_id("envh_"))
+    requirement_id: str
+    kind: str
+    scope: Scope
+    owner_id: str | None = None
+    resource_key: str | None = None
+    reuse_key: str | None = None
+    provider: str | None = None
+    status: HandleStatus = "pending"
+    ref_count: int = 0
+    created_at: float = Field(default_factory=time.time)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class ActionSpec(_Model):
+    """What a model sees of an action, and what the host decided about it."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
+    description: str = ""
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    output_schema: dict[str, Any] | None = None
+    kind: str = Field("function", description="Which executor kind runs this action.")
+    executor: str | None = Field(None, description="Pin a named executor for the kind.")
+    tags: list[str] = Field(default_factory=list)
+    approval_required: bool = False
+    policy: dict[str, Any] = Field(default_factory=dict)
+    execution_environments: list[EnvironmentRequirement] = Field(default_factory=list)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    def info(self) -> dict[str, Any]:
+        """The schema a planner or model is shown."""
+        return {"name": self.name, "description": self.description, "kwargs": self.input_schema}
+
+
+class ActionCall(_Model):
+    """One request to run an action, from the host or from a model's plan."""
+
+    id: str = Field(default_factory=lambda: new_id("call_"))
+    action: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    purpose: str = ""
+    todo_suggestion: str = ""
+    source: Literal["host", "model"] = "host"
+    round_index: int | None = None
+    policy: dict[str, Any] = Field(default_factory=dict)
+
+
+class ActionRecord(_Model):
+    """The outcome of one call. ``status`` is one of success, failed, approval_required,
+    blocked, skipped; ``error`` says why when it is not success."""
+
+    call_id: str
+    action: str
+    status: ActionStatus
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    result: Any = None
+    error: str | None = None
+    error_type: str | None = None
+    purpose: str = ""
+    round_index: int | None = None
+    started_at: float = 0.0
+    duration_ms: float = 0.0
+    approval_request_id: str | None = None
+    digest: dict[str, Any] | None = None
+    artifacts: list[str] = Field(default_factory=list)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
+
+
+class ActionDecision(_Model):
+    """A planner's decision for one round, after normalisation by the ActionRuntime."""
+
+    next_action: Literal["execute", "response"]
+    calls: list[ActionCall] = Field(default_factory=list)
+    response: Any = None
+    protocol: PlanningProtocol = "structured_plan"
+    invalid: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Calls that could not be normalised: {call_id, action, error} each.",
+    )
+
+
+class ApprovalRequest(_Model):
+    """Asks a policy-approval handler whether an action call or an environment may proceed."""
+
+    id: str = Field(default_factory=lambda: new_id("apr_"))
+    subject_type: Literal["action", "environment"]
+    subject: str
+    subject_id: str | None = None
+    reason: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+    created_at: float = Field(default_factory=time.time)
+
+
+class ApprovalDecision(_Model):
+    """A handler's answer: approved, denied, or pending (decided later by a person)."""
+
+    request_id: str
+    decision: Literal["approved", "denied", "pending"]
+    reason: str = ""
+    actor: str | None = None
+    decided_at: float = Field(default_factory=time.time)
+
+    @property
+    def approved(self) -> bool:
+        return self.decision == "approved"
+
+
+class Event(_Model):
+    """Something that happened. Payloads carry ids and status only, never live objects."""
+
+    id: str = Field(default_factory=lambda: new_id("evt_"))
+    type: str
+    ts: float = Field(default_factory=time.time)
+    source: str | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+__all__ = [
+    "ActionCall",
+    "ActionDecision",
+    "ActionRecord",
+    "ActionSpec",
+    "ActionStatus",
+    "ApprovalDecision",
+    "ApprovalMode",
+    "ApprovalRequest",
+    "EnvironmentHandle",
+    "EnvironmentRequirement",
+    "Event",
+    "HandleStatus",
+    "PlanningProtocol",
+    "Policy",
+    "Scope",
+    "new_id",
+]
+
+
+class FlowRound(_Model):
+    """One round of an ActionFlow: the normalised decision and the ids of its records."""
+
+    round_index: int
+    decision: ActionDecision
+    record_ids: list[str] = Field(default_factory=list)
+
+
+class FlowResult(_Model):
+    """What an ActionFlow run produced. ``stop_reason`` is one of ``response``,
+    ``max_rounds``, ``approval_required`` or ``failed`` (the planner failed; see ``error``)."""
+
+    request: Any = None
+    records: list[ActionRecord] = Field(default_factory=list)
+    rounds: list[FlowRound] = Field(default_factory=list)
+    response: Any = None
+    stop_reason: Literal["response", "max_rounds", "approval_required", "failed"] = "response"
+    error: str | None = None
+
+
+__all__ += ["FlowResult", "FlowRound"]

@@ -1,0 +1,445 @@
+"""Plugin discovery and the registries of named factories it fills.
+
+Discovery reads the ``agently_core`` entry-point group with :mod:`importlib.metadata`,
+imports each plugin's (light) module, and calls its registration hooks one plugin at a
+time, so every registration is attributed to a distribution and a failing plugin is
+reported without stopping the others. Factories given as ``"module:attr"`` strings are
+imported only when selected.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .config import Config
+from .errors import NotInstalledError, PluginConflictError, PluginError
+
+
+@dataclass(frozen=True)
+class Role:
+    """One kind of thing plugins register."""
+
+    key: str
+    hook: str
+    title: str
+    keyed_by_kind: bool = False
+
+
+ROLES: dict[str, Role] = {
+    role.key: role
+    for role in (
+        Role("action_runtime", "register_action_runtimes", "ActionRuntime"),
+        Role("action_flow", "register_action_flows", "ActionFlow"),
+        Role("action_executor", "register_action_executors", "ActionExecutor", True),
+        Role(
+            "environment_provider",
+            "register_execution_environment_providers",
+            "ExecutionEnvironmentProvider",
+            True,
+        ),
+        Role("workspace_backend", "register_workspace_backends", "WorkspaceBackend"),
+        Role("action_package", "register_action_packages", "action package"),
+        Role("approval_handler", "register_policy_approval_handlers", "policy-approval handler"),
+        Role("planner", "register_planners", "Planner"),
+        Role("event_observer", "register_event_observers", "event observer"),
+    )
+}
+
+#: Which distribution provides the built-in names, for "install X" messages.
+KNOWN_DISTRIBUTIONS: dict[tuple[str, str], str] = {
+    ("action_runtime", "agently"): "agently-core-runtime",
+    ("action_flow", "agently"): "agently-core-runtime",
+    ("planner", "scripted"): "agently-core-runtime",
+    ("action_executor", "function"): "agently-core-function",
+    ("action_package", "examples"): "agently-core-function",
+}
+
+
+@dataclass
+class Registration:
+    """A named factory one plugin registered for one role."""
+
+    role: str
+    name: str
+    factory: Any
+    plugin: str
+    distribution: str | None
+    version: str | None
+    options: dict[str, Any] = field(default_factory=dict)
+    _loaded: Any = field(default=None, repr=False)
+
+    @property
+    def kind(self) -> str | None:
+        return self.options.get("kind", self.name) if ROLES[self.role].keyed_by_kind else None
+
+    @property
+    def source(self) -> str:
+        if self.distribution:
+            return f"{self.distribution} {self.version or ''}".strip()
+        return f"plugin {self.plugin!r}"
+
+    def load(self) -> Any:
+        """The factory itself, importing a ``"module:attr"`` string on first use."""
+        if self._loaded is None:
+            factory = self.factory
+            if isinstance(factory, str):
+                factory = _import_string(factory, self)
+            self._loaded = factory
+        return self._loaded
+
+
+@dataclass
+class PluginInfo:
+    """What the manager knows about one plugin, for ``agently-core plugins``."""
+
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    module: str | None = None
+    status: str = "loaded"  # loaded | failed | blocked | not_allowed | disabled
+    hooks: list[str] = field(default_factory=list)
+    registrations: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "module": self.module,
+            "status": self.status,
+            "hooks": list(self.hooks),
+            "roles": {role: list(names) for role, names in self.registrations.items()},
+            "error": self.error,
+        }
+
+
+def _import_string(path: str, registration: Registration) -> Any:
+    module_name, _, attr = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split(".") if attr else ():
+            obj = getattr(obj, part)
+    except Exception as exc:
+        raise PluginError(
+            f"{ROLES[registration.role].title} {registration.name!r} from "
+            f"{registration.source} could not be loaded from {path!r}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    return obj
+
+
+class PluginManager:
+    """Discovers plugins and holds their registrations, role by role.
+
+    ``autoload``, ``allow`` and ``block`` default to the :class:`Config` values (which read
+    ``AGENTLY_PLUGINS_AUTOLOAD``/``AGENTLY_DISABLE_PLUGIN_AUTOLOAD``,
+    ``AGENTLY_PLUGINS_ALLOW`` and ``AGENTLY_PLUGINS_BLOCK``). Names in allow/block lists
+    match an entry-point name or a distribution name.
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        autoload: bool | None = None,
+        allow: Iterable[str] | None = None,
+        block: Iterable[str] | None = None,
+        builtins: bool = True,
+    ) -> None:
+        self.config = config if config is not None else Config.load()
+        self.autoload = self.config.autoload if autoload is None else autoload
+        allow_list = self.config.plugins_allow if allow is None else tuple(allow)
+        self.allow = None if allow_list is None else frozenset(allow_list)
+        self.block = frozenset(self.config.plugins_block if block is None else block)
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self._pm.add_hookspecs(hookspecs)
+        self.plugins: dict[str, PluginInfo] = {}
+        self._registry: dict[str, dict[str, Registration]] = {role: {} for role in ROLES}
+        self._conflicts: dict[tuple[str, str], list[Registration]] = {}
+        self._lock = threading.RLock()
+        self._loaded = False
+        self._builtins = builtins
+
+    # -- discovery -------------------------------------------------------------------
+    def load(self) -> PluginManager:
+        """Discover and register plugins once; later calls return at once."""
+        if self._loaded:
+            return self
+        with self._lock:
+            if self._loaded:
+                return self
+            if self._builtins:
+                from . import _builtin
+
+                self.register(_builtin, name="agently-core", distribution="agently-core")
+            if self.autoload:
+                self._load_entry_points()
+            self._loaded = True
+        return self
+
+    def _load_entry_points(self) -> None:
+        from importlib.metadata import entry_points
+
+        seen: set[tuple[str, str | None]] = set()
+        for ep in entry_points(group=hookspecs.ENTRY_POINT_GROUP):
+            dist = ep.dist
+            dist_name = dist.name if dist else None
+            if (ep.name, dist_name) in seen:
+                continue  # the same distribution visible twice on sys.path
+            seen.add((ep.name, dist_name))
+            name = ep.name if ep.name not in self.plugins else f"{ep.name}@{dist_name}"
+            info = PluginInfo(
+                name=name,
+                distribution=dist.name if dist else None,
+                version=dist.version if dist else None,
+                module=ep.value,
+            )
+            self.plugins[name] = info
+            names = {ep.name, info.distribution or ""}
+            if self.block & names:
+                info.status = "blocked"
+                continue
+            if self.allow is not None and not self.allow & names:
+                info.status = "not_allowed"
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:
+                info.status = "failed"
+                info.error = f"import failed: {type(exc).__name__}: {exc}"
+                continue
+            self._register_module(module, info)
+
+    def register(
+        self,
+        plugin: Any,
+        *,
+        name: str | None = None,
+        distribution: str | None = None,
+        version: str | None = None,
+    ) -> PluginInfo:
+        """Register a plugin object or module in code (tests, applications)."""
+        name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        info = PluginInfo(name=name, distribution=distribution, version=version,
+                          module=getattr(plugin, "__name__", None))
+        self.plugins[name] = info
+        self._register_module(plugin, info)
+        return info
+
+    def _register_module(self, module: Any, info: PluginInfo) -> None:
+        try:
+            self._pm.register(module, name=info.name)
+        except Exception as exc:
+            info.status = "failed"
+            info.error = f"registration failed: {type(exc).__name__}: {exc}"
+            return
+        impls = [
+            (hook_name, impl)
+            for hook_name in ROLES_BY_HOOK
+            for impl in getattr(self._pm.hook, hook_name).get_hookimpls()
+            if impl.plugin is module
+        ]
+        info.hooks = sorted(hook for hook, _ in impls)
+        staged: list[Registration] = []
+        for hook_name, impl in impls:
+            role = ROLES_BY_HOOK[hook_name]
+            try:
+                impl.function(register=self._collector(role, info, staged))
+            except Exception as exc:
+                info.status = "failed"
+                info.error = f"{hook_name} raised {type(exc).__name__}: {exc}"
+                self._pm.unregister(module)
+                return
+        for registration in staged:
+            self._add(registration)
+            info.registrations.setdefault(registration.role, []).append(registration.name)
+
+    def _collector(self, role: str, info: PluginInfo, staged: list[Registration]):
+        def register(name: str, factory: Any, /, **options: Any) -> None:
+            if not isinstance(name, str) or not name:
+                raise PluginError(f"{ROLES[role].title} name must be a non-empty string")
+            if factory is None:
+                raise PluginError(f"{ROLES[role].title} {name!r} has no factory")
+            if isinstance(factory, str) and ":" not in factory:
+                raise PluginError(
+                    f"{ROLES[role].title} {name!r}: lazy factory {factory!r} must look like "
+                    "'package.module:attribute'"
+                )
+            staged.append(
+                Registration(role, name, factory, info.name, info.distribution, info.version,
+                             dict(options))
+            )
+
+        return register
+
+    def _add(self, registration: Registration) -> None:
+        table = self._registry[registration.role]
+        key = (registration.role, registration.name)
+        if key in self._conflicts:
+            self._conflicts[key].append(registration)
+            return
+        existing = table.get(registration.name)
+        if existing is not None:
+            self._conflicts[key] = [existing, registration]
+            del table[registration.name]
+            return
+        table[registration.name] = registration
+
+    # -- lookup ----------------------------------------------------------------------
+    def registrations(self, role: str) -> dict[str, Registration]:
+        """Every usable registration for ``role`` (conflicted names excluded)."""
+        self.load()
+        return dict(self._registry[_role(role)])
+
+    def conflicts(self) -> dict[tuple[str, str], list[Registration]]:
+        self.load()
+        return dict(self._conflicts)
+
+    def get(self, role: str, name: str) -> Registration:
+        """The registration named ``name``, or a clear error naming what is installed."""
+        self.load()
+        role = _role(role)
+        found = self._registry[role].get(name)
+        if found is not None:
+            return found
+        conflict = self._conflicts.get((role, name))
+        if conflict:
+            raise PluginConflictError(_conflict_message(role, name, conflict))
+        raise NotInstalledError(self._missing_message(role, name))
+
+    def select(self, role: str, name: str | None = None, *, kind: str | None = None) -> Registration:
+        """Pick the registration for a role, by explicit name, configuration, or uniqueness."""
+        self.load()
+        role = _role(role)
+        spec = ROLES[role]
+        if name is None:
+            name = self._configured(role, kind)
+        if name is not None:
+            found = self.get(role, name)
+            if kind is not None and found.kind != kind:
+                raise PluginError(
+                    f"{spec.title} {name!r} from {found.source} serves kind {found.kind!r}, "
+                    f"not {kind!r}"
+                )
+            return found
+        candidates = [r for r in self._registry[role].values() if kind is None or r.kind == kind]
+        conflicted = [
+            regs for (r, n), regs in self._conflicts.items()
+            if r == role and (kind is None or regs[0].kind == kind)
+        ]
+        if len(candidates) == 1 and not conflicted:
+            return candidates[0]
+        if conflicted and not candidates:
+            raise PluginConflictError(_conflict_message(role, conflicted[0][0].name, conflicted[0]))
+        what = f"{spec.title} for kind {kind!r}" if kind else spec.title
+        if not candidates:
+            raise NotInstalledError(self._missing_message(role, kind or "", kind=kind))
+        listing = ", ".join(f"{r.name} ({r.source})" for r in candidates)
+        setting = _setting_hint(role, kind)
+        raise PluginError(f"several {what} are installed: {listing}; choose one with {setting}")
+
+    def _configured(self, role: str, kind: str | None) -> str | None:
+        config = self.config
+        if role == "action_executor" and kind:
+            return config.executors.get(kind)
+        if role == "environment_provider" and kind:
+            return config.providers.get(kind)
+        return {
+            "action_runtime": config.runtime,
+            "action_flow": config.flow,
+            "planner": config.planner,
+            "workspace_backend": config.workspace_backend,
+        }.get(role)
+
+    def _missing_message(self, role: str, name: str, *, kind: str | None = None) -> str:
+        spec = ROLES[role]
+        installed = self._registry[role]
+        if kind is not None:
+            listing = ", ".join(
+                f"{r.name} (kind {r.kind}, {r.source})" for r in installed.values()
+            ) or "none"
+            what = f"no {spec.title} is installed for kind {kind!r}"
+        else:
+            listing = ", ".join(f"{n} ({r.source})" for n, r in installed.items()) or "none"
+            what = f"{spec.title} {name!r} is not installed"
+        hint = KNOWN_DISTRIBUTIONS.get((role, kind or name))
+        install = f"; install it with: pip install {hint}" if hint else ""
+        blocked = [p.name for p in self.plugins.values() if p.status in {"blocked", "not_allowed"}]
+        note = f"; blocked or not allowed: {', '.join(blocked)}" if blocked else ""
+        failed = [f"{p.name}: {p.error}" for p in self.plugins.values() if p.status == "failed"]
+        broken = f"; plugins that failed to load: {'; '.join(failed)}" if failed else ""
+        return f"{what}. Installed: {listing}{install}{note}{broken}"
+
+    def create(self, role: str, name: str | None = None, *, kind: str | None = None,
+               **kwargs: Any) -> Any:
+        """Select a registration and call its factory with ``kwargs``."""
+        registration = self.select(role, name, kind=kind)
+        return registration.load()(**kwargs)
+
+    def iter_plugins(self) -> Iterator[PluginInfo]:
+        self.load()
+        yield from self.plugins.values()
+
+    def report(self) -> list[dict[str, Any]]:
+        """Plugins with their status and error, plus one row per naming conflict."""
+        rows = [info.as_dict() for info in self.iter_plugins()]
+        for (role, name), regs in self._conflicts.items():
+            for info in rows:
+                if info["name"] in {r.plugin for r in regs}:
+                    info.setdefault("conflicts", []).append(_conflict_message(role, name, regs))
+        return rows
+
+
+ROLES_BY_HOOK = {role.hook: key for key, role in ROLES.items()}
+
+
+def _role(role: str) -> str:
+    if role not in ROLES:
+        raise PluginError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+    return role
+
+
+def _setting_hint(role: str, kind: str | None) -> str:
+    if role == "action_executor" and kind:
+        return f"[executors] {kind} = \"NAME\" or AGENTLY_EXECUTOR_{kind.upper()}=NAME"
+    if role == "environment_provider" and kind:
+        return f"[providers] {kind} = \"NAME\" or AGENTLY_PROVIDER_{kind.upper()}=NAME"
+    setting = {"action_runtime": "runtime", "action_flow": "flow"}.get(role, role)
+    return f"{setting} = \"NAME\" or AGENTLY_{setting.upper()}=NAME"
+
+
+def _conflict_message(role: str, name: str, regs: list[Registration]) -> str:
+    sources = " and ".join(r.source for r in regs)
+    return (
+        f"{ROLES[role].title} {name!r} is registered by both {sources}; block one with "
+        f"AGENTLY_PLUGINS_BLOCK=<plugin> or [plugins] block = [...]"
+    )
+
+
+_default: PluginManager | None = None
+_default_lock = threading.Lock()
+
+
+def get_plugin_manager() -> PluginManager:
+    """The process-wide plugin manager, created and loaded on first use."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = PluginManager().load()
+    return _default
+
+
+def reset_plugin_manager() -> None:
+    """Forget the process-wide manager (tests, or after installing plugins at run time)."""
+    global _default
+    with _default_lock:
+        _default = None

@@ -1,0 +1,128 @@
+"""The ``agently`` ActionRuntime: both planning protocols, one normalised decision.
+
+A planner may answer with a structured JSON plan or with a chat model's native tool
+calls; either way the flow receives an :class:`ActionDecision` whose calls are marked as
+coming from the model, so they may only narrow policy and only reach visible actions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from agently_core.models import ActionCall, ActionDecision, new_id
+
+PROTOCOLS = ("structured_plan", "native_tool_calls")
+_NAME_KEYS = ("action_id", "action", "name", "tool_name")
+_KWARGS_KEYS = ("action_input", "kwargs", "arguments", "input", "args")
+_CALL_LIST_KEYS = ("action_calls", "execution_commands", "calls")
+
+
+class AgentlyActionRuntime:
+    """Asks a planner for one round and normalises the answer."""
+
+    name = "agently"
+    planning_protocols = PROTOCOLS
+
+    async def plan(self, planner: Any, context: Mapping[str, Any],
+                   request: Mapping[str, Any]) -> ActionDecision:
+        protocol = request.get("planning_protocol") or "structured_plan"
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown planning protocol {protocol!r}; use one of {PROTOCOLS}")
+        raw = await planner.plan(context, request)
+        return self.normalize(raw, protocol=protocol, round_index=context.get("round_index"))
+
+    def normalize(self, raw: Any, *, protocol: str = "structured_plan",
+                  round_index: int | None = None) -> ActionDecision:
+        """Turn whatever a planner returned into a decision. Never raises for bad input:
+        malformed calls are listed in ``decision.invalid``."""
+        if isinstance(raw, ActionDecision):
+            return raw
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                return ActionDecision(next_action="response", response=raw, protocol=protocol)
+        if raw is None:
+            return ActionDecision(next_action="response", protocol=protocol)
+        if isinstance(raw, ActionCall):
+            raw = [raw]
+        if isinstance(raw, list):
+            items, response, explicit = raw, None, None
+        elif isinstance(raw, Mapping):
+            if "tool_calls" in raw or "function" in raw:
+                protocol = "native_tool_calls"
+                items = raw.get("tool_calls") or ([raw] if "function" in raw else [])
+                response = raw.get("content")
+                explicit = None
+            else:
+                key = next((k for k in _CALL_LIST_KEYS if k in raw), None)
+                if key is not None:
+                    items = raw.get(key) or []
+                elif any(k in raw for k in _NAME_KEYS):
+                    items = [raw]
+                else:
+                    items = []
+                response = raw.get("response", raw.get("final_answer", raw.get("content")))
+                explicit = raw.get("next_action")
+        else:
+            return ActionDecision(next_action="response", response=raw, protocol=protocol)
+        if explicit is not None and explicit not in ("execute", "response"):
+            return ActionDecision(
+                next_action="response", protocol=protocol, response=response,
+                invalid=[{"call_id": new_id("call_"), "action": None,
+                          "error": f"next_action must be 'execute' or 'response', got {explicit!r}"}],
+            )
+        if explicit == "response":
+            return ActionDecision(next_action="response", response=response, protocol=protocol)
+        if not isinstance(items, list):
+            items = [items]
+        calls: list[ActionCall] = []
+        invalid: list[dict[str, Any]] = []
+        for item in items:
+            call, problem = _to_call(item, round_index)
+            if call is not None:
+                calls.append(call)
+            else:
+                invalid.append(problem)
+        if not calls and not invalid:
+            return ActionDecision(next_action="response", response=response, protocol=protocol)
+        return ActionDecision(next_action="execute", calls=calls, response=response,
+                              protocol=protocol, invalid=invalid)
+
+
+def _to_call(item: Any, round_index: int | None) -> tuple[ActionCall | None, dict[str, Any]]:
+    if isinstance(item, ActionCall):
+        return item.model_copy(update={"source": "model", "round_index": round_index}), {}
+    if isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str):
+        item = {"action": item[0], "kwargs": item[1]}
+    if not isinstance(item, Mapping):
+        return None, {"call_id": new_id("call_"), "action": None,
+                      "error": f"a call must be an object, got {type(item).__name__}"}
+    call_id = str(item.get("id") or item.get("call_id") or new_id("call_"))
+    function = item.get("function")
+    if isinstance(function, Mapping):  # native tool call
+        name, kwargs = function.get("name"), function.get("arguments")
+    else:
+        name = next((item[k] for k in _NAME_KEYS if k in item), None)
+        kwargs = next((item[k] for k in _KWARGS_KEYS if k in item), None)
+    if not isinstance(name, str) or not name:
+        return None, {"call_id": call_id, "action": None, "error": "the call names no action"}
+    if kwargs is None or kwargs == "":
+        kwargs = {}
+    if isinstance(kwargs, str):
+        try:
+            kwargs = json.loads(kwargs)
+        except ValueError as exc:
+            return None, {"call_id": call_id, "action": name,
+                          "error": f"arguments are not valid JSON: {exc}"}
+    if not isinstance(kwargs, Mapping):
+        return None, {"call_id": call_id, "action": name,
+                      "error": f"arguments must be an object, got {type(kwargs).__name__}"}
+    policy = item.get("policy") or {}
+    return ActionCall(
+        id=call_id, action=name, kwargs=dict(kwargs), source="model", round_index=round_index,
+        purpose=str(item.get("purpose") or ""), todo_suggestion=str(item.get("todo_suggestion") or ""),
+        policy=dict(policy) if isinstance(policy, Mapping) else {},
+    ), {}
