@@ -5,7 +5,7 @@ Importing this package is cheap: everything below loads on first use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # not imported from typing: keeps `import agently_core` nearly free
 
 __version__ = "0.1.0"
 
@@ -44,7 +44,7 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'agently_core' has no attribute {name!r}")

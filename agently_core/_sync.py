@@ -1,12 +1,14 @@
 """Run coroutines from synchronous code.
 
-All synchronous entry points share one event loop in a background thread (an anyio
-blocking portal), so they work the same inside Jupyter, inside a running loop, or in a
-plain script, and warm resources stay tied to one loop.
+All synchronous entry points share one asyncio event loop in a daemon thread, so they
+behave the same inside Jupyter, inside a running loop or in a plain script, and warm
+resources created by one sync call stay usable by the next (they live on that loop).
+anyio runs on it like on any asyncio loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import threading
 from collections.abc import Awaitable, Callable
@@ -15,34 +17,63 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _lock = threading.Lock()
-_portal: Any = None
-_portal_cm: Any = None
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
 
 
-def _get_portal() -> Any:
-    global _portal, _portal_cm
-    if _portal is None:
+def _get_loop() -> asyncio.AbstractEventLoop:
+    global _loop, _thread
+    loop = _loop
+    if loop is None:
         with _lock:
-            if _portal is None:
-                from anyio.from_thread import start_blocking_portal
+            loop = _loop
+            if loop is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
 
-                _portal_cm = start_blocking_portal()
-                _portal = _portal_cm.__enter__()
-                atexit.register(_shutdown)
-    return _portal
+                def serve() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                _thread = threading.Thread(target=serve, name="agently-core-sync", daemon=True)
+                _thread.start()
+                ready.wait()
+                _loop = loop
+                atexit.register(shutdown)
+    return loop
 
 
-def _shutdown() -> None:
-    global _portal, _portal_cm
+def shutdown() -> None:
+    """Stop the shared loop (called at interpreter exit)."""
+    global _loop, _thread
     with _lock:
-        cm, _portal, _portal_cm = _portal_cm, None, None
-    if cm is not None:
-        try:
-            cm.__exit__(None, None, None)
-        except Exception:
-            pass
+        loop, thread, _loop, _thread = _loop, _thread, None, None
+    if loop is None or thread is None:
+        return
+
+    async def finish() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await loop.shutdown_asyncgens()
+
+    try:
+        asyncio.run_coroutine_threadsafe(finish(), loop).result(timeout=5)
+    except Exception:
+        pass
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=5)
+    if not loop.is_running():
+        loop.close()
 
 
 def run_sync(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-    """Call ``await fn(*args)`` on the shared loop and return its result."""
-    return _get_portal().call(fn, *args)
+    """Call ``await fn(*args)`` on the shared loop and return its result. Must not be called
+    from the shared loop's own thread (that would deadlock)."""
+    loop = _get_loop()
+    if threading.current_thread() is _thread:
+        raise RuntimeError("synchronous agently-core APIs cannot be called from async code "
+                           "running on their own loop; await the async_* variant instead")
+    return asyncio.run_coroutine_threadsafe(fn(*args), loop).result()

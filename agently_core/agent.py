@@ -65,8 +65,14 @@ class Action:
     async def async_execute_action(self, name: str, kwargs: Mapping[str, Any] | None = None, *,
                                    timeout: float | None = None, purpose: str = "") -> ActionRecord:
         """Run one action now and return its record (never raises for a failed call)."""
-        call = ActionCall(action=name, kwargs=dict(kwargs or {}), purpose=purpose,
-                          policy={"timeout_seconds": timeout} if timeout else {})
+        if not isinstance(name, str):
+            raise TypeError(f"action name must be a string, got {name!r}")
+        # Host-built call: every field is already the right type, so skip validation.
+        call = ActionCall.model_construct(
+            id=new_id("call_"), action=name, purpose=purpose,
+            kwargs=dict(kwargs) if isinstance(kwargs, Mapping) else ({} if kwargs is None else kwargs),
+            policy={"timeout_seconds": timeout} if timeout else {},
+        )
         record = await self._agent.dispatcher.dispatch(call)
         self._agent._last_records = [record]
         return record

@@ -72,6 +72,10 @@ class ActionDispatcher:
             names = ", ".join(self.registry.names(visible_only=call.source == "model"))
             return self._record(call, started, "failed", error_type="ActionNotFoundError",
                                 error=f"unknown action {call.action!r}; available: {names or 'none'}")
+        if not isinstance(call.kwargs, dict):
+            return self._record(call, started, "failed", error_type="ArgumentsError",
+                                error=f"invalid arguments for {call.action!r}: kwargs must be an "
+                                f"object, got {type(call.kwargs).__name__}")
         try:
             kwargs = entry.validate(call.kwargs)
         except ArgumentsError as exc:
@@ -187,15 +191,16 @@ class ActionDispatcher:
             for index, (entry, kwargs, policy) in runnable:
                 results[index] = await self.execute(calls[index], entry, kwargs, policy)
             return results
-        limiter = anyio.Semaphore(limit)
+        pending = iter(runnable)
 
-        async def run_one(index: int, entry: RegisteredAction, kwargs: dict, policy: Policy):
-            async with limiter:
+        async def worker() -> None:
+            # A fixed pool of workers pulls calls in order: no task per call.
+            for index, (entry, kwargs, policy) in pending:
                 results[index] = await self.execute(calls[index], entry, kwargs, policy)
 
         async with anyio.create_task_group() as group:
-            for index, (entry, kwargs, policy) in runnable:
-                group.start_soon(run_one, index, entry, kwargs, policy)
+            for _ in range(min(limit, len(runnable))):
+                group.start_soon(worker)
         return results
 
     # -- records ---------------------------------------------------------------------
@@ -206,7 +211,8 @@ class ActionDispatcher:
                 meta: dict[str, Any] | None = None) -> ActionRecord:
         duration = (_perf() - t0) * 1000 if t0 is not None else (_now() - started) * 1000
         return ActionRecord.model_construct(
-            call_id=call.id, action=call.action, status=status, kwargs=call.kwargs,
+            call_id=call.id, action=call.action, status=status,
+            kwargs=call.kwargs if isinstance(call.kwargs, dict) else {"_invalid": repr(call.kwargs)},
             result=result, error=error, error_type=error_type, purpose=call.purpose,
             round_index=call.round_index, started_at=started, duration_ms=duration,
             approval_request_id=approval_request_id, digest=None, artifacts=[], meta=meta or {},

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import inspect
-import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
-
-logger = logging.getLogger("agently_core.events")
 
 Observer = Callable[[Any], Any]
 
@@ -113,6 +110,10 @@ class EventCenter:
 
     def _report(self, sub: _Subscription, event_type: str, exc: Exception) -> None:
         failure = ObserverFailure(sub.name, event_type, f"{type(exc).__name__}: {exc}")
-        logger.warning("event observer %s failed on %s: %s", sub.name, event_type, failure.error)
+        import logging
+
+        logging.getLogger("agently_core.events").warning(
+            "event observer %s failed on %s: %s", sub.name, event_type, failure.error
+        )
         if len(self.failures) < self._max_failures:
             self.failures.append(failure)

@@ -6,8 +6,8 @@ travel beside these models, never inside them.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,7 +21,7 @@ PlanningProtocol = Literal["structured_plan", "native_tool_calls"]
 
 def new_id(prefix: str = "") -> str:
     """A short random id, optionally prefixed (``call_3f2a...``)."""
-    return f"{prefix}{uuid.uuid4().hex}"
+    return f"{prefix}{os.urandom(16).hex()}"
 
 
 class _Model(BaseModel):

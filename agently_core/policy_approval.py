@@ -67,7 +67,7 @@ async def input_timeout_fail(request: ApprovalRequest, context: Any = None) -> s
     return await _ask(request, timeout)
 
 
-async def input(request: ApprovalRequest, context: Any = None) -> str:  # noqa: A001
+async def input(request: ApprovalRequest, context: Any = None) -> str:
     if not (sys.stdin and sys.stdin.isatty()):
         return "pending"
     return await _ask(request, None)

@@ -16,7 +16,7 @@ from typing import Any, get_type_hints
 #: Parameter names that the dispatcher fills in and a model never sees.
 INJECTED_PARAMETERS = frozenset({"action_context"})
 
-_SECTION = re.compile(
+_SECTION = re.compile(  # compiled lazily by re's cache; patterns are small
     r"^\s*(Args|Arguments|Parameters|Params|Keyword Args|Returns?|Yields?|Raises|Examples?|"
     r"Notes?|See Also|Attributes)\s*:?\s*$"
 )

@@ -1,5 +1,5 @@
-"""The local function ActionExecutor for agently-core."""
+"""The local function ActionExecutor for agently-core.
 
-from .executor import FunctionExecutor
-
-__all__ = ["FunctionExecutor"]
+Kept empty on purpose so discovery stays fast; the executor lives in
+``agently_core_function.executor``.
+"""

@@ -1,7 +1,6 @@
-"""The default ActionRuntime ('agently'), ActionFlow and scripted planner."""
+"""The default ActionRuntime ('agently'), ActionFlow and scripted planner.
 
-from .flow import AgentlyActionFlow
-from .planners import ScriptedPlanner
-from .runtime import AgentlyActionRuntime
-
-__all__ = ["AgentlyActionFlow", "AgentlyActionRuntime", "ScriptedPlanner"]
+Kept empty on purpose: discovery imports ``agently_core_runtime.plugin``, and anything
+imported here would be paid by every process that discovers plugins. Import the classes
+from their modules (``agently_core_runtime.runtime``, ``.flow``, ``.planners``).
+"""

@@ -1,0 +1,154 @@
+"""agently-core benchmarks. Each figure is measured beside its baseline in the same run.
+
+    python bench/run.py [--json] [--repeat N]
+
+Prints one JSON line per figure: {"name", "value", "unit", "baseline", "ratio"}, where
+``baseline`` is the reference measured in the same run and ``ratio`` is our total divided
+by the baseline's. Fresh-process figures run with bytecode caching enabled (as installed
+software runs) after a warm-up that writes the caches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PY = sys.executable
+ENV = {k: v for k, v in os.environ.items()
+       if k != "PYTHONDONTWRITEBYTECODE" and not k.startswith("AGENTLY_")}
+
+COLD_CALL = """
+import agently_core
+agent = agently_core.create_agent()
+@agent.action_func
+def add(a: int, b: int) -> int:
+    return a + b
+record = agent.action.execute_action("add", {"a": 1, "b": 2})
+assert record.status == "success", record
+"""
+FLOOR = "import pydantic, pluggy, anyio\nfrom pydantic import BaseModel\n"
+DISCOVER = """
+import time, importlib.metadata, pluggy
+from agently_core.plugins import PluginManager
+from agently_core.config import Config
+t = time.perf_counter()
+pm = PluginManager(Config.load()).load()
+elapsed = time.perf_counter() - t
+assert {"runtime", "function"} <= set(pm.plugins), pm.plugins
+print(elapsed * 1000)
+"""
+DISCOVER_BASELINE = """
+import time, importlib.metadata
+t = time.perf_counter()
+eps = list(importlib.metadata.entry_points(group="agently_core"))
+elapsed = time.perf_counter() - t
+print(elapsed * 1000)
+"""
+
+
+def _run(code: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([PY, "-c", code], check=True, env=ENV, cwd=Path(__file__).parent)
+    return (time.perf_counter() - start) * 1000
+
+
+def _printed(code: str) -> float:
+    out = subprocess.run([PY, "-c", code], check=True, env=ENV, capture_output=True, text=True,
+                         cwd=Path(__file__).parent)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _paired(ours: str, base: str, repeat: int, measure=_run) -> tuple[float, float]:
+    """Interleave the two so machine noise hits both alike; medians."""
+    measure(ours), measure(base)  # warm-up: writes bytecode caches
+    a, b = [], []
+    for _ in range(repeat):
+        a.append(measure(ours))
+        b.append(measure(base))
+    return statistics.median(a), statistics.median(b)
+
+
+def figure(name: str, value: float, unit: str, baseline: float, total: float | None = None):
+    total = value + baseline if total is None else total
+    return {"name": name, "value": round(value, 3), "unit": unit,
+            "baseline": round(baseline, 3), "ratio": round(total / baseline, 3) if baseline else None}
+
+
+async def _dispatch(repeat: int) -> tuple[dict, dict]:
+    import agently_core
+
+    agent = agently_core.create_agent()
+
+    @agent.action_func
+    async def inc(x: int) -> int:
+        return x + 1
+
+    execute = agent.action.async_execute_action
+    n = 5000
+    for i in range(500):
+        await execute("inc", {"x": i})
+    facade, direct = [], []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        for i in range(n):
+            await execute("inc", {"x": i})
+        facade.append((time.perf_counter() - t) / n * 1e6)
+        t = time.perf_counter()
+        for i in range(n):
+            await inc(x=i)
+        direct.append((time.perf_counter() - t) / n * 1e6)
+    f, d = statistics.median(facade), statistics.median(direct)
+    overhead = figure("dispatch_overhead_us", f - d, "us", d)
+
+    calls = [{"action": "inc", "kwargs": {"x": i}} for i in range(10_000)]
+    rates, base_rates = [], []
+    for _ in range(max(3, repeat // 2)):
+        t = time.perf_counter()
+        records = await agent.action.async_execute_actions(calls, concurrency=100)
+        rates.append(len(records) / (time.perf_counter() - t))
+        assert all(r.status == "success" for r in records)
+        async def raw(i: int, sem: asyncio.Semaphore) -> int:
+            async with sem:
+                return await inc(x=i)
+
+        t = time.perf_counter()
+        sem = asyncio.Semaphore(100)
+        await asyncio.gather(*(raw(i, sem) for i in range(10_000)))
+        base_rates.append(10_000 / (time.perf_counter() - t))
+    rate, base = statistics.median(rates), statistics.median(base_rates)
+    throughput = {"name": "dispatch_throughput_per_s", "value": round(rate), "unit": "calls/s",
+                  "baseline": round(base), "ratio": round(rate / base, 3)}
+    return overhead, throughput
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="JSON lines only")
+    parser.add_argument("--repeat", type=int, default=10)
+    args = parser.parse_args()
+    rows = []
+    ours, base = _paired("import agently_core", "pass", args.repeat)
+    rows.append(figure("import_ms", ours - base, "ms", base, ours))
+    ours, base = _paired(COLD_CALL, FLOOR, args.repeat)
+    rows.append(figure("cold_call_ms", ours - base, "ms", base, ours))
+    ours, base = _paired(DISCOVER, DISCOVER_BASELINE, args.repeat, measure=_printed)
+    rows.append(figure("discover_ms", ours, "ms", base, ours))
+    rows.extend(asyncio.run(_dispatch(args.repeat)))
+    for row in rows:
+        if args.json:
+            print(json.dumps(row))
+        else:
+            print(f"{row['name']:<28} {row['value']:>12} {row['unit']:<8} "
+                  f"baseline {row['baseline']:>10}  ratio {row['ratio']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
