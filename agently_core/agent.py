@@ -293,16 +293,14 @@ class Agent:
         self._execution_handler = handler
         return self
 
-    def _create(self, role: str, configured: str | None, default: str = "agently") -> Any:
-        if configured is None and default in self.plugins.registrations(role):
-            configured = default
-        return self.plugins.create(role, configured)
+    def _create(self, role: str, default: str = "agently") -> Any:
+        return self.plugins.select_default(role, default).load()()
 
     def _components(self) -> tuple[Any, Any, Any]:
         if self._runtime is None:
-            self._runtime = self._create("action_runtime", self.config.runtime)
+            self._runtime = self._create("action_runtime")
         if self._flow is None:
-            self._flow = self._create("action_flow", self.config.flow)
+            self._flow = self._create("action_flow")
         planner = self._planner
         if planner is None:
             if self.config.planner is None:
@@ -317,7 +315,7 @@ class Agent:
     def runtime(self) -> Any:
         """The ActionRuntime this agent uses (chosen by the ``runtime`` setting)."""
         if self._runtime is None:
-            self._runtime = self._create("action_runtime", self.config.runtime)
+            self._runtime = self._create("action_runtime")
         return self._runtime
 
     async def async_run(self, request: Any = None, *, max_rounds: int | None = None,

@@ -177,9 +177,10 @@ class PluginManager:
             if self._loaded:
                 return self
             if self._builtins:
-                from . import _builtin
+                from . import __version__, _builtin
 
-                self.register(_builtin, name="agently-core", distribution="agently-core")
+                self.register(_builtin, name="agently-core", distribution="agently-core",
+                              version=__version__)
             if self.autoload:
                 self._load_entry_points()
             self._loaded = True
@@ -312,8 +313,16 @@ class PluginManager:
             return found
         conflict = self._conflicts.get((role, name))
         if conflict:
-            raise PluginConflictError(_conflict_message(role, name, conflict))
+            raise PluginConflictError(conflict_message(role, name, conflict))
         raise NotInstalledError(self._missing_message(role, name))
+
+    def select_default(self, role: str, default: str, *, kind: str | None = None) -> Registration:
+        """Like :meth:`select`, but prefer ``default`` when nothing is configured and it is
+        installed (how an agent picks its runtime and flow)."""
+        name = self.configured_name(role, kind)
+        if name is None and kind is None and default in self.registrations(role):
+            name = default
+        return self.select(role, name, kind=kind)
 
     def select(self, role: str, name: str | None = None, *, kind: str | None = None) -> Registration:
         """Pick the registration for a role, by explicit name, configuration, or uniqueness."""
@@ -321,7 +330,7 @@ class PluginManager:
         role = _role(role)
         spec = ROLES[role]
         if name is None:
-            name = self._configured(role, kind)
+            name = self.configured_name(role, kind)
         if name is not None:
             found = self.get(role, name)
             if kind is not None and found.kind != kind:
@@ -338,7 +347,7 @@ class PluginManager:
         if len(candidates) == 1 and not conflicted:
             return candidates[0]
         if conflicted and not candidates:
-            raise PluginConflictError(_conflict_message(role, conflicted[0][0].name, conflicted[0]))
+            raise PluginConflictError(conflict_message(role, conflicted[0][0].name, conflicted[0]))
         what = f"{spec.title} for kind {kind!r}" if kind else spec.title
         if not candidates:
             raise NotInstalledError(self._missing_message(role, kind or "", kind=kind))
@@ -346,7 +355,8 @@ class PluginManager:
         setting = _setting_hint(role, kind)
         raise PluginError(f"several {what} are installed: {listing}; choose one with {setting}")
 
-    def _configured(self, role: str, kind: str | None) -> str | None:
+    def configured_name(self, role: str, kind: str | None = None) -> str | None:
+        """The name configuration selects for ``role`` (and ``kind``), if any."""
         config = self.config
         if role == "action_executor" and kind:
             return config.executors.get(kind)
@@ -394,7 +404,7 @@ class PluginManager:
         for (role, name), regs in self._conflicts.items():
             for info in rows:
                 if info["name"] in {r.plugin for r in regs}:
-                    info.setdefault("conflicts", []).append(_conflict_message(role, name, regs))
+                    info.setdefault("conflicts", []).append(conflict_message(role, name, regs))
         return rows
 
 
@@ -416,7 +426,8 @@ def _setting_hint(role: str, kind: str | None) -> str:
     return f"{setting} = \"NAME\" or AGENTLY_{setting.upper()}=NAME"
 
 
-def _conflict_message(role: str, name: str, regs: list[Registration]) -> str:
+def conflict_message(role: str, name: str, regs: list[Registration]) -> str:
+    """The error text for a naming conflict; it names every distribution involved."""
     sources = " and ".join(r.source for r in regs)
     return (
         f"{ROLES[role].title} {name!r} is registered by both {sources}; block one with "
