@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -12,12 +13,13 @@ from .config import Config
 from .dispatch import ActionDispatcher
 from .errors import ActionNotFoundError, ConfigError
 from .events import EventCenter
-from .models import ActionCall, ActionRecord, ActionSpec, FlowResult, Policy, new_id
+from .models import ACTION_NAME_PATTERN, ActionCall, ActionRecord, ActionSpec, FlowResult, Policy, new_id
 from .plugins import PluginManager, get_plugin_manager
 from .policy_approval import PolicyApproval
 from .schema import function_schema, schema_validator
 
 _WARNED: set[str] = set()
+_ACTION_NAME = re.compile(ACTION_NAME_PATTERN)
 
 
 def _deprecated(agent: Agent, old: str, new: str) -> None:
@@ -53,6 +55,7 @@ class Action:
         """Register an action from a spec (any executor kind) and its live target."""
         if not isinstance(spec, ActionSpec):
             spec = ActionSpec.model_validate(dict(spec))
+        self._agent.dispatcher.policy.merge(spec.policy)  # a bad policy fails at registration
         entry = RegisteredAction(spec, validate or schema_validator(spec.input_schema),
                                  target=target, visible=visible)
         self._agent.registry.add(entry)
@@ -129,6 +132,8 @@ class Agent:
             self.events.subscribe(registration.load(), registration.options.get("events", ("*",)),
                                   name=f"{registration.plugin}:{registration.name}")
         self.approval = PolicyApproval(self.config.approval_handler, resolve=self._plugin_handler)
+        #: Seconds the interactive approval handlers wait for an answer.
+        self.approval_timeout = self.config.approval_timeout
         base = Policy().merge(dict(self.config.policy))
         if policy is not None:
             base = base.merge(policy)
@@ -191,9 +196,13 @@ class Agent:
         if not callable(func):
             raise TypeError(f"actions must be callables, got {func!r}")
         schema = function_schema(func, name=name, description=description)
+        if not _ACTION_NAME.match(schema.name):
+            raise ValueError(f"{schema.name!r} is not a valid action name (letters, digits, _ . -; "
+                             "starting with a letter or _); pass name=... to action_func")
         spec_policy = dict(policy or {})
         if timeout is not None:
             spec_policy["timeout_seconds"] = timeout
+        self.dispatcher.policy.merge(spec_policy)  # a bad policy fails here, at registration
         spec = ActionSpec(name=schema.name, description=schema.description,
                           input_schema=schema.input_schema, kind="function",
                           approval_required=approval_required, policy=spec_policy,
@@ -211,10 +220,12 @@ class Agent:
             for func in actions.actions:
                 self._register_function(func, visible=True)
         elif callable(actions) and not inspect.ismodule(actions):
-            entry = self.registry.get(getattr(actions, "__name__", ""))
-            if entry is not None and entry.target is actions:
+            # the same function registered before (under whatever name and options) is
+            # mounted as it is, never registered a second time without its options
+            entries = [e for e in self.registry if e.target is actions]
+            for entry in entries:
                 entry.visible = True
-            else:
+            if not entries:
                 self._register_function(actions, visible=True)
         elif inspect.ismodule(actions):
             exported = getattr(actions, "__all__", None)

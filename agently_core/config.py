@@ -28,11 +28,13 @@ _SCALARS = {
     "planner": str,
     "workspace_backend": str,
     "approval_handler": str,
+    "approval_timeout": float,
     "deprecation_warnings": bool,
 }
 _TABLES = ("executors", "providers", "plugins", "policy", "action")
 _PLUGIN_KEYS = {"allow", "block", "autoload"}
 _ACTION_KEYS = {"max_rounds", "concurrency", "planning_protocol"}
+PLANNING_PROTOCOLS = ("structured_plan", "native_tool_calls")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Config:
     planner: str | None = None
     workspace_backend: str | None = None
     approval_handler: str | None = None
+    approval_timeout: float | None = None
     deprecation_warnings: bool = True
     executors: Mapping[str, str] = field(default_factory=dict)
     providers: Mapping[str, str] = field(default_factory=dict)
@@ -110,11 +113,10 @@ def _names(value: Any) -> list[str]:
 
 
 def _check(source: str, data: Mapping[str, Any]) -> None:
+    """Reject unknown settings and values of the wrong type, naming the source."""
     for key, value in data.items():
         if key in _SCALARS:
-            expected = _SCALARS[key]
-            if not isinstance(value, expected):
-                raise ConfigError(f"{source}: {key!r} must be a {expected.__name__}, got {value!r}")
+            _check_scalar(source, key, value, _SCALARS[key])
         elif key in _TABLES:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{source}: [{key}] must be a table, got {value!r}")
@@ -125,9 +127,57 @@ def _check(source: str, data: Mapping[str, Any]) -> None:
                     f"{source}: unknown key(s) in [{key}]: {', '.join(sorted(unknown))}; "
                     f"known: {', '.join(sorted(allowed or ()))}"
                 )
+            _check_table(source, key, value)
         else:
             known = ", ".join(sorted([*_SCALARS, *_TABLES]))
             raise ConfigError(f"{source}: unknown setting {key!r}; known settings: {known}")
+
+
+def _check_scalar(source: str, key: str, value: Any, expected: type) -> None:
+    if expected is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+        if not ok:
+            raise ConfigError(f"{source}: {key!r} must be a positive number, got {value!r}")
+    elif not isinstance(value, expected):
+        raise ConfigError(f"{source}: {key!r} must be a {expected.__name__}, got {value!r}")
+    elif expected is str and not value.strip():
+        raise ConfigError(f"{source}: {key!r} must not be empty")
+
+
+def _check_table(source: str, key: str, table: Mapping[str, Any]) -> None:
+    if key in {"executors", "providers"}:
+        for kind, name in table.items():
+            _check_scalar(source, f"[{key}] {kind}", name, str)
+    elif key == "plugins":
+        for field_name in ("allow", "block"):
+            if field_name in table:
+                value = table[field_name]
+                items = value.split(",") if isinstance(value, str) else value
+                if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
+                    raise ConfigError(f"{source}: [plugins] {field_name} must be a list of names "
+                                      f"or a comma-separated string, got {value!r}")
+        if "autoload" in table:
+            _check_scalar(source, "[plugins] autoload", table["autoload"], bool)
+    elif key == "action":
+        for field_name in ("max_rounds", "concurrency"):
+            value = table.get(field_name)
+            if field_name in table and (not isinstance(value, int) or isinstance(value, bool)
+                                        or value < 1):
+                raise ConfigError(f"{source}: [action] {field_name} must be an integer >= 1, "
+                                  f"got {value!r}")
+        protocol = table.get("planning_protocol")
+        if "planning_protocol" in table and protocol not in PLANNING_PROTOCOLS:
+            raise ConfigError(f"{source}: [action] planning_protocol must be one of "
+                              f"{', '.join(PLANNING_PROTOCOLS)}, got {protocol!r}")
+    elif key == "policy" and table:
+        from pydantic import ValidationError
+
+        from .models import Policy
+
+        try:
+            Policy().merge(dict(table))
+        except (ValueError, ValidationError) as exc:
+            raise ConfigError(f"{source}: invalid [policy]: {exc}") from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -171,14 +221,25 @@ def _env_bool(name: str, value: str) -> bool:
     raise ConfigError(f"environment: {name} must be a boolean (1/0, true/false), got {value!r}")
 
 
+def _env_float(name: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"environment: {name} must be a number, got {value!r}") from None
+
+
 def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
     data: dict[str, Any] = {}
-    for name, value in env.items():
-        if not name.startswith("AGENTLY_"):
-            continue
+    # sorted: AGENTLY_DISABLE_PLUGIN_AUTOLOAD is read before AGENTLY_PLUGINS_AUTOLOAD,
+    # so the explicit AGENTLY_PLUGINS_AUTOLOAD wins when both are set.
+    for name, value in sorted(env.items()):
+        if not name.startswith("AGENTLY_") or not value.strip():
+            continue  # an empty variable counts as unset
         key = name[len("AGENTLY_") :].lower()
         if key in _SCALARS:
-            data[key] = _env_bool(name, value) if _SCALARS[key] is bool else value
+            kind = _SCALARS[key]
+            data[key] = _env_bool(name, value) if kind is bool else _env_float(name, value) \
+                if kind is float else value
         elif key.startswith("executor_") and len(key) > 9:
             data.setdefault("executors", {})[key[9:]] = value
         elif key.startswith("provider_") and len(key) > 9:

@@ -81,15 +81,15 @@ class ActionDispatcher:
         except ArgumentsError as exc:
             return self._record(call, started, "failed", error_type="ArgumentsError",
                                 error=f"invalid arguments for {call.action!r}: {exc}")
-        policy = entry.policy
-        if policy is None:
-            policy = entry.policy = self.policy.merge(entry.spec.policy)
-        if call.policy:
-            try:
+        try:
+            policy = entry.policy
+            if policy is None:
+                policy = entry.policy = self.policy.merge(entry.spec.policy)
+            if call.policy:
                 policy = policy.merge(call.policy, from_model=call.source == "model")
-            except (ValueError, AgentlyError) as exc:
-                return self._record(call, started, "failed", error_type="PolicyError",
-                                    error=f"invalid policy override: {exc}")
+        except (ValueError, TypeError, AgentlyError) as exc:  # pydantic's ValidationError too
+            return self._record(call, started, "failed", error_type="PolicyError",
+                                error=f"invalid policy for {call.action!r}: {exc}")
         if policy.approval_mode == "always" or entry.spec.approval_required:
             blocked = await self._approve(call, entry, policy, started)
             if blocked is not None:
@@ -144,16 +144,14 @@ class ActionDispatcher:
             if timeout is None:
                 result = await executor.execute(entry.spec, kwargs, context)
             else:
-                with anyio.fail_after(timeout):
+                with anyio.move_on_after(timeout) as scope:
                     result = await executor.execute(entry.spec, kwargs, context)
-        except TimeoutError:
-            status, error_type = "failed", "TimeoutError"
-            error = f"action {call.action!r} timed out after {policy.timeout_seconds:g}s"
-        except ActionError as exc:
+                if scope.cancelled_caught:
+                    status, error_type, result = "failed", "TimeoutError", None
+                    error = f"action {call.action!r} timed out after {timeout:g}s"
+        except (ActionError, AgentlyError) as exc:
             status, error_type, error = "failed", type(exc).__name__, str(exc)
-        except AgentlyError as exc:
-            status, error_type, error = "failed", type(exc).__name__, str(exc)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # an action never takes the caller down
             status, error_type = "failed", type(exc).__name__
             error = f"action {call.action!r} raised {type(exc).__name__}: {exc}"
         meta: dict[str, Any] = {}
@@ -212,7 +210,7 @@ class ActionDispatcher:
         duration = (_perf() - t0) * 1000 if t0 is not None else (_now() - started) * 1000
         return ActionRecord.model_construct(
             call_id=call.id, action=call.action, status=status,
-            kwargs=call.kwargs if isinstance(call.kwargs, dict) else {"_invalid": repr(call.kwargs)},
+            kwargs=_plain_kwargs(call.kwargs),
             result=result, error=error, error_type=error_type, purpose=call.purpose,
             round_index=call.round_index, started_at=started, duration_ms=duration,
             approval_request_id=approval_request_id, digest=None, artifacts=[], meta=meta or {},
@@ -220,6 +218,17 @@ class ActionDispatcher:
 
 
 _PLAIN = (str, int, float, bool, type(None))
+
+
+def _plain_kwargs(kwargs: Any) -> dict[str, Any]:
+    """The call's arguments as the record keeps them: JSON-safe, whatever the caller passed."""
+    if isinstance(kwargs, dict) and all(type(v) in _PLAIN for v in kwargs.values()):
+        return kwargs
+    from pydantic_core import to_jsonable_python
+
+    if not isinstance(kwargs, dict):
+        return {"_invalid": repr(kwargs)}
+    return to_jsonable_python(kwargs, fallback=repr)
 
 
 def _serialisable(value: Any, max_bytes: int | None) -> tuple[Any, dict[str, Any]]:

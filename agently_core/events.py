@@ -100,6 +100,8 @@ class EventCenter:
             if event is None:
                 event = Event(type=event_type, source=source, payload=payload)
             if sub.is_async:
+                self._report(sub, event_type, RuntimeError(
+                    "async observer skipped by emit_sync; emit from async code to reach it"))
                 continue
             try:
                 result = sub.observer(event)

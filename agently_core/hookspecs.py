@@ -115,8 +115,9 @@ def register_action_packages(register: Register) -> None:
 def register_policy_approval_handlers(register: Register) -> None:
     """Register policy-approval handlers by name.
 
-    Called once at discovery. ``register(name, handler)``; ``handler(request, context)``
-    (sync or async) receives an :class:`~agently_core.models.ApprovalRequest` and returns an
+    Called once at discovery. ``register(name, handler)``; ``handler(context, request)``
+    (sync or async; ``context`` is the agent) receives an
+    :class:`~agently_core.models.ApprovalRequest` and returns an
     :class:`~agently_core.models.ApprovalDecision`, ``True``/``False``, or one of the strings
     ``"approved"``, ``"denied"``, ``"pending"``. The ``approval_handler`` setting picks the
     default.

@@ -19,6 +19,10 @@ ApprovalMode = Literal["auto", "always", "never"]
 PlanningProtocol = Literal["structured_plan", "native_tool_calls"]
 
 
+#: What an action may be called: it must be usable as a tool name by model APIs.
+ACTION_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$"
+
+
 def new_id(prefix: str = "") -> str:
     """A short random id, optionally prefixed (``call_3f2a...``)."""
     return f"{prefix}{os.urandom(16).hex()}"
@@ -118,7 +122,7 @@ class EnvironmentHandle(_Model):
 class ActionSpec(_Model):
     """What a model sees of an action, and what the host decided about it."""
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
+    name: str = Field(pattern=ACTION_NAME_PATTERN)
     description: str = ""
     input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
     output_schema: dict[str, Any] | None = None

@@ -157,8 +157,8 @@ class PluginManager:
         self.config = config if config is not None else Config.load()
         self.autoload = self.config.autoload if autoload is None else autoload
         allow_list = self.config.plugins_allow if allow is None else tuple(allow)
-        self.allow = None if allow_list is None else frozenset(allow_list)
-        self.block = frozenset(self.config.plugins_block if block is None else block)
+        self.allow = None if allow_list is None else frozenset(map(_normalize, allow_list))
+        self.block = frozenset(map(_normalize, self.config.plugins_block if block is None else block))
         self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
@@ -204,7 +204,7 @@ class PluginManager:
                 module=ep.value,
             )
             self.plugins[name] = info
-            names = {ep.name, info.distribution or ""}
+            names = {_normalize(ep.name), _normalize(info.distribution or "")}
             if self.block & names:
                 info.status = "blocked"
                 continue
@@ -241,6 +241,12 @@ class PluginManager:
         except Exception as exc:
             info.status = "failed"
             info.error = f"registration failed: {type(exc).__name__}: {exc}"
+            return
+        unknown = _unknown_hooks(module)
+        if unknown:
+            info.status = "failed"
+            info.error = "; ".join(unknown)
+            self._pm.unregister(module)
             return
         impls = [
             (hook_name, impl)
@@ -320,8 +326,10 @@ class PluginManager:
         """Like :meth:`select`, but prefer ``default`` when nothing is configured and it is
         installed (how an agent picks its runtime and flow)."""
         name = self.configured_name(role, kind)
-        if name is None and kind is None and default in self.registrations(role):
-            name = default
+        if name is None and kind is None:
+            installed = self.registrations(role)
+            if default in installed or not installed:
+                name = default  # when nothing is installed, the error names what to install
         return self.select(role, name, kind=kind)
 
     def select(self, role: str, name: str | None = None, *, kind: str | None = None) -> Registration:
@@ -358,6 +366,8 @@ class PluginManager:
     def configured_name(self, role: str, kind: str | None = None) -> str | None:
         """The name configuration selects for ``role`` (and ``kind``), if any."""
         config = self.config
+        if kind:
+            kind = kind.strip().lower().replace("-", "_")
         if role == "action_executor" and kind:
             return config.executors.get(kind)
         if role == "environment_provider" and kind:
@@ -409,6 +419,28 @@ class PluginManager:
 
 
 ROLES_BY_HOOK = {role.hook: key for key, role in ROLES.items()}
+
+
+def _normalize(name: str) -> str:
+    """Compare plugin and distribution names the way packaging does (PEP 503)."""
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _unknown_hooks(plugin: Any) -> list[str]:
+    """Hook implementations whose names match no hookspec (usually a typo)."""
+    import difflib
+
+    marker = f"{hookspecs.PROJECT_NAME}_impl"
+    problems = []
+    for attr in dir(plugin):
+        if attr in ROLES_BY_HOOK or not hasattr(getattr(plugin, attr, None), marker):
+            continue
+        close = difflib.get_close_matches(attr, ROLES_BY_HOOK, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        problems.append(f"unknown hook {attr!r}{hint}")
+    return problems
 
 
 def _role(role: str) -> str:

@@ -1,6 +1,7 @@
 """Policy approval: named handlers decide whether an action call or an environment may go.
 
-Handlers are called as ``handler(request, context)`` (sync or async) and may return an
+Handlers are called as ``handler(context, request)`` (sync or async), the same two-argument
+contract as planning and execution handlers; ``context`` is the agent (or ``None``) and may return an
 :class:`ApprovalDecision`, ``True``/``False``, or ``"approved"``/``"denied"``/``"pending"``.
 A pending decision turns into an ``approval_required`` record; a denial into ``blocked``.
 
@@ -34,11 +35,11 @@ DEFAULT_HANDLER = "input_timeout_fail"
 DEFAULT_INPUT_TIMEOUT = 30.0
 
 
-def auto_approve(request: ApprovalRequest, context: Any = None) -> str:
+def auto_approve(context: Any, request: ApprovalRequest) -> str:
     return "approved"
 
 
-def fail_closed(request: ApprovalRequest, context: Any = None) -> str:
+def fail_closed(context: Any, request: ApprovalRequest) -> str:
     return "pending"
 
 
@@ -60,14 +61,14 @@ async def _ask(request: ApprovalRequest, timeout: float | None) -> str:
     return "denied"
 
 
-async def input_timeout_fail(request: ApprovalRequest, context: Any = None) -> str:
+async def input_timeout_fail(context: Any, request: ApprovalRequest) -> str:
     if not (sys.stdin and sys.stdin.isatty()):
         return "denied"
     timeout = getattr(context, "approval_timeout", None) or DEFAULT_INPUT_TIMEOUT
     return await _ask(request, timeout)
 
 
-async def input(request: ApprovalRequest, context: Any = None) -> str:
+async def input(context: Any, request: ApprovalRequest) -> str:
     if not (sys.stdin and sys.stdin.isatty()):
         return "pending"
     return await _ask(request, None)
@@ -111,8 +112,9 @@ class PolicyApproval:
     def handler(self, name: str | None = None) -> Handler:
         name = name or self._default
         found = self._handlers.get(name)
-        if found is None and self._resolve is not None:
-            found = self._resolve(name)
+        if found is None:
+            found = self._resolve(name) if self._resolve is not None else None
+            found = found or BUILTIN_HANDLERS.get(name)
             if found is not None:
                 self._handlers[name] = found
         if found is None:
@@ -127,7 +129,7 @@ class PolicyApproval:
         reason = ""
         try:
             fn = handler if callable(handler) else self.handler(handler)
-            result = fn(request, context)
+            result = fn(context, request)
             if inspect.isawaitable(result):
                 result = await result
         except Exception as exc:
@@ -138,7 +140,7 @@ class PolicyApproval:
             result = "approved"
         elif result is False:
             result = "denied"
-        if result not in {"approved", "denied", "pending"}:
+        if not isinstance(result, str) or result not in {"approved", "denied", "pending"}:
             reason = f"approval handler returned {result!r}; treated as denied"
             result = "denied"
         return ApprovalDecision(request_id=request.id, decision=result, reason=reason)

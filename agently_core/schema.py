@@ -108,11 +108,13 @@ def function_schema(fn: Callable[..., Any], *, name: str | None = None,
     from pydantic import ConfigDict, Field, ValidationError, create_model
 
     target = inspect.unwrap(fn)
+    if not (inspect.isfunction(target) or inspect.ismethod(target)) and callable(target):
+        hinted: Any = type(target).__call__  # a callable object: its __call__ has the types
+        default_name = type(target).__name__
+    else:
+        hinted, default_name = target, getattr(target, "__name__", type(target).__name__)
     signature = inspect.signature(target)
-    try:
-        hints = get_type_hints(target, include_extras=True)
-    except Exception:
-        hints = {}
+    hints = _type_hints(hinted, signature)
     doc = parse_docstring(inspect.getdoc(target))
     fields: dict[str, Any] = {}
     accepts_extra = False
@@ -128,7 +130,7 @@ def function_schema(fn: Callable[..., Any], *, name: str | None = None,
             continue
         if param.kind is param.POSITIONAL_ONLY:
             raise TypeError(
-                f"{target.__qualname__}: positional-only parameter {param.name!r} cannot be "
+                f"{default_name}: positional-only parameter {param.name!r} cannot be "
                 "passed by keyword; actions take keyword arguments"
             )
         annotation = hints.get(param.name, Any)
@@ -137,7 +139,7 @@ def function_schema(fn: Callable[..., Any], *, name: str | None = None,
             annotation,
             Field(default, description=doc.params.get(param.name) or None),
         )
-    action_name = name or target.__name__
+    action_name = name or default_name
     model = create_model(  # type: ignore[call-overload]
         f"{action_name}_kwargs",
         __config__=ConfigDict(extra="allow" if accepts_extra else "forbid",
@@ -172,11 +174,36 @@ def function_schema(fn: Callable[..., Any], *, name: str | None = None,
     )
 
 
+def _type_hints(fn: Any, signature: inspect.Signature) -> dict[str, Any]:
+    """Resolve annotations one parameter at a time, so one unresolvable annotation costs
+    only that parameter its type check, not every parameter."""
+    try:
+        return get_type_hints(fn, include_extras=True)
+    except Exception:
+        pass
+    namespace = getattr(fn, "__globals__", {})
+    hints: dict[str, Any] = {}
+    for param in signature.parameters.values():
+        annotation = param.annotation
+        if annotation is param.empty:
+            continue
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, namespace)  # what get_type_hints does
+            except Exception:
+                continue
+        hints[param.name] = annotation
+    return hints
+
+
+_LITERAL_KEYS = frozenset({"default", "const", "enum", "examples"})
+
+
 def _clean(schema: Any) -> Any:
-    """Drop pydantic's generated titles; keep everything a model needs."""
+    """Drop pydantic's generated titles from schema nodes; literal values stay untouched."""
     if isinstance(schema, dict):
         return {
-            key: _clean(value)
+            key: value if key in _LITERAL_KEYS else _clean(value)
             for key, value in schema.items()
             if not (key == "title" and isinstance(value, str))
         }

@@ -1,5 +1,82 @@
-"""Testing kit for agently-core and its plugins."""
+"""Testing kit for agently-core and its plugins.
+
+* Conformance suites, one per plugin type: :class:`ExecutorConformance`,
+  :class:`ProviderConformance`, :class:`RuntimeConformance` and
+  :class:`WorkspaceBackendConformance`. Subclass one in a test module, supply its
+  factories, and pytest runs the whole contract.
+* Reference implementations: :class:`MemoryWorkspaceBackend` and :class:`TempdirProvider`.
+* Helpers: :func:`make_plugin`, :func:`make_plugin_manager`, :func:`make_agent`,
+  :func:`run_async`, :class:`Heartbeat`, and fake installed distributions
+  (:func:`make_distribution`, :func:`activate`, :func:`deactivate`).
+
+The pytest plugin (``agently_core.testing.pytest_plugin``, entry point ``pytest11``) adds
+the ``fake_distributions`` and ``agently_plugin_manager`` fixtures.
+
+Everything but the distribution helpers loads on first use, so importing this package
+imports neither pytest nor pydantic.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from .distributions import activate, deactivate, make_distribution
 
-__all__ = ["activate", "deactivate", "make_distribution"]
+_LAZY = {
+    "ConformanceSuite": "._base",
+    "ExecutorConformance": ".executor_suite",
+    "ProviderConformance": ".provider_suite",
+    "RuntimeConformance": ".runtime_suite",
+    "WorkspaceBackendConformance": ".workspace_suite",
+    "MemoryWorkspaceBackend": ".memory_workspace",
+    "TempdirProvider": ".tempdir_provider",
+    "Heartbeat": ".harness",
+    "make_agent": ".harness",
+    "make_plugin": ".harness",
+    "make_plugin_manager": ".harness",
+    "run_async": ".harness",
+}
+
+__all__ = [
+    "ConformanceSuite",
+    "ExecutorConformance",
+    "Heartbeat",
+    "MemoryWorkspaceBackend",
+    "ProviderConformance",
+    "RuntimeConformance",
+    "TempdirProvider",
+    "WorkspaceBackendConformance",
+    "activate",
+    "deactivate",
+    "make_agent",
+    "make_distribution",
+    "make_plugin",
+    "make_plugin_manager",
+    "run_async",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:
+    from ._base import ConformanceSuite
+    from .executor_suite import ExecutorConformance
+    from .harness import Heartbeat, make_agent, make_plugin, make_plugin_manager, run_async
+    from .memory_workspace import MemoryWorkspaceBackend
+    from .provider_suite import ProviderConformance
+    from .runtime_suite import RuntimeConformance
+    from .tempdir_provider import TempdirProvider
+    from .workspace_suite import WorkspaceBackendConformance

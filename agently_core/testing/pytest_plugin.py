@@ -1,12 +1,26 @@
-"""pytest plugin (entry point ``pytest11``): fixtures for plugin authors."""
+"""pytest plugin (entry point ``pytest11``): fixtures for plugin authors.
+
+The conformance suites themselves are plain classes: import one from
+:mod:`agently_core.testing` and subclass it in a test module.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# Plain ``assert`` in the suites reports values, as in a test module. This module is loaded
+# before any test module, so the suites are not imported yet.
+pytest.register_assert_rewrite(
+    "agently_core.testing._base",
+    "agently_core.testing.executor_suite",
+    "agently_core.testing.provider_suite",
+    "agently_core.testing.runtime_suite",
+    "agently_core.testing.workspace_suite",
+)
 
 
 @pytest.fixture
@@ -26,3 +40,33 @@ def fake_distributions(tmp_path: Path) -> Iterator[Any]:
 
     yield install
     deactivate(root, *prefixes)
+
+
+@pytest.fixture
+def agently_plugin_manager() -> Callable[..., Any]:
+    """``agently_plugin_manager(executors={...}, providers={...}, runtimes={...},
+    workspace_backends={...}, ..., config=None)``: a loaded plugin manager that holds only
+    the given factories (names mapped to a factory or ``(factory, options)``), isolated from
+    installed plugins, configuration files and ``AGENTLY_*`` variables."""
+    from .harness import make_plugin, make_plugin_manager
+
+    aliases = {
+        "executors": "action_executor",
+        "providers": "environment_provider",
+        "runtimes": "action_runtime",
+        "flows": "action_flow",
+        "workspace_backends": "workspace_backend",
+        "planners": "planner",
+        "action_packages": "action_package",
+        "approval_handlers": "approval_handler",
+        "event_observers": "event_observer",
+    }
+
+    def make(*, config: Any = None, **roles: Any) -> Any:
+        unknown = sorted(set(roles) - set(aliases))
+        if unknown:
+            raise TypeError(f"unknown role(s) {unknown}; use {', '.join(aliases)}")
+        plugin = make_plugin(**{aliases[key]: value for key, value in roles.items()})
+        return make_plugin_manager(plugin, config=config)
+
+    return make

@@ -25,17 +25,12 @@ class FunctionExecutor:
 
     def __init__(self, max_threads: int = 64) -> None:
         self._limiter = anyio.CapacityLimiter(max_threads)
-        self._is_async: dict[int, bool] = {}
 
     async def execute(self, spec: Any, kwargs: dict[str, Any], context: Any) -> Any:
         fn = context.target
         if not callable(fn):
             raise ActionError(f"action {spec.name!r} has no function bound to it")
-        key = id(fn)
-        is_async = self._is_async.get(key)
-        if is_async is None:
-            is_async = self._is_async[key] = inspect.iscoroutinefunction(inspect.unwrap(fn))
-        if is_async:
+        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(inspect.unwrap(fn)):
             return await fn(**kwargs)
         result = await anyio.to_thread.run_sync(
             functools.partial(fn, **kwargs), abandon_on_cancel=True, limiter=self._limiter

@@ -11,6 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
 from agently_core.models import ActionCall, ActionDecision, new_id
 
 PROTOCOLS = ("structured_plan", "native_tool_calls")
@@ -40,8 +42,11 @@ class AgentlyActionRuntime:
         if isinstance(raw, ActionDecision):
             return raw
         if isinstance(raw, str):
+            text = raw.strip()
+            if not text.startswith(("{", "[")):  # a plain answer, even "42", stays a string
+                return ActionDecision(next_action="response", response=raw, protocol=protocol)
             try:
-                raw = json.loads(raw)
+                raw = json.loads(text)
             except ValueError:
                 return ActionDecision(next_action="response", response=raw, protocol=protocol)
         if raw is None:
@@ -121,8 +126,13 @@ def _to_call(item: Any, round_index: int | None) -> tuple[ActionCall | None, dic
         return None, {"call_id": call_id, "action": name,
                       "error": f"arguments must be an object, got {type(kwargs).__name__}"}
     policy = item.get("policy") or {}
-    return ActionCall(
-        id=call_id, action=name, kwargs=dict(kwargs), source="model", round_index=round_index,
-        purpose=str(item.get("purpose") or ""), todo_suggestion=str(item.get("todo_suggestion") or ""),
-        policy=dict(policy) if isinstance(policy, Mapping) else {},
-    ), {}
+    try:
+        call = ActionCall(
+            id=call_id, action=name, kwargs=dict(kwargs), source="model", round_index=round_index,
+            purpose=str(item.get("purpose") or ""),
+            todo_suggestion=str(item.get("todo_suggestion") or ""),
+            policy=dict(policy) if isinstance(policy, Mapping) else {},
+        )
+    except ValidationError as exc:
+        return None, {"call_id": call_id, "action": name, "error": f"invalid call: {exc}"}
+    return call, {}
