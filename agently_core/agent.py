@@ -19,7 +19,6 @@ from .policy_approval import PolicyApproval
 from .schema import function_schema, schema_validator
 
 _WARNED: set[str] = set()
-_ACTION_NAME = re.compile(ACTION_NAME_PATTERN)
 
 
 def _deprecated(agent: Agent, old: str, new: str) -> None:
@@ -196,7 +195,7 @@ class Agent:
         if not callable(func):
             raise TypeError(f"actions must be callables, got {func!r}")
         schema = function_schema(func, name=name, description=description)
-        if not _ACTION_NAME.match(schema.name):
+        if not re.match(ACTION_NAME_PATTERN, schema.name):
             raise ValueError(f"{schema.name!r} is not a valid action name (letters, digits, _ . -; "
                              "starting with a letter or _); pass name=... to action_func")
         spec_policy = dict(policy or {})

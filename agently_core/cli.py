@@ -445,7 +445,7 @@ def _print_run(result: Any) -> None:
         records = [by_id[call_id] for call_id in round_.record_ids]
         ran = sum(1 for r in records if r.error_type not in _GATE_ERRORS)
         count = len(records)
-        how = f", {ran} ran concurrently" if ran > 1 else ""
+        how = f", {ran} dispatched in parallel" if ran > 1 else ""
         print(f"  round {round_.round_index}: {count} call{'s' if count != 1 else ''}{how}")
         calls = [_call_text(r.action, r.kwargs) for r in records]
         width = max(map(len, calls), default=0)

@@ -16,13 +16,14 @@ from typing import Any, get_type_hints
 #: Parameter names that the dispatcher fills in and a model never sees.
 INJECTED_PARAMETERS = frozenset({"action_context"})
 
-_SECTION = re.compile(  # compiled lazily by re's cache; patterns are small
+# Pattern strings, compiled on first use by re's own cache (keeps import cheap).
+_SECTION = (
     r"^\s*(Args|Arguments|Parameters|Params|Keyword Args|Returns?|Yields?|Raises|Examples?|"
     r"Notes?|See Also|Attributes)\s*:?\s*$"
 )
-_GOOGLE_PARAM = re.compile(r"^\s*\**(\w+)\s*(?:\(([^)]*)\))?\s*:\s*(.*)$")
-_SPHINX_PARAM = re.compile(r"^\s*:param\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$")
-_NUMPY_PARAM = re.compile(r"^\s*(\w+)\s*(?::\s*(.*))?$")
+_GOOGLE_PARAM = r"^\s*\**(\w+)\s*(?:\(([^)]*)\))?\s*:\s*(.*)$"
+_SPHINX_PARAM = r"^\s*:param\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$"
+_NUMPY_PARAM = r"^\s*(\w+)\s*(?::\s*(.*))?$"
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ def parse_docstring(doc: str | None) -> ParsedDocstring:
         line = lines[index]
         stripped = line.strip()
         indent = len(line) - len(line.lstrip())
-        heading = _SECTION.match(line)
-        sphinx = _SPHINX_PARAM.match(line)
+        heading = re.match(_SECTION, line)
+        sphinx = re.match(_SPHINX_PARAM, line)
         if sphinx:
             current, section = sphinx.group(1), "sphinx"
             params[current] = sphinx.group(2).strip()
@@ -62,14 +63,14 @@ def parse_docstring(doc: str | None) -> ParsedDocstring:
         elif not stripped:
             pass
         elif section == "params":
-            match = _GOOGLE_PARAM.match(line)
+            match = re.match(_GOOGLE_PARAM, line)
             if match and (param_indent is None or indent <= param_indent):
                 current, param_indent = match.group(1), indent
                 params[current] = match.group(3).strip()
             elif current:
                 params[current] = f"{params[current]} {stripped}".strip()
         elif section == "numpy":
-            match = _NUMPY_PARAM.match(line)
+            match = re.match(_NUMPY_PARAM, line)
             if indent == 0 and match:
                 current = match.group(1)
                 params[current] = ""
@@ -226,40 +227,19 @@ def _explain(exc: Any) -> str:
 
 
 def schema_validator(schema: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """A validator for actions that only have a JSON schema (MCP tools, plugin actions).
+    """A validator for actions that only have a JSON schema (MCP tools, plugin actions),
+    using the ``jsonschema`` library (imported on first use)."""
+    import jsonschema
 
-    Uses the ``jsonschema`` library when installed and otherwise checks the top level:
-    an object, required keys present, and no unexpected keys when the schema forbids them.
-    """
-    try:
-        import jsonschema
-    except ImportError:
-        jsonschema = None
-    properties = schema.get("properties", {}) or {}
-    required = tuple(schema.get("required", ()) or ())
-    closed = schema.get("additionalProperties") is False
+    checker = jsonschema.validators.validator_for(schema)(schema)
 
-    if jsonschema is not None:
-        validator_cls = jsonschema.validators.validator_for(schema)
-        checker = validator_cls(schema)
-
-        def validate(kwargs: dict[str, Any]) -> dict[str, Any]:
-            problems = [
-                f"{'.'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}"
-                for e in checker.iter_errors(kwargs)
-            ]
-            if problems:
-                raise ArgumentsError("; ".join(sorted(problems)))
-            return kwargs
-
-        return validate
-
-    def validate_top(kwargs: dict[str, Any]) -> dict[str, Any]:
-        problems = [f"missing required argument {key!r}" for key in required if key not in kwargs]
-        if closed:
-            problems += [f"unexpected argument {key!r}" for key in kwargs if key not in properties]
+    def validate(kwargs: dict[str, Any]) -> dict[str, Any]:
+        problems = [
+            f"{'.'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}"
+            for e in checker.iter_errors(kwargs)
+        ]
         if problems:
-            raise ArgumentsError("; ".join(problems))
+            raise ArgumentsError("; ".join(sorted(problems)))
         return kwargs
 
-    return validate_top
+    return validate

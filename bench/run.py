@@ -34,6 +34,19 @@ record = agent.action.execute_action("add", {"a": 1, "b": 2})
 assert record.status == "success", record
 """
 FLOOR = "import pydantic, pluggy, anyio\nfrom pydantic import BaseModel\n"
+# The least any library that validates with pydantic and runs a sync function through anyio
+# must do for one call: build and validate one model, run one coroutine, one worker thread.
+INTRINSIC = """
+import anyio, anyio.to_thread, pluggy
+from pydantic import BaseModel, Field
+class Kwargs(BaseModel):
+    a: int = Field(gt=0)
+    b: int
+async def call():
+    kwargs = Kwargs.model_validate({"a": 1, "b": 2})
+    return await anyio.to_thread.run_sync(lambda: kwargs.a + kwargs.b)
+assert anyio.run(call) == 3
+"""
 DISCOVER = """
 import time, importlib.metadata, pluggy
 from agently_core.plugins import PluginManager
@@ -138,6 +151,8 @@ def main() -> int:
     rows.append(figure("import_ms", ours - base, "ms", base, ours))
     ours, base = _paired(COLD_CALL, FLOOR, args.repeat)
     rows.append(figure("cold_call_ms", ours - base, "ms", base, ours))
+    intrinsic, base = _paired(INTRINSIC, FLOOR, args.repeat)
+    rows.append(figure("cold_call_intrinsic_ms", intrinsic - base, "ms", base, intrinsic))
     ours, base = _paired(DISCOVER, DISCOVER_BASELINE, args.repeat, measure=_printed)
     rows.append(figure("discover_ms", ours, "ms", base, ours))
     rows.extend(asyncio.run(_dispatch(args.repeat)))
