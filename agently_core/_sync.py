@@ -3,7 +3,8 @@
 All synchronous entry points share one asyncio event loop in a daemon thread, so they
 behave the same inside Jupyter, inside a running loop or in a plain script, and warm
 resources created by one sync call stay usable by the next (they live on that loop).
-anyio runs on it like on any asyncio loop.
+anyio runs on it like on any asyncio loop. At interpreter exit the registered cleanups
+run on that loop (releasing global-scope resources), then the loop stops.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ T = TypeVar("T")
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
+_cleanups: list[Callable[[], Awaitable[Any]]] = []
+
+
+def on_shutdown(cleanup: Callable[[], Awaitable[Any]]) -> None:
+    """Run ``await cleanup()`` at interpreter exit, newest first."""
+    with _lock:
+        _cleanups.append(cleanup)
 
 
 def _get_loop() -> asyncio.AbstractEventLoop:
@@ -40,13 +48,21 @@ def _get_loop() -> asyncio.AbstractEventLoop:
                 _thread.start()
                 ready.wait()
                 _loop = loop
-                atexit.register(shutdown)
     return loop
 
 
+@atexit.register
 def shutdown() -> None:
-    """Stop the shared loop (called at interpreter exit)."""
+    """Run the cleanups, then stop the shared loop (called at interpreter exit)."""
     global _loop, _thread
+    with _lock:
+        cleanups = _cleanups[::-1]
+        _cleanups.clear()
+    for cleanup in cleanups:
+        try:
+            run_sync(cleanup)
+        except Exception:
+            pass
     with _lock:
         loop, thread, _loop, _thread = _loop, _thread, None, None
     if loop is None or thread is None:

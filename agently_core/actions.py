@@ -100,6 +100,11 @@ class FlowRun:
     planning_protocol: str = "structured_plan"
     execution_handler: Callable[..., Any] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    #: The flow execution the rounds run in (its environments and resources).
+    execution: Any = None
+    #: ``pause(approval_requests, resume)``: stop on pending approvals; ``await
+    #: resume(decision)`` continues the run later and returns its FlowResult.
+    pause: Callable[..., Any] | None = None
 
     def action_list(self) -> list[dict[str, Any]]:
         """The schemas planners may choose from."""

@@ -8,11 +8,15 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import anyio
+
 from .actions import ActionRegistry, FlowRun, RegisteredAction
 from .config import Config
 from .dispatch import ActionDispatcher
+from .environments import ExecutionEnvironmentManager, get_manager
 from .errors import ActionNotFoundError, ConfigError
 from .events import EventCenter
+from .execution import Execution, current_request
 from .models import ACTION_NAME_PATTERN, ActionCall, ActionRecord, ActionSpec, FlowResult, Policy, new_id
 from .plugins import PluginManager, get_plugin_manager
 from .policy_approval import PolicyApproval
@@ -75,7 +79,11 @@ class Action:
             kwargs=dict(kwargs) if isinstance(kwargs, Mapping) else ({} if kwargs is None else kwargs),
             policy={"timeout_seconds": timeout} if timeout else {},
         )
-        record = await self._agent.dispatcher.dispatch(call)
+        token = current_request.set(call.id)
+        try:
+            record = await self._agent.dispatcher.dispatch(call)
+        finally:
+            current_request.reset(token)
         self._agent._last_records = [record]
         return record
 
@@ -114,7 +122,9 @@ class Agent:
 
     def __init__(self, name: str | None = None, *, plugins: PluginManager | None = None,
                  config: Config | Mapping[str, Any] | None = None,
-                 policy: Policy | Mapping[str, Any] | None = None) -> None:
+                 policy: Policy | Mapping[str, Any] | None = None,
+                 manager: ExecutionEnvironmentManager | None = None) -> None:
+        shared = plugins is None and config is None
         if plugins is None:
             if config is None:
                 plugins = get_plugin_manager()
@@ -126,7 +136,15 @@ class Agent:
         self.config = self.plugins.config
         self.name = name or "agent"
         self.id = new_id("agent_")
-        self.events = EventCenter()
+        #: Owner id for session-scoped environments (set it to share them across agents).
+        self.session_id: str | None = None
+        self._owns_manager = manager is None and not shared
+        if manager is None:
+            manager = get_manager() if shared else ExecutionEnvironmentManager(self.plugins)
+        #: The execution-environment manager (process-wide unless plugins/config are given).
+        self.manager = manager
+        self.redactor = manager.redactor
+        self.events = EventCenter(redactor=self.redactor)
         for registration in self.plugins.registrations("event_observer").values():
             self.events.subscribe(registration.load(), registration.options.get("events", ("*",)),
                                   name=f"{registration.plugin}:{registration.name}")
@@ -138,7 +156,8 @@ class Agent:
             base = base.merge(policy)
         self.registry = ActionRegistry()
         self.dispatcher = ActionDispatcher(self.registry, plugins=self.plugins, events=self.events,
-                                           approval=self.approval, policy=base, agent=self)
+                                           approval=self.approval, policy=base, agent=self,
+                                           manager=manager, redactor=self.redactor)
         self.action = Action(self)
         self.loop_settings: dict[str, Any] = {
             "max_rounds": int(self.config.action.get("max_rounds", 5)),
@@ -153,6 +172,9 @@ class Agent:
         self._input_pending = False
         self._last_records: list[ActionRecord] = []
         self.last_run: FlowResult | None = None
+        #: The execution of the last action loop (open while paused on an approval).
+        self.last_execution: Execution | None = None
+        self._executions: set[Execution] = set()
         self.closed = False
 
     def _plugin_handler(self, name: str) -> Any:
@@ -328,26 +350,112 @@ class Agent:
             self._runtime = self._create("action_runtime")
         return self._runtime
 
+    def create_execution(self, *, execution_environments: Iterable[Any] = (),
+                         runtime_resources: Mapping[str, Any] | None = None) -> Execution:
+        """A flow execution on this agent's manager, events and approval handlers; closed
+        with the agent at the latest."""
+        execution = Execution(self.manager, execution_environments=execution_environments,
+                              runtime_resources=runtime_resources, events=self.events,
+                              approval_context=self)
+        self._executions.add(execution)
+        return execution
+
     async def async_run(self, request: Any = None, *, max_rounds: int | None = None,
-                        concurrency: int | None = None,
-                        planning_protocol: str | None = None) -> FlowResult:
-        """Run the action loop for ``request`` (or the pending :meth:`input`)."""
+                        concurrency: int | None = None, planning_protocol: str | None = None,
+                        execution_environments: Iterable[Any] = (),
+                        runtime_resources: Mapping[str, Any] | None = None) -> FlowResult:
+        """Run the action loop for ``request`` (or the pending :meth:`input`) inside a new
+        execution. A run that stops on a pending approval leaves ``agent.last_execution``
+        paused: resume it with ``continue_with(decision, resume_request_id=...)``."""
         if request is None:
             request = self._input
         self._input_pending = False
+        options = {
+            "max_rounds": max_rounds or self.loop_settings["max_rounds"],
+            "concurrency": concurrency or self.loop_settings["concurrency"],
+            "planning_protocol": planning_protocol or self.loop_settings["planning_protocol"],
+        }
+        execution = self.create_execution(execution_environments=execution_environments,
+                                          runtime_resources=runtime_resources)
+        self.last_execution = execution
+        return await self._run_in(execution, request, options)
+
+    async def _run_in(self, execution: Execution, request: Any, options: dict[str, Any]
+                      ) -> FlowResult:
         runtime, flow, planner = self._components()
-        run = FlowRun(
-            request=request, agent_name=self.name, runtime=runtime, planner=planner,
-            dispatcher=self.dispatcher,
-            max_rounds=max_rounds or self.loop_settings["max_rounds"],
-            concurrency=concurrency or self.loop_settings["concurrency"],
-            planning_protocol=planning_protocol or self.loop_settings["planning_protocol"],
-            execution_handler=self._execution_handler,
-        )
-        result = await flow.run(run)
+        request_token = current_request.set(execution.id)
+        try:
+            with execution.bind():
+                await execution.start()
+                if execution.paused:  # an execution-scoped environment waits for approval
+                    execution.suspend(execution.pending,
+                                      self._start_resumer(execution, request, options))
+                    result = FlowResult(stop_reason="approval_required",
+                                        error="the execution's environments wait for approval")
+                    return self._finish_run(execution, result)
+                execution.seal()
+                run = FlowRun(
+                    request=request, agent_name=self.name, runtime=runtime, planner=planner,
+                    dispatcher=self.dispatcher, execution_handler=self._execution_handler,
+                    execution=execution, **options,
+                    pause=lambda requests, resume: execution.suspend(
+                        requests, self._resumer(execution, resume)),
+                )
+                result = await flow.run(run)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._close_execution(execution)
+            raise
+        finally:
+            current_request.reset(request_token)
+        return await self._settle(execution, result)
+
+    def _start_resumer(self, execution: Execution, request: Any, options: dict[str, Any]):
+        """Resume an execution paused while starting: grant, start, then run the loop."""
+        start = execution.resume_start
+
+        async def resume(decision: Any) -> FlowResult:
+            await start(decision)
+            if decision.decision != "approved":
+                result = FlowResult(stop_reason="failed",
+                                    error="the execution's environments were denied")
+                return await self._settle(execution, result)
+            if execution.paused:
+                execution.suspend(execution.pending, resume)
+                return self._finish_run(execution, FlowResult(stop_reason="approval_required"))
+            return await self._run_in(execution, request, options)
+
+        return resume
+
+    def _resumer(self, execution: Execution, resume: Any):
+        async def resumed(decision: Any) -> FlowResult:
+            request_token = current_request.set(execution.id)
+            try:
+                with execution.bind():
+                    result = await resume(decision)
+            finally:
+                current_request.reset(request_token)
+            return await self._settle(execution, result)
+
+        return resumed
+
+    async def _settle(self, execution: Execution, result: FlowResult) -> FlowResult:
+        """Close the execution unless the run paused on an approval; record the result."""
+        result.execution_id = execution.id
+        execution.result = result
+        if not execution.paused:
+            await self._close_execution(execution)
+        return self._finish_run(execution, result)
+
+    def _finish_run(self, execution: Execution, result: FlowResult) -> FlowResult:
+        result.execution_id = execution.id
         self.last_run = result
         self._last_records = list(result.records)
         return result
+
+    async def _close_execution(self, execution: Execution) -> None:
+        self._executions.discard(execution)
+        await execution.aclose()
 
     def run(self, request: Any = None, **options: Any) -> FlowResult:
         from ._sync import run_sync
@@ -371,10 +479,26 @@ class Agent:
 
     # -- lifecycle -------------------------------------------------------------------
     async def aclose(self) -> None:
+        """Close the agent's executions and release its agent-scoped environments."""
+        if self.closed:
+            return
         self.closed = True
+        with anyio.CancelScope(shield=True):
+            for execution in list(self._executions):
+                await self._close_execution(execution)
+            await self.manager.async_release_scope("agent", self.id, events=self.events)
+            if self._owns_manager:
+                await self.manager.aclose()
 
     def close(self) -> None:
-        self.closed = True
+        from ._sync import run_sync
+
+        run_sync(self.aclose)
+
+    def add_secrets(self, *values: str) -> Agent:
+        """Mask these values wherever they would appear: events, records, digests, logs."""
+        self.redactor.add(*values)
+        return self
 
     async def __aenter__(self) -> Agent:
         return self

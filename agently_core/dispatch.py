@@ -1,7 +1,9 @@
-"""The ActionDispatcher: validate -> policy -> approval gate -> executor -> record.
+"""The ActionDispatcher: validate -> policy -> approval gate -> environments -> executor ->
+record.
 
 Every failure becomes a record with a clear error; nothing raised by an action, an
-executor or a handler reaches the caller. Cancellation of the caller still propagates.
+executor, a provider or a handler reaches the caller. Cancellation of the caller still
+propagates, and every environment reference taken for a call is released on every path.
 """
 
 from __future__ import annotations
@@ -13,17 +15,30 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .actions import ActionContext, ActionRegistry, RegisteredAction
-from .errors import ActionError, AgentlyError
-from .models import ActionCall, ActionRecord, ApprovalRequest, Policy
+from .errors import (
+    ActionError,
+    AgentlyError,
+    EnvironmentApprovalRequired,
+    EnvironmentBlocked,
+)
+from .execution import current_execution, current_request
+from .models import ActionCall, ActionRecord, ApprovalRequest, EnvironmentRequirement, Policy
 from .schema import ArgumentsError
 
 if TYPE_CHECKING:
+    from .environments import ExecutionEnvironmentManager
     from .events import EventCenter
     from .plugins import PluginManager
     from .policy_approval import PolicyApproval
+    from .redaction import Redactor
 
 _perf = time.perf_counter
 _now = time.time
+_EVENT_FOR_STATUS = {"success": "action.completed", "failed": "action.failed",
+                     "blocked": "action.blocked", "approval_required": "action.approval_required",
+                     "skipped": "action.skipped"}
+
+Gated = tuple[RegisteredAction, dict[str, Any], Policy]
 
 
 class ActionDispatcher:
@@ -38,6 +53,8 @@ class ActionDispatcher:
         approval: PolicyApproval,
         policy: Policy | None = None,
         agent: Any = None,
+        manager: ExecutionEnvironmentManager | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.registry = registry
         self.plugins = plugins
@@ -45,7 +62,17 @@ class ActionDispatcher:
         self.approval = approval
         self.policy = policy or Policy()
         self.agent = agent
+        self._manager = manager
+        self.redactor = redactor
         self._executors: dict[tuple[str, str | None], Any] = {}
+
+    @property
+    def manager(self) -> ExecutionEnvironmentManager:
+        if self._manager is None:
+            from .environments import get_manager
+
+            self._manager = get_manager()
+        return self._manager
 
     # -- schemas ---------------------------------------------------------------------
     def action_list(self) -> list[dict[str, Any]]:
@@ -57,30 +84,35 @@ class ActionDispatcher:
             entry.policy = None
 
     # -- one call --------------------------------------------------------------------
-    async def dispatch(self, call: ActionCall) -> ActionRecord:
+    async def dispatch(self, call: ActionCall, *, approved: bool = False) -> ActionRecord:
         """Gate and run one call; always returns a record."""
-        gated = await self.gate(call)
+        gated = await self.gate(call, approved=approved)
         if isinstance(gated, ActionRecord):
             return gated
         return await self.execute(call, *gated)
 
-    async def gate(self, call: ActionCall) -> ActionRecord | tuple[RegisteredAction, dict, Policy]:
-        """Resolve, validate and approve a call. Returns a record when it must not run."""
+    async def gate(self, call: ActionCall, *, approved: bool = False) -> ActionRecord | Gated:
+        """Resolve, validate, check policy and approve a call. Returns a record when the
+        call must not run; ``approved=True`` skips the approval question (a person already
+        answered it)."""
         started = _now()
         entry = self.registry.get(call.action)
         if entry is None or (call.source == "model" and not entry.visible):
             names = ", ".join(self.registry.names(visible_only=call.source == "model"))
-            return self._record(call, started, "failed", error_type="ActionNotFoundError",
-                                error=f"unknown action {call.action!r}; available: {names or 'none'}")
+            return await self._finish(self._record(
+                call, started, "failed", error_type="ActionNotFoundError",
+                error=f"unknown action {call.action!r}; available: {names or 'none'}"))
         if not isinstance(call.kwargs, dict):
-            return self._record(call, started, "failed", error_type="ArgumentsError",
-                                error=f"invalid arguments for {call.action!r}: kwargs must be an "
-                                f"object, got {type(call.kwargs).__name__}")
+            return await self._finish(self._record(
+                call, started, "failed", error_type="ArgumentsError",
+                error=f"invalid arguments for {call.action!r}: kwargs must be an object, "
+                f"got {type(call.kwargs).__name__}"))
         try:
             kwargs = entry.validate(call.kwargs)
         except ArgumentsError as exc:
-            return self._record(call, started, "failed", error_type="ArgumentsError",
-                                error=f"invalid arguments for {call.action!r}: {exc}")
+            return await self._finish(self._record(
+                call, started, "failed", error_type="ArgumentsError",
+                error=f"invalid arguments for {call.action!r}: {exc}"))
         try:
             policy = entry.policy
             if policy is None:
@@ -88,12 +120,24 @@ class ActionDispatcher:
             if call.policy:
                 policy = policy.merge(call.policy, from_model=call.source == "model")
         except (ValueError, TypeError, AgentlyError) as exc:  # pydantic's ValidationError too
-            return self._record(call, started, "failed", error_type="PolicyError",
-                                error=f"invalid policy for {call.action!r}: {exc}")
-        if policy.approval_mode == "always" or entry.spec.approval_required:
+            return await self._finish(self._record(
+                call, started, "failed", error_type="PolicyError",
+                error=f"invalid policy for {call.action!r}: {exc}"))
+        try:
+            executor = entry.executor or self._executor_for(entry)
+        except AgentlyError as exc:
+            return await self._finish(self._record(
+                call, started, "failed", error_type=type(exc).__name__, error=str(exc)))
+        unenforced = policy.constraints() - getattr(executor, "enforced_policy", frozenset())
+        if unenforced:
+            return await self._finish(self._record(
+                call, started, "blocked", error_type="PolicyNotEnforceable",
+                error=f"the {entry.spec.kind!r} executor cannot enforce policy "
+                f"{', '.join(sorted(unenforced))} for {call.action!r}; refusing to run it"))
+        if not approved and (policy.approval_mode == "always" or entry.spec.approval_required):
             blocked = await self._approve(call, entry, policy, started)
             if blocked is not None:
-                return blocked
+                return await self._finish(blocked)
         return entry, kwargs, policy
 
     async def _approve(self, call: ActionCall, entry: RegisteredAction, policy: Policy,
@@ -105,7 +149,7 @@ class ActionDispatcher:
         request = ApprovalRequest(
             subject_type="action", subject=call.action, subject_id=call.id,
             reason=call.purpose or entry.spec.description[:200],
-            details={"kwargs": call.kwargs, "source": call.source},
+            details={"kwargs": self._redact(call.kwargs), "source": call.source},
         )
         events = self.events
         if events.active:
@@ -120,24 +164,42 @@ class ActionDispatcher:
         if decision.decision == "pending":
             return self._record(call, started, "approval_required", error_type="ApprovalRequired",
                                 error=f"action {call.action!r} is waiting for approval",
-                                approval_request_id=request.id)
+                                approval_request=request)
         return self._record(call, started, "blocked", error_type="ApprovalDenied",
                             error=f"action {call.action!r} was denied"
                             + (f": {decision.reason}" if decision.reason else ""),
-                            approval_request_id=request.id)
+                            approval_request=request)
 
     async def execute(self, call: ActionCall, entry: RegisteredAction, kwargs: dict[str, Any],
                       policy: Policy) -> ActionRecord:
-        """Run an already-gated call through its executor."""
+        """Run an already-gated call: ensure its environments, call the executor, release
+        the call's environment references."""
         started = _now()
         t0 = _perf()
         events = self.events
         if events.active:
             await events.emit("action.started", "dispatcher", call_id=call.id, action=call.action)
+        context = ActionContext(call, entry.spec, policy, entry.target, self.agent, events)
+        leases: list[Any] = []
+        try:
+            if entry.spec.execution_environments:
+                stopped = await self._ensure_environments(call, entry, context, leases, started)
+                if stopped is not None:
+                    return await self._finish(stopped)
+            record = await self._run(call, entry, kwargs, policy, context, started, t0)
+        finally:
+            if leases:
+                with anyio.CancelScope(shield=True):
+                    for lease in leases:
+                        await self.manager.async_release(lease, events=events)
+        return await self._finish(record)
+
+    async def _run(self, call: ActionCall, entry: RegisteredAction, kwargs: dict[str, Any],
+                   policy: Policy, context: ActionContext, started: float,
+                   t0: float) -> ActionRecord:
         status, result, error, error_type = "success", None, None, None
         try:
             executor = entry.executor or self._executor_for(entry)
-            context = ActionContext(call, entry.spec, policy, entry.target, self.agent, events)
             if entry.injects_context:
                 kwargs = {**kwargs, "action_context": context}
             timeout = policy.timeout_seconds
@@ -157,12 +219,60 @@ class ActionDispatcher:
         meta: dict[str, Any] = {}
         if status == "success":
             result, meta = _serialisable(result, policy.max_output_bytes)
-        record = self._record(call, started, status, result=result, error=error,
-                              error_type=error_type, t0=t0, meta=meta)
-        if events.active:
-            await events.emit("action.completed" if status == "success" else "action.failed",
-                              "dispatcher", call_id=call.id, action=call.action, status=status)
-        return record
+        return self._record(call, started, status, result=result, error=error,
+                            error_type=error_type, t0=t0, meta=meta)
+
+    async def _ensure_environments(self, call: ActionCall, entry: RegisteredAction,
+                                   context: ActionContext, leases: list[Any],
+                                   started: float) -> ActionRecord | None:
+        """Ensure the spec's environments into ``context``; ``leases`` collects every
+        reference taken (the caller releases them). Returns a record when the call cannot
+        run."""
+        manager = self.manager
+        for requirement in entry.spec.execution_environments:
+            try:
+                owned = self._owned(requirement, call)
+                handle = await manager.async_ensure(owned, events=self.events,
+                                                    approval_context=self.agent)
+            except EnvironmentApprovalRequired as exc:
+                return self._record(call, started, "approval_required",
+                                    error_type="ApprovalRequired", error=str(exc),
+                                    approval_request=exc.request)
+            except EnvironmentBlocked as exc:
+                return self._record(call, started, "blocked", error_type="EnvironmentBlocked",
+                                    error=str(exc))
+            except AgentlyError as exc:
+                return self._record(call, started, "failed", error_type=type(exc).__name__,
+                                    error=f"environment for {call.action!r}: {exc}")
+            leases.append(handle)
+            key = requirement.resource_key or requirement.kind
+            context.execution_environment_handles[key] = handle
+            context.execution_environment_resources[key] = manager.resource(handle)
+        return None
+
+    def _owned(self, requirement: EnvironmentRequirement, call: ActionCall) -> EnvironmentRequirement:
+        """The requirement with its owner filled in from the call's context."""
+        if requirement.owner_id is not None or requirement.scope == "global":
+            return requirement
+        scope = requirement.scope
+        if scope == "action_call":
+            owner = call.id
+        elif scope == "agent":
+            owner = getattr(self.agent, "id", None)
+        elif scope == "execution":
+            execution = current_execution.get()
+            if execution is None:
+                raise AgentlyError(f"{requirement.kind!r} is execution-scoped but the call is "
+                                   "not running inside an execution")
+            owner = execution.id
+        elif scope == "request":
+            owner = current_request.get() or call.id
+        else:  # session
+            owner = getattr(self.agent, "session_id", None)
+            if owner is None:
+                raise AgentlyError(f"{requirement.kind!r} is session-scoped: set agent.session_id "
+                                   "or the requirement's owner_id")
+        return requirement.model_copy(update={"owner_id": owner, "id": f"{requirement.id}@{owner}"})
 
     def _executor_for(self, entry: RegisteredAction) -> Any:
         key = (entry.spec.kind, entry.spec.executor)
@@ -175,11 +285,11 @@ class ActionDispatcher:
         return executor
 
     # -- many calls ------------------------------------------------------------------
-    async def dispatch_many(self, calls: Sequence[ActionCall], *,
-                            concurrency: int = 8) -> list[ActionRecord]:
+    async def dispatch_many(self, calls: Sequence[ActionCall], *, concurrency: int = 8,
+                            approved: bool = False) -> list[ActionRecord]:
         """Gate every call first, then run the approved ones, at most ``concurrency`` at
         a time. Records come back in call order."""
-        gated = [await self.gate(call) for call in calls]
+        gated = [await self.gate(call, approved=approved) for call in calls]
         runnable = [(i, g) for i, g in enumerate(gated) if not isinstance(g, ActionRecord)]
         results: list[Any] = list(gated)
         if not runnable:
@@ -202,18 +312,38 @@ class ActionDispatcher:
         return results
 
     # -- records ---------------------------------------------------------------------
-    @staticmethod
-    def _record(call: ActionCall, started: float, status: str, *, result: Any = None,
+    async def _finish(self, record: ActionRecord) -> ActionRecord:
+        if self.events.active:
+            await self.events.emit(_EVENT_FOR_STATUS[record.status], "dispatcher",
+                                   call_id=record.call_id, action=record.action,
+                                   status=record.status, approval_request_id=record.approval_request_id)
+        return record
+
+    def _redact(self, value: Any) -> Any:
+        redactor = self.redactor
+        return value if redactor is None else redactor.redact(value)
+
+    def _record(self, call: ActionCall, started: float, status: str, *, result: Any = None,
                 error: str | None = None, error_type: str | None = None, t0: float | None = None,
-                approval_request_id: str | None = None,
+                approval_request: ApprovalRequest | None = None,
                 meta: dict[str, Any] | None = None) -> ActionRecord:
         duration = (_perf() - t0) * 1000 if t0 is not None else (_now() - started) * 1000
+        redactor = self.redactor
+        kwargs = _plain_kwargs(call.kwargs)
+        if redactor is not None:
+            kwargs = redactor.redact(kwargs)
+            if result is not None and not isinstance(result, (int, float, bool)):
+                result = redactor.redact(result)
+            if error is not None:
+                error = redactor.text(error)
+        if approval_request is not None:
+            meta = {**(meta or {}), "approval_request": approval_request.model_dump(mode="json")}
         return ActionRecord.model_construct(
-            call_id=call.id, action=call.action, status=status,
-            kwargs=_plain_kwargs(call.kwargs),
+            call_id=call.id, action=call.action, status=status, kwargs=kwargs,
             result=result, error=error, error_type=error_type, purpose=call.purpose,
             round_index=call.round_index, started_at=started, duration_ms=duration,
-            approval_request_id=approval_request_id, digest=None, artifacts=[], meta=meta or {},
+            approval_request_id=approval_request.id if approval_request else None, digest=None,
+            artifacts=[], meta=meta or {},
         )
 
 

@@ -29,3 +29,31 @@ class ActionError(AgentlyError):
 
 class ActionNotFoundError(AgentlyError):
     """No action with that name is registered."""
+
+
+class ExecutionEnvironmentError(AgentlyError):
+    """Base class for execution-environment failures."""
+
+
+class EnvironmentNotFound(ExecutionEnvironmentError):
+    """No declared requirement or live handle has that id."""
+
+
+class EnvironmentStartError(ExecutionEnvironmentError):
+    """A provider failed to start a resource; nothing was kept."""
+
+
+class EnvironmentApprovalRequired(ExecutionEnvironmentError):
+    """Starting the environment waits for a person's approval (``request`` says which)."""
+
+    def __init__(self, message: str, request: object = None) -> None:
+        super().__init__(message)
+        self.request = request
+
+
+class EnvironmentBlocked(ExecutionEnvironmentError):
+    """Approval for the environment was denied."""
+
+
+class ManagerClosedError(ExecutionEnvironmentError):
+    """The execution-environment manager has shut down."""

@@ -39,8 +39,10 @@ class EventCenter:
     :attr:`failures`; the emitter never sees the exception.
     """
 
-    def __init__(self, *, max_failures: int = 100) -> None:
+    def __init__(self, *, max_failures: int = 100, redactor: Any = None) -> None:
         self._subs: tuple[_Subscription, ...] = ()
+        #: Masks secrets in every payload before an observer sees it.
+        self.redactor = redactor
         self.failures: list[ObserverFailure] = []
         self._max_failures = max_failures
 
@@ -76,7 +78,7 @@ class EventCenter:
             return
         from .models import Event
 
-        event = Event(type=event_type, source=source, payload=payload)
+        event = Event(type=event_type, source=source, payload=self._redact(payload))
         for sub in matching:
             try:
                 result = sub.observer(event)
@@ -98,7 +100,7 @@ class EventCenter:
             if not sub.matches(event_type):
                 continue
             if event is None:
-                event = Event(type=event_type, source=source, payload=payload)
+                event = Event(type=event_type, source=source, payload=self._redact(payload))
             if sub.is_async:
                 self._report(sub, event_type, RuntimeError(
                     "async observer skipped by emit_sync; emit from async code to reach it"))
@@ -109,6 +111,9 @@ class EventCenter:
                     result.close()  # type: ignore[attr-defined]
             except Exception as exc:
                 self._report(sub, event_type, exc)
+
+    def _redact(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return payload if self.redactor is None else self.redactor.redact(payload)
 
     def _report(self, sub: _Subscription, event_type: str, exc: Exception) -> None:
         failure = ObserverFailure(sub.name, event_type, f"{type(exc).__name__}: {exc}")

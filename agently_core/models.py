@@ -35,9 +35,17 @@ class _Model(BaseModel):
 class Policy(_Model):
     """What a call may do. Merged global -> agent -> spec -> call.
 
-    Keys in :attr:`HOST_ONLY` can only be set by the host. Anything that comes from a model
-    (plans, kwargs, overrides) may only *narrow* a policy: shorter timeouts, smaller caps,
-    stricter approval; never wider.
+    ``None`` means "not constrained by policy": the executor's own default applies (a
+    sandbox's default is no network, a scratch workspace, read-only system files). A field
+    set to a constraining value must be enforced by the executor that runs the call: every
+    executor lists the fields it enforces (``enforced_policy``) and the dispatcher blocks a
+    call whose policy constrains anything else, so a field is either enforced or refused,
+    never silently ignored. ``approval_mode``, ``timeout_seconds`` and ``max_output_bytes``
+    are enforced by the dispatcher for every executor.
+
+    The host sets policy freely. Anything that comes from a model (plans, kwargs,
+    overrides) may only *narrow* it, and keys in :attr:`HOST_ONLY` are ignored from a
+    model altogether.
     """
 
     approval_mode: ApprovalMode = Field(
@@ -51,13 +59,40 @@ class Policy(_Model):
     max_output_bytes: int | None = Field(
         None, gt=0, description="Cap on the serialised result; longer results are truncated."
     )
+    network: bool | None = Field(None, description="False: no network at all; True: allowed.")
+    workspace_roots: list[str] | None = Field(
+        None, description="Directories the call may use; nothing outside them."
+    )
+    path_allow: list[str] | None = Field(None, description="Glob patterns of paths allowed.")
+    path_deny: list[str] | None = Field(None, description="Glob patterns of paths refused.")
+    command_allowlist: list[str] | None = Field(
+        None, description="Programs a shell may run, matched by resolved path."
+    )
+    read_only: bool | None = Field(None, description="True: no writes of any kind.")
+    allow_create: bool | None = None
+    allow_update: bool | None = None
+    allow_delete: bool | None = None
+    max_memory_bytes: int | None = Field(None, gt=0)
+    max_cpu_seconds: float | None = Field(None, gt=0)
+    max_processes: int | None = Field(None, gt=0)
+    max_file_bytes: int | None = Field(None, gt=0)
+    env_passthrough: list[str] | None = Field(
+        None, description="Names of host environment variables a child process receives."
+    )
 
-    HOST_ONLY: ClassVar[frozenset[str]] = frozenset({"approval_mode"})
+    #: Keys a model can never set, not even to narrow (they grant access).
+    HOST_ONLY: ClassVar[frozenset[str]] = frozenset(
+        {"approval_mode", "workspace_roots", "path_allow", "command_allowlist", "env_passthrough"}
+    )
+    #: Keys the dispatcher enforces for every executor.
+    DISPATCHER_ENFORCED: ClassVar[frozenset[str]] = frozenset(
+        {"approval_mode", "timeout_seconds", "max_output_bytes"}
+    )
 
     def merge(self, overrides: dict[str, Any] | Policy | None, *, from_model: bool = False) -> Policy:
         """Return a new policy with ``overrides`` applied.
 
-        With ``from_model=True`` host-only keys are dropped and every other key may only
+        With ``from_model=True`` host-only keys are ignored and every other key may only
         narrow the current value.
         """
         if not overrides:
@@ -75,15 +110,46 @@ class Policy(_Model):
             data[key] = value
         return Policy.model_validate(data)
 
+    def constraints(self) -> set[str]:
+        """Fields set to a value that restricts what an executor may do (beyond the ones the
+        dispatcher enforces). The executor must enforce each, or the call is blocked."""
+        found = set()
+        for key in _CONSTRAINABLE:
+            value = getattr(self, key)
+            if value is None or value == _PERMISSIVE.get(key, object()):
+                continue
+            found.add(key)
+        return found
+
+
+#: For booleans, the value that grants rather than restricts.
+_PERMISSIVE = {"network": True, "read_only": False, "allow_create": True, "allow_update": True,
+               "allow_delete": True}
+_CONSTRAINABLE = (
+    "network", "workspace_roots", "path_allow", "path_deny", "command_allowlist", "read_only",
+    "allow_create", "allow_update", "allow_delete", "max_memory_bytes", "max_cpu_seconds",
+    "max_processes", "max_file_bytes", "env_passthrough",
+)
+_MINIMUM = {"timeout_seconds", "max_output_bytes", "max_memory_bytes", "max_cpu_seconds",
+            "max_processes", "max_file_bytes"}
+
 
 def _narrow(key: str, current: Any, proposed: Any) -> Any:
-    """Keep the stricter of two values for a model-sourced override."""
+    """The stricter of the current value and a model's proposal."""
     if proposed is None:
         return current
-    if current is None:
-        return proposed
-    if key in {"timeout_seconds", "max_output_bytes"}:
-        return min(current, proposed)
+    if key in _MINIMUM:
+        if not isinstance(proposed, (int, float)) or isinstance(proposed, bool):
+            raise ValueError(f"{key} must be a number, got {proposed!r}")
+        return proposed if current is None else min(current, proposed)
+    if key in _PERMISSIVE:
+        if not isinstance(proposed, bool):
+            raise ValueError(f"{key} must be a boolean, got {proposed!r}")
+        return proposed if proposed != _PERMISSIVE[key] else current
+    if key == "path_deny":
+        if not isinstance(proposed, list):
+            raise ValueError(f"path_deny must be a list, got {proposed!r}")
+        return [*(current or []), *(p for p in proposed if p not in (current or []))]
     return current
 
 
@@ -115,6 +181,9 @@ class EnvironmentHandle(_Model):
     provider: str | None = None
     status: HandleStatus = "pending"
     ref_count: int = 0
+    lease_id: str | None = Field(
+        None, description="The reference this ensure returned; release it exactly once."
+    )
     created_at: float = Field(default_factory=time.time)
     meta: dict[str, Any] = Field(default_factory=dict)
 
@@ -264,6 +333,26 @@ class FlowResult(_Model):
     response: Any = None
     stop_reason: Literal["response", "max_rounds", "approval_required", "failed"] = "response"
     error: str | None = None
+    execution_id: str | None = None
 
 
 __all__ += ["FlowResult", "FlowRound"]
+
+
+class ExecutionSnapshot(_Model):
+    """What is left of a flow execution once closed (or paused): ids, states and
+    decisions, never live objects."""
+
+    id: str
+    state: Literal["open", "sealed", "closed"]
+    created_at: float
+    closed_at: float | None = None
+    environments: list[EnvironmentHandle] = Field(default_factory=list)
+    runtime_resource_keys: list[str] = Field(default_factory=list)
+    pending_approvals: list[ApprovalRequest] = Field(default_factory=list)
+    decisions: list[ApprovalDecision] = Field(default_factory=list)
+    resumed: list[str] = Field(default_factory=list, description="Resume request ids used.")
+    result: Any = None
+
+
+__all__ += ["ExecutionSnapshot"]

@@ -4,7 +4,8 @@
   :class:`ProviderConformance`, :class:`RuntimeConformance` and
   :class:`WorkspaceBackendConformance`. Subclass one in a test module, supply its
   factories, and pytest runs the whole contract.
-* Reference implementations: :class:`MemoryWorkspaceBackend` and :class:`TempdirProvider`.
+* Reference implementations: :class:`MemoryWorkspaceBackend`, :class:`TempdirProvider` and
+  the counting in-memory :class:`MemoryProvider`.
 * Helpers: :func:`make_plugin`, :func:`make_plugin_manager`, :func:`make_agent`,
   :func:`run_async`, :class:`Heartbeat`, and fake installed distributions
   (:func:`make_distribution`, :func:`activate`, :func:`deactivate`).
@@ -30,6 +31,8 @@ _LAZY = {
     "WorkspaceBackendConformance": ".workspace_suite",
     "MemoryWorkspaceBackend": ".memory_workspace",
     "TempdirProvider": ".tempdir_provider",
+    "MemoryProvider": ".memory_provider",
+    "MemoryResource": ".memory_provider",
     "Heartbeat": ".harness",
     "make_agent": ".harness",
     "make_plugin": ".harness",
@@ -41,6 +44,8 @@ __all__ = [
     "ConformanceSuite",
     "ExecutorConformance",
     "Heartbeat",
+    "MemoryProvider",
+    "MemoryResource",
     "MemoryWorkspaceBackend",
     "ProviderConformance",
     "RuntimeConformance",

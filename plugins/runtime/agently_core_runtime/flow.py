@@ -5,31 +5,50 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from agently_core.models import ActionCall, ActionRecord, FlowResult, FlowRound
+from agently_core.models import (
+    ActionCall,
+    ActionRecord,
+    ApprovalDecision,
+    ApprovalRequest,
+    FlowResult,
+    FlowRound,
+)
+
+
+@dataclass
+class _State:
+    """Where a run is, so a run paused on an approval can carry on."""
+
+    result: FlowResult
+    done_plans: list[dict[str, Any]] = field(default_factory=list)
+    last_round: list[dict[str, Any]] = field(default_factory=list)
+    next_round: int = 0
+    waiting: list[tuple[ActionCall, ApprovalRequest | None]] = field(default_factory=list)
 
 
 class AgentlyActionFlow:
     """Runs up to ``max_rounds`` rounds. Each round the runtime asks the planner; the
-    dispatcher gates every call (unknown action, invalid arguments, approval) before any
-    runs, then runs the approved ones with at most ``concurrency`` at once. The loop stops
-    when the planner answers, when a call waits for approval, or at ``max_rounds``."""
+    dispatcher gates every call (unknown action, invalid arguments, policy, approval)
+    before any runs, then runs the approved ones with at most ``concurrency`` at once. The
+    loop stops when the planner answers, at ``max_rounds``, or when a call waits for
+    approval: then the run pauses (``run.pause``) and resumes where it stopped once a
+    person decides."""
 
     name = "agently"
 
     async def run(self, run: Any) -> FlowResult:
-        result = FlowResult(request=_plain(run.request))
-        done_plans: list[dict[str, Any]] = []
-        last_round: list[dict[str, Any]] = []
-        for round_index in range(run.max_rounds):
-            context = {
-                "agent_name": run.agent_name,
-                "round_index": round_index,
-                "max_rounds": run.max_rounds,
-                "done_plans": list(done_plans),
-                "last_round_records": last_round,
-            }
+        state = _State(result=FlowResult(request=_plain(run.request)))
+        return await self._rounds(run, state)
+
+    async def _rounds(self, run: Any, state: _State) -> FlowResult:
+        result = state.result
+        while state.next_round < run.max_rounds:
+            round_index = state.next_round
+            state.next_round += 1
+            context = self._context(run, state, round_index)
             request = {
                 "input": run.request,
                 "action_list": run.action_list(),
@@ -45,25 +64,83 @@ class AgentlyActionFlow:
             result.rounds.append(round_)
             records = [_invalid_record(problem, round_index) for problem in decision.invalid]
             if decision.next_action == "response":
-                result.records.extend(records)
-                round_.record_ids = [r.call_id for r in records]
+                self._add(state, round_, records, round_index)
                 result.response = decision.response
                 result.stop_reason = "response"
                 return result
             records += await self._execute(run, context, decision.calls)
-            round_.record_ids = [r.call_id for r in records]
-            result.records.extend(records)
-            last_round = [r.model_dump() for r in records]
-            done_plans.extend(
-                {"round_index": round_index, "action": r.action, "purpose": r.purpose,
-                 "status": r.status}
-                for r in records
-            )
-            if any(r.status == "approval_required" for r in records):
-                result.stop_reason = "approval_required"
-                return result
+            self._add(state, round_, records, round_index)
+            waiting = [r for r in records if r.status == "approval_required"]
+            if waiting:
+                return self._pause(run, state, decision.calls, waiting)
         result.stop_reason = "max_rounds"
         return result
+
+    def _pause(self, run: Any, state: _State, calls: list[ActionCall],
+               waiting: list[ActionRecord]) -> FlowResult:
+        by_id = {call.id: call for call in calls}
+        state.waiting = [(by_id[r.call_id], _request_of(r)) for r in waiting if r.call_id in by_id]
+        state.result.stop_reason = "approval_required"
+        if run.pause is not None:
+            run.pause([request for _, request in state.waiting if request is not None],
+                      lambda decision: self._resume(run, state, decision))
+        return state.result
+
+    async def _resume(self, run: Any, state: _State, decision: ApprovalDecision) -> FlowResult:
+        """Run (approved) or block (denied) the calls that waited, then go on with the
+        next rounds."""
+        waiting, state.waiting = state.waiting, []
+        records: list[ActionRecord] = []
+        if decision.decision == "approved":
+            manager = run.dispatcher.manager
+            for _, request in waiting:
+                if request is not None and request.subject_type == "environment":
+                    manager.grant(request.subject_id)
+            calls = [call for call, _ in waiting]
+            records = await run.dispatcher.dispatch_many(calls, concurrency=run.concurrency,
+                                                         approved=True)
+        else:
+            now = time.time()
+            who = f" by {decision.actor}" if decision.actor else ""
+            reason = f": {decision.reason}" if decision.reason else ""
+            records = [
+                ActionRecord(call_id=call.id, action=call.action, status="blocked",
+                             kwargs=call.kwargs, purpose=call.purpose,
+                             round_index=call.round_index, started_at=now,
+                             error_type="ApprovalDenied",
+                             error=f"action {call.action!r} was denied{who}{reason}",
+                             approval_request_id=request.id if request else None)
+                for call, request in waiting
+            ]
+        if records:
+            round_ = state.result.rounds[-1]
+            self._add(state, round_, records, records[0].round_index or 0)
+        if any(r.status == "approval_required" for r in records):
+            return self._pause(run, state, [c for c, _ in waiting],
+                               [r for r in records if r.status == "approval_required"])
+        return await self._rounds(run, state)
+
+    def _context(self, run: Any, state: _State, round_index: int) -> dict[str, Any]:
+        return {
+            "agent_name": run.agent_name,
+            "round_index": round_index,
+            "max_rounds": run.max_rounds,
+            "done_plans": list(state.done_plans),
+            "last_round_records": state.last_round,
+            "execution_id": getattr(run.execution, "id", None),
+        }
+
+    @staticmethod
+    def _add(state: _State, round_: FlowRound, records: list[ActionRecord],
+             round_index: int) -> None:
+        round_.record_ids.extend(r.call_id for r in records)
+        state.result.records.extend(records)
+        state.last_round = [r.model_dump() for r in records]
+        state.done_plans.extend(
+            {"round_index": round_index, "action": r.action, "purpose": r.purpose,
+             "status": r.status}
+            for r in records
+        )
 
     async def _execute(self, run: Any, context: Mapping[str, Any],
                        calls: list[ActionCall]) -> list[ActionRecord]:
@@ -88,6 +165,11 @@ class AgentlyActionFlow:
                              error=f"execution handler failed: {type(exc).__name__}: {exc}")
                 for c in calls
             ]
+
+
+def _request_of(record: ActionRecord) -> ApprovalRequest | None:
+    data = (record.meta or {}).get("approval_request")
+    return ApprovalRequest.model_validate(data) if data else None
 
 
 def _invalid_record(problem: Mapping[str, Any], round_index: int) -> ActionRecord:

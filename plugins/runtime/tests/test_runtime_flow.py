@@ -369,4 +369,6 @@ async def test_flow_events(agent) -> None:
     agent.events.subscribe(lambda e: seen.append((e.type, e.payload["action"])), "action.*")
     agent.set_planner([[("add", {"a": 1, "b": 1})], [("nope", {})]])
     await agent.async_run("x")
-    assert seen == [("action.started", "add"), ("action.completed", "add")]
+    # a call stopped at the gate (unknown action) reports its outcome without starting
+    assert seen == [("action.started", "add"), ("action.completed", "add"),
+                    ("action.failed", "nope")]

@@ -1,0 +1,514 @@
+"""The ExecutionEnvironmentManager: ref-counted, scoped, health-checked live resources.
+
+Every :meth:`~ExecutionEnvironmentManager.async_ensure` returns a handle carrying its own
+``lease_id``; releasing that lease is the one matching release (releasing it twice is a
+no-op). Resources are kept in *slots*, one per reuse key. A slot's lock serialises start,
+health check and close, so concurrent ensures of one key start exactly one resource, and a
+release can never race a reuse. The provider's ``release`` runs exactly once per resource,
+shielded from cancellation, when the last reference goes.
+
+Scopes other than ``action_call`` pin their resource to its owner: the first ensure also
+takes an *owner reference*, dropped by the owner's lifecycle (``release_scope``, an
+execution closing, an agent closing, the manager shutting down). ``action_call``
+resources live exactly as long as the call's own references.
+"""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .errors import (
+    ConfigError,
+    EnvironmentApprovalRequired,
+    EnvironmentBlocked,
+    EnvironmentNotFound,
+    EnvironmentStartError,
+    ManagerClosedError,
+)
+from .events import EventCenter
+from .models import (
+    ApprovalRequest,
+    EnvironmentHandle,
+    EnvironmentRequirement,
+    Policy,
+)
+from .redaction import Redactor
+
+if TYPE_CHECKING:
+    from .plugins import PluginManager
+    from .policy_approval import PolicyApproval
+
+SCOPES = ("action_call", "request", "execution", "session", "agent", "global")
+_OWNED = frozenset(SCOPES) - {"action_call", "global"}
+_SOURCE = "execution_environment"
+_lease_numbers = itertools.count(1)
+
+
+class _Slot:
+    """One live resource and the references to it."""
+
+    __slots__ = ("closed", "created_at", "handle_id", "key", "leases", "lock", "owner_lease",
+                 "provider", "provider_name", "requirement", "resource", "status")
+
+    def __init__(self, key: str, requirement: EnvironmentRequirement, provider: Any,
+                 provider_name: str) -> None:
+        self.key = key
+        self.requirement = requirement
+        self.provider = provider
+        self.provider_name = provider_name
+        self.handle_id = f"envh_{next(_lease_numbers)}_{time.time_ns():x}"
+        self.resource: Any = None
+        self.status = "pending"
+        self.closed = False
+        self.leases: set[str] = set()
+        self.owner_lease: str | None = None
+        self.lock = anyio.Lock(fast_acquire=True)  # no scheduling round trip when free
+        self.created_at = time.time()
+
+    def handle(self, lease_id: str | None = None) -> EnvironmentHandle:
+        req = self.requirement
+        return EnvironmentHandle.model_construct(
+            id=self.handle_id, requirement_id=req.id, kind=req.kind, scope=req.scope,
+            owner_id=req.owner_id, resource_key=req.resource_key, reuse_key=self.key,
+            provider=self.provider_name, status=self.status, ref_count=len(self.leases),
+            created_at=self.created_at, meta={}, lease_id=lease_id,
+        )
+
+
+class ExecutionEnvironmentManager:
+    """Declares, ensures, reuses, health-checks and releases execution environments.
+
+    One manager serves a process by default (:func:`get_manager`); tests and embedding
+    hosts create their own. Use it as a context manager (``async with`` or ``with``) to
+    release every resource, the global scope included, when it closes.
+    """
+
+    def __init__(
+        self,
+        plugins: PluginManager | None = None,
+        *,
+        providers: Mapping[str, Any] | None = None,
+        events: EventCenter | None = None,
+        approval: PolicyApproval | None = None,
+        policy: Policy | Mapping[str, Any] | None = None,
+        redactor: Redactor | None = None,
+    ) -> None:
+        self._plugins = plugins
+        self._providers: dict[str, tuple[Any, str]] = {
+            kind: (provider, getattr(provider, "name", type(provider).__name__))
+            for kind, provider in (providers or {}).items()
+        }
+        self.redactor = redactor or Redactor()
+        self.events = events or EventCenter(redactor=self.redactor)
+        self._approval = approval
+        self.policy = policy if isinstance(policy, Policy) else Policy().merge(dict(policy or {}))
+        self._declared: dict[str, EnvironmentRequirement] = {}
+        self._keys: dict[str, str] = {}
+        self._slots: dict[str, _Slot] = {}
+        self._by_handle: dict[str, _Slot] = {}
+        self._by_lease: dict[str, _Slot] = {}
+        self._approved: set[str] = set()
+        self.closed = False
+
+    # -- configuration ---------------------------------------------------------------
+    @property
+    def plugins(self) -> PluginManager:
+        if self._plugins is None:
+            from .plugins import get_plugin_manager
+
+            self._plugins = get_plugin_manager()
+        return self._plugins
+
+    @property
+    def approval(self) -> PolicyApproval:
+        if self._approval is None:
+            from .policy_approval import PolicyApproval
+
+            self._approval = PolicyApproval()
+        return self._approval
+
+    def provider_for(self, kind: str, name: str | None = None) -> tuple[Any, str]:
+        """The provider instance for ``kind`` (configuration picks one when several are
+        installed); created once per manager."""
+        cache_key = kind if name is None else f"{kind}@{name}"
+        found = self._providers.get(cache_key)
+        if found is None:
+            registration = self.plugins.select("environment_provider", name, kind=kind)
+            found = self._providers[cache_key] = (registration.load()(), registration.name)
+        return found
+
+    # -- declare -----------------------------------------------------------------------
+    def declare(self, requirement: EnvironmentRequirement | Mapping[str, Any]) -> EnvironmentRequirement:
+        """Validate and record a requirement; nothing starts until it is ensured."""
+        self._check_open()
+        requirement = _as_requirement(requirement)
+        self.provider_for(requirement.kind, requirement.provider)  # unknown kind fails now
+        self.redactor.add_from_config(requirement.config)
+        self._keys[requirement.id] = self._key(requirement)
+        self._declared[requirement.id] = requirement
+        self.events.emit_sync("execution_environment.declared", _SOURCE,
+                              requirement_id=requirement.id, kind=requirement.kind,
+                              scope=requirement.scope, owner_id=requirement.owner_id)
+        return requirement
+
+    def declared(self) -> list[EnvironmentRequirement]:
+        return builtins.list(self._declared.values())
+
+    # -- ensure ------------------------------------------------------------------------
+    async def async_ensure(
+        self,
+        requirement: EnvironmentRequirement | Mapping[str, Any] | str,
+        *,
+        events: EventCenter | None = None,
+        approval_context: Any = None,
+    ) -> EnvironmentHandle:
+        """Return a ready handle for the requirement (or the id of a declared one), reusing
+        a healthy resource with the same reuse key. The returned handle's ``lease_id`` must
+        be released exactly once."""
+        self._check_open()
+        requirement = self._resolve(requirement)
+        key = self._keys.get(requirement.id) or self._key(requirement)
+        while True:
+            slot = self._slots.get(key)
+            if slot is None:
+                provider, name = self.provider_for(requirement.kind, requirement.provider)
+                slot = self._slots[key] = _Slot(key, requirement, provider, name)
+            async with slot.lock:
+                if slot.closed:
+                    continue  # released meanwhile: start afresh
+                if slot.resource is None:
+                    await self._start(slot, events, approval_context)
+                elif not await self._healthy(slot):
+                    await self._emit(events, "execution_environment.unhealthy", slot)
+                    await self._stop(slot, events)
+                    await self._start(slot, events, approval_context)
+                lease = f"lease_{next(_lease_numbers)}"
+                slot.leases.add(lease)
+                self._by_lease[lease] = slot
+                if slot.owner_lease is None and requirement.scope != "action_call":
+                    slot.owner_lease = f"lease_{next(_lease_numbers)}"
+                    slot.leases.add(slot.owner_lease)
+                return slot.handle(lease)
+
+    async def _start(self, slot: _Slot, events: EventCenter | None, approval_context: Any) -> None:
+        requirement = slot.requirement
+        try:
+            await self._approve(slot, events, approval_context)
+            slot.status = "ensuring"
+            await self._emit(events, "execution_environment.ensuring", slot)
+            slot.resource = await slot.provider.ensure(requirement)
+        except BaseException as exc:
+            slot.closed = True
+            slot.status = "failed"
+            self._forget(slot)
+            with anyio.CancelScope(shield=True):
+                await self._emit(events, "execution_environment.failed", slot,
+                                 error=f"{type(exc).__name__}: {self.redactor.text(str(exc))}")
+            if isinstance(exc, (EnvironmentApprovalRequired, EnvironmentBlocked)):
+                raise
+            if isinstance(exc, Exception):
+                raise EnvironmentStartError(
+                    f"{requirement.kind!r} environment from {slot.provider_name!r} failed to "
+                    f"start: {type(exc).__name__}: {self.redactor.text(str(exc))}"
+                ) from exc
+            raise
+        slot.status = "ready"
+        self._by_handle[slot.handle_id] = slot
+        with anyio.CancelScope(shield=True):  # the resource exists: never lose it to a cancel
+            await self._emit(events, "execution_environment.ready", slot)
+
+    async def _approve(self, slot: _Slot, events: EventCenter | None, context: Any) -> None:
+        requirement = slot.requirement
+        policy = self.policy.merge(requirement.policy)
+        if not (requirement.approval_required or policy.approval_mode == "always"):
+            return
+        if requirement.id in self._approved:
+            return
+        if policy.approval_mode == "never":
+            raise EnvironmentBlocked(
+                f"{requirement.kind!r} environment needs approval and approval_mode is 'never'"
+            )
+        request = ApprovalRequest(
+            subject_type="environment", subject=requirement.kind, subject_id=requirement.id,
+            reason=f"start a {requirement.kind!r} environment ({requirement.scope} scope)",
+            details={"requirement_id": requirement.id, "scope": requirement.scope,
+                     "resource_key": requirement.resource_key},
+        )
+        for center in _centers(self.events, events):
+            await center.emit("policy.approval.requested", _SOURCE, request_id=request.id,
+                              requirement_id=requirement.id, kind=requirement.kind)
+        decision = await self.approval.decide(request, context)
+        for center in _centers(self.events, events):
+            await center.emit(f"policy.approval.{decision.decision}", _SOURCE,
+                              request_id=request.id, requirement_id=requirement.id,
+                              kind=requirement.kind)
+        if decision.decision == "approved":
+            return
+        if decision.decision == "pending":
+            await self._emit(events, "execution_environment.approval_required", slot,
+                             request_id=request.id)
+            raise EnvironmentApprovalRequired(
+                f"{requirement.kind!r} environment is waiting for approval", request
+            )
+        raise EnvironmentBlocked(
+            f"{requirement.kind!r} environment was denied"
+            + (f": {decision.reason}" if decision.reason else "")
+        )
+
+    def grant(self, requirement_id: str) -> None:
+        """Record that a person approved this requirement (after a pending decision)."""
+        self._approved.add(requirement_id)
+
+    async def _healthy(self, slot: _Slot) -> bool:
+        try:
+            return bool(await slot.provider.health_check(slot.requirement, slot.resource))
+        except Exception:
+            return False
+
+    # -- release -----------------------------------------------------------------------
+    async def async_release(self, handle: EnvironmentHandle | str, *,
+                            events: EventCenter | None = None) -> bool:
+        """Drop one reference: the handle's lease, a lease id, or one reference of a handle
+        id. Returns False when that reference was already released."""
+        lease, slot = self._lease_for(handle)
+        if slot is None:
+            return False
+        with anyio.CancelScope(shield=True):  # a release always completes
+            async with slot.lock:
+                if slot.closed or lease not in slot.leases:
+                    return False
+                slot.leases.discard(lease)
+                self._by_lease.pop(lease, None)
+                if not slot.leases:
+                    await self._close(slot, events)
+        return True
+
+    async def async_release_scope(self, scope: str, owner_id: str | None = None, *,
+                                  events: EventCenter | None = None) -> int:
+        """Release every resource of ``scope`` owned by ``owner_id`` (all references).
+        Returns how many resources were released."""
+        if scope not in SCOPES:
+            raise ConfigError(f"unknown scope {scope!r}; scopes: {', '.join(SCOPES)}")
+        slots = [s for s in builtins.list(self._slots.values())
+                 if s.requirement.scope == scope and s.requirement.owner_id == owner_id]
+        count = 0
+        with anyio.CancelScope(shield=True):
+            for slot in slots:
+                async with slot.lock:
+                    if slot.closed:
+                        continue
+                    for lease in slot.leases:
+                        self._by_lease.pop(lease, None)
+                    slot.leases.clear()
+                    await self._close(slot, events)
+                    count += 1
+        return count
+
+    async def _close(self, slot: _Slot, events: EventCenter | None) -> None:
+        """Close a slot whose last reference went (caller holds the slot lock)."""
+        slot.closed = True
+        self._forget(slot)
+        if slot.resource is not None:
+            await self._stop(slot, events)
+        slot.status = "released"
+
+    async def _stop(self, slot: _Slot, events: EventCenter | None) -> None:
+        """Release the slot's current resource exactly once (caller holds the lock)."""
+        resource, slot.resource = slot.resource, None
+        slot.status = "releasing"
+        with anyio.CancelScope(shield=True):
+            await self._emit(events, "execution_environment.releasing", slot)
+            try:
+                await slot.provider.release(slot.requirement, resource)
+            except Exception as exc:
+                await self._emit(events, "execution_environment.failed", slot,
+                                 error=f"release failed: {type(exc).__name__}: "
+                                 f"{self.redactor.text(str(exc))}")
+            slot.status = "released"
+            await self._emit(events, "execution_environment.released", slot)
+
+    def _forget(self, slot: _Slot) -> None:
+        for lease in slot.leases:
+            if self._by_lease.get(lease) is slot:
+                del self._by_lease[lease]
+        if self._slots.get(slot.key) is slot:
+            del self._slots[slot.key]
+        if self._by_handle.get(slot.handle_id) is slot:
+            del self._by_handle[slot.handle_id]
+
+    def _lease_for(self, handle: EnvironmentHandle | str) -> tuple[str | None, _Slot | None]:
+        if isinstance(handle, EnvironmentHandle):
+            if handle.lease_id is None:
+                handle = handle.id
+            else:
+                return handle.lease_id, self._by_lease.get(handle.lease_id)
+        slot = self._by_lease.get(handle)
+        if slot is not None:
+            return handle, slot
+        slot = self._by_handle.get(handle)
+        if slot is None:
+            return None, None
+        # a handle id: drop one reference, the caller's, never the owner's pin
+        for lease in slot.leases:
+            if lease != slot.owner_lease:
+                return lease, slot
+        return slot.owner_lease, slot
+
+    # -- lookup ------------------------------------------------------------------------
+    def inspect(self, id: str) -> EnvironmentHandle | EnvironmentRequirement:
+        """The live handle for a handle id, lease id or declared requirement id (the
+        requirement itself when it has not been ensured)."""
+        slot = self._by_handle.get(id) or self._by_lease.get(id)
+        if slot is None:
+            slot = next((s for s in self._slots.values() if s.requirement.id == id
+                         and not s.closed and s.resource is not None), None)
+        if slot is not None:
+            return slot.handle()
+        if id in self._declared:
+            return self._declared[id]
+        raise EnvironmentNotFound(f"no environment or requirement with id {id!r}")
+
+    def list(self, scope: str | None = None, *, owner_id: str | None = None,
+             kind: str | None = None) -> builtins.list[EnvironmentHandle]:
+        """Live handles, optionally filtered by scope, owner and kind."""
+        return [
+            slot.handle() for slot in builtins.list(self._slots.values())
+            if slot.resource is not None and not slot.closed
+            and (scope is None or slot.requirement.scope == scope)
+            and (owner_id is None or slot.requirement.owner_id == owner_id)
+            and (kind is None or slot.requirement.kind == kind)
+        ]
+
+    def resource(self, handle: EnvironmentHandle | str) -> Any:
+        """The live resource behind a handle (never put it in a model)."""
+        _, slot = self._lease_for(handle)
+        if slot is None or slot.closed:
+            raise EnvironmentNotFound(f"no live environment for {handle!r}")
+        return slot.resource
+
+    # -- shutdown ----------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Release every resource of every scope; the manager refuses work afterwards."""
+        if self.closed:
+            return
+        self.closed = True
+        with anyio.CancelScope(shield=True):
+            for slot in builtins.list(self._slots.values()):
+                async with slot.lock:
+                    if not slot.closed:
+                        slot.leases.clear()
+                        await self._close(slot, None)
+        self._by_lease.clear()
+
+    async def __aenter__(self) -> ExecutionEnvironmentManager:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> ExecutionEnvironmentManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- synchronous forms -------------------------------------------------------------
+    def ensure(self, requirement: EnvironmentRequirement | Mapping[str, Any] | str) -> EnvironmentHandle:
+        from ._sync import run_sync
+
+        return run_sync(self.async_ensure, requirement)
+
+    def release(self, handle: EnvironmentHandle | str) -> bool:
+        from ._sync import run_sync
+
+        return run_sync(self.async_release, handle)
+
+    def release_scope(self, scope: str, owner_id: str | None = None) -> int:
+        from ._sync import run_sync
+
+        return run_sync(self.async_release_scope, scope, owner_id)
+
+    def close(self) -> None:
+        from ._sync import run_sync
+
+        run_sync(self.aclose)
+
+    # -- helpers -----------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ManagerClosedError("the execution-environment manager is closed")
+
+    def _resolve(self, requirement: EnvironmentRequirement | Mapping[str, Any] | str
+                 ) -> EnvironmentRequirement:
+        if isinstance(requirement, str):
+            found = self._declared.get(requirement)
+            if found is None:
+                raise EnvironmentNotFound(f"no declared requirement with id {requirement!r}")
+            return found
+        requirement = _as_requirement(requirement)
+        if requirement.config:
+            self.redactor.add_from_config(requirement.config)
+        return requirement
+
+    def _key(self, requirement: EnvironmentRequirement) -> str:
+        if requirement.scope in _OWNED and requirement.owner_id is None:
+            raise ConfigError(
+                f"a {requirement.scope!r}-scoped requirement needs an owner_id "
+                f"(kind {requirement.kind!r})"
+            )
+        if requirement.reuse_key:
+            key = f"{requirement.kind}:{requirement.reuse_key}"
+        else:
+            import hashlib
+            import json
+
+            material = json.dumps(
+                [requirement.kind, requirement.scope, requirement.owner_id,
+                 requirement.resource_key, requirement.provider, requirement.config],
+                sort_keys=True, default=repr,
+            )
+            digest = hashlib.blake2b(material.encode(), digest_size=12).hexdigest()
+            key = f"{requirement.kind}:{requirement.scope}:{digest}"
+        return key
+
+    async def _emit(self, events: EventCenter | None, event_type: str, slot: _Slot,
+                    **extra: Any) -> None:
+        for center in _centers(self.events, events):
+            if center.active:
+                req = slot.requirement
+                await center.emit(event_type, _SOURCE, handle_id=slot.handle_id,
+                                  requirement_id=req.id, kind=req.kind, scope=req.scope,
+                                  owner_id=req.owner_id, resource_key=req.resource_key,
+                                  status=slot.status, ref_count=len(slot.leases), **extra)
+
+
+def _centers(own: EventCenter, other: EventCenter | None) -> Iterable[EventCenter]:
+    return (own,) if other is None or other is own else (own, other)
+
+
+def _as_requirement(requirement: EnvironmentRequirement | Mapping[str, Any]) -> EnvironmentRequirement:
+    if isinstance(requirement, EnvironmentRequirement):
+        return requirement
+    if isinstance(requirement, Mapping):
+        return EnvironmentRequirement.model_validate(dict(requirement))
+    raise TypeError(f"not an environment requirement: {requirement!r}")
+
+
+_default: ExecutionEnvironmentManager | None = None
+
+
+def get_manager() -> ExecutionEnvironmentManager:
+    """The process-wide manager, closed at interpreter exit (global scope included)."""
+    global _default
+    if _default is None or _default.closed:
+        _default = ExecutionEnvironmentManager()
+        from . import _sync
+
+        _sync.on_shutdown(_default.aclose)
+    return _default
