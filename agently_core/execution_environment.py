@@ -70,11 +70,11 @@ async def async_release_scope(scope: str, owner_id: str | None = None, **options
     return await get_manager().async_release_scope(scope, owner_id, **options)
 
 
-def inspect(id: str) -> Any:  # noqa: A001 - the documented name
+def inspect(id: str) -> Any:
     """The handle (or declared requirement) with this id."""
     return get_manager().inspect(id)
 
 
-def list(scope: str | None = None, **filters: Any) -> Any:  # noqa: A001 - the documented name
+def list(scope: str | None = None, **filters: Any) -> Any:
     """Live handles, optionally filtered by scope, owner_id and kind."""
     return get_manager().list(scope, **filters)
