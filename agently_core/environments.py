@@ -54,7 +54,7 @@ class _Slot:
     """One live resource and the references to it."""
 
     __slots__ = ("closed", "created_at", "handle_id", "key", "leases", "lock", "owner_lease",
-                 "provider", "provider_name", "requirement", "resource", "status")
+                 "provider", "provider_name", "requirement", "resource", "status", "template")
 
     def __init__(self, key: str, requirement: EnvironmentRequirement, provider: Any,
                  provider_name: str) -> None:
@@ -69,16 +69,27 @@ class _Slot:
         self.leases: set[str] = set()
         self.owner_lease: str | None = None
         self.lock = anyio.Lock(fast_acquire=True)  # no scheduling round trip when free
+        self.template: EnvironmentHandle | None = None
         self.created_at = time.time()
 
     def handle(self, lease_id: str | None = None) -> EnvironmentHandle:
-        req = self.requirement
-        return EnvironmentHandle.model_construct(
-            id=self.handle_id, requirement_id=req.id, kind=req.kind, scope=req.scope,
-            owner_id=req.owner_id, resource_key=req.resource_key, reuse_key=self.key,
-            provider=self.provider_name, status=self.status, ref_count=len(self.leases),
-            created_at=self.created_at, meta={}, lease_id=lease_id,
-        )
+        """A snapshot of the slot as a handle (copied from a cached template: this is the
+        hot path of every ensure)."""
+        template = self.template
+        if template is None or template.status != self.status:
+            req = self.requirement
+            template = self.template = EnvironmentHandle.model_construct(
+                id=self.handle_id, requirement_id=req.id, kind=req.kind, scope=req.scope,
+                owner_id=req.owner_id, resource_key=req.resource_key, reuse_key=self.key,
+                provider=self.provider_name, status=self.status, ref_count=0,
+                created_at=self.created_at, meta={}, lease_id=None,
+            )
+        handle = template.__copy__()
+        fields = handle.__dict__
+        fields["lease_id"] = lease_id
+        fields["ref_count"] = len(self.leases)
+        fields["meta"] = {}
+        return handle
 
 
 class ExecutionEnvironmentManager:

@@ -116,7 +116,10 @@ class EventCenter:
         return payload if self.redactor is None else self.redactor.redact(payload)
 
     def _report(self, sub: _Subscription, event_type: str, exc: Exception) -> None:
-        failure = ObserverFailure(sub.name, event_type, f"{type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
+        if self.redactor is not None:
+            error = self.redactor.text(error)
+        failure = ObserverFailure(sub.name, event_type, error)
         import logging
 
         logging.getLogger("agently_core.events").warning(

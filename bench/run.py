@@ -141,6 +141,52 @@ async def _dispatch(repeat: int) -> tuple[dict, dict]:
     return overhead, throughput
 
 
+async def _environments(repeat: int) -> tuple[dict, dict]:
+    import anyio
+
+    from agently_core.environments import ExecutionEnvironmentManager
+    from agently_core.testing.memory_provider import MemoryProvider
+
+    provider = MemoryProvider()
+    async with ExecutionEnvironmentManager(providers={"memory": provider}) as manager:
+        requirement = manager.declare({"kind": "memory", "scope": "session", "owner_id": "bench"})
+        ensure, release = manager.async_ensure, manager.async_release
+        await release(await ensure(requirement.id))  # start it; the session pin keeps it
+        n = 5000
+        ours, base = [], []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            for _ in range(n):
+                await release(await ensure(requirement.id))
+            ours.append((time.perf_counter() - t) / n * 1e6)
+            t = time.perf_counter()
+            for _ in range(n):  # baseline: the provider alone, a fresh resource each time
+                await provider.release(requirement, await provider.ensure(requirement))
+            base.append((time.perf_counter() - t) / n * 1e6)
+        assert len(provider.live) == 1 and not provider.double_releases
+        reuse = figure("ensure_reuse_us", statistics.median(ours), "us", statistics.median(base),
+                       statistics.median(ours))
+
+        keys = [manager.declare({"kind": "memory", "scope": "session", "owner_id": "bench",
+                                 "resource_key": f"k{i}"}).id for i in range(100)]
+        rates = []
+        for _ in range(max(3, repeat // 2)):
+            async def worker(key: str) -> None:
+                for _ in range(100):
+                    await release(await ensure(key))
+
+            t = time.perf_counter()
+            async with anyio.create_task_group() as group:
+                for i in range(100):
+                    group.start_soon(worker, keys[i])
+            rates.append(10_000 / (time.perf_counter() - t))
+        pairs = {"name": "ensure_pairs_per_s", "value": round(statistics.median(rates)),
+                 "unit": "pairs/s", "baseline": round(1e6 / statistics.median(base)),
+                 "ratio": round(statistics.median(rates) * statistics.median(base) / 1e6, 3)}
+    assert not provider.live and not provider.double_releases
+    return reuse, pairs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="JSON lines only")
@@ -156,6 +202,7 @@ def main() -> int:
     ours, base = _paired(DISCOVER, DISCOVER_BASELINE, args.repeat, measure=_printed)
     rows.append(figure("discover_ms", ours, "ms", base, ours))
     rows.extend(asyncio.run(_dispatch(args.repeat)))
+    rows.extend(asyncio.run(_environments(args.repeat)))
     for row in rows:
         if args.json:
             print(json.dumps(row))
