@@ -42,6 +42,7 @@ class RegisteredAction:
     injects_context: bool = False
     executor: ActionExecutor | None = None
     policy: Policy | None = None  # cached global -> agent -> spec merge
+    enforceable: Policy | None = None  # the cached policy, once its executor could enforce it
 
 
 class ActionRegistry:

@@ -17,7 +17,16 @@ from .environments import ExecutionEnvironmentManager, get_manager
 from .errors import ActionNotFoundError, ConfigError
 from .events import EventCenter
 from .execution import Execution, current_request
-from .models import ACTION_NAME_PATTERN, ActionCall, ActionRecord, ActionSpec, FlowResult, Policy, new_id
+from .models import (
+    ACTION_NAME_PATTERN,
+    ActionCall,
+    ActionRecord,
+    ActionSpec,
+    FlowResult,
+    Policy,
+    construct,
+    new_id,
+)
 from .plugins import PluginManager, get_plugin_manager
 from .policy_approval import PolicyApproval
 from .schema import function_schema, schema_validator
@@ -74,11 +83,13 @@ class Action:
         if not isinstance(name, str):
             raise TypeError(f"action name must be a string, got {name!r}")
         # Host-built call: every field is already the right type, so skip validation.
-        call = ActionCall.model_construct(
-            id=new_id("call_"), action=name, purpose=purpose,
-            kwargs=dict(kwargs) if isinstance(kwargs, Mapping) else ({} if kwargs is None else kwargs),
-            policy={"timeout_seconds": timeout} if timeout else {},
-        )
+        call = construct(ActionCall, {
+            "id": new_id("call_"), "action": name, "purpose": purpose, "todo_suggestion": "",
+            "source": "host", "round_index": None,
+            "kwargs": dict(kwargs) if isinstance(kwargs, Mapping) else ({} if kwargs is None
+                                                                         else kwargs),
+            "policy": {"timeout_seconds": timeout} if timeout else {},
+        })
         token = current_request.set(call.id)
         try:
             record = await self._agent.dispatcher.dispatch(call)

@@ -22,7 +22,14 @@ from .errors import (
     EnvironmentBlocked,
 )
 from .execution import current_execution, current_request
-from .models import ActionCall, ActionRecord, ApprovalRequest, EnvironmentRequirement, Policy
+from .models import (
+    ActionCall,
+    ActionRecord,
+    ApprovalRequest,
+    EnvironmentRequirement,
+    Policy,
+    construct,
+)
 from .schema import ArgumentsError
 
 if TYPE_CHECKING:
@@ -128,7 +135,10 @@ class ActionDispatcher:
         except AgentlyError as exc:
             return await self._finish(self._record(
                 call, started, "failed", error_type=type(exc).__name__, error=str(exc)))
-        unenforced = policy.constraints() - getattr(executor, "enforced_policy", frozenset())
+        unenforced = () if policy is entry.enforceable else (
+            policy.constraints() - getattr(executor, "enforced_policy", frozenset()))
+        if not unenforced and policy is entry.policy:
+            entry.enforceable = policy  # checked once per cached policy, not per call
         if unenforced:
             return await self._finish(self._record(
                 call, started, "blocked", error_type="PolicyNotEnforceable",
@@ -338,13 +348,13 @@ class ActionDispatcher:
                 error = redactor.text(error)
         if approval_request is not None:
             meta = {**(meta or {}), "approval_request": approval_request.model_dump(mode="json")}
-        return ActionRecord.model_construct(
-            call_id=call.id, action=call.action, status=status, kwargs=kwargs,
-            result=result, error=error, error_type=error_type, purpose=call.purpose,
-            round_index=call.round_index, started_at=started, duration_ms=duration,
-            approval_request_id=approval_request.id if approval_request else None, digest=None,
-            artifacts=[], meta=meta or {},
-        )
+        return construct(ActionRecord, {
+            "call_id": call.id, "action": call.action, "status": status, "kwargs": kwargs,
+            "result": result, "error": error, "error_type": error_type, "purpose": call.purpose,
+            "round_index": call.round_index, "started_at": started, "duration_ms": duration,
+            "approval_request_id": approval_request.id if approval_request else None,
+            "digest": None, "artifacts": [], "meta": meta or {},
+        })
 
 
 _PLAIN = (str, int, float, bool, type(None))
