@@ -21,6 +21,11 @@ _EXPORTS = {
     "hookimpl": "agently_core.hookspecs",
     "hookspec": "agently_core.hookspecs",
     "EventCenter": "agently_core.events",
+    "Execution": "agently_core.execution",
+    "create_execution": "agently_core.execution",
+    "ExecutionEnvironmentManager": "agently_core.environments",
+    "Redactor": "agently_core.redaction",
+    "ExecutionSnapshot": "agently_core.models",
     "PolicyApproval": "agently_core.policy_approval",
     "ActionCall": "agently_core.models",
     "ActionDecision": "agently_core.models",
@@ -63,6 +68,7 @@ if TYPE_CHECKING:
     from .actions import ActionContext
     from .agent import Action, ActionPackage, Agent, create_agent
     from .config import Config
+    from .environments import ExecutionEnvironmentManager
     from .errors import (
         ActionError,
         AgentlyError,
@@ -72,6 +78,7 @@ if TYPE_CHECKING:
         PluginError,
     )
     from .events import EventCenter
+    from .execution import Execution, create_execution
     from .hookspecs import hookimpl, hookspec
     from .models import (
         ActionCall,
@@ -83,8 +90,10 @@ if TYPE_CHECKING:
         EnvironmentHandle,
         EnvironmentRequirement,
         Event,
+        ExecutionSnapshot,
         FlowResult,
         Policy,
     )
     from .plugins import PluginManager, get_plugin_manager
     from .policy_approval import PolicyApproval
+    from .redaction import Redactor
