@@ -14,7 +14,7 @@ from .actions import ActionRegistry, FlowRun, RegisteredAction
 from .config import Config
 from .dispatch import ActionDispatcher
 from .environments import ExecutionEnvironmentManager, get_manager
-from .errors import ActionNotFoundError, ConfigError
+from .errors import ActionNotFoundError, ConfigError, ExecutionEnvironmentError, PluginError
 from .events import EventCenter
 from .execution import Execution, current_request
 from .models import (
@@ -39,6 +39,17 @@ def _deprecated(agent: Agent, old: str, new: str) -> None:
         return
     _WARNED.add(old)
     warnings.warn(f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=3)
+
+
+def _declares_context(target: Any) -> bool:
+    """Does this callable take the ``action_context`` parameter the dispatcher fills in?"""
+    from .schema import INJECTED_PARAMETERS
+
+    try:
+        parameters = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return False
+    return any(name in parameters for name in INJECTED_PARAMETERS)
 
 
 class ActionPackage:
@@ -68,8 +79,9 @@ class Action:
         if not isinstance(spec, ActionSpec):
             spec = ActionSpec.model_validate(dict(spec))
         self._agent.dispatcher.policy.merge(spec.policy)  # a bad policy fails at registration
+        injects = callable(target) and _declares_context(target)
         entry = RegisteredAction(spec, validate or schema_validator(spec.input_schema),
-                                 target=target, visible=visible)
+                                 target=target, visible=visible, injects_context=injects)
         self._agent.registry.add(entry)
         return spec
 
@@ -149,22 +161,24 @@ class Agent:
         self.id = new_id("agent_")
         #: Owner id for session-scoped environments (set it to share them across agents).
         self.session_id: str | None = None
-        self._owns_manager = manager is None and not shared
-        if manager is None:
-            manager = get_manager() if shared else ExecutionEnvironmentManager(self.plugins)
-        #: The execution-environment manager (process-wide unless plugins/config are given).
-        self.manager = manager
-        self.redactor = manager.redactor
-        self.events = EventCenter(redactor=self.redactor)
-        for registration in self.plugins.registrations("event_observer").values():
-            self.events.subscribe(registration.load(), registration.options.get("events", ("*",)),
-                                  name=f"{registration.plugin}:{registration.name}")
         self.approval = PolicyApproval(self.config.approval_handler, resolve=self._plugin_handler)
         #: Seconds the interactive approval handlers wait for an answer.
         self.approval_timeout = self.config.approval_timeout
         base = Policy().merge(dict(self.config.policy))
         if policy is not None:
             base = base.merge(policy)
+        self._owns_manager = manager is None and not shared
+        if manager is None:
+            manager = get_manager() if shared else ExecutionEnvironmentManager(
+                self.plugins, approval=self.approval, policy=base)
+        #: The execution-environment manager (process-wide unless plugins/config are given).
+        #: The agent's own approval handlers and policy apply to the environments it ensures.
+        self.manager = manager
+        self.redactor = manager.redactor
+        self.events = EventCenter(redactor=self.redactor)
+        for registration in self.plugins.registrations("event_observer").values():
+            self.events.subscribe(registration.load(), registration.options.get("events", ("*",)),
+                                  name=f"{registration.plugin}:{registration.name}")
         self.registry = ActionRegistry()
         self.dispatcher = ActionDispatcher(self.registry, plugins=self.plugins, events=self.events,
                                            approval=self.approval, policy=base, agent=self,
@@ -207,15 +221,19 @@ class Agent:
     def action_func(self, fn: Callable[..., Any] | None = None, *, name: str | None = None,
                     description: str | None = None, approval_required: bool = False,
                     timeout: float | None = None, policy: Mapping[str, Any] | None = None,
-                    tags: Iterable[str] = ()) -> Any:
+                    tags: Iterable[str] = (),
+                    execution_environments: Iterable[Any] = ()) -> Any:
         """Register a function as an action; usable bare (``@agent.action_func``) or with
         options (``@agent.action_func(name="add", timeout=2)``). The schema comes from the
-        signature and docstring. Mount it for planners with :meth:`use_actions`."""
+        signature and docstring. Mount it for planners with :meth:`use_actions`.
+        ``execution_environments`` lists the environments each call needs; the function
+        reads them from its ``action_context`` parameter."""
 
         def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
             self._register_function(func, name=name, description=description,
                                     approval_required=approval_required, timeout=timeout,
-                                    policy=policy, tags=tags)
+                                    policy=policy, tags=tags,
+                                    execution_environments=execution_environments)
             return func
 
         return decorate(fn) if fn is not None else decorate
@@ -224,7 +242,8 @@ class Agent:
                            name: str | None = None, description: str | None = None,
                            approval_required: bool = False, timeout: float | None = None,
                            policy: Mapping[str, Any] | None = None,
-                           tags: Iterable[str] = ()) -> RegisteredAction:
+                           tags: Iterable[str] = (),
+                           execution_environments: Iterable[Any] = ()) -> RegisteredAction:
         if not callable(func):
             raise TypeError(f"actions must be callables, got {func!r}")
         schema = function_schema(func, name=name, description=description)
@@ -238,7 +257,7 @@ class Agent:
         spec = ActionSpec(name=schema.name, description=schema.description,
                           input_schema=schema.input_schema, kind="function",
                           approval_required=approval_required, policy=spec_policy,
-                          tags=list(tags))
+                          tags=list(tags), execution_environments=list(execution_environments))
         entry = RegisteredAction(spec, schema.validate, target=func, visible=visible,
                                  injects_context=schema.injects_context)
         return self.registry.add(entry)
@@ -367,7 +386,8 @@ class Agent:
         with the agent at the latest."""
         execution = Execution(self.manager, execution_environments=execution_environments,
                               runtime_resources=runtime_resources, events=self.events,
-                              approval_context=self)
+                              approval_context=self, approval=self.approval,
+                              policy=self.dispatcher.policy)
         self._executions.add(execution)
         return execution
 
@@ -397,7 +417,12 @@ class Agent:
         request_token = current_request.set(execution.id)
         try:
             with execution.bind():
-                await execution.start()
+                try:
+                    await execution.start()
+                except (ExecutionEnvironmentError, ConfigError, PluginError) as exc:
+                    result = FlowResult(stop_reason="failed", error=f"the execution's "
+                                        f"environments could not start: {exc}")
+                    return await self._settle(execution, result)
                 if execution.paused:  # an execution-scoped environment waits for approval
                     execution.suspend(execution.pending,
                                       self._start_resumer(execution, request, options))
@@ -460,6 +485,8 @@ class Agent:
 
     def _finish_run(self, execution: Execution, result: FlowResult) -> FlowResult:
         result.execution_id = execution.id
+        if self.redactor.active:  # the request and the plans may carry secrets too
+            result = FlowResult.model_validate(self.redactor.redact(result.model_dump(mode="json")))
         self.last_run = result
         self._last_records = list(result.records)
         return result

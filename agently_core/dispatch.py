@@ -144,6 +144,10 @@ class ActionDispatcher:
                 call, started, "blocked", error_type="PolicyNotEnforceable",
                 error=f"the {entry.spec.kind!r} executor cannot enforce policy "
                 f"{', '.join(sorted(unenforced))} for {call.action!r}; refusing to run it"))
+        if policy.env_passthrough and self.redactor is not None:
+            import os  # values a child will see are secrets wherever else they appear
+
+            self.redactor.add(*(os.environ.get(name) for name in policy.env_passthrough))
         if not approved and (policy.approval_mode == "always" or entry.spec.approval_required):
             blocked = await self._approve(call, entry, policy, started)
             if blocked is not None:
@@ -158,7 +162,7 @@ class ActionDispatcher:
                                 "approval_mode is 'never'")
         request = ApprovalRequest(
             subject_type="action", subject=call.action, subject_id=call.id,
-            reason=call.purpose or entry.spec.description[:200],
+            reason=self._redact(call.purpose or entry.spec.description[:200]),
             details={"kwargs": self._redact(call.kwargs), "source": call.source},
         )
         events = self.events
@@ -243,7 +247,8 @@ class ActionDispatcher:
             try:
                 owned = self._owned(requirement, call)
                 handle = await manager.async_ensure(owned, events=self.events,
-                                                    approval_context=self.agent)
+                                                    approval_context=self.agent,
+                                                    approval=self.approval, policy=self.policy)
             except EnvironmentApprovalRequired as exc:
                 return self._record(call, started, "approval_required",
                                     error_type="ApprovalRequired", error=str(exc),
@@ -329,6 +334,16 @@ class ActionDispatcher:
                                    status=record.status, approval_request_id=record.approval_request_id)
         return record
 
+    def record(self, call: ActionCall, status: str, *, error: str | None = None,
+               error_type: str | None = None, approval_request_id: str | None = None
+               ) -> ActionRecord:
+        """A record for a call that did not run (for flows: a denied or invalid call),
+        redacted like every other record."""
+        record = self._record(call, _now(), status, error=error, error_type=error_type)
+        if approval_request_id is not None:
+            record.approval_request_id = approval_request_id
+        return record
+
     def _redact(self, value: Any) -> Any:
         redactor = self.redactor
         return value if redactor is None else redactor.redact(value)
@@ -340,8 +355,11 @@ class ActionDispatcher:
         duration = (_perf() - t0) * 1000 if t0 is not None else (_now() - started) * 1000
         redactor = self.redactor
         kwargs = _plain_kwargs(call.kwargs)
+        purpose = call.purpose
         if redactor is not None:
             kwargs = redactor.redact(kwargs)
+            if purpose:
+                purpose = redactor.text(purpose)
             if result is not None and not isinstance(result, (int, float, bool)):
                 result = redactor.redact(result)
             if error is not None:
@@ -350,7 +368,7 @@ class ActionDispatcher:
             meta = {**(meta or {}), "approval_request": approval_request.model_dump(mode="json")}
         return construct(ActionRecord, {
             "call_id": call.id, "action": call.action, "status": status, "kwargs": kwargs,
-            "result": result, "error": error, "error_type": error_type, "purpose": call.purpose,
+            "result": result, "error": error, "error_type": error_type, "purpose": purpose,
             "round_index": call.round_index, "started_at": started, "duration_ms": duration,
             "approval_request_id": approval_request.id if approval_request else None,
             "digest": None, "artifacts": [], "meta": meta or {},

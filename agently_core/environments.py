@@ -178,10 +178,13 @@ class ExecutionEnvironmentManager:
         *,
         events: EventCenter | None = None,
         approval_context: Any = None,
+        approval: PolicyApproval | None = None,
+        policy: Policy | None = None,
     ) -> EnvironmentHandle:
         """Return a ready handle for the requirement (or the id of a declared one), reusing
         a healthy resource with the same reuse key. The returned handle's ``lease_id`` must
-        be released exactly once."""
+        be released exactly once. ``approval`` and ``policy`` are the caller's (an agent's)
+        handlers and policy; they default to the manager's own."""
         self._check_open()
         requirement = self._resolve(requirement)
         key = self._keys.get(requirement.id) or self._key(requirement)
@@ -194,11 +197,12 @@ class ExecutionEnvironmentManager:
                 if slot.closed:
                     continue  # released meanwhile: start afresh
                 if slot.resource is None:
-                    await self._start(slot, events, approval_context)
+                    await self._start(slot, events, (approval_context, approval, policy))
                 elif not await self._healthy(slot):
+                    slot.status = "unhealthy"
                     await self._emit(events, "execution_environment.unhealthy", slot)
                     await self._stop(slot, events)
-                    await self._start(slot, events, approval_context)
+                    await self._start(slot, events, (approval_context, approval, policy))
                 lease = f"lease_{next(_lease_numbers)}"
                 slot.leases.add(lease)
                 self._by_lease[lease] = slot
@@ -207,10 +211,11 @@ class ExecutionEnvironmentManager:
                     slot.leases.add(slot.owner_lease)
                 return slot.handle(lease)
 
-    async def _start(self, slot: _Slot, events: EventCenter | None, approval_context: Any) -> None:
+    async def _start(self, slot: _Slot, events: EventCenter | None,
+                     approval: tuple[Any, PolicyApproval | None, Policy | None]) -> None:
         requirement = slot.requirement
         try:
-            await self._approve(slot, events, approval_context)
+            await self._approve(slot, events, *approval)
             slot.status = "ensuring"
             await self._emit(events, "execution_environment.ensuring", slot)
             slot.resource = await slot.provider.ensure(requirement)
@@ -234,9 +239,10 @@ class ExecutionEnvironmentManager:
         with anyio.CancelScope(shield=True):  # the resource exists: never lose it to a cancel
             await self._emit(events, "execution_environment.ready", slot)
 
-    async def _approve(self, slot: _Slot, events: EventCenter | None, context: Any) -> None:
+    async def _approve(self, slot: _Slot, events: EventCenter | None, context: Any,
+                       approval: PolicyApproval | None, base: Policy | None) -> None:
         requirement = slot.requirement
-        policy = self.policy.merge(requirement.policy)
+        policy = (base or self.policy).merge(requirement.policy)
         if not (requirement.approval_required or policy.approval_mode == "always"):
             return
         if requirement.id in self._approved:
@@ -254,7 +260,7 @@ class ExecutionEnvironmentManager:
         for center in _centers(self.events, events):
             await center.emit("policy.approval.requested", _SOURCE, request_id=request.id,
                               requirement_id=requirement.id, kind=requirement.kind)
-        decision = await self.approval.decide(request, context)
+        decision = await (approval or self.approval).decide(request, context)
         for center in _centers(self.events, events):
             await center.emit(f"policy.approval.{decision.decision}", _SOURCE,
                               request_id=request.id, requirement_id=requirement.id,
@@ -474,7 +480,9 @@ class ExecutionEnvironmentManager:
                 f"(kind {requirement.kind!r})"
             )
         if requirement.reuse_key:
-            key = f"{requirement.kind}:{requirement.reuse_key}"
+            # an explicit key shares within its scope and owner, never across owners
+            key = (f"{requirement.kind}:{requirement.scope}:{requirement.owner_id or ''}:"
+                   f"{requirement.reuse_key}")
         else:
             import hashlib
             import json

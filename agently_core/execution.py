@@ -55,12 +55,16 @@ class Execution:
         runtime_resources: Mapping[str, Any] | None = None,
         events: EventCenter | None = None,
         approval_context: Any = None,
+        approval: Any = None,
+        policy: Any = None,
         id: str | None = None,
     ) -> None:
         self.id = id or new_id("exec_")
         self.manager = manager
         self.events = events
         self.approval_context = approval_context
+        self._approval = approval
+        self._policy = policy
         self.state = "open"
         self.created_at = time.time()
         self.closed_at: float | None = None
@@ -92,7 +96,8 @@ class Execution:
                 continue
             try:
                 handle = await self.manager.async_ensure(
-                    requirement, events=self.events, approval_context=self.approval_context)
+                    requirement, events=self.events, approval_context=self.approval_context,
+                    approval=self._approval, policy=self._policy)
             except EnvironmentApprovalRequired as exc:
                 self.suspend([exc.request], self.resume_start)
                 return self
@@ -203,7 +208,8 @@ class Execution:
             environments=list(self.handles.values()),
             runtime_resource_keys=sorted(self.runtime_resources),
             pending_approvals=list(self.pending), decisions=list(self.decisions),
-            resumed=sorted(self._resumed), result=to_jsonable_python(self.result, fallback=repr),
+            resumed=sorted(self._resumed),
+            result=self.manager.redactor.redact(to_jsonable_python(self.result, fallback=repr)),
         )
 
     def _require(self, *states: str) -> None:

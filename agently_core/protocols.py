@@ -30,6 +30,11 @@ class ActionExecutor(Protocol):
     :class:`~agently_core.errors.ActionError` for a failure with a clear message. The
     dispatcher applies the timeout, turns exceptions into ``failed`` records and never lets
     them reach the caller.
+
+    An executor may declare ``enforced_policy``: the :class:`~agently_core.models.Policy`
+    fields it enforces itself (``network``, ``read_only``, ``max_memory_bytes``, ...). A
+    call whose policy constrains a field the executor does not list is blocked before it
+    runs, so a policy field is either enforced or refused, never silently ignored.
     """
 
     kind: str

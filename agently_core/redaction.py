@@ -18,7 +18,8 @@ from typing import Any
 
 MASK = "***"
 SECRET_KEY = re.compile(
-    r"(pass(word|wd|phrase)?|secret|token|api[-_]?key|access[-_]?key|auth(orization)?|cookie|"
+    r"(pass(?:word|wd|phrase)|(?<![a-z])pass(?![a-z])|secret|token|api[-_]?key|"
+    r"access[-_]?key|auth(orization)?|cookie|"
     r"credential|private[-_]?key|session[-_]?id|signature|bearer)",
     re.IGNORECASE,
 )

@@ -100,16 +100,12 @@ class AgentlyActionFlow:
             records = await run.dispatcher.dispatch_many(calls, concurrency=run.concurrency,
                                                          approved=True)
         else:
-            now = time.time()
             who = f" by {decision.actor}" if decision.actor else ""
             reason = f": {decision.reason}" if decision.reason else ""
             records = [
-                ActionRecord(call_id=call.id, action=call.action, status="blocked",
-                             kwargs=call.kwargs, purpose=call.purpose,
-                             round_index=call.round_index, started_at=now,
-                             error_type="ApprovalDenied",
-                             error=f"action {call.action!r} was denied{who}{reason}",
-                             approval_request_id=request.id if request else None)
+                run.dispatcher.record(call, "blocked", error_type="ApprovalDenied",
+                                      error=f"action {call.action!r} was denied{who}{reason}",
+                                      approval_request_id=request.id if request else None)
                 for call, request in waiting
             ]
         if records:
