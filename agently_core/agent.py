@@ -13,7 +13,7 @@ import anyio
 from .actions import ActionRegistry, FlowRun, RegisteredAction
 from .config import Config
 from .dispatch import ActionDispatcher
-from .environments import ExecutionEnvironmentManager, get_manager
+from .environments import ExecutionEnvironmentManager, get_manager, subscribe_plugin_observers
 from .errors import ActionNotFoundError, ConfigError, ExecutionEnvironmentError, PluginError
 from .events import EventCenter
 from .execution import Execution, current_request
@@ -79,6 +79,8 @@ class Action:
         if not isinstance(spec, ActionSpec):
             spec = ActionSpec.model_validate(dict(spec))
         self._agent.dispatcher.policy.merge(spec.policy)  # a bad policy fails at registration
+        for requirement in spec.execution_environments:
+            self._agent.redactor.add_from_config(requirement.config)
         injects = callable(target) and _declares_context(target)
         entry = RegisteredAction(spec, validate or schema_validator(spec.input_schema),
                                  target=target, visible=visible, injects_context=injects)
@@ -100,7 +102,7 @@ class Action:
             "source": "host", "round_index": None,
             "kwargs": dict(kwargs) if isinstance(kwargs, Mapping) else ({} if kwargs is None
                                                                          else kwargs),
-            "policy": {"timeout_seconds": timeout} if timeout else {},
+            "policy": {} if timeout is None else {"timeout_seconds": timeout},
         })
         token = current_request.set(call.id)
         try:
@@ -169,16 +171,19 @@ class Agent:
             base = base.merge(policy)
         self._owns_manager = manager is None and not shared
         if manager is None:
-            manager = get_manager() if shared else ExecutionEnvironmentManager(
-                self.plugins, approval=self.approval, policy=base)
+            if shared:
+                manager = get_manager()  # its center already has the plugin observers
+            else:
+                manager = ExecutionEnvironmentManager(self.plugins, approval=self.approval,
+                                                      policy=base)
+                subscribe_plugin_observers(manager.events, self.plugins)
         #: The execution-environment manager (process-wide unless plugins/config are given).
         #: The agent's own approval handlers and policy apply to the environments it ensures.
         self.manager = manager
         self.redactor = manager.redactor
-        self.events = EventCenter(redactor=self.redactor)
-        for registration in self.plugins.registrations("event_observer").values():
-            self.events.subscribe(registration.load(), registration.options.get("events", ("*",)),
-                                  name=f"{registration.plugin}:{registration.name}")
+        #: This agent's events; each is also delivered to the manager's center, where the
+        #: plugin observers listen, so they see every agent's events and the manager's own.
+        self.events = EventCenter(redactor=self.redactor, parent=manager.events)
         self.registry = ActionRegistry()
         self.dispatcher = ActionDispatcher(self.registry, plugins=self.plugins, events=self.events,
                                            approval=self.approval, policy=base, agent=self,
@@ -246,6 +251,10 @@ class Agent:
                            execution_environments: Iterable[Any] = ()) -> RegisteredAction:
         if not callable(func):
             raise TypeError(f"actions must be callables, got {func!r}")
+        for requirement in execution_environments:  # their secrets are known before any call
+            self.redactor.add_from_config(getattr(requirement, "config", None)
+                                          or (requirement.get("config") if isinstance(
+                                              requirement, Mapping) else None))
         schema = function_schema(func, name=name, description=description)
         if not re.match(ACTION_NAME_PATTERN, schema.name):
             raise ValueError(f"{schema.name!r} is not a valid action name (letters, digits, _ . -; "
@@ -451,7 +460,16 @@ class Agent:
         start = execution.resume_start
 
         async def resume(decision: Any) -> FlowResult:
-            await start(decision)
+            try:
+                await start(decision)
+            except (ExecutionEnvironmentError, ConfigError, PluginError) as exc:
+                result = FlowResult(stop_reason="failed", error=f"the execution's "
+                                    f"environments could not start: {exc}")
+                return await self._settle(execution, result)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self._close_execution(execution)
+                raise
             if decision.decision != "approved":
                 result = FlowResult(stop_reason="failed",
                                     error="the execution's environments were denied")
@@ -469,6 +487,10 @@ class Agent:
             try:
                 with execution.bind():
                     result = await resume(decision)
+            except BaseException:  # a failed or cancelled resume leaves nothing open
+                with anyio.CancelScope(shield=True):
+                    await self._close_execution(execution)
+                raise
             finally:
                 current_request.reset(request_token)
             return await self._settle(execution, result)

@@ -197,7 +197,8 @@ class ActionDispatcher:
         leases: list[Any] = []
         try:
             if entry.spec.execution_environments:
-                stopped = await self._ensure_environments(call, entry, context, leases, started)
+                stopped = await self._ensure_environments(call, entry, context, leases, started,
+                                                          policy)
                 if stopped is not None:
                     return await self._finish(stopped)
             record = await self._run(call, entry, kwargs, policy, context, started, t0)
@@ -232,13 +233,14 @@ class ActionDispatcher:
             error = f"action {call.action!r} raised {type(exc).__name__}: {exc}"
         meta: dict[str, Any] = {}
         if status == "success":
-            result, meta = _serialisable(result, policy.max_output_bytes)
+            # redact before the output cap, so a cut can never leave half a secret behind
+            result, meta = _serialisable(self._redact(_jsonable(result), call), policy.max_output_bytes)
         return self._record(call, started, status, result=result, error=error,
-                            error_type=error_type, t0=t0, meta=meta)
+                            error_type=error_type, t0=t0, meta=meta, result_redacted=True)
 
     async def _ensure_environments(self, call: ActionCall, entry: RegisteredAction,
                                    context: ActionContext, leases: list[Any],
-                                   started: float) -> ActionRecord | None:
+                                   started: float, policy: Policy) -> ActionRecord | None:
         """Ensure the spec's environments into ``context``; ``leases`` collects every
         reference taken (the caller releases them). Returns a record when the call cannot
         run."""
@@ -248,7 +250,7 @@ class ActionDispatcher:
                 owned = self._owned(requirement, call)
                 handle = await manager.async_ensure(owned, events=self.events,
                                                     approval_context=self.agent,
-                                                    approval=self.approval, policy=self.policy)
+                                                    approval=self.approval, policy=policy)
             except EnvironmentApprovalRequired as exc:
                 return self._record(call, started, "approval_required",
                                     error_type="ApprovalRequired", error=str(exc),
@@ -334,36 +336,43 @@ class ActionDispatcher:
                                    status=record.status, approval_request_id=record.approval_request_id)
         return record
 
-    def record(self, call: ActionCall, status: str, *, error: str | None = None,
-               error_type: str | None = None, approval_request_id: str | None = None
-               ) -> ActionRecord:
-        """A record for a call that did not run (for flows: a denied or invalid call),
-        redacted like every other record."""
+    async def record(self, call: ActionCall, status: str, *, error: str | None = None,
+                     error_type: str | None = None, approval_request_id: str | None = None
+                     ) -> ActionRecord:
+        """A record for a call that did not run (for flows: a call denied on resume),
+        redacted and announced like every other record."""
         record = self._record(call, _now(), status, error=error, error_type=error_type)
         if approval_request_id is not None:
             record.approval_request_id = approval_request_id
-        return record
+        return await self._finish(record)
 
-    def _redact(self, value: Any) -> Any:
+    def _redact(self, value: Any, call: ActionCall | None = None) -> Any:
         redactor = self.redactor
-        return value if redactor is None else redactor.redact(value)
+        if redactor is None:
+            return value
+        extra = redactor.secret_arguments(call.kwargs) if call is not None and isinstance(
+            call.kwargs, dict) else ()
+        return redactor.redact(value, extra)
 
     def _record(self, call: ActionCall, started: float, status: str, *, result: Any = None,
                 error: str | None = None, error_type: str | None = None, t0: float | None = None,
                 approval_request: ApprovalRequest | None = None,
-                meta: dict[str, Any] | None = None) -> ActionRecord:
+                meta: dict[str, Any] | None = None, result_redacted: bool = False
+                ) -> ActionRecord:
         duration = (_perf() - t0) * 1000 if t0 is not None else (_now() - started) * 1000
         redactor = self.redactor
         kwargs = _plain_kwargs(call.kwargs)
         purpose = call.purpose
         if redactor is not None:
+            extra = redactor.secret_arguments(kwargs)  # masked in the whole record
             kwargs = redactor.redact(kwargs)
             if purpose:
-                purpose = redactor.text(purpose)
-            if result is not None and not isinstance(result, (int, float, bool)):
-                result = redactor.redact(result)
+                purpose = redactor.text(purpose, extra)
+            if not result_redacted and result is not None and not isinstance(
+                    result, (int, float, bool)):
+                result = redactor.redact(result, extra)
             if error is not None:
-                error = redactor.text(error)
+                error = redactor.text(error, extra)
         if approval_request is not None:
             meta = {**(meta or {}), "approval_request": approval_request.model_dump(mode="json")}
         return construct(ActionRecord, {
@@ -389,12 +398,17 @@ def _plain_kwargs(kwargs: Any) -> dict[str, Any]:
     return to_jsonable_python(kwargs, fallback=repr)
 
 
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, _PLAIN):
+        return value
+    from pydantic_core import to_jsonable_python
+
+    return to_jsonable_python(value, fallback=repr)
+
+
 def _serialisable(value: Any, max_bytes: int | None) -> tuple[Any, dict[str, Any]]:
     """Make a result JSON-safe and enforce ``max_output_bytes``."""
-    if not isinstance(value, _PLAIN):
-        from pydantic_core import to_jsonable_python
-
-        value = to_jsonable_python(value, fallback=repr)
+    value = _jsonable(value)
     if max_bytes is None:
         return value, {}
     import json

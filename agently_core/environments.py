@@ -189,6 +189,7 @@ class ExecutionEnvironmentManager:
         requirement = self._resolve(requirement)
         key = self._keys.get(requirement.id) or self._key(requirement)
         while True:
+            self._check_open()  # a retry must not start anything after shutdown began
             slot = self._slots.get(key)
             if slot is None:
                 provider, name = self.provider_for(requirement.kind, requirement.provider)
@@ -234,6 +235,12 @@ class ExecutionEnvironmentManager:
                     f"start: {type(exc).__name__}: {self.redactor.text(str(exc))}"
                 ) from exc
             raise
+        if self.closed:  # shut down while it started: give it back at once
+            slot.closed = True
+            self._forget(slot)
+            await self._stop(slot, events)
+            raise ManagerClosedError("the execution-environment manager closed while starting "
+                                     f"a {requirement.kind!r} environment")
         slot.status = "ready"
         self._by_handle[slot.handle_id] = slot
         with anyio.CancelScope(shield=True):  # the resource exists: never lose it to a cancel
@@ -293,12 +300,13 @@ class ExecutionEnvironmentManager:
                             events: EventCenter | None = None) -> bool:
         """Drop one reference: the handle's lease, a lease id, or one reference of a handle
         id. Returns False when that reference was already released."""
-        lease, slot = self._lease_for(handle)
+        slot = self._slot_for(handle)
         if slot is None:
             return False
         with anyio.CancelScope(shield=True):  # a release always completes
             async with slot.lock:
-                if slot.closed or lease not in slot.leases:
+                lease = self._lease_in(slot, handle)  # chosen under the lock: no two
+                if slot.closed or lease is None or lease not in slot.leases:  # releases pick one
                     return False
                 slot.leases.discard(lease)
                 self._by_lease.pop(lease, None)
@@ -359,23 +367,25 @@ class ExecutionEnvironmentManager:
         if self._by_handle.get(slot.handle_id) is slot:
             del self._by_handle[slot.handle_id]
 
-    def _lease_for(self, handle: EnvironmentHandle | str) -> tuple[str | None, _Slot | None]:
+    def _slot_for(self, handle: EnvironmentHandle | str) -> _Slot | None:
+        """The slot a handle, lease id or handle id refers to."""
         if isinstance(handle, EnvironmentHandle):
-            if handle.lease_id is None:
-                handle = handle.id
-            else:
-                return handle.lease_id, self._by_lease.get(handle.lease_id)
-        slot = self._by_lease.get(handle)
-        if slot is not None:
-            return handle, slot
-        slot = self._by_handle.get(handle)
-        if slot is None:
-            return None, None
-        # a handle id: drop one reference, the caller's, never the owner's pin
-        for lease in slot.leases:
-            if lease != slot.owner_lease:
-                return lease, slot
-        return slot.owner_lease, slot
+            if handle.lease_id is not None:
+                return self._by_lease.get(handle.lease_id)
+            handle = handle.id
+        return self._by_lease.get(handle) or self._by_handle.get(handle)
+
+    @staticmethod
+    def _lease_in(slot: _Slot, handle: EnvironmentHandle | str) -> str | None:
+        """The reference to drop: the handle's own lease, or for a bare handle id one of the
+        callers' references (never the owner's pin, which only the owner's end drops)."""
+        if isinstance(handle, EnvironmentHandle):
+            if handle.lease_id is not None:
+                return handle.lease_id
+            handle = handle.id
+        if handle != slot.handle_id:
+            return handle  # a lease id
+        return next((lease for lease in slot.leases if lease != slot.owner_lease), None)
 
     # -- lookup ------------------------------------------------------------------------
     def inspect(self, id: str) -> EnvironmentHandle | EnvironmentRequirement:
@@ -404,7 +414,7 @@ class ExecutionEnvironmentManager:
 
     def resource(self, handle: EnvironmentHandle | str) -> Any:
         """The live resource behind a handle (never put it in a model)."""
-        _, slot = self._lease_for(handle)
+        slot = self._slot_for(handle)
         if slot is None or slot.closed:
             raise EnvironmentNotFound(f"no live environment for {handle!r}")
         return slot.resource
@@ -416,11 +426,13 @@ class ExecutionEnvironmentManager:
             return
         self.closed = True
         with anyio.CancelScope(shield=True):
-            for slot in builtins.list(self._slots.values()):
-                async with slot.lock:
-                    if not slot.closed:
-                        slot.leases.clear()
-                        await self._close(slot, None)
+            while self._slots:  # a start that finishes meanwhile adds no new slot (closed)
+                for slot in builtins.list(self._slots.values()):
+                    async with slot.lock:
+                        if not slot.closed:
+                            slot.leases.clear()
+                            await self._close(slot, None)
+                        self._forget(slot)
         self._by_lease.clear()
 
     async def __aenter__(self) -> ExecutionEnvironmentManager:
@@ -489,7 +501,8 @@ class ExecutionEnvironmentManager:
 
             material = json.dumps(
                 [requirement.kind, requirement.scope, requirement.owner_id,
-                 requirement.resource_key, requirement.provider, requirement.config],
+                 requirement.resource_key, requirement.provider, requirement.config,
+                 requirement.policy, requirement.approval_required],
                 sort_keys=True, default=repr,
             )
             digest = hashlib.blake2b(material.encode(), digest_size=12).hexdigest()
@@ -508,7 +521,13 @@ class ExecutionEnvironmentManager:
 
 
 def _centers(own: EventCenter, other: EventCenter | None) -> Iterable[EventCenter]:
-    return (own,) if other is None or other is own else (own, other)
+    """Where an event goes: the caller's center (which forwards to the manager's when it is
+    its parent) and the manager's, each observer reached once."""
+    if other is None or other is own:
+        return (own,)
+    if other.parent is own:
+        return (other,)
+    return (own, other)
 
 
 def _as_requirement(requirement: EnvironmentRequirement | Mapping[str, Any]) -> EnvironmentRequirement:
@@ -527,7 +546,15 @@ def get_manager() -> ExecutionEnvironmentManager:
     global _default
     if _default is None or _default.closed:
         _default = ExecutionEnvironmentManager()
+        subscribe_plugin_observers(_default.events, _default.plugins)
         from . import _sync
 
         _sync.on_shutdown(_default.aclose)
     return _default
+
+
+def subscribe_plugin_observers(events: EventCenter, plugins: PluginManager) -> None:
+    """Subscribe every observer registered through ``register_event_observers``."""
+    for registration in plugins.registrations("event_observer").values():
+        events.subscribe(registration.load(), registration.options.get("events", ("*",)),
+                         name=f"{registration.plugin}:{registration.name}")

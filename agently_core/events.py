@@ -39,16 +39,21 @@ class EventCenter:
     :attr:`failures`; the emitter never sees the exception.
     """
 
-    def __init__(self, *, max_failures: int = 100, redactor: Any = None) -> None:
+    def __init__(self, *, max_failures: int = 100, redactor: Any = None,
+                 parent: EventCenter | None = None) -> None:
         self._subs: tuple[_Subscription, ...] = ()
         #: Masks secrets in every payload before an observer sees it.
         self.redactor = redactor
+        #: Every event emitted here is delivered to the parent's observers too (an agent's
+        #: center forwards to its manager's, where plugin observers listen).
+        self.parent = parent
         self.failures: list[ObserverFailure] = []
         self._max_failures = max_failures
 
     @property
     def active(self) -> bool:
-        return bool(self._subs)
+        """Would an emitted event reach anyone (here or up the parent chain)?"""
+        return bool(self._subs) or (self.parent is not None and self.parent.active)
 
     def subscribe(self, observer: Observer, events: Iterable[str] | str = ("*",), *,
                   name: str | None = None) -> Callable[[], None]:
@@ -68,41 +73,51 @@ class EventCenter:
 
         return unsubscribe
 
+    def _chain_matches(self, event_type: str) -> bool:
+        center: EventCenter | None = self
+        while center is not None:
+            if any(s.matches(event_type) for s in center._subs):
+                return True
+            center = center.parent
+        return False
+
     async def emit(self, event_type: str, source: str | None = None, **payload: Any) -> None:
-        """Build an :class:`~agently_core.models.Event` and deliver it to matching observers."""
-        subs = self._subs
-        if not subs:
-            return
-        matching = [s for s in subs if s.matches(event_type)]
-        if not matching:
+        """Build an :class:`~agently_core.models.Event` and deliver it to matching observers,
+        here and up the parent chain."""
+        if not self.active or not self._chain_matches(event_type):
             return
         from .models import Event
 
-        event = Event(type=event_type, source=source, payload=self._redact(payload))
-        for sub in matching:
+        await self._deliver(Event(type=event_type, source=source, payload=self._redact(payload)))
+
+    async def _deliver(self, event: Any) -> None:
+        for sub in self._subs:
+            if not sub.matches(event.type):
+                continue
             try:
                 result = sub.observer(event)
                 if sub.is_async or inspect.isawaitable(result):
                     await result
             except Exception as exc:  # an observer never breaks the emitter
-                self._report(sub, event_type, exc)
+                self._report(sub, event.type, exc)
+        if self.parent is not None:
+            await self.parent._deliver(event)
 
     def emit_sync(self, event_type: str, source: str | None = None, **payload: Any) -> None:
         """Emit from sync code: sync observers run now; async observers are skipped with a
         report (use :meth:`emit` from async code to reach them)."""
-        subs = self._subs
-        if not subs:
+        if not self.active or not self._chain_matches(event_type):
             return
         from .models import Event
 
-        event = None
-        for sub in subs:
-            if not sub.matches(event_type):
+        self._deliver_sync(Event(type=event_type, source=source, payload=self._redact(payload)))
+
+    def _deliver_sync(self, event: Any) -> None:
+        for sub in self._subs:
+            if not sub.matches(event.type):
                 continue
-            if event is None:
-                event = Event(type=event_type, source=source, payload=self._redact(payload))
             if sub.is_async:
-                self._report(sub, event_type, RuntimeError(
+                self._report(sub, event.type, RuntimeError(
                     "async observer skipped by emit_sync; emit from async code to reach it"))
                 continue
             try:
@@ -110,7 +125,9 @@ class EventCenter:
                 if inspect.isawaitable(result):
                     result.close()  # type: ignore[attr-defined]
             except Exception as exc:
-                self._report(sub, event_type, exc)
+                self._report(sub, event.type, exc)
+        if self.parent is not None:
+            self.parent._deliver_sync(event)
 
     def _redact(self, payload: dict[str, Any]) -> dict[str, Any]:
         return payload if self.redactor is None else self.redactor.redact(payload)

@@ -73,10 +73,12 @@ class Policy(_Model):
         "always: ask for every call; never: never ask, block what would need approval.",
     )
     timeout_seconds: float | None = Field(
-        None, gt=0, description="Wall-clock limit for one call; the caller gets a record on time."
+        None, gt=0, strict=True,
+        description="Wall-clock limit for one call; the caller gets a record on time.",
     )
     max_output_bytes: int | None = Field(
-        None, gt=0, description="Cap on the serialised result; longer results are truncated."
+        None, gt=0, strict=True,
+        description="Cap on the serialised result; longer results are truncated.",
     )
     network: bool | None = Field(None, description="False: no network at all; True: allowed.")
     workspace_roots: list[str] | None = Field(
@@ -91,10 +93,10 @@ class Policy(_Model):
     allow_create: bool | None = None
     allow_update: bool | None = None
     allow_delete: bool | None = None
-    max_memory_bytes: int | None = Field(None, gt=0)
-    max_cpu_seconds: float | None = Field(None, gt=0)
-    max_processes: int | None = Field(None, gt=0)
-    max_file_bytes: int | None = Field(None, gt=0)
+    max_memory_bytes: int | None = Field(None, gt=0, strict=True)
+    max_cpu_seconds: float | None = Field(None, gt=0, strict=True)
+    max_processes: int | None = Field(None, gt=0, strict=True)
+    max_file_bytes: int | None = Field(None, gt=0, strict=True)
     env_passthrough: list[str] | None = Field(
         None, description="Names of host environment variables a child process receives."
     )

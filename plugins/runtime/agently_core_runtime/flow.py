@@ -103,9 +103,9 @@ class AgentlyActionFlow:
             who = f" by {decision.actor}" if decision.actor else ""
             reason = f": {decision.reason}" if decision.reason else ""
             records = [
-                run.dispatcher.record(call, "blocked", error_type="ApprovalDenied",
-                                      error=f"action {call.action!r} was denied{who}{reason}",
-                                      approval_request_id=request.id if request else None)
+                await run.dispatcher.record(call, "blocked", error_type="ApprovalDenied",
+                                            error=f"action {call.action!r} was denied{who}{reason}",
+                                            approval_request_id=request.id if request else None)
                 for call, request in waiting
             ]
         if records:

@@ -59,7 +59,8 @@ class ScriptedPlanner:
             ]}
         return {"next_action": "execute", "action_calls": [
             {"action_id": c["action"], "action_input": c["kwargs"], "purpose": c.get("purpose", ""),
-             **({"id": c["id"]} if c.get("id") else {})}
+             **({"id": c["id"]} if c.get("id") else {}),
+             **({"policy": c["policy"]} if c.get("policy") else {})}
             for c in calls
         ]}
 
@@ -78,6 +79,6 @@ def _as_dict(item: Any) -> dict[str, Any]:
         name = item.get("action") or item.get("action_id") or item.get("name")
         kwargs = item.get("kwargs", item.get("action_input", item.get("arguments", {})))
         return {"action": name, "kwargs": kwargs, "purpose": item.get("purpose", ""),
-                "id": item.get("id")}
+                "id": item.get("id"), "policy": item.get("policy")}
     raise TypeError(f"a scripted call must be a dict, a (name, kwargs) pair or ActionCall, "
                     f"got {item!r}")
