@@ -6,28 +6,16 @@ agents are built from configuration that reads no file outside the test's ``tmp_
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(autouse=True)
-def _no_agently_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("AGENTLY_"):
-            monkeypatch.delenv(name)
-    yield
-    from agently_core.plugins import reset_plugin_manager
-
-    reset_plugin_manager()
+def _isolated(agently_clean_environment: None) -> None:
+    """No AGENTLY_* variable of the developer's shell reaches these tests."""
 
 
 @pytest.fixture

@@ -383,7 +383,6 @@ def test_schema_validator_empty_schema() -> None:
 
 
 def test_schema_validator_checks_types_and_nested_values() -> None:
-    pytest.importorskip("jsonschema")
     validate = schema_validator(SCHEMA)
     with pytest.raises(ArgumentsError, match="query"):
         validate({"query": 5})

@@ -70,3 +70,37 @@ def agently_plugin_manager() -> Callable[..., Any]:
         return make_plugin_manager(plugin, config=config)
 
     return make
+
+
+@pytest.fixture
+def agently_clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Remove every ``AGENTLY_*`` variable for the test, and forget the process-wide plugin
+    manager afterwards, so neither the developer's shell nor another test leaks in. Make
+    it autouse in a conftest: ``@pytest.fixture(autouse=True) def _iso(agently_clean_
+    environment): ...``."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("AGENTLY_"):
+            monkeypatch.delenv(name)
+    yield
+    from agently_core.plugins import reset_plugin_manager
+
+    reset_plugin_manager()
+
+
+@pytest.fixture
+def agently_agent_factory(tmp_path: Path) -> Callable[..., Any]:
+    """``make(**settings)``: an agent with every installed plugin whose configuration
+    reads only ``settings`` (no environment variables, no file outside ``tmp_path``)."""
+    from agently_core import Config, PluginManager, create_agent
+
+    home = tmp_path / "agently-home"
+    home.mkdir(exist_ok=True)
+    (home / "agently.toml").write_text("", encoding="utf-8")
+
+    def make(**settings: Any) -> Any:
+        config = Config.load(env={}, cwd=home, overrides=settings or None)
+        return create_agent(plugins=PluginManager(config).load())
+
+    return make

@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(autouse=True)
-def _no_agently_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("AGENTLY_"):
-            monkeypatch.delenv(name)
-    yield
+def _isolated(agently_clean_environment: None) -> None:
+    """No AGENTLY_* variable of the developer's shell reaches these tests."""
 
 
 @pytest.fixture
-def make_agent(tmp_path: Path) -> Callable[..., Any]:
+def make_agent(agently_agent_factory: Callable[..., Any]) -> Callable[..., Any]:
     """``make_agent(**settings)``: an agent whose configuration reads only ``settings``."""
-    from agently_core import Config, PluginManager, create_agent
-
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "agently.toml").write_text("", encoding="utf-8")
-
-    def make(**settings: Any) -> Any:
-        config = Config.load(env={}, cwd=home, overrides=settings or None)
-        return create_agent(plugins=PluginManager(config).load())
-
-    return make
+    return agently_agent_factory
