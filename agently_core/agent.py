@@ -312,14 +312,61 @@ class Agent:
             raise ActionNotFoundError(
                 f"no action or action package named {name!r}; known: {', '.join(known) or 'none'}"
             )
+        self._mount_package(registration, options)
+
+    def _mount_package(self, registration: Any, options: Mapping[str, Any]) -> list[str]:
+        """Mount an action package; returns the names of the actions it mounted."""
         mounted = registration.load()(self, **options)
-        if mounted is None:
-            return
-        for item in mounted:
+        names: list[str] = []
+        for item in mounted or ():
             if isinstance(item, str):
                 self.registry.require(item).visible = True
+                names.append(item)
             else:
+                before = {id(e) for e in self.registry}
                 self.use_actions(item)
+                names += [e.spec.name for e in self.registry if id(e) not in before]
+        return names
+
+    # -- built-in capabilities ---------------------------------------------------------
+    def enable(self, package: str, *, desc: str | None = None,
+               desc_mode: str = "append", **options: Any) -> list[str]:
+        """Mount an installed action package with options (what ``enable_python`` and the
+        other ``enable_*`` helpers do) and return the names of the actions it mounted.
+
+        ``desc`` adjusts their descriptions: appended to the built-in one (``desc_mode=
+        "append"``, the default), replacing it (``"override"``), or ignored
+        (``"default"``)."""
+        if desc_mode not in {"append", "override", "default"}:
+            raise ValueError(f"desc_mode must be 'append', 'override' or 'default', got {desc_mode!r}")
+        registration = self.plugins.get("action_package", package)
+        names = self._mount_package(registration, options)
+        if desc and desc_mode != "default":
+            for name in names:
+                entry = self.registry.require(name)
+                text = desc if desc_mode == "override" else f"{entry.spec.description}\n{desc}".strip()
+                entry.spec = entry.spec.model_copy(update={"description": text})
+        return names
+
+    def enable_python(self, **options: Any) -> Agent:
+        """Mount ``run_python`` (isolated, warm Python; package ``python``)."""
+        self.enable("python", **options)
+        return self
+
+    def enable_shell(self, **options: Any) -> Agent:
+        """Mount ``run_bash`` (isolated Bash with a command allowlist; package ``bash``)."""
+        self.enable("bash", **options)
+        return self
+
+    def enable_nodejs(self, **options: Any) -> Agent:
+        """Mount ``run_nodejs`` (isolated, warm Node.js; package ``nodejs``)."""
+        self.enable("nodejs", **options)
+        return self
+
+    def enable_sqlite(self, **options: Any) -> Agent:
+        """Mount ``query_sqlite`` (read-only unless the host opts in; package ``sqlite``)."""
+        self.enable("sqlite", **options)
+        return self
 
     # -- planning --------------------------------------------------------------------
     def input(self, request: Any) -> Agent:

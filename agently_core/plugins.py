@@ -59,6 +59,14 @@ KNOWN_DISTRIBUTIONS: dict[tuple[str, str], str] = {
     ("planner", "scripted"): "agently-core-runtime",
     ("action_executor", "function"): "agently-core-function",
     ("action_package", "examples"): "agently-core-function",
+    ("action_package", "python"): "agently-core-python",
+    ("action_package", "bash"): "agently-core-bash",
+    ("action_package", "nodejs"): "agently-core-nodejs",
+    ("action_package", "sqlite"): "agently-core-sqlite",
+    ("action_executor", "python"): "agently-core-python",
+    ("action_executor", "sqlite"): "agently-core-sqlite",
+    ("environment_provider", "python"): "agently-core-python",
+    ("environment_provider", "sqlite"): "agently-core-sqlite",
 }
 
 
