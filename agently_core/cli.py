@@ -328,6 +328,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         }
     problems = _plugin_problems(pm, rows)
     conflicts = _conflicts(pm)
+    diagnostics = _diagnostics(pm)
     usable = all(check["ok"] for check in required)
     config = pm.config
     report = {
@@ -351,6 +352,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         "roles": roles,
         "problems": problems,
         "conflicts": conflicts,
+        "diagnostics": diagnostics,
         "usable": usable,
     }
     if args.json:
@@ -380,6 +382,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for info in (info for key, info in roles.items() if info["missing"] and key not in checked):
         for item in info["missing"]:
             print(f"    missing     {info['title']} {item['name']!r}: {item['install']}")
+    if diagnostics:
+        print("checks:")
+        for check in diagnostics:
+            state = "ok" if check.get("ok") else "NO"
+            print(f"    {state:<11} {check.get('name')}: {check.get('detail')}")
+            if not check.get("ok") and check.get("fix"):
+                print(f"        fix: {check['fix']}")
     if problems:
         print("problems:")
         for problem in problems:
@@ -395,6 +404,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print("result: NOT usable; install what is missing above "
               "(pip install agently-core[all] installs the built-in plugins)")
     return 0 if usable else 1
+
+
+def _diagnostics(pm: Any) -> list[dict[str, Any]]:
+    """Run every check plugins registered with ``register_diagnostics``; a check that
+    fails to run is itself reported, never fatal."""
+    found: list[dict[str, Any]] = []
+    for name, registration in pm.registrations("diagnostic").items():
+        try:
+            for check in registration.load()() or ():
+                found.append({"source": name, **dict(check)})
+        except Exception as exc:
+            found.append({"source": name, "name": name, "ok": False,
+                          "detail": f"the check failed: {type(exc).__name__}: {exc}", "fix": None})
+    return found
 
 
 def _check_line(check: dict[str, Any]) -> str:

@@ -144,3 +144,14 @@ def register_event_observers(register: Register) -> None:
     of the ``events`` patterns (``fnmatch`` style, such as ``"action.*"``). An observer that
     raises is isolated and reported; it never breaks the code that emitted the event.
     """
+
+
+@hookspec
+def register_diagnostics(register: Register) -> None:
+    """Register checks that ``agently-core doctor`` runs.
+
+    Called once at discovery. ``register(name, check)``; ``check()`` returns a list of
+    dicts ``{"name", "ok", "detail", "fix"}``: what was checked, whether it works here,
+    what was found, and how to fix it when it does not (for example which isolation tiers
+    work on this machine). Keep checks quick and free of side effects on the host.
+    """

@@ -49,6 +49,7 @@ ROLES: dict[str, Role] = {
         Role("approval_handler", "register_policy_approval_handlers", "policy-approval handler"),
         Role("planner", "register_planners", "Planner"),
         Role("event_observer", "register_event_observers", "event observer"),
+        Role("diagnostic", "register_diagnostics", "doctor check"),
     )
 }
 

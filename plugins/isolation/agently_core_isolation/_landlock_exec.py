@@ -1,0 +1,173 @@
+"""Landlock + seccomp launcher: ``python -I -S _landlock_exec.py [options] -- argv...``.
+
+Runs before the sandboxed program, in the child: drops to a dedicated uid (when started
+as root), sets no-new-privileges, restricts the file system with Landlock (system paths
+read-only, the workspace read-write, nothing else), denies TCP with Landlock network rules
+unless the network is open, installs a seccomp filter that refuses IP, packet and netlink
+sockets and io_uring (Landlock does not cover UDP or DNS), scopes signals and abstract
+sockets to the sandbox where the kernel supports it, then execs the program. Any failure
+aborts: nothing runs half-restricted. Standard library only; imported by the host only
+for :func:`seccomp_available`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+SYS_CREATE, SYS_ADD_RULE, SYS_RESTRICT = 444, 445, 446
+RULE_PATH_BENEATH, RULE_NET_PORT = 1, 2
+PR_SET_NO_NEW_PRIVS = 38
+
+FS_EXECUTE, FS_WRITE_FILE, FS_READ_FILE, FS_READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+FS_ALL_ABI1 = (1 << 13) - 1
+FS_REFER, FS_TRUNCATE, FS_IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
+FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV
+NET_BIND_TCP, NET_CONNECT_TCP = 1 << 0, 1 << 1
+SCOPE_ABSTRACT_UNIX, SCOPE_SIGNAL = 1 << 0, 1 << 1
+
+READ_ONLY_PATHS = ("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc/ld.so.cache",
+                   "/etc/localtime", "/proc", "/dev/null", "/dev/zero", "/dev/urandom",
+                   "/dev/random")
+WRITABLE_DEVICES = ("/dev/null",)
+
+
+class RulesetAttr(ctypes.Structure):
+    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
+                ("scoped", ctypes.c_uint64)]
+
+
+class PathBeneathAttr(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+class ScmpArgCmp(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                ("datum_b", ctypes.c_uint64)]
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> int:
+    if result < 0:
+        raise OSError(ctypes.get_errno(), f"{what} failed: {os.strerror(ctypes.get_errno())}")
+    return result
+
+
+def seccomp_available() -> bool:
+    return ctypes.util.find_library("seccomp") is not None
+
+
+def _abi(libc: ctypes.CDLL) -> int:
+    return max(0, libc.syscall(SYS_CREATE, None, 0, 1))
+
+
+def restrict_filesystem_and_tcp(libc: ctypes.CDLL, workdir: str, read_only: list[str],
+                                network: bool) -> None:
+    abi = _abi(libc)
+    if abi < 1:
+        raise OSError("Landlock is not available")
+    fs = FS_ALL_ABI1 | (FS_REFER if abi >= 2 else 0) | (FS_TRUNCATE if abi >= 3 else 0) \
+        | (FS_IOCTL_DEV if abi >= 5 else 0)
+    net = (NET_BIND_TCP | NET_CONNECT_TCP) if abi >= 4 and not network else 0
+    if not network and abi < 4:
+        raise OSError("this kernel's Landlock cannot deny TCP (ABI < 4)")
+    scoped = (SCOPE_ABSTRACT_UNIX | SCOPE_SIGNAL) if abi >= 6 else 0
+    attr = RulesetAttr(fs, net, scoped)
+    size = ctypes.sizeof(RulesetAttr) if abi >= 6 else (16 if abi >= 4 else 8)
+    ruleset = _check(libc.syscall(SYS_CREATE, ctypes.byref(attr), size, 0), "landlock ruleset")
+
+    def allow(path: str, rights: int) -> None:
+        try:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        try:
+            if not os.path.isdir(path):
+                rights &= FILE_RIGHTS
+            rule = PathBeneathAttr(rights & fs, fd)
+            _check(libc.syscall(SYS_ADD_RULE, ruleset, RULE_PATH_BENEATH, ctypes.byref(rule), 0),
+                   f"landlock rule for {path}")
+        finally:
+            os.close(fd)
+
+    read = FS_EXECUTE | FS_READ_FILE | FS_READ_DIR
+    for path in read_only:
+        allow(path, read)
+    for path in WRITABLE_DEVICES:
+        allow(path, FS_READ_FILE | FS_WRITE_FILE | FS_TRUNCATE)
+    allow(workdir, fs)
+    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    _check(libc.syscall(SYS_RESTRICT, ruleset, 0), "landlock restrict")
+    os.close(ruleset)
+
+
+def deny_ip_sockets(network: bool) -> None:
+    lib = ctypes.CDLL(ctypes.util.find_library("seccomp"), use_errno=True)
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
+                                           ctypes.c_uint, ctypes.POINTER(ScmpArgCmp)]
+    lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    allow, refuse = 0x7FFF0000, 0x00050000 | 13  # SCMP_ACT_ALLOW, SCMP_ACT_ERRNO(EACCES)
+    ctx = lib.seccomp_init(allow)
+    if not ctx:
+        raise OSError("seccomp_init failed")
+    try:
+        families = [17, 16]  # AF_PACKET, AF_NETLINK: never
+        if not network:
+            families += [2, 10]  # AF_INET, AF_INET6: UDP and DNS too
+        for family in families:
+            cmp = ScmpArgCmp(0, 4, family, 0)  # arg0 == family (SCMP_CMP_EQ)
+            _check(lib.seccomp_rule_add_array(ctx, refuse, 41, 1, ctypes.byref(cmp)), "seccomp rule")
+        for syscall in (425, 426, 427):  # io_uring_setup/enter/register bypass the rules
+            _check(lib.seccomp_rule_add_array(ctx, refuse, syscall, 0, None), "seccomp rule")
+        _check(lib.seccomp_load(ctx), "seccomp_load")
+    finally:
+        lib.seccomp_release(ctx)
+
+
+def main(argv: list[str]) -> None:
+    args = iter(argv)
+    workdir, network, uid, read_only = "", False, None, list(READ_ONLY_PATHS)
+    program: list[str] = []
+    for arg in args:
+        if arg == "--workdir":
+            workdir = next(args)
+        elif arg == "--network":
+            network = next(args) == "1"
+        elif arg == "--uid":
+            uid = int(next(args))
+        elif arg == "--ro":
+            read_only.append(next(args))
+        elif arg == "--":
+            program = list(args)
+            break
+    if not workdir or not program:
+        raise SystemExit("usage: _landlock_exec.py --workdir DIR [--network 0|1] [--uid N] -- argv")
+    libc = _libc()
+    if uid is not None:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    os.makedirs(os.path.join(workdir, ".tmp"), exist_ok=True)
+    restrict_filesystem_and_tcp(libc, workdir, read_only, network)
+    deny_ip_sockets(network)
+    os.chdir(workdir)
+    env = dict(os.environ)
+    env["TMPDIR"] = os.path.join(workdir, ".tmp")
+    os.execvpe(program[0], program, env)
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except Exception as exc:  # fail closed: nothing runs half-restricted
+        sys.stderr.write(f"agently-core landlock launcher: {exc}\n")
+        os._exit(126)
