@@ -226,13 +226,16 @@ class ActionDispatcher:
                 if scope.cancelled_caught:
                     status, error_type, result = "failed", "TimeoutError", None
                     error = f"action {call.action!r} timed out after {timeout:g}s"
-        except (ActionError, AgentlyError) as exc:
+        except ActionError as exc:
+            status, error_type, error = "failed", type(exc).__name__, str(exc)
+            result = exc.result
+        except AgentlyError as exc:
             status, error_type, error = "failed", type(exc).__name__, str(exc)
         except (Exception, SystemExit) as exc:  # an action never takes the caller down
             status, error_type = "failed", type(exc).__name__
             error = f"action {call.action!r} raised {type(exc).__name__}: {exc}"
         meta: dict[str, Any] = {}
-        if status == "success":
+        if result is not None:
             # redact before the output cap, so a cut can never leave half a secret behind
             result, meta = _serialisable(self._redact(_jsonable(result), call), policy.max_output_bytes)
         return self._record(call, started, status, result=result, error=error,

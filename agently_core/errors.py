@@ -24,7 +24,13 @@ class NotInstalledError(PluginError):
 
 
 class ActionError(AgentlyError):
-    """Raised by an executor to fail a call with a clear, user-facing message."""
+    """Raised by an executor to fail a call with a clear, user-facing message. ``result``
+    (optional, JSON-like) is kept in the failed record, e.g. a sandbox's stdout and
+    traceback."""
+
+    def __init__(self, message: str, *, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class ActionNotFoundError(AgentlyError):

@@ -1,0 +1,73 @@
+"""The ``python`` ActionExecutor: ``run_python(python_code)`` in the call's warm worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agently_core.errors import ActionError
+
+from .sandbox import PythonWorker, WorkerError
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_OUTPUT = 100_000
+
+
+class PythonExecutor:
+    """Runs code in the worker the environment manager ensured for the call.
+
+    Enforces (besides what the dispatcher enforces for every executor) the policy fields
+    the isolation applies to the worker: ``network``, ``max_memory_bytes``,
+    ``max_processes``, ``max_file_bytes`` and ``env_passthrough``. A call whose policy is
+    stricter than the worker it would run in is refused rather than run looser.
+    """
+
+    kind = "python"
+    enforced_policy = frozenset({"network", "max_memory_bytes", "max_processes",
+                                 "max_file_bytes", "env_passthrough"})
+
+    async def execute(self, spec: Any, kwargs: dict[str, Any], context: Any) -> Any:
+        worker = context.execution_environment_resources.get("python")
+        if not isinstance(worker, PythonWorker):
+            raise ActionError(f"{spec.name!r} has no Python sandbox; mount it with "
+                              "agent.enable_python()")
+        policy = context.policy
+        _check_covered(worker, policy)
+        timeout = policy.timeout_seconds or DEFAULT_TIMEOUT
+        max_output = policy.max_output_bytes or DEFAULT_OUTPUT
+        try:
+            reply = await worker.run(kwargs["python_code"], timeout=timeout + 1.0,
+                                     max_output=max_output)
+        except WorkerError as exc:
+            raise ActionError(str(exc)) from None
+        result = {
+            "stdout": reply.get("stdout", ""), "stderr": reply.get("stderr", ""),
+            "value": reply.get("value"), "error": reply.get("error"),
+            "error_type": reply.get("error_type"),
+            "truncated": reply.get("stdout_bytes", 0) > max_output
+            or reply.get("stderr_bytes", 0) > max_output,
+        }
+        if not reply.get("ok"):
+            last = (reply.get("error") or "").strip().splitlines()
+            raise ActionError(f"the code raised {last[-1] if last else reply.get('error_type')}",
+                              result=result)
+        return result
+
+
+def _check_covered(worker: PythonWorker, policy: Any) -> None:
+    limits = worker.limits
+    problems = []
+    if policy.network is False and worker.network:
+        problems.append("network")
+    for field, have in (("max_memory_bytes", limits.memory_bytes),
+                        ("max_processes", limits.processes),
+                        ("max_file_bytes", limits.file_bytes)):
+        want = getattr(policy, field)
+        if want is not None and (have is None or have > want):
+            problems.append(field)
+    if policy.env_passthrough is not None:
+        extra = set(worker.env) - set(policy.env_passthrough)
+        if extra:
+            problems.append("env_passthrough")
+    if problems:
+        raise ActionError("the call's policy is stricter than its Python sandbox for "
+                          f"{', '.join(problems)}; refusing to run it looser")

@@ -1,0 +1,48 @@
+"""The ``python`` action package: ``agent.enable_python(...)`` mounts ``run_python``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agently_core.models import ActionSpec, EnvironmentRequirement
+
+DESCRIPTION = (
+    "Run Python code in an isolated, persistent sandbox (no network, private file system). "
+    "Variables, imports and functions persist between calls, like a notebook. Returns "
+    "stdout, stderr, the value of a final expression, and any error with its traceback. "
+    "Only the standard library is available; files live in /work."
+)
+
+
+def mount(agent: Any, *, scope: str = "agent", timeout: float = 30.0, network: bool = False,
+          memory_mb: int | None = None, processes: int | None = None,
+          file_mb: int | None = None, env: dict[str, str] | None = None,
+          env_passthrough: list[str] | None = None, tier: str | None = None,
+          allow_trusted_local: bool = False, max_output_bytes: int = 100_000,
+          name: str = "run_python") -> list[str]:
+    """Register ``run_python`` with a warm worker per ``scope`` owner."""
+    policy: dict[str, Any] = {"timeout_seconds": float(timeout), "network": bool(network),
+                              "max_output_bytes": int(max_output_bytes)}
+    for key, value in (("max_memory_bytes", memory_mb and memory_mb << 20),
+                       ("max_processes", processes), ("max_file_bytes", file_mb and file_mb << 20),
+                       ("env_passthrough", env_passthrough)):
+        if value is not None:
+            policy[key] = value
+    config: dict[str, Any] = {"allow_trusted_local": allow_trusted_local}
+    if tier:
+        config["tier"] = tier
+    if env:
+        config["env"] = dict(env)
+    requirement = EnvironmentRequirement(
+        kind="python", scope=scope, resource_key="python", config=config,
+        policy={k: v for k, v in policy.items() if k != "max_output_bytes"},
+    )
+    spec = ActionSpec(
+        name=name, description=DESCRIPTION, kind="python", policy=policy,
+        input_schema={"type": "object", "additionalProperties": False, "required": ["python_code"],
+                      "properties": {"python_code": {"type": "string",
+                                                     "description": "The Python code to run."}}},
+        execution_environments=[requirement],
+    )
+    agent.action.register_action(spec)
+    return [name]

@@ -1,0 +1,137 @@
+"""The host side of a warm Python worker: start it inside the isolation, talk JSON lines to
+it, and kill its whole process tree on a timeout, a cancellation or a broken reply."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import anyio
+from agently_core_isolation.sandbox import (
+    Isolation,
+    Limits,
+    SandboxSpec,
+    allocate_uid,
+    kill_tree,
+    new_workdir,
+)
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+PYTHON = "/usr/bin/python3"  # reachable by the sandbox uid, unlike a venv under /root
+MAX_REPLY = 32 * 1024 * 1024
+
+
+class WorkerError(RuntimeError):
+    """The worker died, timed out or broke the protocol; it has been killed."""
+
+
+class PythonWorker:
+    """One isolated interpreter that keeps its variables between calls."""
+
+    def __init__(self, isolation: Isolation, limits: Limits, *, network: bool = False,
+                 env: dict[str, str] | None = None, python: str = PYTHON) -> None:
+        self.isolation = isolation
+        self.limits = limits
+        self.network = network
+        self.env = dict(env or {})
+        self.python = python
+        self.uid = allocate_uid() if os.geteuid() == 0 else None
+        self.workdir: Path | None = None
+        self.process: Any = None
+        self._reader: BufferedByteReceiveStream | None = None
+        self._lock = anyio.Lock()
+        self._seq = 0
+        self.dead = False
+        self.calls = 0
+
+    async def start(self, ready_timeout: float = 15.0) -> PythonWorker:
+        source = Path(__file__).with_name("worker.py").read_text(encoding="utf-8")
+        self.workdir = new_workdir(self.uid)
+        spec = SandboxSpec([self.python, "-I", "-S", "-u", "-c", source], self.workdir,
+                           network=self.network, env=self.env, limits=self.limits)
+        argv, env = self.isolation.command(spec, uid=self.uid)
+        self.process = await anyio.open_process(argv, env=env, start_new_session=True)
+        self._reader = BufferedByteReceiveStream(self.process.stdout)
+        try:
+            with anyio.fail_after(ready_timeout):
+                ready = await self._read()
+        except BaseException as exc:
+            detail = await self._stderr()
+            await self.aclose()
+            if isinstance(exc, Exception):
+                raise WorkerError(f"the Python sandbox did not start: {detail or exc}") from exc
+            raise
+        if not ready.get("ready"):
+            await self.aclose()
+            raise WorkerError(f"the Python sandbox answered {ready!r} instead of ready")
+        return self
+
+    async def _stderr(self) -> str:
+        if self.process is None or self.process.stderr is None:
+            return ""
+        with anyio.move_on_after(0.5):
+            data = await self.process.stderr.receive(4096)
+            return data.decode(errors="replace").strip()
+        return ""
+
+    async def _read(self) -> dict[str, Any]:
+        assert self._reader is not None
+        line = await self._reader.receive_until(b"\n", MAX_REPLY)
+        return json.loads(line)
+
+    async def request(self, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Send one request and wait for its reply; any failure kills the worker."""
+        async with self._lock:
+            if self.dead or self.process is None:
+                raise WorkerError("the Python worker is not running")
+            self._seq += 1
+            payload = {**payload, "id": self._seq}
+            try:
+                await self.process.stdin.send((json.dumps(payload) + "\n").encode())
+                with anyio.move_on_after(timeout) as scope:
+                    reply = await self._read()
+            except BaseException as exc:  # cancelled, crashed, garbage: the state is lost
+                self.kill()
+                if isinstance(exc, Exception):
+                    raise WorkerError(f"the Python worker failed: {type(exc).__name__}: {exc}"
+                                      ) from exc
+                raise
+            if scope.cancelled_caught:
+                self.kill()
+                raise WorkerError(f"timed out after {timeout:g}s; the worker was killed and "
+                                  "the next call gets a fresh one")
+            if reply.get("id") != self._seq:
+                self.kill()
+                raise WorkerError("the Python worker broke the protocol; it was killed")
+            self.calls += 1
+            return reply
+
+    async def run(self, code: str, *, timeout: float, max_output: int) -> dict[str, Any]:
+        return await self.request({"op": "run", "code": code, "max_output": max_output}, timeout)
+
+    async def ping(self, timeout: float = 5.0) -> bool:
+        try:
+            reply = await self.request({"op": "ping"}, timeout)
+        except WorkerError:
+            return False
+        return bool(reply.get("pong"))
+
+    def kill(self) -> None:
+        self.dead = True
+        if self.process is not None:
+            kill_tree(self.process)
+
+    async def aclose(self) -> None:
+        """Kill the process tree and remove the workspace (idempotent)."""
+        self.kill()
+        if self.process is not None:
+            with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(5):
+                    await self.process.wait()
+                await self.process.aclose()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
