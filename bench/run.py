@@ -187,6 +187,89 @@ async def _environments(repeat: int) -> tuple[dict, dict]:
     return reuse, pairs
 
 
+def _tree_rss_mb(root_pid: int) -> float:
+    """Resident memory of a process and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/statm") as handle:
+                pages = int(handle.read().split()[1])
+        except OSError:
+            continue
+        pid = int(entry)
+        children.setdefault(int(fields[1]), []).append(pid)
+        rss[pid] = pages * os.sysconf("SC_PAGE_SIZE")
+    total, stack = 0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, ()))
+    return total / (1 << 20)
+
+
+def _raw_python_ms() -> float:
+    """The baseline every sandbox figure sits beside: a bare subprocess.run of python -c."""
+    times = []
+    for _ in range(10):
+        t = time.perf_counter()
+        subprocess.run(["/usr/bin/python3", "-c", "1"], check=True)
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+async def _python_sandbox(repeat: int) -> list[dict]:
+    import anyio
+
+    import agently_core
+
+    raw = _raw_python_ms()
+    agent = agently_core.create_agent(config={})
+    agent.enable_python()
+    execute = agent.action.async_execute_action
+    assert (await execute("run_python", {"python_code": "1"})).status == "success"
+    warm = []
+    for _ in range(200):
+        t = time.perf_counter()
+        await execute("run_python", {"python_code": "1"})
+        warm.append((time.perf_counter() - t) * 1000)
+    worker = next(iter(agent.manager.list(kind="python")))
+    rss = _tree_rss_mb(agent.manager.resource(worker).process.pid)
+
+    cold_agent = agently_core.create_agent(config={})
+    cold_agent.enable_python(scope="action_call")  # a fresh sandbox for every call
+    cold = []
+    for _ in range(max(5, repeat)):
+        t = time.perf_counter()
+        record = await cold_agent.action.async_execute_action("run_python", {"python_code": "1"})
+        cold.append((time.perf_counter() - t) * 1000)
+        assert record.status == "success", record.error
+    calls = [{"action": "run_python", "kwargs": {"python_code": "import time; time.sleep(0.5)"}}
+             for _ in range(8)]
+    t = time.perf_counter()
+    records = await cold_agent.action.async_execute_actions(calls, concurrency=8)
+    concurrent = time.perf_counter() - t
+    assert all(r.status == "success" for r in records), [r.error for r in records]
+    await agent.aclose()
+    await cold_agent.aclose()
+    await anyio.sleep(0)
+    warm_ms, cold_ms = statistics.median(warm), statistics.median(cold)
+    return [
+        {"name": "run_python_warm_ms", "value": round(warm_ms, 3), "unit": "ms",
+         "baseline": round(raw, 3), "ratio": round(warm_ms / raw, 3)},
+        {"name": "run_python_cold_ms", "value": round(cold_ms, 3), "unit": "ms",
+         "baseline": round(raw, 3), "ratio": round(cold_ms / raw, 3)},
+        {"name": "concurrent_sleep_wall_s", "value": round(concurrent, 3), "unit": "s",
+         "baseline": 0.5, "ratio": round(concurrent / 0.5, 3)},
+        {"name": "sandbox_rss_mb", "value": round(rss, 2), "unit": "MB",
+         "baseline": None, "ratio": None},
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="JSON lines only")
@@ -203,12 +286,13 @@ def main() -> int:
     rows.append(figure("discover_ms", ours, "ms", base, ours))
     rows.extend(asyncio.run(_dispatch(args.repeat)))
     rows.extend(asyncio.run(_environments(args.repeat)))
+    rows.extend(asyncio.run(_python_sandbox(args.repeat)))
     for row in rows:
         if args.json:
             print(json.dumps(row))
         else:
-            print(f"{row['name']:<28} {row['value']:>12} {row['unit']:<8} "
-                  f"baseline {row['baseline']:>10}  ratio {row['ratio']}")
+            print(f"{row['name']:<28} {row['value']!s:>12} {row['unit']:<8} "
+                  f"baseline {row['baseline']!s:>10}  ratio {row['ratio']}")
     return 0
 
 
