@@ -538,8 +538,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     records = agent.get_action_result()
     print()
     print(f"agent.get_action_result() returns the {len(records)} records of the last request.")
+    _demo_sandboxes(pm)
+    agent.close()
+    print()
     print("Next: agently-core actions | agently-core call add --kwargs '{\"a\": 1, \"b\": 2}'")
     return 0
+
+
+def _demo_sandboxes(pm: Any) -> None:
+    """The sandboxed actions, each when its plugin is installed."""
+    packages = pm.registrations("action_package")
+    if "python" in packages:
+        agent = _new_agent(pm)
+        agent.enable_python()
+        print()
+        print("[python] run_python in an isolated, warm worker (state persists between calls):")
+        for code in ("import platform\nsquares = [n * n for n in range(5)]\nprint(squares)",
+                     "sum(squares)",
+                     "open('/etc/shadow').read()"):
+            record = agent.action.execute_action("run_python", {"python_code": code})
+            result = record.result or {}
+            shown = (result.get("stdout") or "").strip() or result.get("value")
+            outcome = f"-> {shown}" if record.status == "success" else f"-> {record.error}"
+            print(f"    {record.status:<8}{_short(code.splitlines()[-1], 40):<42}"
+                  f"{record.duration_ms:7.1f} ms  {outcome}")
+        agent.close()
 
 
 # -- entry point --------------------------------------------------------------------------
