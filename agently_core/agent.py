@@ -556,6 +556,8 @@ class Agent:
         result.execution_id = execution.id
         if self.redactor.active:  # the request and the plans may carry secrets too
             result = FlowResult.model_validate(self.redactor.redact(result.model_dump(mode="json")))
+        else:  # a copy: resuming a paused run must not change what this run returned
+            result = result.model_copy(deep=True)
         self.last_run = result
         self._last_records = list(result.records)
         return result

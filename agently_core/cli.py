@@ -105,7 +105,7 @@ def _mount(agent: Any, pm: Any, names: list[str] | None) -> list[dict[str, Any]]
 
     An unknown name given on the command line is a usage error; a package that fails to
     mount is an error when named explicitly, and a warning otherwise."""
-    from .errors import ActionNotFoundError
+    from .errors import ActionNotFoundError, ConfigError
 
     packages = pm.registrations("action_package")
     problems: list[dict[str, Any]] = []
@@ -121,6 +121,10 @@ def _mount(agent: Any, pm: Any, names: list[str] | None) -> list[dict[str, Any]]
             agent.use_actions(name)
         except ActionNotFoundError as exc:
             raise UsageError(str(exc)) from exc
+        except ConfigError as exc:  # the package needs options (a database, a root...)
+            if explicit:
+                raise
+            problems.append({"package": name, "error": f"needs options: {exc}"})
         except Exception as exc:
             if explicit:
                 raise _mount_error(name, exc) from exc
