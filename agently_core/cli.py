@@ -243,8 +243,11 @@ def cmd_call(args: argparse.Namespace) -> int:
     names = _split_names(args.enable)
     pm = _plugin_manager()
     agent = _new_agent(pm)
-    _mount(agent, pm, names)
-    record = agent.action.execute_action(args.name, kwargs, timeout=args.timeout)
+    try:
+        _mount(agent, pm, names)
+        record = agent.action.execute_action(args.name, kwargs, timeout=args.timeout)
+    finally:
+        agent.close()  # sandboxes and other environments go with the command
     print(record.model_dump_json(indent=2))
     return 0 if record.status == "success" else 1
 

@@ -420,9 +420,33 @@ def _serialisable(value: Any, max_bytes: int | None) -> tuple[Any, dict[str, Any
     data = text.encode()
     if len(data) <= max_bytes:
         return value, {}
+    if isinstance(value, dict):  # keep the structure: cut its longest texts first
+        shrunk = _shrink_texts(value, max_bytes)
+        if shrunk is not None:
+            return shrunk, {"truncated": True, "original_bytes": len(data)}
     kept = data[:max_bytes].decode(errors="ignore")
     marker = f"\n[... truncated: {len(data) - len(kept.encode())} of {len(data)} bytes omitted]"
     return kept + marker, {"truncated": True, "original_bytes": len(data)}
+
+
+def _shrink_texts(value: dict[str, Any], max_bytes: int) -> dict[str, Any] | None:
+    """``value`` with its longest top-level strings cut (each with a marker) until its JSON
+    fits ``max_bytes``; None when cutting strings cannot make it fit."""
+    import json
+
+    result = dict(value)
+    for _ in range(64):
+        size = len(json.dumps(result, ensure_ascii=False).encode())
+        if size <= max_bytes:
+            return result
+        texts = [(len(v), k) for k, v in result.items() if isinstance(v, str) and len(v) > 64]
+        if not texts:
+            return None
+        length, key = max(texts)
+        keep = max(32, length - (size - max_bytes) - 64)
+        keep = min(keep, length // 2) if keep >= length else keep
+        result[key] = result[key][:keep] + f"\n[... truncated: {length - keep} characters omitted]"
+    return None
 
 
 def calls_from(items: Iterable[ActionCall | dict[str, Any]], *, source: str = "host") -> list[ActionCall]:

@@ -28,9 +28,9 @@ FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL
 NET_BIND_TCP, NET_CONNECT_TCP = 1 << 0, 1 << 1
 SCOPE_ABSTRACT_UNIX, SCOPE_SIGNAL = 1 << 0, 1 << 1
 
+# /proc is left out: it would show every host process's command line.
 READ_ONLY_PATHS = ("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc/ld.so.cache",
-                   "/etc/localtime", "/proc", "/dev/null", "/dev/zero", "/dev/urandom",
-                   "/dev/random")
+                   "/etc/localtime", "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
 WRITABLE_DEVICES = ("/dev/null",)
 
 
@@ -120,7 +120,9 @@ def deny_ip_sockets(network: bool) -> None:
     if not ctx:
         raise OSError("seccomp_init failed")
     try:
-        families = [17, 16]  # AF_PACKET, AF_NETLINK: never
+        # AF_PACKET, AF_NETLINK and AF_UNIX (Landlock does not govern connecting to a host's
+        # Unix sockets) never; socketpair() stays available
+        families = [17, 16, 1]
         if not network:
             families += [2, 10]  # AF_INET, AF_INET6: UDP and DNS too
         for family in families:

@@ -44,7 +44,6 @@ TIERS = ("bubblewrap", "landlock", "trusted_local")
 #: process-count limits and signals never reach another sandbox or the host.
 UID_BASE = 1_200_000
 UID_SPAN = 50_000
-_uids = itertools.count()
 OUTPUT_MARKER = "\n[... output truncated: {omitted} bytes omitted ...]\n"
 
 
@@ -109,9 +108,70 @@ def _is_root() -> bool:
     return os.geteuid() == 0
 
 
+_recent_uids: set[int] = set()
+
+
 def allocate_uid() -> int:
-    """A dedicated uid for one sandbox (only used when running as root)."""
-    return UID_BASE + next(_uids) % UID_SPAN
+    """A dedicated uid for one sandbox (used when running as root): random in the sandbox
+    range, never one a live process (of any host process's sandboxes) is running as, nor
+    one this process handed out recently."""
+    import random
+
+    busy = _live_uids()
+    for _ in range(1000):
+        uid = UID_BASE + random.randrange(UID_SPAN)
+        if uid not in busy and uid not in _recent_uids:
+            if len(_recent_uids) > UID_SPAN // 2:
+                _recent_uids.clear()
+            _recent_uids.add(uid)
+            return uid
+    raise RuntimeError("no free sandbox uid")
+
+
+def _live_uids() -> set[int]:
+    uids = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                uids.add(os.stat(f"/proc/{entry}").st_uid)
+            except OSError:
+                pass
+    return uids
+
+
+def _pids_of(uid: int) -> list[int]:
+    """Live (not zombie) processes running as ``uid``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid != uid:
+                    continue
+                with open(f"/proc/{entry}/stat") as handle:
+                    state = handle.read().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state not in ("Z", "X"):  # a zombie is dead already, only unreaped
+                pids.append(int(entry))
+    return pids
+
+
+def kill_uid(uid: int | None) -> None:
+    """SIGKILL every process running as a dedicated sandbox uid (catches children that left
+    the process group or outlived their parent). Repeats until none is left, so a fork bomb
+    racing the kill loses."""
+    if uid is None or not _is_root() or not UID_BASE <= uid < UID_BASE + UID_SPAN:
+        return
+    for _ in range(50):
+        pids = _pids_of(uid)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.002)
 
 
 def sandbox_root() -> Path:
@@ -299,20 +359,18 @@ class RunResult:
     full_stderr: str = ""
 
 
-def kill_tree(process: Any) -> None:
+def kill_tree(process: Any, uid: int | None = None) -> None:
     """SIGKILL the sandbox's first process; bubblewrap's pid namespace takes every process
-    inside with it. For the other tiers the whole process group goes."""
+    inside with it. For the other tiers the process group goes, and every process of the
+    sandbox's dedicated ``uid`` (those that left the group or outlived their parent)."""
     pid = getattr(process, "pid", None)
-    if pid is None or getattr(process, "returncode", None) is not None:
-        return
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    if pid is not None and getattr(process, "returncode", None) is None:
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    kill_uid(uid)
 
 
 async def run(isolation: Isolation, spec: SandboxSpec, *, stdin: bytes | None = None,
@@ -322,11 +380,16 @@ async def run(isolation: Isolation, spec: SandboxSpec, *, stdin: bytes | None = 
     import anyio
     from anyio.streams.buffered import BufferedByteReceiveStream  # noqa: F401 - warm import
 
+    if uid is None and _is_root():
+        uid = allocate_uid()
     argv, env = isolation.command(spec, uid=uid)
     limits = spec.limits
     started = time.monotonic()
-    process = await anyio.open_process(argv, env=env, start_new_session=True,
-                                       stdin=None if stdin is None else -1)
+    import subprocess
+
+    process = await anyio.open_process(argv, env=env, start_new_session=True,  # never the
+                                       stdin=subprocess.DEVNULL if stdin is None  # host's stdin
+                                       else subprocess.PIPE)
     out, err = bytearray(), bytearray()
     state = {"truncated": False, "killed": None}
 
@@ -337,7 +400,7 @@ async def run(isolation: Isolation, spec: SandboxSpec, *, stdin: bytes | None = 
             room = limits.artifact_bytes - len(out) - len(err)
             if room <= 0:
                 state["killed"] = "output limit"
-                kill_tree(process)
+                kill_tree(process, uid)
                 return
             sink += chunk[:room]
 
@@ -351,11 +414,12 @@ async def run(isolation: Isolation, spec: SandboxSpec, *, stdin: bytes | None = 
                     await process.stdin.send(stdin)
                     await process.stdin.aclose()
                 await process.wait()
+                kill_uid(uid)  # nothing of the sandbox outlives its first process
         if scope.cancelled_caught:
             timed_out = True
             state["killed"] = "wall timeout"
     finally:
-        kill_tree(process)
+        kill_tree(process, uid)
         with anyio.CancelScope(shield=True):
             await process.wait()
             await process.aclose()

@@ -122,7 +122,7 @@ class PythonWorker:
     def kill(self) -> None:
         self.dead = True
         if self.process is not None:
-            kill_tree(self.process)
+            kill_tree(self.process, self.uid)
 
     async def aclose(self) -> None:
         """Kill the process tree and remove the workspace (idempotent)."""

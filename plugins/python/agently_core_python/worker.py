@@ -17,6 +17,7 @@ import traceback
 PROTO = os.fdopen(os.dup(1), "w", buffering=1)
 REQUESTS = os.fdopen(os.dup(0), "r")
 NULL = os.open(os.devnull, os.O_RDONLY)
+DISCARD = os.open(os.devnull, os.O_WRONLY)
 os.dup2(NULL, 0)  # the code cannot read the host's requests
 TMP = os.environ.get("TMPDIR", "/tmp")
 NAMESPACE = {"__name__": "__main__", "__builtins__": __builtins__}
@@ -40,11 +41,17 @@ OUT, OUT_PATH = _capture("stdout")
 ERR, ERR_PATH = _capture("stderr")
 
 
+def _fresh_streams():
+    # new text streams for every call: whatever a failed call left in a buffer is dropped
+    # and can never surface in the next call's output
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - replaced per call
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+
+
 def run(code, max_output):
-    sys.stdout.flush()
-    sys.stderr.flush()
     os.dup2(OUT, 1)
     os.dup2(ERR, 2)
+    _fresh_streams()
     value = error = error_type = None
     try:
         tree = ast.parse(code, "<run_python>", "exec")
@@ -63,11 +70,21 @@ def run(code, max_output):
         if isinstance(exc, SystemExit):
             error = f"SystemExit: {exc.code!r}"
     finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except Exception:
-            pass
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        # whatever could not be flushed (a full disk, the file-size limit) is dropped here,
+        # into /dev/null, so it can never surface in a later call's output
+        os.dup2(DISCARD, 1)
+        os.dup2(DISCARD, 2)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.close()
+            except Exception:
+                pass
+        _fresh_streams()
     stdout, out_size = _read(OUT, max_output)
     stderr, err_size = _read(ERR, max_output)
     return {"ok": error is None, "stdout": stdout, "stderr": stderr, "value": value,
@@ -76,8 +93,7 @@ def run(code, max_output):
 
 
 def main():
-    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - lives forever
-    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    _fresh_streams()
     PROTO.write(json.dumps({"id": None, "ok": True, "ready": True}) + "\n")
     for line in REQUESTS:
         try:

@@ -1,0 +1,31 @@
+"""Fixtures for the Python sandbox's tests: real agents on configuration isolated from the
+machine, closed (their workers killed) after each test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated(agently_clean_environment: None) -> None:
+    """No AGENTLY_* variable of the developer's shell reaches these tests."""
+
+
+@pytest.fixture
+def python_agent(agently_agent_factory: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """``python_agent(**enable_python_options)``: a fresh agent with ``run_python`` mounted;
+    every agent made is closed at teardown."""
+    agents: list[Any] = []
+
+    def make(**options: Any) -> Any:
+        agent = agently_agent_factory()
+        agent.enable_python(**options)
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        agent.close()
