@@ -570,6 +570,32 @@ def _demo_sandboxes(pm: Any) -> None:
             print(f"    {record.status:<8}{_short(code.splitlines()[-1], 40):<42}"
                   f"{record.duration_ms:7.1f} ms  {outcome}")
         agent.close()
+    if "sqlite" in packages:
+        import sqlite3
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as folder:
+            database = Path(folder) / "demo.db"
+            with sqlite3.connect(database) as connection:
+                connection.execute("CREATE TABLE fruit (name TEXT, price REAL)")
+                connection.executemany("INSERT INTO fruit VALUES (?, ?)",
+                                       [("apple", 1.2), ("pear", 0.8), ("plum", 2.5)])
+            connection.close()
+            agent = _new_agent(pm)
+            agent.enable_sqlite(database=str(database))
+            print()
+            print("[sqlite] query_sqlite on a read-only database:")
+            for query in ("SELECT name, price FROM fruit WHERE price > ? ORDER BY price",
+                          "WITH x AS (SELECT 1) DELETE FROM fruit"):
+                params = [1.0] if "?" in query else None
+                record = agent.action.execute_action("query_sqlite",
+                                                     {"query": query, "params": params})
+                outcome = (f"-> {record.result['rows']}" if record.status == "success"
+                           else f"-> {record.error}")
+                print(f"    {record.status:<8}{_short(query, 40):<42}"
+                      f"{record.duration_ms:7.1f} ms  {_short(outcome, 70)}")
+            agent.close()
 
 
 # -- entry point --------------------------------------------------------------------------
