@@ -6,7 +6,7 @@ agents are built from configuration that reads no file outside the test's ``tmp_
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +60,37 @@ def make_agent(make_plugins: Callable[..., Any]) -> Callable[..., Any]:
         return create_agent(name, plugins=make_plugins(env, autoload=autoload, **settings))
 
     return make
+
+
+@pytest.fixture
+def build_agent(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``build_agent(*plugins, toml="", providers=None, **create_agent_options)``: an agent
+    on a plugin manager that reads only ``tmp_path/agently.toml``, with the function
+    executor, the runtime, the environment ``providers`` (kind -> factory) and ``plugins``
+    registered in code. Every agent it built is closed at teardown."""
+    from agently_core_function import plugin as function_plugin
+    from agently_core_runtime import plugin as runtime_plugin
+
+    from agently_core import Config, PluginManager, create_agent
+    from agently_core.testing import make_plugin
+
+    agents: list[Any] = []
+
+    def make(*plugins: Any, toml: str = "", providers: dict[str, Any] | None = None,
+             **options: Any) -> Any:
+        (tmp_path / "agently.toml").write_text(toml, encoding="utf-8")
+        manager = PluginManager(Config.load(env={}, cwd=tmp_path), autoload=False).load()
+        manager.register(function_plugin, name="function")
+        manager.register(runtime_plugin, name="runtime")
+        if providers:
+            manager.register(make_plugin(environment_provider=providers), name="providers")
+        for n, extra in enumerate(plugins):
+            info = manager.register(extra, name=f"test-plugin-{n}")
+            assert info.status == "loaded", info.error
+        agent = create_agent(plugins=manager, **options)
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        agent.close()

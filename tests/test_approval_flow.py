@@ -7,15 +7,12 @@ through the same handlers as actions.
 
 from __future__ import annotations
 
+import functools
 import io
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import agently_core_function.plugin as function_plugin
-import agently_core_runtime.plugin as runtime_plugin
 import pytest
 
 from agently_core import (
@@ -23,10 +20,7 @@ from agently_core import (
     ActionSpec,
     ApprovalDecision,
     ApprovalRequest,
-    Config,
     EnvironmentRequirement,
-    PluginManager,
-    create_agent,
 )
 from agently_core.testing import MemoryProvider, make_plugin
 
@@ -45,30 +39,10 @@ def provider() -> MemoryProvider:
 
 
 @pytest.fixture
-def build(tmp_path: Path, provider: MemoryProvider, no_terminal: None) -> Iterator[Any]:
-    """``build(*plugins, toml="", **options)``: an agent reading only
-    ``tmp_path/agently.toml``, with the function executor, the runtime, the ``memory``
-    provider (the test's :class:`MemoryProvider`) and ``plugins`` registered in code."""
-    agents: list[Any] = []
-
-    def make(*plugins: Any, toml: str = "", **options: Any) -> Any:
-        (tmp_path / "agently.toml").write_text(toml, encoding="utf-8")
-        manager = PluginManager(Config.load(env={}, cwd=tmp_path), autoload=False)
-        manager.load()
-        manager.register(function_plugin, name="function")
-        manager.register(runtime_plugin, name="runtime")
-        manager.register(make_plugin(environment_provider={"memory": lambda: provider}),
-                         name="memory-provider")
-        for n, plugin in enumerate(plugins):
-            info = manager.register(plugin, name=f"test-plugin-{n}")
-            assert info.status == "loaded", info.error
-        agent = create_agent(plugins=manager, **options)
-        agents.append(agent)
-        return agent
-
-    yield make
-    for agent in agents:
-        agent.close()
+def build(build_agent: Any, provider: MemoryProvider, no_terminal: None) -> Any:
+    """``build(*plugins, toml="", **options)``: an agent (see ``build_agent`` in conftest)
+    with the test's :class:`MemoryProvider` as kind ``memory``."""
+    return functools.partial(build_agent, providers={"memory": lambda: provider})
 
 
 def mount(agent: Any) -> list[str]:

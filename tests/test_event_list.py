@@ -3,18 +3,15 @@ ids and status only; a raising observer is isolated; plugin observers receive ev
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import agently_core_function.plugin as function_plugin
-import agently_core_runtime.plugin as runtime_plugin
 import pytest
 
-from agently_core import ActionSpec, Config, EnvironmentRequirement, Event, PluginManager, create_agent
+from agently_core import ActionSpec, EnvironmentRequirement, Event
 from agently_core.testing import MemoryProvider, make_plugin
 
 ENVIRONMENT_EVENTS = {f"execution_environment.{name}" for name in (
@@ -51,28 +48,9 @@ def provider() -> MemoryProvider:
 
 
 @pytest.fixture
-def build(tmp_path: Path, provider: MemoryProvider, monkeypatch) -> Iterator[Any]:
+def build(build_agent: Any, provider: MemoryProvider, monkeypatch) -> Any:
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    agents: list[Any] = []
-
-    def make(*plugins: Any, toml: str = "", **options: Any) -> Any:
-        (tmp_path / "agently.toml").write_text(toml, encoding="utf-8")
-        manager = PluginManager(Config.load(env={}, cwd=tmp_path), autoload=False)
-        manager.load()
-        manager.register(function_plugin, name="function")
-        manager.register(runtime_plugin, name="runtime")
-        manager.register(make_plugin(environment_provider={"memory": lambda: provider}),
-                         name="memory-provider")
-        for n, plugin in enumerate(plugins):
-            info = manager.register(plugin, name=f"test-plugin-{n}")
-            assert info.status == "loaded", info.error
-        agent = create_agent(plugins=manager, **options)
-        agents.append(agent)
-        return agent
-
-    yield make
-    for agent in agents:
-        agent.close()
+    return functools.partial(build_agent, providers={"memory": lambda: provider})
 
 
 def observe(agent: Any) -> tuple[Collector, Collector]:

@@ -9,17 +9,14 @@ a constraint the executor does not enforce blocks the call instead of being igno
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import agently_core_function.plugin as function_plugin
-import agently_core_runtime.plugin as runtime_plugin
 import anyio
 import pytest
 from pydantic import ValidationError
 
-from agently_core import ActionCall, ActionSpec, Config, ConfigError, PluginManager, Policy, create_agent
+from agently_core import ActionCall, ActionSpec, Config, ConfigError, Policy
 from agently_core.hookspecs import hookimpl
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -76,28 +73,9 @@ class ExecutorPlugin:
 
 
 @pytest.fixture
-def build(tmp_path: Path) -> Iterator[Any]:
-    """``build(*plugins, toml="", **create_agent_options)``: an agent on a plugin manager
-    that reads only ``tmp_path/agently.toml``, with the function executor, the runtime and
-    ``plugins`` registered in code. Closed at teardown."""
-    agents: list[Any] = []
-
-    def make(*plugins: Any, toml: str = "", **options: Any) -> Any:
-        (tmp_path / "agently.toml").write_text(toml, encoding="utf-8")
-        manager = PluginManager(Config.load(env={}, cwd=tmp_path), autoload=False)
-        manager.load()
-        manager.register(function_plugin, name="function")
-        manager.register(runtime_plugin, name="runtime")
-        for plugin in plugins:
-            info = manager.register(plugin, name=f"test-plugin-{id(plugin)}")
-            assert info.status == "loaded", info.error
-        agent = create_agent(plugins=manager, **options)
-        agents.append(agent)
-        return agent
-
-    yield make
-    for agent in agents:
-        agent.close()
+def build(build_agent: Any) -> Any:
+    """``build(*plugins, toml="", **create_agent_options)``: see ``build_agent`` in conftest."""
+    return build_agent
 
 
 def spy(agent: Any, name: str = "spy", **options: Any) -> list[Any]:

@@ -9,32 +9,27 @@ any event, record, flow result, execution snapshot or log line.
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import json
 import logging
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-import agently_core_function.plugin as function_plugin
-import agently_core_runtime.plugin as runtime_plugin
 import pytest
 
 from agently_core import (
     ActionCall,
     ActionSpec,
-    Config,
     EnvironmentRequirement,
-    PluginManager,
     Redactor,
-    create_agent,
 )
 from agently_core.hookspecs import hookimpl
 from agently_core.redaction import MASK, is_secret_key
-from agently_core.testing import MemoryProvider, make_plugin
+from agently_core.testing import MemoryProvider
 
 # -- Redactor unit tests -----------------------------------------------------------------------
 
@@ -286,28 +281,10 @@ class LeakyObserver:
 
 
 @pytest.fixture
-def build(tmp_path: Path, monkeypatch) -> Iterator[Any]:
+def build(build_agent: Any, monkeypatch) -> Any:
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    agents: list[Any] = []
-
-    def make(*plugins: Any, toml: str = "", **options: Any) -> Any:
-        (tmp_path / "agently.toml").write_text(toml, encoding="utf-8")
-        manager = PluginManager(Config.load(env={}, cwd=tmp_path), autoload=False)
-        manager.load()
-        manager.register(function_plugin, name="function")
-        manager.register(runtime_plugin, name="runtime")
-        manager.register(make_plugin(environment_provider={"memory": MemoryProvider,
-                                                           "vault": VaultProvider}),
-                         name="providers")
-        for n, plugin in enumerate(plugins):
-            manager.register(plugin, name=f"test-plugin-{n}")
-        agent = create_agent(plugins=manager, **options)
-        agents.append(agent)
-        return agent
-
-    yield make
-    for agent in agents:
-        agent.close()
+    return functools.partial(build_agent,
+                             providers={"memory": MemoryProvider, "vault": VaultProvider})
 
 
 def secret_agent(build: Any) -> tuple[Any, Everything, Everything]:

@@ -383,6 +383,9 @@ async def run(isolation: Isolation, spec: SandboxSpec, *, stdin: bytes | None = 
     if uid is None and _is_root():
         uid = allocate_uid()
     argv, env = isolation.command(spec, uid=uid)
+    # bubblewrap's pid namespace already takes every process with its first one; the other
+    # tiers need the sweep over the sandbox's uid
+    sweep = None if isolation.tier == "bubblewrap" else uid
     limits = spec.limits
     started = time.monotonic()
     import subprocess
@@ -400,7 +403,7 @@ async def run(isolation: Isolation, spec: SandboxSpec, *, stdin: bytes | None = 
             room = limits.artifact_bytes - len(out) - len(err)
             if room <= 0:
                 state["killed"] = "output limit"
-                kill_tree(process, uid)
+                kill_tree(process, sweep)
                 return
             sink += chunk[:room]
 
@@ -414,12 +417,12 @@ async def run(isolation: Isolation, spec: SandboxSpec, *, stdin: bytes | None = 
                     await process.stdin.send(stdin)
                     await process.stdin.aclose()
                 await process.wait()
-                kill_uid(uid)  # nothing of the sandbox outlives its first process
+                kill_uid(sweep)  # nothing of the sandbox outlives its first process
         if scope.cancelled_caught:
             timed_out = True
             state["killed"] = "wall timeout"
     finally:
-        kill_tree(process, uid)
+        kill_tree(process, sweep)
         with anyio.CancelScope(shield=True):
             await process.wait()
             await process.aclose()

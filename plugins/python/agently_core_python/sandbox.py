@@ -122,7 +122,8 @@ class PythonWorker:
     def kill(self) -> None:
         self.dead = True
         if self.process is not None:
-            kill_tree(self.process, self.uid)
+            sweep = None if self.isolation.tier == "bubblewrap" else self.uid
+            kill_tree(self.process, sweep)
 
     async def aclose(self) -> None:
         """Kill the process tree and remove the workspace (idempotent)."""
