@@ -943,10 +943,12 @@ def test_a_sandbox_cannot_signal_another_sandbox(box: Box, tier: str) -> None:
 
         async with anyio.create_task_group() as group:
             group.start_soon(victim)
+            pids: list[int] = []
             with anyio.fail_after(5):
-                while not processes_with(marker):
+                # One snapshot: a process seen mid-exec may be gone from a second scan.
+                while not pids:
                     await anyio.sleep(0.02)
-            pids = [pid for pid, _ in processes_with(marker)]
+                    pids = [pid for pid, _ in processes_with(marker)]
             runs["attacker"] = await box.arun(tier, [*PY, textwrap.dedent(f"""
                 import os, signal
                 for pid in {pids!r}:
