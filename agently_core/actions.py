@@ -28,6 +28,14 @@ class ActionContext:
     events: EventCenter | None = None
     execution_environment_handles: dict[str, Any] = field(default_factory=dict)
     execution_environment_resources: dict[str, Any] = field(default_factory=dict)
+    #: Artifacts the executor produced, stored (redacted) by the dispatcher after the call.
+    pending_artifacts: list[tuple[str, Any, str]] = field(default_factory=list)
+
+    def add_artifact(self, kind: str, content: Any, *, media_type: str = "text/plain") -> None:
+        """Keep ``content`` (text, bytes or JSON-able data) as an artifact of this call,
+        e.g. the full output behind a truncated result. The dispatcher redacts and stores
+        it after the call; its id lands in the record's ``artifacts`` and digest."""
+        self.pending_artifacts.append((kind, content, media_type))
 
 
 @dataclass(slots=True)

@@ -132,6 +132,20 @@ class Action:
         self._agent._last_records = records
         return records
 
+    def read_action_artifact(self, artifact_id: str | None = None, *,
+                             action_call_id: str | None = None) -> Any:
+        """Read back what a call kept: with ``artifact_id``, that artifact as a dict
+        (``artifact_id``, ``action_call_id``, ``action``, ``kind``, ``media_type``, ``size``,
+        ``truncated``, ``content``), checked against ``action_call_id`` when given; with only
+        ``action_call_id``, every artifact of that call (a list). Raises
+        :class:`~agently_core.artifacts.ArtifactNotFound` for an unknown or expired id."""
+        store = self._agent.dispatcher.artifacts
+        if artifact_id is not None:
+            return store.get(artifact_id, action_call_id).to_dict()
+        if action_call_id is not None:
+            return [artifact.to_dict() for artifact in store.for_call(action_call_id)]
+        raise TypeError("read_action_artifact() needs artifact_id or action_call_id")
+
     def execute_actions(self, calls: Iterable[ActionCall | Mapping[str, Any]], *,
                         concurrency: int | None = None) -> list[ActionRecord]:
         from ._sync import run_sync

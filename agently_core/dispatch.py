@@ -33,6 +33,7 @@ from .models import (
 from .schema import ArgumentsError
 
 if TYPE_CHECKING:
+    from .artifacts import ArtifactStore
     from .environments import ExecutionEnvironmentManager
     from .events import EventCenter
     from .plugins import PluginManager
@@ -62,6 +63,7 @@ class ActionDispatcher:
         agent: Any = None,
         manager: ExecutionEnvironmentManager | None = None,
         redactor: Redactor | None = None,
+        artifacts: ArtifactStore | None = None,
     ) -> None:
         self.registry = registry
         self.plugins = plugins
@@ -71,6 +73,7 @@ class ActionDispatcher:
         self.agent = agent
         self._manager = manager
         self.redactor = redactor
+        self._artifacts = artifacts
         self._executors: dict[tuple[str, str | None], Any] = {}
 
     @property
@@ -80,6 +83,15 @@ class ActionDispatcher:
 
             self._manager = get_manager()
         return self._manager
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """Where the artifacts of this dispatcher's calls are kept."""
+        if self._artifacts is None:
+            from .artifacts import ArtifactStore
+
+            self._artifacts = ArtifactStore()
+        return self._artifacts
 
     # -- schemas ---------------------------------------------------------------------
     def action_list(self) -> list[dict[str, Any]]:
@@ -235,11 +247,60 @@ class ActionDispatcher:
             status, error_type = "failed", type(exc).__name__
             error = f"action {call.action!r} raised {type(exc).__name__}: {exc}"
         meta: dict[str, Any] = {}
+        full = raw = None
         if result is not None:
             # redact before the output cap, so a cut can never leave half a secret behind
-            result, meta = _serialisable(self._redact(_jsonable(result), call), policy.max_output_bytes)
-        return self._record(call, started, status, result=result, error=error,
-                            error_type=error_type, t0=t0, meta=meta, result_redacted=True)
+            raw = _jsonable(result)
+            full = self._redact(raw, call)
+            result, meta = _serialisable(full, policy.max_output_bytes)
+        record = self._record(call, started, status, result=result, error=error,
+                              error_type=error_type, t0=t0, meta=meta, result_redacted=True)
+        instruction = entry.spec.meta.get("instruction") if entry.spec.meta else None
+        if instruction or context.pending_artifacts:
+            self._keep(record, call, entry, instruction, context, full, raw)
+        return record
+
+    def _keep(self, record: ActionRecord, call: ActionCall, entry: RegisteredAction,
+              instruction: str | None, context: ActionContext, full: Any, raw: Any) -> None:
+        """Store the call's artifacts (redacted) and, for an instruction-heavy action, its
+        digest."""
+        from .artifacts import preview, result_preview
+
+        store = self.artifacts
+        ids: list[str] = []
+        notes: list[str] = []
+        text = record.kwargs.get(instruction) if instruction else None
+        if isinstance(text, str):
+            ids.append(store.put(call.id, call.action, "instruction", text).id)
+            original = call.kwargs.get(instruction) if isinstance(call.kwargs, dict) else None
+            if original != text:
+                notes.append("secret values were masked in the instruction")
+        if instruction and full is not None:
+            ids.append(store.put(call.id, call.action, "result", full,
+                                 media_type="application/json").id)
+            if self.redactor is not None and self.redactor.active and full != raw:
+                notes.append("secret values were masked in the result")
+        for kind, content, media_type in context.pending_artifacts:
+            if isinstance(content, bytes):
+                content = content.decode(errors="replace")
+            kept = self._redact(_jsonable(content), call)
+            if kept != content and "secret values were masked in the output" not in notes:
+                notes.append("secret values were masked in the output")
+            ids.append(store.put(call.id, call.action, kind, kept, media_type=media_type).id)
+        record.artifacts = ids
+        if instruction:
+            if record.meta.get("truncated"):
+                notes.append(f"the result was cut to {call.action}'s max_output_bytes; the full "
+                             "result is an artifact")
+            record.digest = {
+                "action": call.action,
+                "purpose": record.purpose or entry.spec.description.split(". ")[0][:160],
+                "status": record.status,
+                "instruction_preview": preview(text),
+                "result_preview": result_preview(record.result, record.error),
+                "redaction_notes": notes,
+                "artifacts": ids,
+            }
 
     async def _ensure_environments(self, call: ActionCall, entry: RegisteredAction,
                                    context: ActionContext, leases: list[Any],

@@ -66,6 +66,10 @@ KNOWN_DISTRIBUTIONS: dict[tuple[str, str], str] = {
     ("action_package", "sqlite"): "agently-core-sqlite",
     ("action_executor", "python"): "agently-core-python",
     ("action_executor", "sqlite"): "agently-core-sqlite",
+    ("action_executor", "bash"): "agently-core-bash",
+    ("action_executor", "nodejs"): "agently-core-nodejs",
+    ("environment_provider", "bash"): "agently-core-bash",
+    ("environment_provider", "nodejs"): "agently-core-nodejs",
     ("environment_provider", "python"): "agently-core-python",
     ("environment_provider", "sqlite"): "agently-core-sqlite",
 }

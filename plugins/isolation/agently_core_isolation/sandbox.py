@@ -428,8 +428,8 @@ async def run(isolation: Isolation, spec: SandboxSpec, *, stdin: bytes | None = 
             await process.aclose()
     full_out = out.decode(errors="replace")
     full_err = err.decode(errors="replace")
-    stdout, t1 = _cap(full_out, limits.output_bytes)
-    stderr, t2 = _cap(full_err, limits.output_bytes)
+    stdout, t1 = cap_text(full_out, limits.output_bytes)
+    stderr, t2 = cap_text(full_err, limits.output_bytes)
     return RunResult(
         exit_code=process.returncode, stdout=stdout, stderr=stderr,
         duration_s=time.monotonic() - started, timed_out=timed_out,
@@ -438,7 +438,9 @@ async def run(isolation: Isolation, spec: SandboxSpec, *, stdin: bytes | None = 
     )
 
 
-def _cap(text: str, limit: int) -> tuple[str, bool]:
+def cap_text(text: str, limit: int) -> tuple[str, bool]:
+    """``text`` cut to ``limit`` UTF-8 bytes with a marker saying how much was omitted, and
+    whether it was cut."""
     data = text.encode()
     if len(data) <= limit:
         return text, False

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from agently_core_isolation.sandbox import cap_text
+
 from agently_core.errors import ActionError
 
 from .sandbox import PythonWorker, WorkerError
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_OUTPUT = 100_000
+#: Output kept as an artifact when the record's copy is cut.
+ARTIFACT_BYTES = 4 << 20
 
 
 class PythonExecutor:
@@ -36,15 +40,20 @@ class PythonExecutor:
         max_output = policy.max_output_bytes or DEFAULT_OUTPUT
         try:
             reply = await worker.run(kwargs["python_code"], timeout=timeout + 1.0,
-                                     max_output=max_output)
+                                     max_output=max_output, max_capture=max(max_output, ARTIFACT_BYTES))
         except WorkerError as exc:
             raise ActionError(str(exc)) from None
+        streams = {}
+        truncated = False
+        for name in ("stdout", "stderr"):
+            full = reply.get(name, "")
+            streams[name], cut = cap_text(full, max_output)
+            if cut or reply.get(f"{name}_bytes", 0) > len(full.encode()):
+                truncated = True
+                context.add_artifact(name, full)  # the whole output, up to ARTIFACT_BYTES
         result = {
-            "stdout": reply.get("stdout", ""), "stderr": reply.get("stderr", ""),
-            "value": reply.get("value"), "error": reply.get("error"),
-            "error_type": reply.get("error_type"),
-            "truncated": reply.get("stdout_bytes", 0) > max_output
-            or reply.get("stderr_bytes", 0) > max_output,
+            **streams, "value": reply.get("value"), "error": reply.get("error"),
+            "error_type": reply.get("error_type"), "truncated": truncated,
         }
         if not reply.get("ok"):
             last = (reply.get("error") or "").strip().splitlines()

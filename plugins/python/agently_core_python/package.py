@@ -42,7 +42,7 @@ def mount(agent: Any, *, scope: str = "agent", timeout: float = 30.0, network: b
         input_schema={"type": "object", "additionalProperties": False, "required": ["python_code"],
                       "properties": {"python_code": {"type": "string",
                                                      "description": "The Python code to run."}}},
-        execution_environments=[requirement],
+        execution_environments=[requirement], meta={"instruction": "python_code"},
     )
     agent.action.register_action(spec)
     return [name]

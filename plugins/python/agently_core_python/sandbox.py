@@ -109,8 +109,12 @@ class PythonWorker:
             self.calls += 1
             return reply
 
-    async def run(self, code: str, *, timeout: float, max_output: int) -> dict[str, Any]:
-        return await self.request({"op": "run", "code": code, "max_output": max_output}, timeout)
+    async def run(self, code: str, *, timeout: float, max_output: int,
+                  max_capture: int | None = None) -> dict[str, Any]:
+        """Run ``code``; the value's repr is cut at ``max_output``, stdout and stderr at
+        ``max_capture`` (default ``max_output``) bytes each."""
+        return await self.request({"op": "run", "code": code, "max_output": max_output,
+                                   "max_capture": max_capture or max_output}, timeout)
 
     async def ping(self, timeout: float = 5.0) -> bool:
         try:

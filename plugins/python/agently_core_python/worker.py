@@ -2,7 +2,7 @@
 with ``python -c``, so nothing from the host's file system needs to be visible.
 
 Protocol: one JSON object per line. The host sends ``{"id", "op": "run", "code",
-"max_output"}`` or ``{"id", "op": "ping"}``; the worker answers ``{"id", "ok", ...}`` on
+"max_output", "max_capture"}`` or ``{"id", "op": "ping"}``; the worker answers ``{"id", "ok", ...}`` on
 a private duplicate of its original stdout. Code runs in one persistent namespace (like a
 notebook); its stdout and stderr (including child processes') go to capture files, so
 nothing it prints can be mistaken for a reply.
@@ -48,7 +48,7 @@ def _fresh_streams():
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
 
 
-def run(code, max_output):
+def run(code, max_output, max_capture):
     os.dup2(OUT, 1)
     os.dup2(ERR, 2)
     _fresh_streams()
@@ -85,8 +85,8 @@ def run(code, max_output):
             except Exception:
                 pass
         _fresh_streams()
-    stdout, out_size = _read(OUT, max_output)
-    stderr, err_size = _read(ERR, max_output)
+    stdout, out_size = _read(OUT, max_capture)
+    stderr, err_size = _read(ERR, max_capture)
     return {"ok": error is None, "stdout": stdout, "stderr": stderr, "value": value,
             "error": error, "error_type": error_type, "stdout_bytes": out_size,
             "stderr_bytes": err_size}
@@ -103,7 +103,9 @@ def main():
         if request.get("op") == "ping":
             reply = {"ok": True, "pong": True}
         else:
-            reply = run(request.get("code", ""), int(request.get("max_output", 100000)))
+            max_output = int(request.get("max_output", 100000))
+            reply = run(request.get("code", ""), max_output,
+                        max(max_output, int(request.get("max_capture", max_output))))
         reply["id"] = request.get("id")
         PROTO.write(json.dumps(reply) + "\n")
 

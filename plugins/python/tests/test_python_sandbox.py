@@ -286,3 +286,22 @@ def test_cli_call_leaves_no_workspace_behind(tmp_path: Path) -> None:
         assert list(root.iterdir()) == []
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_cut_output_is_kept_whole_as_an_artifact(python_agent: Any) -> None:
+    agent = python_agent(max_output_bytes=2_000)
+    agent.add_secrets("py-secret-0451")
+    record = call(agent, "print('py-secret-0451')\nfor n in range(2000):\n    print(n)")
+    assert record.status == "success" and record.result["truncated"] is True
+    assert "truncated" in record.result["stdout"]
+    assert len(record.result["stdout"]) < 2_200
+    kept = agent.action.read_action_artifact(action_call_id=record.call_id)
+    kinds = [a["kind"] for a in kept]
+    assert kinds == ["instruction", "result", "stdout"], kinds
+    stdout = kept[-1]["content"]
+    assert stdout.splitlines()[1:] == [str(n) for n in range(2000)]  # every line, in order
+    assert "py-secret-0451" not in stdout and stdout.startswith("***")
+    digest = record.digest
+    assert digest["instruction_preview"].startswith("print('***')")
+    assert "secret values were masked in the output" in digest["redaction_notes"]
+    assert set(digest["artifacts"]) == set(record.artifacts)

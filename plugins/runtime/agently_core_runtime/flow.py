@@ -131,7 +131,7 @@ class AgentlyActionFlow:
              round_index: int) -> None:
         round_.record_ids.extend(r.call_id for r in records)
         state.result.records.extend(records)
-        state.last_round = [r.model_dump() for r in records]
+        state.last_round = [_for_planner(r) for r in records]
         state.done_plans.extend(
             {"round_index": round_index, "action": r.action, "purpose": r.purpose,
              "status": r.status}
@@ -161,6 +161,17 @@ class AgentlyActionFlow:
                              error=f"execution handler failed: {type(exc).__name__}: {exc}")
                 for c in calls
             ]
+
+
+def _for_planner(record: ActionRecord) -> dict[str, Any]:
+    """How the next round sees a record: whole, or, for an instruction-heavy action (code,
+    a shell line, a query), its compact digest instead of the full code and output (both
+    stay readable as artifacts)."""
+    if record.digest is None:
+        return record.model_dump()
+    return {"call_id": record.call_id, "action": record.action, "status": record.status,
+            "purpose": record.purpose, "round_index": record.round_index,
+            "error": record.error, "digest": record.digest}
 
 
 def _request_of(record: ActionRecord) -> ApprovalRequest | None:

@@ -98,7 +98,8 @@ def mount(agent: Any, database: str | os.PathLike[str] | None = None, *, read_on
             name=action, description=description, input_schema=_input_schema(what),
             kind="sqlite", approval_required=approval, policy=dict(policy or {}),
             tags=["sqlite", "database"], execution_environments=[requirement],
-            meta={"sqlite": {"operation": operation, "resource_key": "sqlite"}})
+            meta={"sqlite": {"operation": operation, "resource_key": "sqlite"},
+                  "instruction": "query"})
 
     names = [query_name]
     agent.action.register_action(spec(
