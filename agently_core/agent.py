@@ -362,6 +362,12 @@ class Agent:
                 entry.spec = entry.spec.model_copy(update={"description": text})
         return names
 
+    def use_mcp(self, server: Any, **options: Any) -> list[str]:
+        """Mount the tools of MCP ``server`` as actions (package ``mcp``, from
+        ``agently-core-mcp``): a stdio command, a Streamable HTTP or SSE URL, or an
+        ``{"mcpServers": {...}}`` config. Returns the action names it mounted."""
+        return self.enable("mcp", server=server, **options)
+
     def enable_python(self, **options: Any) -> Agent:
         """Mount ``run_python`` (isolated, warm Python; package ``python``)."""
         self.enable("python", **options)

@@ -252,6 +252,28 @@ def cmd_call(args: argparse.Namespace) -> int:
     return 0 if record.status == "success" else 1
 
 
+# -- serve-mcp ----------------------------------------------------------------------------
+def cmd_serve_mcp(args: argparse.Namespace) -> int:
+    """Serve the agent's actions as MCP tools (the server lives in agently-core-mcp)."""
+    try:
+        from agently_core_mcp.server import serve
+    except ImportError as exc:
+        from .errors import ConfigError
+
+        raise ConfigError("serve-mcp needs the MCP plugin; install it with: pip install "
+                          f"agently-core-mcp ({exc})") from None
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    names = _split_names(args.enable)
+    pm = _plugin_manager()
+    agent = _new_agent(pm)
+    try:
+        _mount(agent, pm, names)
+        return int(serve(agent, transport=args.transport, host=args.host, port=args.port) or 0)
+    finally:
+        agent.close()
+
+
 # -- doctor -------------------------------------------------------------------------------
 def _check(pm: Any, role: str, kind: str | None, default: str, title: str,
            exact: bool = False) -> dict[str, Any]:
@@ -627,6 +649,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mount these action packages (default: every installed one)")
     p.add_argument("--timeout", type=float, metavar="S", help="per-call timeout in seconds")
     p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser("serve-mcp", help="serve the actions as MCP tools (stdio or HTTP)")
+    p.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP: the address to listen on")
+    p.add_argument("--port", type=int, default=None, help="HTTP: the port (default 8000)")
+    p.add_argument("--enable", action="append", metavar="PACKAGE,...",
+                   help="serve these action packages (default: every installed one)")
+    p.set_defaults(func=cmd_serve_mcp)
 
     p = sub.add_parser("doctor", help="what is installed, what is missing and how to get it")
     p.add_argument("--json", action="store_true", help="print JSON")
