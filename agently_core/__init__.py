@@ -23,6 +23,8 @@ _EXPORTS = {
     "EventCenter": "agently_core.events",
     "Execution": "agently_core.execution",
     "create_execution": "agently_core.execution",
+    "Workspace": "agently_core.workspace",
+    "create_workspace": "agently_core.workspace",
     "ExecutionEnvironmentManager": "agently_core.environments",
     "Redactor": "agently_core.redaction",
     "ExecutionSnapshot": "agently_core.models",
@@ -97,3 +99,4 @@ if TYPE_CHECKING:
     from .plugins import PluginManager, get_plugin_manager
     from .policy_approval import PolicyApproval
     from .redaction import Redactor
+    from .workspace import Workspace, create_workspace

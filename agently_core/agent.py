@@ -388,6 +388,50 @@ class Agent:
         self.enable("sqlite", **options)
         return self
 
+    # -- workspace -------------------------------------------------------------------
+    @property
+    def workspace(self) -> Any:
+        """The :class:`~agently_core.workspace.Workspace` set by :meth:`use_workspace`."""
+        return self.__dict__.get("_workspace")
+
+    def use_workspace(self, workspace: Any = None, /, *, record_events: bool = False,
+                      **options: Any) -> Agent:
+        """Use a workspace: a :class:`~agently_core.workspace.Workspace`, a backend object,
+        or a backend name with its options (``agent.use_workspace("local", path="./ws")``).
+        With ``record_events=True`` every event this agent emits inside a flow execution is
+        appended to the workspace, read back with ``workspace.read_events(execution_id)``.
+        Close a workspace made here from a name with ``agent.workspace.close()``."""
+        from .workspace import Workspace
+
+        if not isinstance(workspace, Workspace):
+            options.setdefault("plugins", self.plugins)
+            workspace = Workspace(workspace, **options)
+        elif options:
+            raise TypeError(f"options {sorted(options)} are for a backend name, not a Workspace")
+        recorder = workspace.record_events(self.events) if record_events else None
+        stop = self.__dict__.pop("_workspace_recorder", None)
+        if stop is not None:
+            stop()
+        self.__dict__["_workspace"] = workspace
+        if recorder is not None:
+            self.__dict__["_workspace_recorder"] = recorder
+        return self
+
+    def enable_workspace_file_actions(self, *, read: bool = True, write: bool = False,
+                                      search: bool = True, **options: Any) -> Agent:
+        """Mount ``list_files`` and ``read_file`` (``read``), ``search_files`` (``search``)
+        and ``write_file`` (``write``) over the workspace's file root, confined to it
+        (package ``workspace_files``, from ``agently-core-workspace-local``). A read-only
+        workspace refuses every write. Options: ``root``, ``prefix``, ``max_read_bytes``,
+        ``max_write_bytes``, ``approval_required_for_write`` and more (see
+        docs/workspace.md)."""
+        if self.workspace is None and options.get("root") is None:
+            raise ConfigError("no workspace: call agent.use_workspace(...) first, or pass "
+                              "root=... (a directory)")
+        self.enable("workspace_files", workspace=self.workspace, read=read, write=write,
+                    search=search, **options)
+        return self
+
     # -- planning --------------------------------------------------------------------
     def input(self, request: Any) -> Agent:
         """Set the request for the next action loop."""

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         EnvironmentRequirement,
         FlowResult,
     )
+    from .workspace import Lease
 
 
 @runtime_checkable
@@ -104,12 +105,19 @@ class ActionFlow(Protocol):
 
 @runtime_checkable
 class WorkspaceBackend(Protocol):
-    """Durable records, versioned snapshots and ordered runtime events.
+    """Durable records, versioned snapshots and ordered runtime events: what every backend
+    offers. The full contract is in :mod:`agently_core.workspace`.
 
     ``write_snapshot`` is compare-and-set: with ``expected_state_version`` it succeeds
     only when the stored version matches, and raises
     :class:`~agently_core.workspace.VersionConflict` otherwise. ``append_event`` is
     idempotent by ``event_id`` and returns the event's sequence number.
+
+    Optional parts come with a capability name in ``capabilities()`` and the methods of the
+    matching protocol below: :class:`WorkspaceSearch` (``search``), :class:`WorkspaceLinks`
+    (``links``), :class:`WorkspaceCheckpoints` (``checkpoints``), :class:`WorkspaceLeases`
+    (``leases``), :class:`WorkspaceArtifacts` (``artifacts``), :class:`WorkspaceRetention`
+    (``retention``); ``range_reads`` adds ``before=`` to ``read_events``.
     """
 
     def capabilities(self) -> frozenset[str]: ...
@@ -130,3 +138,66 @@ class WorkspaceBackend(Protocol):
                           limit: int = 100) -> list[dict[str, Any]]: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class WorkspaceSearch(Protocol):
+    """Capability ``search``: full-text search over records."""
+
+    async def search_records(self, query: str, *, collection: str | None = None,
+                             limit: int = 20) -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class WorkspaceLinks(Protocol):
+    """Capability ``links``: links (and evidence links) between ``(collection, key)`` refs."""
+
+    async def add_link(self, source: tuple[str, str], target: tuple[str, str],
+                       relation: str = "related", data: Mapping[str, Any] | None = None
+                       ) -> None: ...
+
+    async def read_links(self, ref: tuple[str, str], *, relation: str | None = None,
+                         direction: str = "out") -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class WorkspaceCheckpoints(Protocol):
+    """Capability ``checkpoints``: labelled, immutable copies of snapshot versions."""
+
+    async def save_checkpoint(self, key: str, label: str, *,
+                              expected_state_version: int | None = None) -> int: ...
+
+    async def read_checkpoint(self, key: str, label: str
+                              ) -> tuple[int, dict[str, Any]] | None: ...
+
+    async def list_checkpoints(self, key: str) -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class WorkspaceLeases(Protocol):
+    """Capability ``leases``: exclusive, expiring claims with owner tokens and fences."""
+
+    async def claim_lease(self, name: str, owner: str, ttl: float) -> Lease | None: ...
+
+    async def heartbeat_lease(self, name: str, token: str, ttl: float) -> Lease: ...
+
+    async def release_lease(self, name: str, token: str) -> bool: ...
+
+    async def read_lease(self, name: str) -> Lease | None: ...
+
+
+@runtime_checkable
+class WorkspaceArtifacts(Protocol):
+    """Capability ``artifacts``: content-addressed bytes for large payloads."""
+
+    async def put_artifact(self, data: bytes, *,
+                           media_type: str = "application/octet-stream") -> dict[str, Any]: ...
+
+    async def read_artifact(self, artifact_id: str) -> bytes: ...
+
+
+@runtime_checkable
+class WorkspaceRetention(Protocol):
+    """Capability ``retention``: delete old events without reusing their sequences."""
+
+    async def prune_events(self, execution_id: str, *, through: int) -> int: ...

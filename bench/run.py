@@ -270,6 +270,68 @@ async def _python_sandbox(repeat: int) -> list[dict]:
     ]
 
 
+def _raw_node_ms() -> float:
+    """The baseline of the Node.js figures: a bare subprocess.run of node -e 0, in a clean
+    environment like the sandbox's (a NODE_EXTRA_CA_CERTS in the host's alone can add 50 ms
+    to every start)."""
+    times = []
+    for _ in range(10):
+        t = time.perf_counter()
+        subprocess.run(["node", "-e", "0"], check=True, env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+async def _nodejs_sandbox(repeat: int) -> list[dict]:
+    import anyio
+
+    import agently_core
+
+    raw = _raw_node_ms()
+    agent = agently_core.create_agent(config={})
+    agent.enable_nodejs()
+    execute = agent.action.async_execute_action
+    assert (await execute("run_nodejs", {"js_code": "1"})).status == "success"
+    warm = []
+    for _ in range(200):
+        t = time.perf_counter()
+        await execute("run_nodejs", {"js_code": "1"})
+        warm.append((time.perf_counter() - t) * 1000)
+    worker = next(iter(agent.manager.list(kind="nodejs")))
+    rss = _tree_rss_mb(agent.manager.resource(worker).process.pid)
+    # eight calls awaiting a 0.5 s timer, all in the one warm worker at once
+    calls = [{"action": "run_nodejs", "kwargs": {"js_code": "await new Promise((r) => "
+                                                 "setTimeout(r, 500))\nreturn 1"}}
+             for _ in range(8)]
+    t = time.perf_counter()
+    records = await agent.action.async_execute_actions(calls, concurrency=8)
+    concurrent = time.perf_counter() - t
+    assert all(r.status == "success" for r in records), [r.error for r in records]
+
+    cold_agent = agently_core.create_agent(config={})
+    cold_agent.enable_nodejs(scope="action_call")  # a fresh sandbox for every call
+    cold = []
+    for _ in range(max(5, repeat)):
+        t = time.perf_counter()
+        record = await cold_agent.action.async_execute_action("run_nodejs", {"js_code": "1"})
+        cold.append((time.perf_counter() - t) * 1000)
+        assert record.status == "success", record.error
+    await agent.aclose()
+    await cold_agent.aclose()
+    await anyio.sleep(0)
+    warm_ms, cold_ms = statistics.median(warm), statistics.median(cold)
+    return [
+        {"name": "run_nodejs_warm_ms", "value": round(warm_ms, 3), "unit": "ms",
+         "baseline": round(raw, 3), "ratio": round(warm_ms / raw, 3)},
+        {"name": "run_nodejs_cold_ms", "value": round(cold_ms, 3), "unit": "ms",
+         "baseline": round(raw, 3), "ratio": round(cold_ms / raw, 3)},
+        {"name": "nodejs_one_worker_concurrent_wall_s", "value": round(concurrent, 3),
+         "unit": "s", "baseline": 0.5, "ratio": round(concurrent / 0.5, 3)},
+        {"name": "nodejs_sandbox_rss_mb", "value": round(rss, 2), "unit": "MB",
+         "baseline": None, "ratio": None},
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="JSON lines only")
@@ -287,6 +349,7 @@ def main() -> int:
     rows.extend(asyncio.run(_dispatch(args.repeat)))
     rows.extend(asyncio.run(_environments(args.repeat)))
     rows.extend(asyncio.run(_python_sandbox(args.repeat)))
+    rows.extend(asyncio.run(_nodejs_sandbox(args.repeat)))
     for row in rows:
         if args.json:
             print(json.dumps(row))

@@ -9,7 +9,19 @@ import pytest
 
 from agently_core.testing import MemoryWorkspaceBackend, WorkspaceBackendConformance
 from agently_core.workspace import (
+    ARTIFACTS,
+    CHECKPOINTS,
+    DURABLE,
+    EVENT_SEQUENCES,
+    FILES,
+    LEASES,
+    LINKS,
+    MULTI_PROCESS,
+    RANGE_READS,
+    READ_ONLY_MODE,
     REQUIRED_CAPABILITIES,
+    RETENTION,
+    SEARCH,
     VersionConflict,
     WorkspaceClosedError,
     WorkspaceError,
@@ -19,6 +31,9 @@ from agently_core.workspace import (
 class TestMemoryWorkspaceConformance(WorkspaceBackendConformance):
     def make_backend(self) -> MemoryWorkspaceBackend:
         return MemoryWorkspaceBackend()
+
+    def make_read_only_backend(self) -> MemoryWorkspaceBackend:
+        return MemoryWorkspaceBackend(read_only=True)
 
 
 class TestAsyncFactoryConformance(WorkspaceBackendConformance):
@@ -31,9 +46,13 @@ class TestAsyncFactoryConformance(WorkspaceBackendConformance):
         return MemoryWorkspaceBackend()
 
 
-def test_capabilities_are_exactly_the_required_ones() -> None:
+def test_capabilities_are_honest() -> None:
+    """Everything but what memory cannot promise: durability and several processes."""
     backend = MemoryWorkspaceBackend()
-    assert backend.capabilities() == REQUIRED_CAPABILITIES
+    assert backend.capabilities() >= REQUIRED_CAPABILITIES
+    assert {SEARCH, LINKS, CHECKPOINTS, LEASES, ARTIFACTS, RANGE_READS, RETENTION,
+            EVENT_SEQUENCES, READ_ONLY_MODE} <= backend.capabilities()
+    assert not backend.capabilities() & {DURABLE, MULTI_PROCESS, FILES}
 
 
 def test_closed_backend_refuses_work() -> None:
@@ -124,4 +143,4 @@ def test_a_third_party_project_runs_the_suites_in_a_few_lines(tmp_path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "19 passed, 1 skipped" in done.stdout, done.stdout
+    assert "31 passed, 2 skipped" in done.stdout, done.stdout

@@ -2,7 +2,8 @@
 
 * Conformance suites, one per plugin type: :class:`ExecutorConformance`,
   :class:`ProviderConformance`, :class:`RuntimeConformance` and
-  :class:`WorkspaceBackendConformance`. Subclass one in a test module, supply its
+  :class:`WorkspaceBackendConformance`, plus :class:`WorkspaceRaceConformance` (real
+  processes racing on one durable store). Subclass one in a test module, supply its
   factories, and pytest runs the whole contract.
 * Reference implementations: :class:`MemoryWorkspaceBackend`, :class:`TempdirProvider` and
   the counting in-memory :class:`MemoryProvider`.
@@ -29,6 +30,7 @@ _LAZY = {
     "ProviderConformance": ".provider_suite",
     "RuntimeConformance": ".runtime_suite",
     "WorkspaceBackendConformance": ".workspace_suite",
+    "WorkspaceRaceConformance": ".workspace_races",
     "MemoryWorkspaceBackend": ".memory_workspace",
     "TempdirProvider": ".tempdir_provider",
     "MemoryProvider": ".memory_provider",
@@ -51,6 +53,7 @@ __all__ = [
     "RuntimeConformance",
     "TempdirProvider",
     "WorkspaceBackendConformance",
+    "WorkspaceRaceConformance",
     "activate",
     "deactivate",
     "make_agent",
@@ -84,4 +87,5 @@ if TYPE_CHECKING:
     from .provider_suite import ProviderConformance
     from .runtime_suite import RuntimeConformance
     from .tempdir_provider import TempdirProvider
+    from .workspace_races import WorkspaceRaceConformance
     from .workspace_suite import WorkspaceBackendConformance

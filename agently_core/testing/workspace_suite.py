@@ -8,7 +8,27 @@ from typing import Any, ClassVar
 import anyio
 import pytest
 
-from ..workspace import DURABLE, REQUIRED_CAPABILITIES, VersionConflict
+from ..workspace import (
+    ARTIFACTS,
+    CHECKPOINTS,
+    DURABLE,
+    EVENT_SEQUENCES,
+    EVIDENCE,
+    LEASES,
+    LINKS,
+    RANGE_READS,
+    READ_ONLY_MODE,
+    REQUIRED_CAPABILITIES,
+    RETENTION,
+    SEARCH,
+    CheckpointExists,
+    Lease,
+    LeaseLost,
+    MissingArtifact,
+    ReadOnlyError,
+    VersionConflict,
+    WorkspaceError,
+)
 from ._base import ConformanceSuite, maybe_await
 from .harness import make_plugin, make_plugin_manager
 
@@ -39,6 +59,13 @@ class WorkspaceBackendConformance(ConformanceSuite):
     ``make_backend()`` may be ``async``. When the backend claims the ``durable``
     capability, the suite closes it, calls ``make_backend()`` again, and expects the same
     data: store it under :attr:`tmp_path`.
+
+    Optional capabilities (``search``, ``links``, ``checkpoints``, ``leases``,
+    ``artifacts``, ``range_reads``, ``retention``, ``event_sequences``,
+    ``read_only_mode``) are tested only when ``capabilities()`` reports them; the others
+    are skipped. For ``read_only_mode`` also define ``make_read_only_backend()``: the same
+    store opened with ``read_only=True``. Cross-process races are in
+    :class:`~agently_core.testing.WorkspaceRaceConformance`.
     """
 
     __test__ = False
@@ -52,6 +79,14 @@ class WorkspaceBackendConformance(ConformanceSuite):
     def make_backend(self) -> Any:
         """Return a new backend (or an awaitable of one)."""
         raise NotImplementedError(f"{type(self).__name__} must define make_backend()")
+
+    def make_read_only_backend(self) -> Any:
+        """Return the store of :meth:`make_backend` opened read-only (or an awaitable of
+        it). Without it the ``read_only_mode`` test is skipped."""
+        return None
+
+    #: Seconds a short lease lives in the expiry tests.
+    short_ttl: ClassVar[float] = 0.3
 
     # -- plumbing ------------------------------------------------------------------------
     async def _open(self) -> Any:
@@ -68,6 +103,16 @@ class WorkspaceBackendConformance(ConformanceSuite):
                 await backend.aclose()
 
         self.run(main)
+
+    def _run_with(self, capability: str, body: Any) -> None:
+        """Run ``body`` when the backend reports ``capability``; skip the test otherwise."""
+
+        async def guarded(backend: Any) -> None:
+            if capability not in backend.capabilities():
+                pytest.skip(f"the backend does not report the {capability!r} capability")
+            await body(backend)
+
+        self._run(guarded)
 
     # -- the contract --------------------------------------------------------------------
     def test_satisfies_protocol(self) -> None:
@@ -331,6 +376,337 @@ class WorkspaceBackendConformance(ConformanceSuite):
                 assert nxt > sequence
             finally:
                 await reopened.aclose()
+
+        self.run(check)
+
+    # -- optional capabilities ------------------------------------------------------------
+    def test_optional_capabilities_have_their_methods(self) -> None:
+        """Each reported optional capability comes with the async methods of its protocol."""
+        from .. import protocols
+
+        methods = {
+            SEARCH: protocols.WorkspaceSearch, LINKS: protocols.WorkspaceLinks,
+            CHECKPOINTS: protocols.WorkspaceCheckpoints, LEASES: protocols.WorkspaceLeases,
+            ARTIFACTS: protocols.WorkspaceArtifacts, RETENTION: protocols.WorkspaceRetention,
+        }
+
+        async def body(backend: Any) -> None:
+            found = backend.capabilities()
+            for capability, protocol in methods.items():
+                if capability not in found:
+                    continue
+                assert isinstance(backend, protocol), (
+                    f"{type(backend).__name__} reports {capability!r} but does not satisfy "
+                    f"protocols.{protocol.__name__}")
+                for name in protocol.__dict__:
+                    if not name.startswith("_") and callable(getattr(protocol, name)):
+                        assert inspect.iscoroutinefunction(getattr(backend, name)), (
+                            f"{type(backend).__name__}.{name} must be async")
+            if RANGE_READS in found:
+                params = inspect.signature(backend.read_events).parameters
+                assert "before" in params, "'range_reads' needs read_events(..., before=)"
+
+        self._run(body)
+
+    def test_search_finds_records_by_every_word(self) -> None:
+        """``search_records`` finds records holding every query word (case-insensitive,
+        also inside nested values), filters by collection, honours ``limit``, re-indexes
+        on update and treats query syntax as plain words."""
+
+        async def body(backend: Any) -> None:
+            await backend.put_record("notes", "a", {"title": "Quarterly report",
+                                                    "body": "Revenue grew in spring"})
+            await backend.put_record("notes", "b", {"body": "spring cleaning checklist"})
+            await backend.put_record("other", "c", {"text": "revenue forecast", "n": 3,
+                                                    "nested": {"list": ["SPRING", 1]}})
+
+            async def keys(query: str, **options: Any) -> list[tuple[str, str]]:
+                hits = await backend.search_records(query, **options)
+                return sorted((hit["collection"], hit["key"]) for hit in hits)
+
+            assert await keys("spring") == [("notes", "a"), ("notes", "b"), ("other", "c")]
+            assert await keys("Revenue SPRING") == [("notes", "a"), ("other", "c")]
+            assert await keys("spring", collection="notes") == [("notes", "a"), ("notes", "b")]
+            assert await keys("absent") == []
+            assert await keys("") == []
+            assert len(await backend.search_records("spring", limit=1)) == 1
+            hit = (await backend.search_records("checklist"))[0]
+            assert hit["value"] == {"body": "spring cleaning checklist"}
+            assert isinstance(hit["score"], (int, float))
+            for query in ('"unbalanced (paren* ^', "NOT spring", "spring OR absent",
+                          "spring AND", "body:spring", "-spring", "spring*"):
+                await backend.search_records(query)  # plain words, never a syntax error
+            assert await keys("spring OR absent") == []  # every word must be there
+            await backend.put_record("notes", "a", {"body": "autumn"})
+            assert ("notes", "a") not in await keys("spring")
+            assert await keys("autumn") == [("notes", "a")]
+
+        self._run_with(SEARCH, body)
+
+    def test_search_ranks_denser_matches_first(self) -> None:
+        """A record that repeats the word ranks above one that mentions it once among many."""
+
+        async def body(backend: Any) -> None:
+            filler = " ".join(f"word{i}" for i in range(40))
+            await backend.put_record("docs", "sparse", {"text": f"zebra {filler}"})
+            await backend.put_record("docs", "dense", {"text": "zebra zebra zebra"})
+            hits = await backend.search_records("zebra")
+            assert [hit["key"] for hit in hits] == ["dense", "sparse"]
+            assert hits[0]["score"] >= hits[1]["score"]
+
+        self._run_with(SEARCH, body)
+
+    def test_links_and_evidence(self) -> None:
+        """``add_link`` is idempotent per (source, target, relation) and replaces ``data``;
+        ``read_links`` reads outgoing or incoming links, optionally of one relation."""
+
+        async def body(backend: Any) -> None:
+            claim, paper, note = ("claims", "c1"), ("sources", "paper"), ("notes", "n1")
+            await backend.add_link(claim, paper, EVIDENCE, {"quote": "it works", "page": 3})
+            await backend.add_link(claim, note, "related")
+            await backend.add_link(claim, paper, EVIDENCE, {"quote": "it works!", "page": 4})
+
+            def key(link: dict[str, Any]) -> tuple[Any, ...]:
+                return (tuple(link["source"]), tuple(link["target"]), link["relation"])
+
+            out = sorted(await backend.read_links(claim), key=key)
+            assert [key(link) for link in out] == [
+                (claim, note, "related"), (claim, paper, EVIDENCE)]
+            assert out[1]["data"] == {"quote": "it works!", "page": 4}
+            assert out[0]["data"] == {}
+            evidence = await backend.read_links(claim, relation=EVIDENCE)
+            assert [key(link) for link in evidence] == [(claim, paper, EVIDENCE)]
+            incoming = await backend.read_links(paper, direction="in")
+            assert [key(link) for link in incoming] == [(claim, paper, EVIDENCE)]
+            assert await backend.read_links(paper) == []
+            assert await backend.read_links(("claims", "unknown")) == []
+
+        self._run_with(LINKS, body)
+
+    def test_checkpoints_freeze_a_version(self) -> None:
+        """A checkpoint keeps the version it was saved at while the snapshot moves on; a
+        label is immutable; ``expected_state_version`` makes saving a compare-and-set."""
+
+        async def body(backend: Any) -> None:
+            with pytest.raises(WorkspaceError):
+                await backend.save_checkpoint("plan", "missing")
+            first = await backend.write_snapshot("plan", {"step": 1})
+            assert await backend.save_checkpoint("plan", "start") == first
+            assert await backend.save_checkpoint("plan", "start") == first  # idempotent
+            second = await backend.write_snapshot("plan", {"step": 2})
+            with pytest.raises(CheckpointExists):
+                await backend.save_checkpoint("plan", "start")
+            with pytest.raises(VersionConflict):
+                await backend.save_checkpoint("plan", "late", expected_state_version=first)
+            assert await backend.save_checkpoint("plan", "two",
+                                                 expected_state_version=second) == second
+            assert await backend.read_checkpoint("plan", "start") == (first, {"step": 1})
+            assert await backend.read_checkpoint("plan", "two") == (second, {"step": 2})
+            assert await backend.read_checkpoint("plan", "late") is None
+            assert await backend.read_checkpoint("other", "start") is None
+            assert await backend.list_checkpoints("plan") == [
+                {"label": "start", "state_version": first},
+                {"label": "two", "state_version": second}]
+            assert await backend.list_checkpoints("other") == []
+            assert await backend.read_snapshot("plan") == (second, {"step": 2})
+
+        self._run_with(CHECKPOINTS, body)
+
+    def test_lease_claim_heartbeat_release(self) -> None:
+        """One holder at a time; the token proves ownership; releasing frees the name and
+        the next claim gets a higher fence; ``read_lease`` never shows the token."""
+
+        async def body(backend: Any) -> None:
+            lease = await backend.claim_lease("job", "worker-a", 30.0)
+            assert isinstance(lease, Lease)
+            assert (lease.name, lease.owner, lease.ttl) == ("job", "worker-a", 30.0)
+            assert lease.token and isinstance(lease.fence, int) and lease.fence >= 1
+            assert await backend.claim_lease("job", "worker-b", 30.0) is None
+            assert await backend.claim_lease("job", "worker-a", 30.0) is None
+            seen = await backend.read_lease("job")
+            assert (seen.owner, seen.fence, seen.token) == ("worker-a", lease.fence, "")
+            with pytest.raises(LeaseLost):
+                await backend.heartbeat_lease("job", "not-the-token", 30.0)
+            renewed = await backend.heartbeat_lease("job", lease.token, 60.0)
+            assert (renewed.token, renewed.fence, renewed.ttl) == (lease.token, lease.fence, 60.0)
+            assert renewed.expires_at >= lease.expires_at
+            assert await backend.release_lease("job", "not-the-token") is False
+            assert await backend.release_lease("job", lease.token) is True
+            assert await backend.release_lease("job", lease.token) is False
+            assert await backend.read_lease("job") is None
+            with pytest.raises(LeaseLost):
+                await backend.heartbeat_lease("job", lease.token, 30.0)
+            again = await backend.claim_lease("job", "worker-b", 30.0)
+            assert again is not None and again.fence > lease.fence
+            assert again.token != lease.token
+            assert await backend.claim_lease("other-job", "worker-a", 30.0) is not None
+
+        self._run_with(LEASES, body)
+
+    def test_expired_lease_is_reclaimable(self) -> None:
+        """After its TTL a lease may be claimed by someone else (with a higher fence); the
+        old token can neither heartbeat nor release it."""
+        ttl = self.short_ttl
+
+        async def body(backend: Any) -> None:
+            old = await backend.claim_lease("expiring", "slow-worker", ttl)
+            assert old is not None
+            assert await backend.claim_lease("expiring", "fast-worker", ttl) is None
+            await anyio.sleep(ttl * 1.5)
+            assert await backend.read_lease("expiring") is None
+            with pytest.raises(LeaseLost):
+                await backend.heartbeat_lease("expiring", old.token, ttl)
+            new = await backend.claim_lease("expiring", "fast-worker", 30.0)
+            assert new is not None and new.fence > old.fence and new.owner == "fast-worker"
+            assert await backend.release_lease("expiring", old.token) is False
+            assert (await backend.read_lease("expiring")).owner == "fast-worker"
+
+        self._run_with(LEASES, body)
+
+    def test_concurrent_lease_claims_have_one_winner(self) -> None:
+        """Claimants racing for one name: exactly one gets the lease."""
+        count = self.concurrent_writers
+
+        async def body(backend: Any) -> None:
+            async def claim(name: str, index: int, won: list[Lease]) -> None:
+                lease = await backend.claim_lease(name, f"w{index}", 30.0)
+                if lease is not None:
+                    won.append(lease)
+
+            for round_index in range(3):
+                won: list[Lease] = []
+                async with anyio.create_task_group() as group:
+                    for index in range(count):
+                        group.start_soon(claim, f"race-{round_index}", index, won)
+                assert len(won) == 1, f"{len(won)} of {count} claimants got one lease"
+
+        self._run_with(LEASES, body)
+
+    def test_artifacts_round_trip(self) -> None:
+        """Bytes stored by content come back unchanged; the id is the SHA-256; equal
+        content gives one id; an unknown id raises ``MissingArtifact``."""
+        import hashlib
+        import os
+
+        async def body(backend: Any) -> None:
+            big = os.urandom(3 << 20)
+            ref = await backend.put_artifact(big, media_type="application/x-test")
+            assert ref == {"artifact_id": "sha256:" + hashlib.sha256(big).hexdigest(),
+                           "size": len(big), "media_type": "application/x-test"}
+            assert await backend.read_artifact(ref["artifact_id"]) == big
+            assert (await backend.put_artifact(big, media_type="application/x-test")
+                    )["artifact_id"] == ref["artifact_id"]
+            empty = await backend.put_artifact(b"")
+            assert await backend.read_artifact(empty["artifact_id"]) == b""
+            with pytest.raises(MissingArtifact):
+                await backend.read_artifact("sha256:" + "0" * 64)
+            with pytest.raises(WorkspaceError):
+                await backend.read_artifact("../../etc/passwd")
+
+        self._run_with(ARTIFACTS, body)
+
+    def test_range_reads_stop_before(self) -> None:
+        """``read_events(before=N)`` returns only sequences below ``N``."""
+
+        async def body(backend: Any) -> None:
+            sequences = [await backend.append_event("ranged", f"e{i}", {"i": i})
+                         for i in range(8)]
+            window = await backend.read_events("ranged", after=sequences[1],
+                                               before=sequences[5])
+            assert [e["payload"]["i"] for e in window] == [2, 3, 4]
+            limited = await backend.read_events("ranged", after=0, before=sequences[5], limit=2)
+            assert [e["payload"]["i"] for e in limited] == [0, 1]
+            assert await backend.read_events("ranged", before=sequences[0]) == []
+
+        self._run_with(RANGE_READS, body)
+
+    def test_retention_prunes_without_reusing_sequences(self) -> None:
+        """``prune_events(through=N)`` deletes sequences up to ``N``; new events continue
+        above every sequence ever given."""
+
+        async def body(backend: Any) -> None:
+            sequences = [await backend.append_event("kept", f"e{i}", {"i": i})
+                         for i in range(5)]
+            assert await backend.prune_events("kept", through=sequences[2]) == 3
+            assert [e["payload"]["i"] for e in await backend.read_events("kept")] == [3, 4]
+            assert await backend.prune_events("kept", through=sequences[2]) == 0
+            assert await backend.prune_events("kept", through=sequences[-1]) == 2
+            assert await backend.read_events("kept") == []
+            nxt = await backend.append_event("kept", "later", {"i": 5})
+            assert nxt > sequences[-1]
+            assert await backend.prune_events("never-written", through=10) == 0
+
+        self._run_with(RETENTION, body)
+
+    def test_event_sequences_are_dense(self) -> None:
+        """Sequences are 1, 2, 3... per execution, also under concurrent appends."""
+        count = self.concurrent_writers
+
+        async def body(backend: Any) -> None:
+            assert [await backend.append_event("dense", f"e{i}", {}) for i in range(3)] == [
+                1, 2, 3]
+            assert await backend.append_event("dense-2", "e0", {}) == 1
+            got: list[int] = []
+
+            async def append(index: int) -> None:
+                got.append(await backend.append_event("dense-3", f"e{index}", {}))
+
+            async with anyio.create_task_group() as group:
+                for index in range(count * 2):
+                    group.start_soon(append, index)
+            assert sorted(got) == list(range(1, count * 2 + 1))
+
+        self._run_with(EVENT_SEQUENCES, body)
+
+    def test_read_only_mode_refuses_every_write(self) -> None:
+        """The store opened read-only reads what was written and refuses every write with
+        ``ReadOnlyError``, changing nothing."""
+
+        async def check() -> None:
+            backend = await self._open()
+            try:
+                found = backend.capabilities()
+                if READ_ONLY_MODE not in found:
+                    pytest.skip("the backend does not report the 'read_only_mode' capability")
+                await backend.put_record("c", "k", {"v": 1})
+                version = await backend.write_snapshot("s", {"v": 2})
+            finally:
+                await backend.aclose()
+            with anyio.fail_after(self.operation_timeout):
+                reader = await maybe_await(self.make_read_only_backend())
+            if reader is None:
+                pytest.skip(f"{type(self).__name__} reports 'read_only_mode' but does not "
+                            "define make_read_only_backend()")
+            try:
+                assert getattr(reader, "read_only", False) is True
+                durable = DURABLE in found
+                writes = [
+                    lambda: reader.put_record("c", "k", {"v": 9}),
+                    lambda: reader.write_snapshot("s", {"v": 9}),
+                    lambda: reader.write_snapshot("s", {"v": 9}, expected_state_version=version),
+                    lambda: reader.append_event("x", "e", {}),
+                ]
+                if LINKS in found:
+                    writes.append(lambda: reader.add_link(("c", "k"), ("c", "j")))
+                if CHECKPOINTS in found:
+                    writes.append(lambda: reader.save_checkpoint("s", "label"))
+                if LEASES in found:
+                    writes.append(lambda: reader.claim_lease("l", "me", 5.0))
+                if ARTIFACTS in found:
+                    writes.append(lambda: reader.put_artifact(b"data"))
+                if RETENTION in found:
+                    writes.append(lambda: reader.prune_events("x", through=5))
+                for write in writes:
+                    with pytest.raises(ReadOnlyError):
+                        await write()
+                if durable:
+                    assert await reader.get_record("c", "k") == {"v": 1}
+                    assert await reader.read_snapshot("s") == (version, {"v": 2})
+                else:
+                    assert await reader.get_record("c", "k") is None
+                assert await reader.read_events("x") == []
+            finally:
+                await reader.aclose()
 
         self.run(check)
 

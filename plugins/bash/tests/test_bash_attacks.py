@@ -1,0 +1,435 @@
+"""The attack suite of run_bash, through a real agent (``agent.enable_shell(tier=...)``), in
+both real isolation tiers.
+
+Each case: the attack's record is refused, failed or contained with a clear error or
+output, the host is unharmed (canary files outside the roots untouched, no host process
+signalled, nothing left running), and the NEXT run_bash call works. Some attacks are
+stopped by the analyser before anything runs (refused), the others by the sandbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agently_core_bash.sandbox import BashSandbox
+
+TIERS = ["bubblewrap", "landlock"]
+REPO = Path(__file__).resolve().parents[3]
+COMMANDS = ["ls", "cat", "head", "wc", "grep", "touch", "mkdir", "cp", "ln", "printenv", "sleep",
+            "seq", "xargs", "nohup", "setsid", "awk", "yes", "sh", "timeout", "kill"]
+_tokens = itertools.count(int(time.time() * 1000) % 1_000_000 * 1000)
+
+
+# -- helpers -------------------------------------------------------------------------------
+def run(agent: Any, cmd: str, **options: Any) -> Any:
+    workdir = options.pop("workdir", None)
+    kwargs = {"cmd": cmd} if workdir is None else {"cmd": cmd, "workdir": workdir}
+    return agent.action.execute_action("run_bash", kwargs, **options)
+
+
+def dump(record: Any) -> str:
+    return record.model_dump_json()
+
+
+def sandbox_of(agent: Any) -> BashSandbox:
+    handles = agent.manager.list(kind="bash")
+    assert len(handles) == 1, handles
+    return agent.manager.resource(handles[0])
+
+
+def next_call_works(agent: Any) -> None:
+    record = run(agent, "echo 42")
+    assert record.status == "success", record.error
+    assert record.result["stdout"] == "42\n"
+
+
+def refused(record: Any) -> None:
+    assert record.status == "failed" and record.error_type == "CommandRefused", dump(record)
+    assert record.result is None  # nothing ran
+
+
+def processes_with(marker: str) -> list[tuple[int, int]]:
+    """``(pid, uid)`` of every live (not zombie) process with ``marker`` in its argv."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            if marker.encode() not in Path(f"/proc/{entry}/cmdline").read_bytes():
+                continue
+            status = Path(f"/proc/{entry}/status").read_text().splitlines()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+        if fields["State"].split()[0] != "Z":
+            found.append((int(entry), int(fields["Uid"].split()[0])))
+    return found
+
+
+def wait_gone(marker: str, timeout: float = 1.5) -> list[tuple[int, int]]:
+    deadline = time.monotonic() + timeout
+    while (left := processes_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def got_traffic(sock: socket.socket, wait: float = 0.2) -> bool:
+    ready, _, _ = select.select([sock], [], [], wait)
+    return bool(ready)
+
+
+@dataclass
+class Canary:
+    dir: Path
+    file: Path
+    text: str
+
+    def untouched(self) -> bool:
+        return (self.file.read_text() == self.text
+                and sorted(p.name for p in self.dir.iterdir()) == [self.file.name])
+
+
+@pytest.fixture
+def canary() -> Iterator[Canary]:
+    """A host file outside every root that anybody may read and write (DAC): only the
+    isolation stands in the way."""
+    folder = Path(tempfile.mkdtemp(prefix="agently-canary-", dir="/tmp"))
+    os.chmod(folder, 0o777)
+    text = f"CANARY-{uuid.uuid4().hex}"
+    file = folder / "canary.txt"
+    file.write_text(text)
+    os.chmod(file, 0o666)
+    yield Canary(folder, file, text)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def markers() -> Iterator[Callable[[], str]]:
+    """Unique ``sleep`` durations, so processes a command starts can be found by argv;
+    whatever still carries one at teardown is ended by pid."""
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(f"300.{next(_tokens)}")
+        return made[-1]
+
+    yield make
+    for marker in made:
+        for pid, _ in processes_with(marker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def attack(bash_agent: Callable[..., Any], shared_dir: Callable[[], Path]) -> Callable[..., Any]:
+    """``attack(tier, **options)``: an agent with one shared root (``agent.root``)."""
+
+    def make(tier: str, **options: Any) -> Any:
+        root = options.pop("root", None) or shared_dir()
+        settings = {"tier": tier, "timeout": 5, "processes": 32, "file_mb": 4,
+                    "max_output_bytes": 20_000, "commands": COMMANDS, **options}
+        agent = bash_agent(root=root, **settings)
+        agent.root = root
+        return agent
+
+    return make
+
+
+# == shell injection ========================================================================
+@pytest.mark.parametrize("tier", TIERS)
+def test_injection_through_arguments(attack: Any, tier: str, canary: Canary) -> None:
+    agent = attack(tier, commands=["ls", "cat", "grep"])
+    target = canary.file
+    for line in (f"ls; cp {target} stolen", f"ls $(touch {canary.dir}/pwned)",
+                 f"ls `touch {canary.dir}/pwned`", f"ls\ntouch {canary.dir}/pwned",
+                 f"grep x \"$(touch {canary.dir}/pwned)\"", f"ls && rm -f {target}",
+                 f"ls || rm -f {target}", f"ls | rm -f {target}", f"ls & rm -f {target}",
+                 f'ls "x"\nrm -f {target}', f"cat <(rm -f {target})", f"ls > >(rm -f {target})"):
+        refused(run(agent, line))
+    # the same text inside quotes is data, handed to ls as one argument
+    quoted = run(agent, f"ls 'a; rm -f {target}' \"$(echo b)\nrm -f {target}\"")
+    assert quoted.status == "failed" or quoted.result["exit_code"] != 0
+    assert quoted.error_type == "CommandRefused" or "No such file" in quoted.result["stderr"]
+    assert canary.untouched()
+    next_call_works(agent)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_runtime_code_paths_of_bash_are_refused(attack: Any, tier: str) -> None:
+    # each hides a command in data that Bash would evaluate at run time
+    agent = attack(tier, commands=["ls", "cat"])
+    pwned = "a[$(touch pwned)]"
+    for line in (f"x='{pwned}'; [ -v \"$x\" ]", f"x='{pwned}'; test -v \"$x\"",
+                 f"x='{pwned}'; printf -v \"$x\" y", f"echo '{pwned}' | read OPTIND",
+                 f"x='{pwned}'; echo ${{!x}}", f"x='{pwned}'; echo $((x))",
+                 f"x='{pwned}'; echo ${{y:$x}}", "x='$(touch pwned)'; echo ${x@P}",
+                 "eval 'touch pwned'", "trap 'touch pwned' EXIT", "PS4='$(touch pwned)' ls",
+                 "BASH_ENV=./x sh -c ls", "enable -f ./x.so x", "hash -p /usr/bin/touch ls; ls",
+                 "f() { touch pwned; }; f", "alias ls=touch; ls pwned", "source ./script",
+                 "exec touch pwned", "command touch pwned", "cat <<EOF\n$(touch pwned)\nEOF"):
+        refused(run(agent, line))
+    assert not (agent.root / "pwned").exists()
+    next_call_works(agent)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_relative_and_planted_programs_are_refused(attack: Any, tier: str) -> None:
+    agent = attack(tier)
+    assert run(agent, "ln -s /usr/bin/touch ls; ln -s /usr/bin/touch sh").status == "success"
+    (agent.root / "script.sh").write_text("touch pwned\n")
+    for line in ("./ls pwned", "./sh -c 'touch pwned'", "sh script.sh", "sh < script.sh",
+                 f"{agent.root}/ls pwned", "../../usr/bin/touch pwned", "/tmp/ls pwned",
+                 "ln -s /usr/bin/touch t; ./t pwned", "xargs python3 < script.sh",
+                 "xargs sh < script.sh", "find . -exec touch pwned \\;"):
+        refused(run(agent, line))
+    assert not (agent.root / "pwned").exists()
+    next_call_works(agent)
+
+
+# == host files =============================================================================
+@pytest.mark.parametrize("tier", TIERS)
+def test_read_etc_shadow(attack: Any, tier: str) -> None:
+    agent = attack(tier)
+    record = run(agent, "cat /etc/shadow; head -c 100 /etc/shadow; grep root /etc/shadow")
+    assert record.status == "success", record.error
+    assert "root:" not in dump(record)
+    assert "Permission denied" in record.result["stderr"] or \
+        "No such file" in record.result["stderr"]
+    next_call_works(agent)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_read_the_host_environment(attack: Any, tier: str,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = f"sk-live-{uuid.uuid4().hex}"
+    monkeypatch.setenv("PAYMENTS_API_KEY", secret)
+    agent = attack(tier)
+    record = run(agent, f"printenv; echo $PAYMENTS_API_KEY; cat /proc/{os.getpid()}/environ "
+                 "/proc/1/environ /proc/$PPID/environ; cat /proc/self/environ")
+    assert record.status == "success", record.error
+    assert secret not in dump(record) and "PAYMENTS_API_KEY" not in record.result["stdout"]
+    next_call_works(agent)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_read_a_host_file_outside_the_roots(attack: Any, tier: str, canary: Canary) -> None:
+    agent = attack(tier)
+    record = run(agent, f"cat {canary.file} {REPO / 'pyproject.toml'}; ls {canary.dir} {REPO}")
+    assert record.status == "success", record.error
+    assert canary.text not in dump(record) and "agently-core" not in record.result["stdout"]
+    next_call_works(agent)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_write_outside_the_roots(attack: Any, tier: str, canary: Canary) -> None:
+    agent = attack(tier)
+    name = f"agently-attack-{uuid.uuid4().hex[:8]}"
+    record = run(agent, f"echo PWNED > {canary.file}; echo PWNED >> {canary.dir}/{name}; "
+                 f"touch {REPO}/{name}; cp {canary.file} {canary.dir}/copy; "
+                 f"mkdir /tmp/{name}; echo x > /tmp/{name}.txt; ls /tmp")
+    assert record.status == "success", record.error
+    assert canary.untouched()
+    assert not (REPO / name).exists() and not Path("/tmp", name).exists()
+    assert not Path("/tmp", f"{name}.txt").exists()  # the sandbox's /tmp is its own
+    next_call_works(agent)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_dotdot_and_symlink_escapes(attack: Any, tier: str, canary: Canary) -> None:
+    agent = attack(tier)
+    (agent.root / "planted").symlink_to(canary.dir)
+    for workdir in ("..", "planted", "../" + canary.dir.name, str(canary.dir)):
+        record = run(agent, "touch pwned", workdir=workdir)
+        assert record.status == "failed" and "outside the roots" in record.error, workdir
+    record = run(agent, f"ln -s {canary.dir} own; cat own/canary.txt planted/canary.txt; "
+                 "echo PWNED > own/new; echo PWNED > planted/canary.txt; "
+                 f"cd ..; cd ..; ls; cat {canary.dir.name}/canary.txt; "
+                 f"ln {canary.file} hard")
+    assert record.status == "success", record.error
+    assert canary.text not in dump(record)
+    assert canary.untouched()
+    next_call_works(agent)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_another_scopes_workspace(attack: Any, tier: str, bash_agent: Any) -> None:
+    victim = bash_agent(tier=tier, commands=["cat", "ls"])  # a private workspace
+    secret = f"tenant-secret-{uuid.uuid4().hex}"
+    assert run(victim, f"echo {secret} > private.txt").status == "success"
+    target = Path(sandbox_of(victim).roots[0])
+    attacker = attack(tier)
+    record = run(attacker, f"cat {target}/private.txt; ls {target} {target.parent}; "
+                 f"echo x > {target}/planted.txt")
+    assert record.status == "success", record.error
+    assert secret not in dump(record)
+    assert sorted(p.name for p in target.iterdir()) == ["private.txt"]
+    assert run(victim, "cat private.txt").result["stdout"] == f"{secret}\n"
+    next_call_works(attacker)
+
+
+# == the network ============================================================================
+@pytest.mark.parametrize("tier", TIERS)
+def test_dev_tcp_to_a_service_on_host_loopback(attack: Any, tier: str) -> None:
+    agent = attack(tier)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        server.setblocking(False)
+        port = server.getsockname()[1]
+        record = run(agent, f"echo leak > /dev/tcp/127.0.0.1/{port}; "
+                     f"p=/dev/tcp/127.0.0.1/{port}; cat /etc/hostname > $p; echo rc=$?")
+        assert not got_traffic(server), "the host's loopback service saw a connection"
+    assert record.status == "success", record.error
+    assert "rc=1" in record.result["stdout"]
+    assert "Connection refused" in record.result["stderr"] or \
+        "Permission denied" in record.result["stderr"], record.result
+    next_call_works(agent)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_a_network_client_cannot_reach_the_host(attack: Any, tier: str) -> None:
+    if not shutil.which("curl"):
+        pytest.skip("curl is not installed")
+    agent = attack(tier, commands=["curl"])
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        server.setblocking(False)
+        record = run(agent, f"curl -sS -m 2 http://127.0.0.1:{server.getsockname()[1]}/; "
+                     "curl -sS -m 2 https://1.1.1.1/")
+        assert not got_traffic(server)
+    assert record.status == "success" and record.result["exit_code"] != 0, dump(record)
+    assert "curl:" in record.result["stderr"]
+    next_call_works(agent)
+
+
+# == resource exhaustion ===================================================================
+@pytest.mark.parametrize("tier", TIERS)
+def test_fork_bomb(attack: Any, tier: str, markers: Any) -> None:
+    agent = attack(tier, processes=12)
+    refused(run(agent, ":(){ :|:& };:"))  # a function: refused before anything runs
+    nap = markers()
+    record = run(agent, f"for i in $(seq 100); do sleep {nap} & done; wait", timeout=1.2)
+    # bash cannot fork past the limit: it retries, then gives up or meets the timeout
+    assert record.status == "failed" or "Resource temporarily unavailable" in \
+        record.result["stderr"], dump(record)
+    text = dump(record)
+    assert "Resource temporarily unavailable" in text or "timed out" in text
+    assert subprocess.run(["/bin/true"], timeout=10).returncode == 0  # the host can fork
+    assert not wait_gone(nap), "a process of the fork bomb outlived the call"
+    record = run(agent, f"seq 1000 | xargs -P 1000 -n 1 sleep {nap}", timeout=0.8)
+    assert record.status == "failed" or record.result["exit_code"] != 0
+    assert not wait_gone(nap)
+    next_call_works(agent)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_cpu_spin(attack: Any, tier: str) -> None:
+    agent = attack(tier)
+    started = time.monotonic()
+    record = run(agent, "while :; do :; done", timeout=0.6)
+    assert record.status == "failed" and "timed out after 0.6s" in record.error
+    assert time.monotonic() - started < 2
+    spinning = attack(tier, cpu_seconds=1)
+    record = run(spinning, "while :; do :; done", timeout=4)
+    assert record.status == "failed" and "CPU time limit" in record.error, dump(record)
+    next_call_works(agent)
+    next_call_works(spinning)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_endless_output(attack: Any, tier: str) -> None:
+    agent = attack(tier, max_output_bytes=5_000)
+    record = run(agent, "yes spam", timeout=5)
+    text = dump(record)
+    assert record.status == "failed" and "stopped: the output passed" in record.error, text[:500]
+    assert record.result["truncated"] is True and "output truncated" in record.result["stdout"]
+    assert len(text) < 20_000, len(text)  # bounded, however much was printed
+    kept = agent.action.read_action_artifact(action_call_id=record.call_id)
+    stdout = next(a for a in kept if a["kind"] == "stdout")
+    assert stdout["content"].startswith("spam\nspam\n")
+    next_call_works(agent)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_huge_file(attack: Any, tier: str) -> None:
+    agent = attack(tier, file_mb=1)
+    record = run(agent, "head -c 50000000 /dev/zero > huge.bin; yes | head -c 9000000 >> huge.bin")
+    assert record.status == "success", record.error
+    assert "File size limit exceeded" in record.result["stderr"]
+    assert (agent.root / "huge.bin").stat().st_size <= 1 << 20
+    next_call_works(agent)
+
+
+# == processes and signals =================================================================
+@pytest.mark.parametrize("tier", TIERS)
+def test_detached_children_do_not_outlive_the_call(attack: Any, tier: str,
+                                                   markers: Any) -> None:
+    agent = attack(tier)
+    naps = [markers() for _ in range(4)]
+    record = run(agent, f"nohup sleep {naps[0]} > /dev/null 2>&1 & setsid sleep {naps[1]} & "
+                 f"(sleep {naps[2]} &) ; setsid -f sleep {naps[3]}; echo started")
+    assert record.status == "success", record.error
+    assert record.result["stdout"] == "started\n"
+    for nap in naps:
+        assert not wait_gone(nap), f"a detached child ({nap}) outlived the call"
+    next_call_works(agent)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_signal_to_host_processes(attack: Any, tier: str, markers: Any) -> None:
+    agent = attack(tier)
+    victim = subprocess.Popen(["sleep", markers()])  # another host process (root)
+    try:
+        record = run(agent, f"kill -9 {victim.pid}; kill -9 {os.getpid()}; kill -9 -1; "
+                     "kill -9 1; echo survived")
+        assert victim.poll() is None, "the sandbox killed a host process"
+        assert record.status in ("success", "failed")
+    finally:
+        victim.kill()
+        victim.wait()
+    next_call_works(agent)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_awk_system_finds_no_other_program(attack: Any, tier: str, canary: Canary) -> None:
+    # an allowed program that runs others by name: the PATH inside holds only allowed
+    # names; by absolute path it runs inside the sandbox, which holds outside files away
+    agent = attack(tier)
+    record = run(agent, "awk 'BEGIN { system(\"rm -f x; id; python3 -c 1\") }'; "
+                 f"awk 'BEGIN {{ system(\"/usr/bin/rm -f {canary.file}; "
+                 f"echo PWNED > {canary.dir}/pwned\") }}'")
+    assert record.status == "success", record.error
+    stderr = record.result["stderr"]
+    assert "rm: not found" in stderr and "id: not found" in stderr and "python3: not found" in stderr
+    assert canary.untouched()
+    next_call_works(agent)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_proc_shows_nothing_of_the_host(attack: Any, tier: str, markers: Any) -> None:
+    agent = attack(tier)
+    host = subprocess.Popen(["sleep", markers()])
+    try:
+        record = run(agent, f"cat /proc/{host.pid}/cmdline /proc/1/cmdline; ls /proc | wc -l")
+    finally:
+        host.kill()
+        host.wait()
+    assert record.status == "success", record.error
+    assert "sleep" not in record.result["stdout"]
+    next_call_works(agent)

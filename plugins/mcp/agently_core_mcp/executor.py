@@ -1,0 +1,70 @@
+"""The ``mcp`` ActionExecutor: ``tools/call`` on the call's live MCP session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agently_core.errors import ActionError
+
+from .results import cap, error_text, map_result
+from .session import McpConnection, McpSessionLost, McpStartError, _is_closed, _leaf
+
+
+class McpExecutor:
+    """Calls the MCP tool behind an action and maps its result (see
+    :mod:`agently_core_mcp.results`).
+
+    A result with ``is_error`` and a JSON-RPC error from the server both fail the record
+    with the server's text (the mapped result or the error's code and data are kept in
+    ``record.result``). The per-call timeout is the dispatcher's: on timeout the request is
+    cancelled (the SDK tells the server) and the session is pinged before its next reuse.
+    MCP servers enforce no agently-core policy field, so a call whose policy constrains
+    one (``network``, ``read_only``...) is refused by the dispatcher.
+    """
+
+    kind = "mcp"
+    enforced_policy: frozenset[str] = frozenset()
+
+    async def execute(self, spec: Any, kwargs: dict[str, Any], context: Any) -> Any:
+        connection = context.execution_environment_resources.get("mcp")
+        if not isinstance(connection, McpConnection):
+            raise ActionError(f"{spec.name!r} has no MCP session; mount it with agent.use_mcp()")
+        meta = spec.meta or {}
+        tool = meta.get("mcp_tool", spec.name)
+        server = meta.get("mcp_server", connection.label)
+        try:
+            result = await connection.call_tool(tool, kwargs)
+        except (McpStartError, McpSessionLost) as exc:
+            raise ActionError(f"MCP server {server!r}: {exc}") from None
+        except Exception as exc:
+            raise _call_error(exc, tool, server, connection) from None
+        mapped = map_result(result)
+        mapped, full = cap(mapped, context.policy.max_output_bytes)
+        if full is not None:
+            context.add_artifact("result", full, media_type="application/json")
+        if result.is_error:
+            raise ActionError(error_text(mapped), result=mapped)
+        return mapped
+
+
+def _call_error(exc: Exception, tool: str, server: str, connection: McpConnection) -> ActionError:
+    from mcp.shared.exceptions import MCPError
+
+    leaf = _leaf(exc)
+    if _is_closed(leaf):
+        message = f"MCP server {server!r} closed the connection during {tool!r}"
+        tail = connection.stderr_tail()
+        if tail:
+            message += f"; its stderr ends with: {tail}"
+        return ActionError(message + " (the next call starts a new session)")
+    if isinstance(leaf, MCPError):
+        detail = {"code": leaf.code, "message": leaf.message}
+        if leaf.data is not None:
+            detail["data"] = leaf.data
+        return ActionError(f"MCP server {server!r} rejected {tool!r}: {leaf.message} "
+                           f"(error {leaf.code})", result=detail)
+    if isinstance(leaf, RuntimeError) and "schema" in str(leaf).lower():
+        return ActionError(f"MCP tool {tool!r} of {server!r} returned a result that does not "
+                           f"match its output schema: {leaf}")
+    return ActionError(f"calling MCP tool {tool!r} of {server!r} failed: "
+                       f"{type(leaf).__name__}: {leaf}")

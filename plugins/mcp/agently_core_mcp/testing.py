@@ -1,0 +1,141 @@
+"""Helpers for the tests and the benchmark of agently-core-mcp: where ``./dev setup`` puts
+the real MCP servers they talk to, and process checks that read ``/proc`` (Linux).
+
+Peers: the npm package ``@modelcontextprotocol/server-everything`` in ``.cache/npm`` of the
+project (stdio, Streamable HTTP and SSE), and the PyPI package ``mcp-server-time`` beside
+the running Python.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+EVERYTHING_PACKAGE = "@modelcontextprotocol/server-everything"
+_EVERYTHING_ENTRY = Path(".cache", "npm", "node_modules", "@modelcontextprotocol",
+                         "server-everything", "dist", "index.js")
+
+
+def everything_path() -> Path:
+    """The everything server's entry script (it may not exist: check before use)."""
+    here = Path(__file__).resolve()
+    for base in (*here.parents, Path.cwd(), *Path.cwd().parents):
+        candidate = base / _EVERYTHING_ENTRY
+        if candidate.exists():
+            return candidate
+    return here.parents[3] / _EVERYTHING_ENTRY
+
+
+def node_path() -> str:
+    return shutil.which("node") or "/usr/bin/node"
+
+
+def time_server_path() -> Path:
+    return Path(sys.executable).with_name("mcp-server-time")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class HttpPeer:
+    """The everything server in one of its HTTP modes, on a free port."""
+
+    def __init__(self, mode: str, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
+        self.process = subprocess.Popen(
+            [node_path(), str(everything_path()), mode], env={**os.environ, "PORT": str(self.port)},
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log,
+            start_new_session=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"everything server ({mode}) exited: {self.output()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.close()
+        raise RuntimeError(f"everything server ({mode}) did not listen: {self.output()}")
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-2000:]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        if not self.log.closed:
+            self.log.close()
+
+
+def state(pid: int) -> str | None:
+    """The process's state letter (``Z`` for a zombie), None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def gone(pid: int, timeout: float = 10.0) -> bool:
+    """Wait until ``pid`` is gone for good: not running, not a zombie."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if state(pid) is None:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def dead(pid: int, timeout: float = 10.0) -> bool:
+    """Wait until ``pid`` has stopped running (gone or a zombie not yet reaped)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if state(pid) in (None, "Z", "X"):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def server_pids() -> list[int]:
+    """Our running child processes that are MCP servers started by agently-core-mcp."""
+    me = str(os.getpid())
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            if fields[1] != me or fields[0] in ("Z", "X"):
+                continue
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                if b"AGENTLY_MCP_SESSION=" in handle.read():
+                    found.append(int(pid))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def connection(agent: Any, action: str) -> Any:
+    """The live MCP connection behind an action (agent scope)."""
+    entry = agent.registry.get(action)
+    requirement = entry.spec.execution_environments[0]
+    for handle in agent.manager.list(kind="mcp", owner_id=agent.id):
+        if handle.requirement_id == f"{requirement.id}@{agent.id}":
+            return agent.manager.resource(handle)
+    raise LookupError(f"no live MCP session for {action!r}")

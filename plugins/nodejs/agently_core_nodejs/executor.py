@@ -1,0 +1,85 @@
+"""The ``nodejs`` ActionExecutor: ``run_nodejs(js_code, args)`` in the call's warm worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agently_core_isolation.sandbox import cap_text
+
+from agently_core.errors import ActionError
+
+from .sandbox import NO_ARGS, NodeWorker, WorkerError
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_OUTPUT = 100_000
+#: Output kept as an artifact when the record's copy is cut.
+ARTIFACT_BYTES = 4 << 20
+
+
+class NodeExecutor:
+    """Runs code in the worker the environment manager ensured for the call; calls on one
+    worker run concurrently.
+
+    Enforces (besides what the dispatcher enforces for every executor) the policy fields
+    the isolation applies to the worker: ``network``, ``max_memory_bytes``,
+    ``max_processes``, ``max_file_bytes`` and ``env_passthrough``. A call whose policy is
+    stricter than the worker it would run in is refused rather than run looser.
+    """
+
+    kind = "nodejs"
+    enforced_policy = frozenset({"network", "max_memory_bytes", "max_processes",
+                                 "max_file_bytes", "env_passthrough"})
+
+    async def execute(self, spec: Any, kwargs: dict[str, Any], context: Any) -> Any:
+        worker = context.execution_environment_resources.get("nodejs")
+        if not isinstance(worker, NodeWorker):
+            raise ActionError(f"{spec.name!r} has no Node.js sandbox; mount it with "
+                              "agent.enable_nodejs()")
+        policy = context.policy
+        _check_covered(worker, policy)
+        timeout = policy.timeout_seconds or DEFAULT_TIMEOUT
+        max_output = policy.max_output_bytes or DEFAULT_OUTPUT
+        try:
+            reply = await worker.run(kwargs["js_code"], args=kwargs.get("args", NO_ARGS),
+                                     timeout=timeout + 1.0, max_output=max_output,
+                                     max_capture=max(max_output, ARTIFACT_BYTES))
+        except WorkerError as exc:
+            raise ActionError(str(exc)) from None
+        streams = {}
+        truncated = False
+        for name in ("stdout", "stderr"):
+            full = reply.get(name) or ""
+            streams[name], cut = cap_text(full, max_output)
+            if cut or reply.get(f"{name}_bytes", 0) > len(full.encode()):
+                truncated = True
+                context.add_artifact(name, full)  # the whole output, up to ARTIFACT_BYTES
+        result = {
+            **streams, "value": reply.get("value"), "error": reply.get("error"),
+            "error_type": reply.get("error_type"), "truncated": truncated,
+        }
+        if not reply.get("ok"):
+            first = (reply.get("error") or "").strip().splitlines()
+            headline = next((line for line in first if line.startswith(
+                f"{reply.get('error_type')}")), first[0] if first else reply.get("error_type"))
+            raise ActionError(f"the code threw {str(headline)[:300]}", result=result)
+        return result
+
+
+def _check_covered(worker: NodeWorker, policy: Any) -> None:
+    limits = worker.limits
+    problems = []
+    if policy.network is False and worker.network:
+        problems.append("network")
+    for field, have in (("max_memory_bytes", limits.memory_bytes),
+                        ("max_processes", limits.processes),
+                        ("max_file_bytes", limits.file_bytes)):
+        want = getattr(policy, field)
+        if want is not None and (have is None or have > want):
+            problems.append(field)
+    if policy.env_passthrough is not None:  # host variables beyond what the call allows
+        extra = worker.passed - set(policy.env_passthrough)
+        if extra:
+            problems.append("env_passthrough")
+    if problems:
+        raise ActionError("the call's policy is stricter than its Node.js sandbox for "
+                          f"{', '.join(problems)}; refusing to run it looser")

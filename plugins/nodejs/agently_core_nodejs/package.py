@@ -1,0 +1,57 @@
+"""The ``nodejs`` action package: ``agent.enable_nodejs(...)`` mounts ``run_nodejs``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agently_core.models import ActionSpec, EnvironmentRequirement
+
+DESCRIPTION = (
+    "Run JavaScript in an isolated, persistent Node.js sandbox (no network, private file "
+    "system). Globals persist between calls, like a notebook: top-level var and function "
+    "declarations and globalThis properties stay (let/const/class stay too but cannot be "
+    "declared again). Returns stdout and stderr (console.*), the value of the last "
+    "expression (a returned Promise is awaited) and any thrown error with its stack. Code "
+    "that uses top-level await runs as the body of an async function: return the value you "
+    "want back and put lasting state on globalThis. The optional JSON args are visible as "
+    "`args`. The code is CommonJS: require() (or await import()) loads Node's built-in "
+    "modules; no npm packages are installed. Files live in the working directory, /work."
+)
+
+
+def mount(agent: Any, *, scope: str = "agent", timeout: float = 30.0, network: bool = False,
+          memory_mb: int | None = None, processes: int | None = None,
+          file_mb: int | None = None, env: dict[str, str] | None = None,
+          env_passthrough: list[str] | None = None, tier: str | None = None,
+          allow_trusted_local: bool = False, max_output_bytes: int = 100_000,
+          name: str = "run_nodejs") -> list[str]:
+    """Register ``run_nodejs`` with a warm worker per ``scope`` owner."""
+    policy: dict[str, Any] = {"timeout_seconds": float(timeout), "network": bool(network),
+                              "max_output_bytes": int(max_output_bytes)}
+    for key, value in (("max_memory_bytes", memory_mb and memory_mb << 20),
+                       ("max_processes", processes), ("max_file_bytes", file_mb and file_mb << 20),
+                       ("env_passthrough", env_passthrough)):
+        if value is not None:
+            policy[key] = value
+    config: dict[str, Any] = {"allow_trusted_local": allow_trusted_local}
+    if tier:
+        config["tier"] = tier
+    if env:
+        config["env"] = dict(env)
+    requirement = EnvironmentRequirement(
+        kind="nodejs", scope=scope, resource_key="nodejs", config=config,
+        policy={k: v for k, v in policy.items() if k != "max_output_bytes"},
+    )
+    spec = ActionSpec(
+        name=name, description=DESCRIPTION, kind="nodejs", policy=policy,
+        input_schema={
+            "type": "object", "additionalProperties": False, "required": ["js_code"],
+            "properties": {
+                "js_code": {"type": "string", "description": "The JavaScript code to run."},
+                "args": {"description": "Optional JSON value the code sees as `args`."},
+            },
+        },
+        execution_environments=[requirement], meta={"instruction": "js_code"},
+    )
+    agent.action.register_action(spec)
+    return [name]

@@ -1,0 +1,370 @@
+"""The host side of a warm Node.js worker: start it inside the isolation, talk JSON lines to
+it over a private socket with several requests in flight, and kill its whole process tree
+on a timeout, a cancellation or a broken reply.
+
+Memory: V8 reserves far more address space than it uses (a WebAssembly memory alone
+reserves 10 GB), so ``RLIMIT_AS`` either stops Node from starting or is meaningless. The
+worker gets ``RLIMIT_DATA`` instead (private writable memory: the heap, ``Buffer`` and
+typed-array storage, thread stacks), set by ``prlimit --data`` inside the sandbox just
+before ``node``, and V8's old space is capped at three quarters of it with
+``--max-old-space-size``. Measured (256 MB): a heap bomb ends the worker with V8's "FATAL
+ERROR: ... JavaScript heap out of memory", which the failed call reports, and the next call
+gets a fresh worker; a ``Buffer`` bomb fails inside the code with a catchable
+``RangeError: Array buffer allocation failed`` when the allocation is what fails first, and
+otherwise ends the worker the same way (V8 cannot commit memory for its own collector). A
+WebAssembly memory still works, which it would not under ``RLIMIT_AS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+from agently_core_isolation.sandbox import (
+    Isolation,
+    Limits,
+    SandboxSpec,
+    allocate_uid,
+    kill_tree,
+    new_workdir,
+)
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+NODE = "/usr/bin/node"  # under /usr: visible in every tier
+PRLIMIT = "/usr/bin/prlimit"
+MAX_REPLY = 64 * 1024 * 1024  # two 4 MB captures, JSON-escaped
+#: Below this RLIMIT_DATA Node cannot even start its threads.
+MIN_MEMORY = 64 << 20
+#: Tasks the worker itself needs under RLIMIT_NPROC (which counts threads): Node's main
+#: thread, two V8 and two libuv pool threads and two helpers; bubblewrap
+#: adds two processes of its own. ``processes`` is what the code may start on top.
+NODE_TASKS = 7
+BUBBLEWRAP_TASKS = 2
+#: The host-side log of the worker's raw fds 1 and 2 is emptied past this size.
+LOG_KEEP = 1 << 20
+_SOURCE: str | None = None
+#: Lines of a dying Node's stderr that say nothing to the model: V8's native and GC traces.
+NOISE = ("[", "<---", "-----", "at ", "Security context:")
+#: ``args`` left out of a call: undefined in the code (``None`` is JSON null).
+NO_ARGS: Any = object()
+
+
+class WorkerError(RuntimeError):
+    """The worker died, timed out or broke the protocol; it has been killed."""
+
+
+def worker_source() -> str:
+    global _SOURCE
+    if _SOURCE is None:
+        _SOURCE = Path(__file__).with_name("worker.js").read_text(encoding="utf-8")
+    return _SOURCE
+
+
+def heap_megabytes(memory_bytes: int) -> int:
+    """V8's old-space cap: three quarters of the data limit, the rest for Buffers, code,
+    thread stacks and the young generation."""
+    return max(16, (memory_bytes * 3 // 4) >> 20)
+
+
+class _Waiter:
+    __slots__ = ("deadline", "error", "event", "reply")
+
+    def __init__(self, deadline: float) -> None:
+        self.event = anyio.Event()
+        self.reply: dict[str, Any] | None = None
+        self.error: str | None = None
+        self.deadline = deadline
+
+    @property
+    def done(self) -> bool:
+        return self.reply is not None or self.error is not None
+
+
+class NodeWorker:
+    """One isolated Node.js process that keeps its globals between calls and runs several
+    calls at once.
+
+    Requests are serialised on the way out (a lock around the send); replies are read by
+    whichever waiting caller holds the reader role (no background task, so the worker
+    belongs to no task group): it resolves the waiters of the replies it reads and, when
+    its own reply has come, hands the role to another waiter.
+    """
+
+    def __init__(self, isolation: Isolation, limits: Limits, *, network: bool = False,
+                 env: dict[str, str] | None = None, passed: frozenset[str] = frozenset(),
+                 node: str = NODE) -> None:
+        self.isolation = isolation
+        self.limits = limits
+        self.network = network
+        self.env = dict(env or {})
+        #: The names in ``env`` that came from the host's environment (env_passthrough),
+        #: as opposed to values the host configured.
+        self.passed = frozenset(passed)
+        self.node = node
+        self.uid = allocate_uid() if os.geteuid() == 0 else None
+        self.workdir: Path | None = None
+        self.process: Any = None
+        self._stream: anyio.abc.SocketStream | None = None
+        self._reader: BufferedByteReceiveStream | None = None
+        self._log: Any = None
+        self._send_lock = anyio.Lock()
+        self._waiters: dict[int, _Waiter] = {}
+        self._reading = False
+        self._seq = 0
+        self.dead = False
+        self.calls = 0
+
+    # -- start ------------------------------------------------------------------------
+    def argv(self, fd: int) -> list[str]:
+        """What runs inside the sandbox: Node under its data limit, the worker's source, and
+        the number of the inherited protocol socket."""
+        memory = self.limits.memory_bytes
+        # the host's /etc/ssl/openssl.cnf is hidden (bubblewrap) or unreadable (Landlock, a
+        # fatal error for Node): an empty configuration keeps OpenSSL's built-in defaults
+        node = [self.node, f"--max-old-space-size={heap_megabytes(memory or 4 << 30)}",
+                "--v8-pool-size=2", "--openssl-config=/dev/null",
+                "--disable-warning=ExperimentalWarning", "-e", worker_source(), str(fd)]
+        return node if memory is None else [PRLIMIT, f"--data={memory}", "--", *node]
+
+    def _sandbox_limits(self) -> Limits:
+        processes = self.limits.processes
+        if processes is not None:
+            processes += NODE_TASKS + (BUBBLEWRAP_TASKS if self.isolation.tier == "bubblewrap"
+                                       else 0)
+        return dataclasses.replace(self.limits, processes=processes,
+                                   memory_bytes=None)  # RLIMIT_DATA inside instead
+
+    async def start(self, ready_timeout: float = 15.0) -> NodeWorker:
+        memory = self.limits.memory_bytes
+        if memory is not None and memory < MIN_MEMORY:
+            raise WorkerError(f"Node.js needs at least {MIN_MEMORY >> 20} MB of memory; the "
+                              f"sandbox allows {memory >> 20} MB (memory_mb)")
+        self.workdir = new_workdir(self.uid)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # the worker's raw stdout and stderr: a host-side file nobody else can open, read
+        # for the reason when the worker dies
+        self._log = tempfile.TemporaryFile(prefix="agently-nodejs-")  # noqa: SIM115 - aclose()
+        flags = fcntl.fcntl(self._log.fileno(), fcntl.F_GETFL)  # appends, so that the host
+        fcntl.fcntl(self._log.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)  # may empty it
+        try:
+            spec = SandboxSpec(self.argv(theirs.fileno()), self.workdir, network=self.network,
+                               env=self.env,
+                               limits=self._sandbox_limits())
+            argv, env = self.isolation.command(spec, uid=self.uid)
+            self.process = await anyio.open_process(
+                argv, env=env, start_new_session=True, stdin=subprocess.DEVNULL,
+                stdout=self._log, stderr=self._log, pass_fds=(theirs.fileno(),))
+        except BaseException:
+            ours.close()
+            await self.aclose()
+            raise
+        finally:
+            theirs.close()
+        self._stream = await anyio.abc.UNIXSocketStream.from_socket(ours)
+        self._reader = BufferedByteReceiveStream(self._stream)
+        try:
+            with anyio.fail_after(ready_timeout):
+                ready = json.loads(await self._reader.receive_until(b"\n", MAX_REPLY))
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):  # nothing of it may outlive a cancellation
+                detail = await self._last_words() if isinstance(exc, Exception) else ""
+                await self.aclose()
+            if isinstance(exc, Exception):
+                raise WorkerError(f"the Node.js sandbox did not start: {detail or exc!r}") from exc
+            raise
+        if not isinstance(ready, dict) or not ready.get("ready"):
+            await self.aclose()
+            raise WorkerError(f"the Node.js sandbox answered {ready!r} instead of ready")
+        return self
+
+    async def _last_words(self) -> str:
+        """Why the worker died: its exit status and the end of its raw stderr (V8's fatal
+        errors land there), without V8's native stack and GC traces."""
+        if self.process is None:
+            return ""
+        with anyio.move_on_after(0.5):
+            await self.process.wait()
+        lines: list[str] = []
+        if self._log is not None:
+            try:
+                size = os.fstat(self._log.fileno()).st_size
+                tail = os.pread(self._log.fileno(), 4096, max(0, size - 4096))
+            except (OSError, ValueError):
+                tail = b""
+            for line in tail.decode(errors="replace").splitlines():
+                line = line.strip()
+                if line and not line[0].isdigit() and not line.startswith(NOISE):
+                    lines.append(line)
+        code = self.process.returncode
+        if code is None:
+            status = "its reply channel closed"
+        elif code < 0 or code > 128:  # bubblewrap passes a signal on as 128 + its number
+            number = -code if code < 0 else code - 128
+            try:
+                status = f"killed by {signal.Signals(number).name}"
+            except ValueError:
+                status = f"exit status {code}"
+        else:
+            status = f"exit status {code}"
+        words = " | ".join(lines[-3:])[-600:]
+        return f"{status}{': ' + words if words else ''}"
+
+    # -- requests ---------------------------------------------------------------------
+    async def request(self, payload: dict[str, Any], timeout: float, *,
+                      what: str = "call") -> dict[str, Any]:
+        """Send one request and wait for its reply. A timeout, a cancellation or a broken
+        reply kills the worker, and with it every call in flight there."""
+        if self.dead or self._stream is None:
+            raise WorkerError("the Node.js worker is not running")
+        self._seq += 1
+        rid = self._seq
+        waiter = self._waiters[rid] = _Waiter(anyio.current_time() + timeout)
+        line = (json.dumps({**payload, "id": rid}) + "\n").encode()
+        try:
+            with anyio.move_on_after(timeout) as scope:
+                async with self._send_lock:
+                    await self._stream.send(line)
+                await self._wait(waiter)
+        except Exception as exc:  # the socket broke: the worker is gone
+            self._waiters.pop(rid, None)
+            raise WorkerError(await self._died()) from exc
+        except BaseException:  # cancelled: its code cannot be stopped on its own
+            self._waiters.pop(rid, None)
+            if not waiter.done:  # (its reply may have come in just before)
+                self.kill(f"another {what} in it was cancelled (it timed out or its caller "
+                          "gave up)")
+            raise
+        if scope.cancelled_caught:
+            self._waiters.pop(rid, None)
+            self.kill(f"another {what} in it timed out after {timeout:g}s")
+            raise WorkerError(f"timed out after {timeout:g}s; the worker was killed and the "
+                              "next call gets a fresh one")
+        if waiter.error is not None:
+            raise WorkerError(waiter.error)
+        assert waiter.reply is not None
+        return waiter.reply
+
+    async def _wait(self, waiter: _Waiter) -> None:
+        while not waiter.done:
+            if self._reading:  # another caller reads; it wakes us with our reply or the role
+                event = waiter.event
+                await event.wait()
+                if not waiter.done:
+                    waiter.event = anyio.Event()
+                continue
+            self._reading = True
+            try:
+                await self._read_until(waiter)
+            finally:
+                self._reading = False
+                for other in self._waiters.values():  # hand the reader role over
+                    other.event.set()
+                    break
+
+    async def _read_until(self, waiter: _Waiter) -> None:
+        assert self._reader is not None
+        while not waiter.done:
+            try:
+                raw = await self._reader.receive_until(b"\n", MAX_REPLY)
+            except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
+                    anyio.ClosedResourceError, OSError):
+                await self._died()
+                return
+            except anyio.DelimiterNotFound:
+                self.kill("it sent a reply larger than the protocol allows")
+                return
+            try:
+                reply = json.loads(raw)
+                target = self._waiters.pop(reply["id"])
+            except (ValueError, TypeError, KeyError):  # garbage, or an id nobody waits for
+                self.kill("it broke the protocol (a reply nobody asked for)")
+                return
+            target.reply = reply
+            target.event.set()
+
+    async def _died(self) -> str:
+        """The worker went away by itself: say why to every call in flight, and kill what
+        may be left of its tree."""
+        self.dead = True  # no new request goes out while we look
+        words = await self._last_words()
+        self.kill(None)
+        message = f"the Node.js worker died ({words}); the next call gets a fresh one"
+        self._fail_all(message)
+        return message
+
+    def _fail_all(self, message: str) -> None:
+        waiters, self._waiters = self._waiters, {}
+        for waiter in waiters.values():
+            waiter.error = message
+            waiter.event.set()
+
+    async def run(self, code: str, *, args: Any = NO_ARGS, timeout: float, max_output: int,
+                  max_capture: int | None = None) -> dict[str, Any]:
+        """Run ``code`` (``args`` is undefined in it unless given); the value is cut at
+        ``max_output``, stdout and stderr at ``max_capture`` (default ``max_output``) bytes
+        each."""
+        payload = {"op": "run", "code": code, "max_output": max_output,
+                   "max_capture": max_capture or max_output}
+        if args is not NO_ARGS:
+            payload["args"] = args
+        reply = await self.request(payload, timeout)
+        self.calls += 1
+        self._trim_log()
+        return reply
+
+    async def ping(self, timeout: float = 5.0) -> bool:
+        """A real round trip. While calls are in flight the worker may be busy in one of
+        them, so the ping waits as long as the longest of them may still run."""
+        now = anyio.current_time()
+        timeout = max([timeout, *((w.deadline - now + 1.0) for w in self._waiters.values())])
+        try:
+            reply = await self.request({"op": "ping"}, timeout, what="health check")
+        except WorkerError:
+            return False
+        return bool(reply.get("pong"))
+
+    def _trim_log(self) -> None:
+        try:
+            if self._log is not None and os.fstat(self._log.fileno()).st_size > LOG_KEEP:
+                os.ftruncate(self._log.fileno(), 0)  # its writers append: no hole follows
+        except (OSError, ValueError):
+            pass
+
+    # -- stop -------------------------------------------------------------------------
+    def kill(self, reason: str | None = "it was closed") -> None:
+        """Kill the process tree; every call still in flight fails with ``reason``."""
+        self.dead = True
+        if self.process is not None:
+            sweep = None if self.isolation.tier == "bubblewrap" else self.uid
+            kill_tree(self.process, sweep)
+        if reason is not None and self._waiters:
+            self._fail_all(f"the Node.js worker was killed: {reason}; the next call gets a "
+                           "fresh one")
+
+    async def aclose(self) -> None:
+        """Kill the process tree and remove the workspace (idempotent)."""
+        self.kill()
+        with anyio.CancelScope(shield=True):
+            if self.process is not None:
+                with anyio.move_on_after(5):
+                    await self.process.wait()
+                await self.process.aclose()
+            if self._stream is not None:
+                await self._stream.aclose()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
