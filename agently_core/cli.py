@@ -592,6 +592,37 @@ def _demo_sandboxes(pm: Any) -> None:
             print(f"    {record.status:<8}{_short(code.splitlines()[-1], 40):<42}"
                   f"{record.duration_ms:7.1f} ms  {outcome}")
         agent.close()
+    if "bash" in packages:
+        agent = _new_agent(pm)
+        agent.enable_shell(commands=["echo", "ls", "wc", "sort", "head", "cat"])
+        print()
+        print("[bash] run_bash in an isolated shell; every command checked against the allowlist:")
+        for line in ("echo 'pear apple plum' > fruit.txt && ls",
+                     "cat fruit.txt | wc -w",
+                     "cat fruit.txt; curl http://example.com",
+                     "echo $(rm -rf ~)"):
+            record = agent.action.execute_action("run_bash", {"cmd": line})
+            result = record.result or {}
+            outcome = (f"-> {(result.get('stdout') or '').strip()}" if record.status == "success"
+                       else f"-> {record.error}")
+            print(f"    {record.status:<8}{_short(line, 40):<42}"
+                  f"{record.duration_ms:7.1f} ms  {_short(outcome, 70)}")
+        agent.close()
+    if "nodejs" in packages:
+        agent = _new_agent(pm)
+        agent.enable_nodejs()
+        print()
+        print("[nodejs] run_nodejs in an isolated, warm Node.js worker:")
+        for code in ("globalThis.total = [1, 2, 3].reduce((a, b) => a + b)",
+                     "total * 2",
+                     "require('fs').readFileSync('/etc/shadow', 'utf8')"):
+            record = agent.action.execute_action("run_nodejs", {"js_code": code})
+            result = record.result or {}
+            outcome = (f"-> {result.get('value')}" if record.status == "success"
+                       else f"-> {record.error}")
+            print(f"    {record.status:<8}{_short(code, 40):<42}"
+                  f"{record.duration_ms:7.1f} ms  {_short(outcome, 70)}")
+        agent.close()
     if "sqlite" in packages:
         import sqlite3
         import tempfile

@@ -332,6 +332,22 @@ async def _nodejs_sandbox(repeat: int) -> list[dict]:
     ]
 
 
+def _sections(repeat: int) -> list[dict]:
+    """The figures that live in their own bench modules (MCP, workspaces)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from mcp_bench import mcp_figures
+    from workspace_bench import workspace_figures
+
+    rows = list(asyncio.run(mcp_figures(repeat)))
+    rows.extend(workspace_figures(repeat))
+    try:
+        from postgres_bench import postgres_figures
+    except ImportError:  # the PostgreSQL backend's bench is not here
+        return rows
+    rows.extend(postgres_figures(repeat))
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="JSON lines only")
@@ -350,6 +366,7 @@ def main() -> int:
     rows.extend(asyncio.run(_environments(args.repeat)))
     rows.extend(asyncio.run(_python_sandbox(args.repeat)))
     rows.extend(asyncio.run(_nodejs_sandbox(args.repeat)))
+    rows.extend(_sections(args.repeat))
     for row in rows:
         if args.json:
             print(json.dumps(row))

@@ -321,7 +321,7 @@ def test_demo_runs_and_shows_records(capsys):
     code, out, _ = run(capsys, "demo")
     assert code == 0
     lines = out.splitlines()
-    assert len(lines) < 40
+    assert len(lines) < 70  # short: a screen or two
     assert "records" in out
     assert "structured_plan" in out and "native_tool_calls" in out
     assert "success" in out and "failed" in out
@@ -348,3 +348,22 @@ def test_console_script_runs(isolated):
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
     assert record["status"] == "success" and record["result"] == 3
+
+
+def test_demo_runs_every_installed_sandbox() -> None:
+    """The main job, as a user runs it: the real command with every plugin installed."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = Path(sys.executable).with_name("agently-core")
+    done = subprocess.run([str(command), "demo"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for section in ("[python]", "[bash]", "[nodejs]", "[sqlite]"):
+        assert section in out, out
+    assert "-> [0, 1, 4, 9, 16]" in out  # run_python
+    assert "-> fruit.txt" in out and "'curl' is not an allowed command" in out  # run_bash
+    assert "'rm' is not an allowed command" in out  # inside a command substitution
+    assert "-> 12" in out  # run_nodejs kept its state
+    assert "not allowed in read-only mode" in out  # query_sqlite

@@ -108,12 +108,7 @@ def main(argv: list[str]) -> None:
                          "[--network 0|1] [--uid N] [--ro P]... [--rw P]... -- argv")
     ll = _load(lib)
     libc = ll._libc()
-    # find libseccomp now, as the launcher's user: the lookup starts helper processes,
-    # which the sandbox uid's process limit could refuse once dropped to it
-    import ctypes.util
-
-    seccomp, find_library = ctypes.util.find_library("seccomp"), ctypes.util.find_library
-    ctypes.util.find_library = lambda name: seccomp if name == "seccomp" else find_library(name)
+    seccomp = ll.load_seccomp()  # before the drop: the lookup starts helper processes
     if uid is not None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
@@ -121,7 +116,7 @@ def main(argv: list[str]) -> None:
     tmp = os.path.join(workdir, ".tmp")
     os.makedirs(tmp, exist_ok=True)
     restrict(ll, libc, [workdir, *writable], [*ll.READ_ONLY_PATHS, *read_only], network)
-    ll.deny_ip_sockets(network)
+    ll.deny_ip_sockets(seccomp, network)
     os.chdir(cwd)
     env = dict(os.environ)
     env["TMPDIR"] = tmp

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import signal
 import sys
 
 SYS_CREATE, SYS_ADD_RULE, SYS_RESTRICT = 444, 445, 446
@@ -107,8 +108,16 @@ def restrict_filesystem_and_tcp(libc: ctypes.CDLL, workdir: str, read_only: list
     os.close(ruleset)
 
 
-def deny_ip_sockets(network: bool) -> None:
-    lib = ctypes.CDLL(ctypes.util.find_library("seccomp"), use_errno=True)
+def load_seccomp() -> ctypes.CDLL:
+    """libseccomp, looked up while the launcher still runs as the host's user: the lookup
+    starts helper processes, which a sandbox's process limit could refuse after the drop."""
+    name = ctypes.util.find_library("seccomp")
+    if name is None:
+        raise OSError("libseccomp is not available")
+    return ctypes.CDLL(name, use_errno=True)
+
+
+def deny_ip_sockets(lib: ctypes.CDLL, network: bool) -> None:
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
@@ -154,14 +163,20 @@ def main(argv: list[str]) -> None:
     if not workdir or not program:
         raise SystemExit("usage: _landlock_exec.py --workdir DIR [--network 0|1] [--uid N] -- argv")
     libc = _libc()
+    seccomp = load_seccomp()
     if uid is not None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
     os.makedirs(os.path.join(workdir, ".tmp"), exist_ok=True)
     restrict_filesystem_and_tcp(libc, workdir, read_only, network)
-    deny_ip_sockets(network)
+    deny_ip_sockets(seccomp, network)
     os.chdir(workdir)
+    # Python ignores SIGPIPE and SIGXFSZ at start-up, and an ignored signal stays ignored
+    # across exec: give the program the defaults, so the file-size limit stops it and a
+    # closed pipe ends a writer the usual way.
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
     env = dict(os.environ)
     env["TMPDIR"] = os.path.join(workdir, ".tmp")
     os.execvpe(program[0], program, env)

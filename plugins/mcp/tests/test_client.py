@@ -363,6 +363,8 @@ def test_async_use_and_the_sync_api_from_a_coroutine(agent: Any, everything: lis
         assert call(agent, "echo", {"message": "sync"}, timeout=10).status == "success"
         assert time.monotonic() - started < 5
         assert conn.sessions_started == 2
+        # the session it left is closed on this loop as soon as the loop runs again
+        await asyncio.wait_for(asyncio.wrap_future(conn._retired[-1].done), 10)
         # ... and async calls now go to it on the shared loop
         record = await agent.action.async_execute_action("echo", {"message": "c"})
         assert record.result["text"] == "Echo: c" and conn.sessions_started == 2
@@ -388,3 +390,14 @@ def test_a_sync_mount_moves_to_the_loop_of_the_first_async_call(agent: Any,
 
     asyncio.run(main())
     assert conn.sessions_started == 2 and gone(first)
+
+
+def test_tools_can_require_approval(agently_agent_factory: Any, everything: list[str]) -> None:
+    agent = agently_agent_factory(approval_handler="fail_closed")
+    try:
+        agent.use_mcp(everything, tools=["echo", "get-sum"], approval_required=["echo"])
+        record = call(agent, "echo", {"message": "x"})
+        assert record.status == "approval_required" and record.approval_request_id
+        assert call(agent, "get-sum", {"a": 1, "b": 2}).status == "success"
+    finally:
+        agent.close()

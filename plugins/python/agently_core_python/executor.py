@@ -73,8 +73,8 @@ def _check_covered(worker: PythonWorker, policy: Any) -> None:
         want = getattr(policy, field)
         if want is not None and (have is None or have > want):
             problems.append(field)
-    if policy.env_passthrough is not None:
-        extra = set(worker.env) - set(policy.env_passthrough)
+    if policy.env_passthrough is not None:  # host variables beyond what the call allows
+        extra = worker.passed - set(policy.env_passthrough)
         if extra:
             problems.append("env_passthrough")
     if problems:

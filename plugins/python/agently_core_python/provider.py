@@ -26,13 +26,16 @@ def limits_for(policy: Policy) -> Limits:
     )
 
 
-def env_for(policy: Policy, config: dict[str, Any]) -> dict[str, str]:
-    """The child's environment: built from policy and the host's config, never inherited."""
+def env_for(policy: Policy, config: dict[str, Any]) -> tuple[dict[str, str], frozenset[str]]:
+    """The child's environment, built from the host's config and the policy, never
+    inherited; and the names in it that were passed through from the host's environment."""
     env = {str(k): str(v) for k, v in (config.get("env") or {}).items()}
+    passed = set()
     for name in policy.env_passthrough or ():
         if name in os.environ:
             env[name] = os.environ[name]
-    return env
+            passed.add(name)
+    return env, frozenset(passed)
 
 
 class PythonSandboxProvider:
@@ -52,8 +55,9 @@ class PythonSandboxProvider:
         policy = Policy().merge(dict(requirement.policy or {}))
         isolation = Isolation(config.get("tier"),
                               allow_trusted_local=bool(config.get("allow_trusted_local")))
+        env, passed = env_for(policy, config)
         worker = PythonWorker(isolation, limits_for(policy), network=bool(policy.network),
-                              env=env_for(policy, config))
+                              env=env, passed=passed)
         return await worker.start()
 
     async def health_check(self, requirement: Any, worker: PythonWorker) -> bool:

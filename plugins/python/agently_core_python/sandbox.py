@@ -32,11 +32,15 @@ class PythonWorker:
     """One isolated interpreter that keeps its variables between calls."""
 
     def __init__(self, isolation: Isolation, limits: Limits, *, network: bool = False,
-                 env: dict[str, str] | None = None, python: str = PYTHON) -> None:
+                 env: dict[str, str] | None = None, passed: frozenset[str] = frozenset(),
+                 python: str = PYTHON) -> None:
         self.isolation = isolation
         self.limits = limits
         self.network = network
         self.env = dict(env or {})
+        #: The names in ``env`` passed through from the host's environment (as opposed to
+        #: values the host configured).
+        self.passed = frozenset(passed)
         self.python = python
         self.uid = allocate_uid() if os.geteuid() == 0 else None
         self.workdir: Path | None = None

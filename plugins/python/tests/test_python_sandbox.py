@@ -305,3 +305,15 @@ def test_cut_output_is_kept_whole_as_an_artifact(python_agent: Any) -> None:
     assert digest["instruction_preview"].startswith("print('***')")
     assert "secret values were masked in the output" in digest["redaction_notes"]
     assert set(digest["artifacts"]) == set(record.artifacts)
+
+
+def test_configured_env_and_passthrough_together(python_agent: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTLY_TEST_PASSED", "passed-value")
+    monkeypatch.setenv("AGENTLY_TEST_WITHHELD", "withheld-value")
+    agent = python_agent(env={"GREETING": "hello"}, env_passthrough=["AGENTLY_TEST_PASSED"])
+    record = call(agent, "import os\n[os.environ.get('GREETING') == 'hello', "
+                         "os.environ.get('AGENTLY_TEST_PASSED') == 'passed-value', "
+                         "os.environ.get('AGENTLY_TEST_WITHHELD')]")
+    assert record.status == "success", record.error  # was refused before: env counted as passed
+    assert record.result["value"] == "[True, True, None]"
