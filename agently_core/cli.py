@@ -623,6 +623,8 @@ def _demo_sandboxes(pm: Any) -> None:
             print(f"    {record.status:<8}{_short(code, 40):<42}"
                   f"{record.duration_ms:7.1f} ms  {_short(outcome, 70)}")
         agent.close()
+    if "mcp" in packages:
+        _demo_mcp(pm)
     if "sqlite" in packages:
         import sqlite3
         import tempfile
@@ -649,6 +651,32 @@ def _demo_sandboxes(pm: Any) -> None:
                 print(f"    {record.status:<8}{_short(query, 40):<42}"
                       f"{record.duration_ms:7.1f} ms  {_short(outcome, 70)}")
             agent.close()
+
+
+def _demo_mcp(pm: Any) -> None:
+    """A tool of a real MCP server (mcp-server-time from PyPI), when one is installed."""
+    import shutil
+    from pathlib import Path
+
+    server = shutil.which("mcp-server-time") or str(Path(sys.executable).with_name("mcp-server-time"))
+    if not Path(server).exists():
+        print()
+        print("[mcp] no MCP server to show: pip install mcp-server-time")
+        return
+    agent = _new_agent(pm)
+    try:
+        names = agent.use_mcp([server, "--local-timezone", "UTC"])
+        print()
+        print(f"[mcp] use_mcp(mcp-server-time): one managed session, tools {', '.join(names)}:")
+        for kwargs in ({"timezone": "Europe/Paris"}, {"timezone": "Mars/Olympus"}):
+            record = agent.action.execute_action("get_current_time", kwargs)
+            result = record.result or {}
+            shown = result.get("structured_content") or result.get("text")
+            outcome = f"-> {shown}" if record.status == "success" else f"-> {record.error}"
+            print(f"    {record.status:<8}{_short(f'get_current_time({kwargs})', 40):<42}"
+                  f"{record.duration_ms:7.1f} ms  {_short(str(outcome), 70)}")
+    finally:
+        agent.close()
 
 
 # -- entry point --------------------------------------------------------------------------

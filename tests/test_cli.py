@@ -360,10 +360,11 @@ def test_demo_runs_every_installed_sandbox() -> None:
     done = subprocess.run([str(command), "demo"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    for section in ("[python]", "[bash]", "[nodejs]", "[sqlite]"):
+    for section in ("[python]", "[bash]", "[nodejs]", "[mcp]", "[sqlite]"):
         assert section in out, out
     assert "-> [0, 1, 4, 9, 16]" in out  # run_python
     assert "-> fruit.txt" in out and "'curl' is not an allowed command" in out  # run_bash
     assert "'rm' is not an allowed command" in out  # inside a command substitution
     assert "-> 12" in out  # run_nodejs kept its state
     assert "not allowed in read-only mode" in out  # query_sqlite
+    assert "get_current_time" in out and "Europe/Paris" in out  # a real MCP server's tool
