@@ -114,6 +114,8 @@ class FlowRun:
     #: ``pause(approval_requests, resume)``: stop on pending approvals; ``await
     #: resume(decision)`` continues the run later and returns its FlowResult.
     pause: Callable[..., Any] | None = None
+    #: The flow's own state of this run, for flows that can export it (``export_state``).
+    flow_state: Any = None
 
     def action_list(self) -> list[dict[str, Any]]:
         """The schemas planners may choose from."""

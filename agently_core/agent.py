@@ -501,23 +501,160 @@ class Agent:
         return self._runtime
 
     def create_execution(self, *, execution_environments: Iterable[Any] = (),
-                         runtime_resources: Mapping[str, Any] | None = None) -> Execution:
+                         runtime_resources: Mapping[str, Any] | None = None,
+                         workspace: Any = None, require_distributed_provider: bool = False,
+                         lease_ttl: float | None = None) -> Execution:
         """A flow execution on this agent's manager, events and approval handlers; closed
-        with the agent at the latest."""
+        with the agent at the latest. With ``workspace`` (a
+        :class:`~agently_core.workspace.Workspace`) it is durable: a pause on an approval
+        saves it there, and :meth:`load_execution` resumes it in another process.
+        ``require_distributed_provider=True`` refuses (``CapabilityMissing``) a workspace
+        that does not report compare-and-set, leases, range reads, retention, event
+        sequences, durability and multi-process safety."""
+        durable: dict[str, Any] = {}
+        if lease_ttl is not None:
+            durable["lease_ttl"] = lease_ttl
         execution = Execution(self.manager, execution_environments=execution_environments,
                               runtime_resources=runtime_resources, events=self.events,
                               approval_context=self, approval=self.approval,
-                              policy=self.dispatcher.policy)
+                              policy=self.dispatcher.policy, workspace=workspace,
+                              require_distributed_provider=require_distributed_provider,
+                              **durable)
+        execution.restore_result = FlowResult.model_validate
         self._executions.add(execution)
         return execution
+
+    async def async_load_execution(self, execution_id: str, *, workspace: Any = None,
+                                   execution_environments: Iterable[Any] | None = None,
+                                   runtime_resources: Mapping[str, Any] | None = None,
+                                   require_distributed_provider: bool = False,
+                                   lease_ttl: float | None = None) -> Execution:
+        """Load a durable execution saved in ``workspace`` (default: :attr:`workspace`),
+        typically by another process, to resume it here with ``await
+        execution.continue_with(decision, resume_request_id=...)``.
+
+        Loading claims the execution's lease (``ExecutionBusy`` while another process
+        holds it), ensures its execution-scoped environments again and rebuilds the
+        paused flow from its saved state, on this agent's actions, planner and handlers
+        (register the same actions first). ``ExecutionNotFound`` for an unknown id. A
+        closed execution loads for reading (and repeats of its resume ids). Pass
+        ``execution_environments`` again for those whose configuration held secrets, and
+        the host's ``runtime_resources``: neither is saved."""
+        if workspace is None:
+            workspace = self.workspace
+        if workspace is None:
+            raise ConfigError("no workspace: pass workspace=... or call "
+                              "agent.use_workspace(...) first")
+        durable: dict[str, Any] = {}
+        if lease_ttl is not None:
+            durable["lease_ttl"] = lease_ttl
+        execution = await Execution.load(
+            self.manager, workspace, execution_id,
+            execution_environments=execution_environments,
+            restore_result=FlowResult.model_validate, runtime_resources=runtime_resources,
+            events=self.events, approval_context=self, approval=self.approval,
+            policy=self.dispatcher.policy,
+            require_distributed_provider=require_distributed_provider, **durable)
+        self._executions.add(execution)
+        if execution.paused:
+            try:
+                self._rebuild_resume(execution)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self._close_execution(execution)
+                raise
+        self.last_execution = execution
+        return execution
+
+    def load_execution(self, execution_id: str, **options: Any) -> Execution:
+        """Synchronous :meth:`async_load_execution`."""
+        from ._sync import run_sync
+
+        return run_sync(self._load_kw, execution_id, options)
+
+    async def _load_kw(self, execution_id: str, options: dict[str, Any]) -> Execution:
+        return await self.async_load_execution(execution_id, **options)
+
+    def _rebuild_resume(self, execution: Execution) -> None:
+        """Give a loaded, paused execution what resumes it: the start of its environments
+        and then the flow, or the flow restored from its exported state."""
+        from .execution import ExecutionStateError
+
+        state = execution.resume_state or {}
+        request = state.get("request")
+        options = {key: state.get("options", {}).get(key, self.loop_settings[key])
+                   for key in ("max_rounds", "concurrency", "planning_protocol")}
+        kind = state.get("kind")
+        if kind == "start":
+            execution.suspend(execution.pending,
+                              self._start_resumer(execution, request, options))
+            return
+        if kind != "flow":
+            raise ExecutionStateError(f"execution {execution.id} was saved without the state "
+                                      "to resume it in another process")
+        runtime, flow, planner = self._components()
+        name = getattr(flow, "name", type(flow).__name__)
+        resume_from = getattr(flow, "resume_from", None)
+        if state.get("flow") != name:
+            raise ExecutionStateError(f"execution {execution.id} paused in ActionFlow "
+                                      f"{state.get('flow')!r}; this agent runs {name!r}")
+        if state.get("flow_state") is None or not callable(resume_from):
+            raise ExecutionStateError(
+                f"ActionFlow {name!r} cannot export and restore its state (export_state/"
+                f"resume_from); execution {execution.id} can only resume where it paused")
+        run = self._flow_run(execution, request, options, runtime, planner, flow)
+        flow_state = state["flow_state"]
+        execution.suspend(execution.pending, self._resumer(
+            execution, lambda decision: resume_from(run, flow_state, decision)))
+
+    def _flow_run(self, execution: Execution, request: Any, options: dict[str, Any],
+                  runtime: Any, planner: Any, flow: Any) -> FlowRun:
+        """The FlowRun of ``execution``; a pause suspends the execution with what another
+        process needs to resume it (for a durable execution)."""
+
+        def pause(requests: Any, resume: Any) -> None:
+            state = (self._resume_state("flow", request, options, flow, run)
+                     if execution.workspace is not None else None)
+            execution.suspend(requests, self._resumer(execution, resume), state=state)
+
+        run = FlowRun(
+            request=request, agent_name=self.name, runtime=runtime, planner=planner,
+            dispatcher=self.dispatcher, execution_handler=self._execution_handler,
+            execution=execution, **options, pause=pause,
+        )
+        return run
+
+    def _resume_state(self, kind: str, request: Any, options: Mapping[str, Any],
+                      flow: Any = None, run: Any = None) -> dict[str, Any]:
+        from pydantic_core import to_jsonable_python
+
+        state: dict[str, Any] = {"kind": kind,
+                                 "request": to_jsonable_python(request, fallback=repr),
+                                 "options": dict(options)}
+        if kind == "flow":
+            export = getattr(flow, "export_state", None)
+            state["flow"] = getattr(flow, "name", type(flow).__name__)
+            state["flow_state"] = (export(run, redactor=self.redactor) if callable(export)
+                                   else None)
+        return state
+
+    async def _save_paused(self, execution: Execution) -> None:
+        """Save a durable execution that just paused (inside a resume, ``continue_with``
+        saves when the resume ends)."""
+        if execution.workspace is not None and execution.paused and not execution.resuming:
+            await execution.save()
 
     async def async_run(self, request: Any = None, *, max_rounds: int | None = None,
                         concurrency: int | None = None, planning_protocol: str | None = None,
                         execution_environments: Iterable[Any] = (),
-                        runtime_resources: Mapping[str, Any] | None = None) -> FlowResult:
+                        runtime_resources: Mapping[str, Any] | None = None,
+                        workspace: Any = None, execution: Execution | None = None
+                        ) -> FlowResult:
         """Run the action loop for ``request`` (or the pending :meth:`input`) inside a new
-        execution. A run that stops on a pending approval leaves ``agent.last_execution``
-        paused: resume it with ``continue_with(decision, resume_request_id=...)``."""
+        execution (durable with ``workspace``; see :meth:`create_execution`), or inside
+        ``execution``, one of this agent's not yet used. A run that stops on a pending
+        approval leaves ``agent.last_execution`` paused: resume it with
+        ``continue_with(decision, resume_request_id=...)``."""
         if request is None:
             request = self._input
         self._input_pending = False
@@ -526,8 +663,17 @@ class Agent:
             "concurrency": concurrency or self.loop_settings["concurrency"],
             "planning_protocol": planning_protocol or self.loop_settings["planning_protocol"],
         }
-        execution = self.create_execution(execution_environments=execution_environments,
-                                          runtime_resources=runtime_resources)
+        if execution is None:
+            execution = self.create_execution(execution_environments=execution_environments,
+                                              runtime_resources=runtime_resources,
+                                              workspace=workspace)
+        elif execution_environments or runtime_resources or workspace is not None:
+            raise TypeError("execution_environments, runtime_resources and workspace are "
+                            "options of a new execution; give them to create_execution")
+        elif execution not in self._executions or execution.state != "open" or (
+                execution.paused or execution.result is not None):
+            raise ConfigError(f"execution {execution.id} is not a new, open execution of this "
+                              "agent; create one with agent.create_execution(...)")
         self.last_execution = execution
         return await self._run_in(execution, request, options)
 
@@ -544,19 +690,17 @@ class Agent:
                                         f"environments could not start: {exc}")
                     return await self._settle(execution, result)
                 if execution.paused:  # an execution-scoped environment waits for approval
+                    state = (self._resume_state("start", request, options)
+                             if execution.workspace is not None else None)
                     execution.suspend(execution.pending,
-                                      self._start_resumer(execution, request, options))
+                                      self._start_resumer(execution, request, options),
+                                      state=state)
                     result = FlowResult(stop_reason="approval_required",
                                         error="the execution's environments wait for approval")
+                    await self._save_paused(execution)
                     return self._finish_run(execution, result)
                 execution.seal()
-                run = FlowRun(
-                    request=request, agent_name=self.name, runtime=runtime, planner=planner,
-                    dispatcher=self.dispatcher, execution_handler=self._execution_handler,
-                    execution=execution, **options,
-                    pause=lambda requests, resume: execution.suspend(
-                        requests, self._resumer(execution, resume)),
-                )
+                run = self._flow_run(execution, request, options, runtime, planner, flow)
                 result = await flow.run(run)
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -614,6 +758,8 @@ class Agent:
         execution.result = result
         if not execution.paused:
             await self._close_execution(execution)
+        else:
+            await self._save_paused(execution)
         return self._finish_run(execution, result)
 
     def _finish_run(self, execution: Execution, result: FlowResult) -> FlowResult:

@@ -5,6 +5,12 @@ live resources into :attr:`Execution.resources` under their resource keys (besid
 host's unmanaged ``runtime_resources``), and releases them when it closes. A run that
 stops on a pending approval leaves its execution *paused*; ``continue_with(decision,
 resume_request_id=...)`` resumes it once per resume id.
+
+With a workspace the execution is *durable*: a pause saves its state (redacted) to the
+workspace under the snapshot key ``execution:<id>`` with compare-and-set, and
+:meth:`Execution.load` in another process claims the lease ``execution:<id>``, ensures
+the execution-scoped environments again and resumes it there (``agent.load_execution``
+wires the flow back in).
 """
 
 from __future__ import annotations
@@ -37,15 +43,46 @@ current_request: ContextVar[str | None] = ContextVar("agently_request", default=
 
 Resume = Callable[[ApprovalDecision], Awaitable[Any]]
 
+#: The format of a saved execution (the snapshot ``execution:<id>`` of a workspace).
+SAVED_FORMAT = "agently.execution/1"
+#: Seconds a process holds the lease of an execution it loaded or resumes (heartbeaten
+#: while a resume runs).
+DEFAULT_LEASE_TTL = 60.0
+_KEEP: Any = object()
+
 
 class ExecutionStateError(AgentlyError):
     """The execution is in the wrong state for that operation."""
 
 
+class ExecutionNotFound(ExecutionStateError, LookupError):
+    """The workspace holds no saved execution with that id."""
+
+
+class ExecutionBusy(ExecutionStateError):
+    """Another process holds the execution's lease: it is loading or resuming it."""
+
+
+class ExecutionConflict(ExecutionStateError):
+    """The saved execution changed since this copy read or wrote it (another process
+    resumed it); nothing was run. Load it again."""
+
+
+def saved_key(execution_id: str) -> str:
+    """The workspace snapshot (and lease) name of a durable execution."""
+    return f"execution:{execution_id}"
+
+
 class Execution:
     """A flow execution. Create one with ``agent.create_execution(...)`` or
     :func:`create_execution`; use it as ``async with execution:`` or call
-    :meth:`start` and :meth:`aclose`."""
+    :meth:`start` and :meth:`aclose`.
+
+    With ``workspace`` (a :class:`~agently_core.workspace.Workspace` reporting snapshots,
+    compare-and-set and leases; with ``require_distributed_provider=True`` also everything
+    in :data:`~agently_core.workspace.DISTRIBUTED_CAPABILITIES`, else
+    :class:`~agently_core.workspace.CapabilityMissing` here) it is durable: see
+    :meth:`save`, :meth:`load` and :meth:`continue_with`."""
 
     def __init__(
         self,
@@ -58,7 +95,16 @@ class Execution:
         approval: Any = None,
         policy: Any = None,
         id: str | None = None,
+        workspace: Any = None,
+        require_distributed_provider: bool = False,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
     ) -> None:
+        #: The workspace a pause is saved to (``None``: not durable).
+        self.workspace = (None if workspace is None
+                          else _durable_workspace(workspace, require_distributed_provider))
+        if not lease_ttl > 0:
+            raise ValueError(f"lease_ttl must be a positive number of seconds, got {lease_ttl!r}")
+        self.lease_ttl = float(lease_ttl)
         self.id = id or new_id("exec_")
         self.manager = manager
         self.events = events
@@ -82,6 +128,20 @@ class Execution:
         self._resume_lock = anyio.Lock()
         self._resumed_requests: list[ApprovalRequest] = []
         self._started = False
+        #: What a new process needs to resume the paused work (JSON-able; set with
+        #: :meth:`suspend`, saved with the execution).
+        self.resume_state: dict[str, Any] | None = None
+        #: Requirement ids of execution-scoped environments a person approved.
+        self.granted: list[str] = []
+        #: The version of the saved execution this copy last read or wrote (0: unsaved).
+        self.state_version = 0
+        #: Turns a saved result (JSON) back into what ``continue_with`` returns.
+        self.restore_result: Callable[[Any], Any] | None = None
+        #: Why a resume of this durable execution raised (saved with it), or ``None``.
+        self.error: str | None = None
+        self._lease: Any = None
+        self._lease_owner: str | None = None
+        self._resuming = False
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> Execution:
@@ -114,6 +174,8 @@ class Execution:
             for request in self._resumed_requests:
                 if request.subject_type == "environment" and request.subject_id:
                     self.manager.grant(request.subject_id)
+                    if request.subject_id not in self.granted:
+                        self.granted.append(request.subject_id)
             await self.start()
         return self
 
@@ -130,13 +192,20 @@ class Execution:
         self.resources[key] = value
 
     async def aclose(self) -> ExecutionSnapshot:
-        """Release the execution's environments and return its snapshot. Idempotent."""
+        """Release the execution's environments and return its snapshot. Idempotent.
+
+        Closing a durable execution that is paused lets go of it *here* only (its
+        environments and lease): the saved state stays paused, for another process to
+        load and resume."""
         if self.state != "closed":
             with anyio.CancelScope(shield=True):
                 await self.manager.async_release_scope("execution", self.id, events=self.events)
             self.state = "closed"
             self.closed_at = time.time()
             self.resources = {}
+        if self._lease is not None and not self._resuming:
+            with anyio.CancelScope(shield=True):
+                await self._let_go()
         return self.snapshot()
 
     def close(self) -> ExecutionSnapshot:
@@ -160,15 +229,32 @@ class Execution:
     def paused(self) -> bool:
         return bool(self.pending) and self.state != "closed"
 
-    def suspend(self, requests: Iterable[ApprovalRequest], resume: Resume) -> None:
-        """Pause on pending approvals; ``resume(decision)`` continues the work."""
+    @property
+    def resuming(self) -> bool:
+        """Is :meth:`continue_with` running the resumed work now?"""
+        return self._resuming
+
+    def suspend(self, requests: Iterable[ApprovalRequest], resume: Resume, *,
+                state: dict[str, Any] | None = _KEEP) -> None:
+        """Pause on pending approvals; ``resume(decision)`` continues the work. ``state``
+        (JSON-able) is what another process needs to rebuild ``resume``; it is saved with
+        a durable execution (left as it was when not given)."""
         self.pending = [r for r in requests if r is not None]
         self._resume = resume
+        if state is not _KEEP:
+            self.resume_state = state
 
     async def continue_with(self, decision: ApprovalDecision | str | bool, *,
                             resume_request_id: str, actor: str | None = None) -> Any:
         """Resume a paused execution with a person's decision. The same
-        ``resume_request_id`` resumes once: a repeat returns the first result."""
+        ``resume_request_id`` resumes once: a repeat returns the first result.
+
+        A durable execution first takes its lease (:class:`ExecutionBusy` while another
+        process holds it) and checks that the saved state is still the one this copy
+        knows (:class:`ExecutionConflict` if another process resumed it meanwhile; a
+        repeat of the resume id that process used returns its result). When the resumed
+        work ends or pauses again, the new state is saved with compare-and-set and the
+        lease is released."""
         async with self._resume_lock:
             if resume_request_id in self._resumed:
                 return self._resumed[resume_request_id]
@@ -177,6 +263,11 @@ class Execution:
             if not self.pending or self._resume is None:
                 raise ExecutionStateError(f"execution {self.id} is not waiting for approval")
             decision = self._decision(decision, actor)
+            if self.workspace is not None:
+                found, stored = await self._hold(resume_request_id)
+                if found:
+                    self._resumed[resume_request_id] = stored
+                    return stored
             self.decisions.append(decision)
             resume, self._resume = self._resume, None
             self._resumed_requests, self.pending = self.pending, []
@@ -185,8 +276,25 @@ class Execution:
                                        execution_id=self.id, request_id=decision.request_id,
                                        resume_request_id=resume_request_id,
                                        decision=decision.decision)
-            result = await resume(decision)
+            if self.workspace is None:
+                result = await resume(decision)
+                self._resumed[resume_request_id] = result
+                return result
+            self._resuming = True
+            try:
+                result = await self._run_resume(resume, decision)
+            except BaseException as exc:
+                self._resuming = False
+                with anyio.CancelScope(shield=True):
+                    await self._save_failure(exc)
+                raise
+            self._resuming = False
             self._resumed[resume_request_id] = result
+            try:
+                await self.save()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._let_go()
             return result
 
     def _decision(self, decision: ApprovalDecision | str | bool, actor: str | None
@@ -198,6 +306,220 @@ class Execution:
         if value not in ("approved", "denied"):
             raise ValueError(f"a resume decision is approved or denied, got {decision!r}")
         return ApprovalDecision(request_id=request_id, decision=value, actor=actor)
+
+    # -- durability ----------------------------------------------------------------------
+    async def save(self) -> int:
+        """Save this execution's state (redacted) to its workspace with compare-and-set
+        and return the new state version; :class:`ExecutionConflict` when the saved state
+        changed since this copy read or wrote it. Inside a resume this does nothing:
+        ``continue_with`` saves when the resumed work ends or pauses again."""
+        from .workspace import VersionConflict
+
+        if self.workspace is None:
+            raise ExecutionStateError(f"execution {self.id} has no workspace to be saved to")
+        if self._resuming:
+            return self.state_version
+        document = self.document()
+        try:
+            self.state_version = await self.workspace.write_snapshot(
+                saved_key(self.id), document, expected_state_version=self.state_version)
+        except VersionConflict as exc:
+            raise ExecutionConflict(
+                f"execution {self.id} was changed by another process (saved state version "
+                f"{exc.actual}, this copy knows {exc.expected}); load it again") from None
+        return self.state_version
+
+    def document(self) -> dict[str, Any]:
+        """What :meth:`save` writes: JSON, redacted with the manager's redactor (by key
+        name and registered secret values). A requirement whose configuration held a
+        secret is marked ``redacted``: it must be passed again to :meth:`load`."""
+        redactor = self.manager.redactor
+        environments = []
+        for requirement in self.requirements:
+            dumped = requirement.model_dump(mode="json")
+            environments.append({"requirement": dumped,  # (no key may look secret here)
+                                 "redacted": redactor.redact(dumped) != dumped})
+        document = {
+            "format": SAVED_FORMAT, "id": self.id, "state": self.state,
+            "paused": self.paused, "created_at": self.created_at, "closed_at": self.closed_at,
+            "saved_at": time.time(), "saved_by": _owner(),
+            "environments": environments, "granted": list(self.granted),
+            "runtime_resource_keys": sorted(self.runtime_resources),
+            "pending": [r.model_dump(mode="json") for r in self.pending],
+            "decisions": [d.model_dump(mode="json") for d in self.decisions],
+            "resumed": [{"id": rid, "result": _jsonable(result)}
+                        for rid, result in self._resumed.items()],
+            "resume": self.resume_state if self.paused else None,
+            "result": _jsonable(self.result), "error": self.error,
+        }
+        return redactor.redact(document)
+
+    @classmethod
+    async def load(cls, manager: ExecutionEnvironmentManager, workspace: Any,
+                   execution_id: str, *,
+                   execution_environments: Iterable[EnvironmentRequirement
+                                                    | Mapping[str, Any]] | None = None,
+                   restore_result: Callable[[Any], Any] | None = None,
+                   owner: str | None = None, **options: Any) -> Execution:
+        """Load a saved execution in this process: read it, claim its lease (unless it is
+        closed; :class:`ExecutionBusy` while another process holds it), ensure its
+        execution-scoped environments again (unless it paused before they started) and
+        restore its pending approvals, decisions and used resume ids. Rebuild what
+        resumes it with :meth:`suspend` (``agent.load_execution`` does), then call
+        :meth:`continue_with`.
+
+        ``execution_environments`` gives requirements again (matched by resource key),
+        which is required for those whose configuration held secrets: secrets are not
+        saved. ``options`` are those of :class:`Execution` (``runtime_resources``,
+        ``events``, ``approval``, ``lease_ttl``, ``require_distributed_provider``...)."""
+        from .workspace import default_owner
+
+        execution = cls(manager, workspace=workspace, id=execution_id, **options)
+        execution.restore_result = restore_result
+        ws = execution.workspace
+        key = saved_key(execution_id)
+        found = await ws.read_snapshot(key)
+        if found is None:
+            raise ExecutionNotFound(f"no saved execution {execution_id!r} in workspace "
+                                    f"{ws.backend_name!r}")
+        version, document = found
+        if document.get("format") != SAVED_FORMAT or document.get("id") != execution_id:
+            raise ExecutionStateError(f"snapshot {key!r} is not a saved execution this "
+                                      f"version understands (format {document.get('format')!r})")
+        execution.state_version = version
+        execution.created_at = float(document.get("created_at") or execution.created_at)
+        execution._resumed = {item["id"]: execution._restored(item.get("result"))
+                              for item in document.get("resumed") or ()}
+        execution.decisions = [ApprovalDecision.model_validate(d)
+                               for d in document.get("decisions") or ()]
+        execution.error = document.get("error")
+        if document.get("state") == "closed":
+            execution.state = "closed"
+            execution.closed_at = document.get("closed_at")
+            execution.result = execution._restored(document.get("result"))
+            return execution
+        execution._lease_owner = owner or default_owner()
+        lease = await ws.claim_lease(key, ttl=execution.lease_ttl,
+                                     owner=execution._lease_owner)
+        if lease is None:
+            holder = await ws.read_lease(key)
+            who = f" by {holder.owner}" if holder is not None else ""
+            raise ExecutionBusy(f"execution {execution_id} is held{who}: another process is "
+                                "loading or resuming it; try again later")
+        execution._lease = lease
+        try:
+            execution.requirements = _restored_requirements(
+                document.get("environments") or (), execution_environments, execution_id,
+                manager)
+            execution.granted = list(document.get("granted") or ())
+            for requirement_id in execution.granted:
+                manager.grant(requirement_id)
+            if document.get("state") == "sealed":  # it had started: start it again
+                await execution.start()
+                if execution.pending:
+                    raise ExecutionStateError(
+                        f"execution {execution_id}'s environments wait for approval again; "
+                        "they could not be ensured in this process")
+                execution.state = "sealed"
+            execution.pending = [ApprovalRequest.model_validate(r)
+                                 for r in document.get("pending") or ()]
+            execution.resume_state = document.get("resume")
+            execution.result = execution._restored(document.get("result"))
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await execution.aclose()
+            raise
+        return execution
+
+    def _restored(self, value: Any) -> Any:
+        if value is None or self.restore_result is None:
+            return value
+        return self.restore_result(value)
+
+    async def _hold(self, resume_request_id: str) -> tuple[bool, Any]:
+        """Take (or keep) the lease and check the saved state is still the one this copy
+        knows. Returns ``(True, result)`` when another process already resumed with
+        ``resume_request_id``."""
+        from .workspace import LeaseLost, default_owner
+
+        ws, key = self.workspace, saved_key(self.id)
+        if self._lease is not None:
+            try:
+                self._lease = await ws.heartbeat_lease(self._lease, ttl=self.lease_ttl)
+            except LeaseLost:
+                self._lease = None
+        if self._lease is None:
+            owner = self._lease_owner or default_owner()
+            self._lease = await ws.claim_lease(key, ttl=self.lease_ttl, owner=owner)
+            if self._lease is None:
+                holder = await ws.read_lease(key)
+                who = f" by {holder.owner}" if holder is not None else ""
+                raise ExecutionBusy(f"execution {self.id} is held{who}: another process is "
+                                    "resuming it")
+        found = await ws.read_snapshot(key)
+        version = found[0] if found is not None else 0
+        if version == self.state_version:
+            return False, None
+        await self._let_go()
+        saved = (found[1].get("resumed") or ()) if found is not None else ()
+        stored = {item.get("id"): item.get("result") for item in saved}
+        if resume_request_id in stored:
+            return True, self._restored(stored[resume_request_id])
+        raise ExecutionConflict(
+            f"execution {self.id} was changed by another process (saved state version "
+            f"{version}, this copy knows {self.state_version}); load it again")
+
+    async def _run_resume(self, resume: Resume, decision: ApprovalDecision) -> Any:
+        """Run the resumed work, heartbeating the lease meanwhile."""
+        if self._lease is None:
+            return await resume(decision)
+        outcome: list[tuple[bool, Any]] = []
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._heartbeat)
+            try:
+                outcome.append((True, await resume(decision)))
+            except Exception as exc:  # re-raised below, not wrapped in a group
+                outcome.append((False, exc))
+            group.cancel_scope.cancel()
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
+
+    async def _heartbeat(self) -> None:
+        from .workspace import WorkspaceError
+
+        while self._lease is not None:
+            await anyio.sleep(self.lease_ttl / 3)
+            try:
+                self._lease = await self.workspace.heartbeat_lease(self._lease,
+                                                                   ttl=self.lease_ttl)
+            except WorkspaceError:  # lost: the compare-and-set of the save still decides
+                self._lease = None
+
+    async def _save_failure(self, exc: BaseException) -> None:
+        """A resume that raised ends the execution (the agent closes it): save that, so no
+        other process runs the approved work again."""
+        from .workspace import WorkspaceError
+
+        self.error = f"the resume raised {type(exc).__name__}: {exc}"
+        self.pending, self._resume = [], None
+        try:
+            await self.save()
+        except (WorkspaceError, ExecutionStateError):
+            pass
+        finally:
+            await self._let_go()
+
+    async def _let_go(self) -> None:
+        from .workspace import WorkspaceError
+
+        lease, self._lease = self._lease, None
+        if lease is not None and self.workspace is not None and not self.workspace.closed:
+            try:
+                await self.workspace.release_lease(lease)
+            except WorkspaceError:
+                pass
 
     # -- views ---------------------------------------------------------------------------
     def snapshot(self) -> ExecutionSnapshot:
@@ -238,6 +560,85 @@ def _execution_scoped(requirement: EnvironmentRequirement | Mapping[str, Any],
     requirement = _as_requirement(requirement)
     return requirement.model_copy(update={"scope": "execution", "owner_id": execution_id,
                                           "id": f"{requirement.id}@{execution_id}"})
+
+
+def _durable_workspace(workspace: Any, require_distributed_provider: bool) -> Any:
+    """The workspace a durable execution saves to, checked up front (fail closed)."""
+    from .workspace import (
+        COMPARE_AND_SET,
+        DISTRIBUTED_CAPABILITIES,
+        LEASES,
+        SNAPSHOTS,
+        CapabilityMissing,
+        ReadOnlyError,
+        Workspace,
+        WorkspaceClosedError,
+    )
+
+    if isinstance(workspace, str):
+        raise TypeError("workspace must be a Workspace (agently_core.Workspace(...) or "
+                        f"agent.workspace), not the name {workspace!r}")
+    if not isinstance(workspace, Workspace):
+        workspace = Workspace(workspace)  # a backend object, used as it is
+    if workspace.closed:
+        raise WorkspaceClosedError("the workspace is closed; a durable execution needs it")
+    if workspace.read_only:
+        raise ReadOnlyError("the workspace is read-only; a durable execution writes its state")
+    distributed = require_distributed_provider or workspace.require_distributed_provider
+    needed = {SNAPSHOTS, COMPARE_AND_SET, LEASES}
+    if distributed:
+        needed |= DISTRIBUTED_CAPABILITIES
+    missing = needed - set(workspace.capabilities())
+    if missing:
+        why = " (require_distributed_provider=True)" if distributed else ""
+        raise CapabilityMissing(
+            f"durable executions need {', '.join(sorted(missing))}{why}, which workspace "
+            f"backend {workspace.backend_name!r} does not report")
+    return workspace
+
+
+def _restored_requirements(saved: Iterable[Mapping[str, Any]],
+                           given: Iterable[EnvironmentRequirement | Mapping[str, Any]] | None,
+                           execution_id: str, manager: Any) -> list[EnvironmentRequirement]:
+    """The saved requirements, each replaced by the one given again for its resource key
+    (needed when the saved one held secrets)."""
+    from .environments import _as_requirement
+
+    supplied: dict[str, EnvironmentRequirement] = {}
+    for item in given or ():
+        requirement = _as_requirement(item)
+        supplied[requirement.resource_key or requirement.kind] = requirement
+    restored = []
+    for item in saved:
+        dumped = item["requirement"]
+        key = dumped.get("resource_key") or dumped.get("kind")
+        if key in supplied:
+            requirement = supplied.pop(key).model_copy(update={
+                "id": dumped["id"], "scope": "execution", "owner_id": execution_id})
+            manager.redactor.add_from_config(requirement.config)
+        elif item.get("redacted"):
+            raise ExecutionStateError(
+                f"execution {execution_id}'s environment {key!r} held secrets, which are not "
+                "saved; pass it again: load_execution(..., execution_environments=[...])")
+        else:
+            requirement = EnvironmentRequirement.model_validate(dumped)
+        restored.append(requirement)
+    if supplied:
+        raise ExecutionStateError(f"execution {execution_id} has no environment "
+                                  f"{', '.join(map(repr, sorted(supplied)))}")
+    return restored
+
+
+def _jsonable(value: Any) -> Any:
+    from pydantic_core import to_jsonable_python
+
+    return to_jsonable_python(value, fallback=repr)
+
+
+def _owner() -> str:
+    from .workspace import default_owner
+
+    return default_owner()
 
 
 def create_execution(*, manager: ExecutionEnvironmentManager | None = None, **options: Any

@@ -1,4 +1,9 @@
-"""The ``agently`` ActionFlow: rounds of plan -> approval gate -> execute."""
+"""The ``agently`` ActionFlow: rounds of plan -> approval gate -> execute.
+
+A run paused on an approval can be exported (:meth:`AgentlyActionFlow.export_state`, JSON)
+and resumed from that state in another process (:meth:`AgentlyActionFlow.resume_from`):
+how durable executions continue where they stopped.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +32,12 @@ class _State:
     last_round: list[dict[str, Any]] = field(default_factory=list)
     next_round: int = 0
     waiting: list[tuple[ActionCall, ApprovalRequest | None]] = field(default_factory=list)
+    #: Ids of waiting calls whose arguments held secrets that were not saved (a run
+    #: restored in another process cannot run them).
+    unsaved: set[str] = field(default_factory=set)
+
+#: The version of :meth:`AgentlyActionFlow.export_state`'s format.
+STATE_VERSION = 1
 
 
 class AgentlyActionFlow:
@@ -41,7 +52,68 @@ class AgentlyActionFlow:
 
     async def run(self, run: Any) -> FlowResult:
         state = _State(result=FlowResult(request=_plain(run.request)))
+        _keep(run, state)
         return await self._rounds(run, state)
+
+    # -- durable state ---------------------------------------------------------------------
+    def export_state(self, run: Any, *, redactor: Any = None) -> dict[str, Any] | None:
+        """The state of ``run`` as JSON (``None`` if this flow did not run it): the result
+        so far (rounds and records), the planner's history, the next round and the calls
+        waiting for approval. With ``redactor`` secrets are masked; a waiting call whose
+        arguments held one is marked ``arguments_saved: false`` (restored elsewhere, it
+        gets a failed record instead of running with masked arguments)."""
+        state = getattr(run, "flow_state", None)
+        if not isinstance(state, _State):
+            return None
+        secrets: list[str] = []
+        waiting = []
+        for call, request in state.waiting:
+            kwargs = _plain(call.kwargs)
+            saved = call.id not in state.unsaved
+            if redactor is not None:
+                extra = redactor.secret_arguments(kwargs)
+                secrets += extra
+                saved = saved and redactor.redact(kwargs, extra) == kwargs
+            waiting.append({"call": call.model_dump(mode="json"),
+                            "request": None if request is None else request.model_dump(mode="json"),
+                            "arguments_saved": saved})
+        for round_ in state.result.rounds:
+            if redactor is not None:
+                for call in round_.decision.calls:
+                    secrets += redactor.secret_arguments(_plain(call.kwargs))
+        data = _plain({
+            "version": STATE_VERSION,
+            "result": state.result.model_dump(mode="json"),
+            "done_plans": state.done_plans,
+            "last_round": state.last_round,
+            "next_round": state.next_round,
+            "waiting": waiting,
+        })
+        return data if redactor is None else redactor.redact(data, secrets)
+
+    async def resume_from(self, run: Any, state: Mapping[str, Any],
+                          decision: ApprovalDecision) -> FlowResult:
+        """Continue a run from :meth:`export_state`'s state, in this process: the waiting
+        calls run (approved; those whose arguments were not saved get a failed record) or
+        get blocked records (denied), then planning goes on with the restored history."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"flow state version {state.get('version')!r} is not "
+                             f"{STATE_VERSION}; it cannot be restored here")
+        restored = _State(
+            result=FlowResult.model_validate(state["result"]),
+            done_plans=[dict(p) for p in state.get("done_plans") or ()],
+            last_round=[dict(r) for r in state.get("last_round") or ()],
+            next_round=int(state.get("next_round") or 0),
+        )
+        for item in state.get("waiting") or ():
+            call = ActionCall.model_validate(item["call"])
+            request = item.get("request")
+            restored.waiting.append(
+                (call, None if request is None else ApprovalRequest.model_validate(request)))
+            if not item.get("arguments_saved", True):
+                restored.unsaved.add(call.id)
+        _keep(run, restored)
+        return await self._resume(run, restored, decision)
 
     async def _rounds(self, run: Any, state: _State) -> FlowResult:
         result = state.result
@@ -90,15 +162,26 @@ class AgentlyActionFlow:
         """Run (approved) or block (denied) the calls that waited, then go on with the
         next rounds."""
         waiting, state.waiting = state.waiting, []
+        unsaved, state.unsaved = state.unsaved, set()
         records: list[ActionRecord] = []
         if decision.decision == "approved":
             manager = run.dispatcher.manager
             for _, request in waiting:
                 if request is not None and request.subject_type == "environment":
                     manager.grant(request.subject_id)
-            calls = [call for call, _ in waiting]
-            records = await run.dispatcher.dispatch_many(calls, concurrency=run.concurrency,
-                                                         approved=True)
+            calls = [call for call, _ in waiting if call.id not in unsaved]
+            ran = iter(await run.dispatcher.dispatch_many(calls, concurrency=run.concurrency,
+                                                          approved=True) if calls else [])
+            records = [
+                await run.dispatcher.record(
+                    call, "failed", error_type="ArgumentsNotSaved",
+                    error=f"action {call.action!r} was approved, but its arguments held "
+                          "secrets, which are not saved with a durable execution; it can "
+                          "only run in the process that paused it",
+                    approval_request_id=request.id if request else None)
+                if call.id in unsaved else next(ran)
+                for call, request in waiting
+            ]
         else:
             who = f" by {decision.actor}" if decision.actor else ""
             reason = f": {decision.reason}" if decision.reason else ""
@@ -161,6 +244,14 @@ class AgentlyActionFlow:
                              error=f"execution handler failed: {type(exc).__name__}: {exc}")
                 for c in calls
             ]
+
+
+def _keep(run: Any, state: _State) -> None:
+    """Keep the run's state on the run (``FlowRun.flow_state``) for :meth:`export_state`."""
+    try:
+        run.flow_state = state
+    except AttributeError:  # a run object that cannot hold it: not exportable
+        pass
 
 
 def _for_planner(record: ActionRecord) -> dict[str, Any]:
