@@ -75,6 +75,11 @@ class ActionDispatcher:
         self.redactor = redactor
         self._artifacts = artifacts
         self._executors: dict[tuple[str, str | None], Any] = {}
+        #: (id(requirement), owner) -> (requirement, its fields then, the owned copy): one
+        #: copy per owner of a warm environment, not one per call (see :meth:`_owned`).
+        self._owned_copies: dict[tuple[int, str], tuple[EnvironmentRequirement,
+                                                        dict[str, Any],
+                                                        EnvironmentRequirement]] = {}
 
     @property
     def manager(self) -> ExecutionEnvironmentManager:
@@ -216,9 +221,14 @@ class ActionDispatcher:
             record = await self._run(call, entry, kwargs, policy, context, started, t0)
         finally:
             if leases:
-                with anyio.CancelScope(shield=True):
-                    for lease in leases:
-                        await self.manager.async_release(lease, events=events)
+                # a reference that is not the resource's last goes at once (no await, so
+                # no cancellation point); the others through the shielded release
+                release_nowait = self.manager.release_nowait
+                rest = [lease for lease in leases if release_nowait(lease) is None]
+                if rest:
+                    with anyio.CancelScope(shield=True):
+                        for lease in rest:
+                            await self.manager.async_release(lease, events=events)
         return await self._finish(record)
 
     async def _run(self, call: ActionCall, entry: RegisteredAction, kwargs: dict[str, Any],
@@ -251,8 +261,8 @@ class ActionDispatcher:
         if result is not None:
             # redact before the output cap, so a cut can never leave half a secret behind
             raw = _jsonable(result)
-            full = self._redact(raw, call)
-            result, meta = _serialisable(full, policy.max_output_bytes)
+            full = self._redact(raw, call)  # JSON-safe still: redaction makes no new types
+            result, meta = _capped(full, policy.max_output_bytes)
         record = self._record(call, started, status, result=result, error=error,
                               error_type=error_type, t0=t0, meta=meta, result_redacted=True)
         instruction = entry.spec.meta.get("instruction") if entry.spec.meta else None
@@ -353,7 +363,22 @@ class ActionDispatcher:
             if owner is None:
                 raise AgentlyError(f"{requirement.kind!r} is session-scoped: set agent.session_id "
                                    "or the requirement's owner_id")
-        return requirement.model_copy(update={"owner_id": owner, "id": f"{requirement.id}@{owner}"})
+        if scope in ("action_call", "request"):  # a new owner (nearly) every call
+            return requirement.model_copy(update={"owner_id": owner,
+                                                  "id": f"{requirement.id}@{owner}"})
+        # the same owner call after call: one copy, so the manager knows it again; made
+        # afresh when a field of the declared requirement changed since
+        cache = self._owned_copies
+        cache_key = (id(requirement), owner)
+        found = cache.get(cache_key)
+        if found is not None and found[0] is requirement and found[1] == requirement.__dict__:
+            return found[2]
+        owned = requirement.model_copy(update={"owner_id": owner,
+                                               "id": f"{requirement.id}@{owner}"})
+        if len(cache) >= 1024:
+            cache.clear()
+        cache[cache_key] = (requirement, dict(requirement.__dict__), owned)
+        return owned
 
     def _executor_for(self, entry: RegisteredAction) -> Any:
         key = (entry.spec.kind, entry.spec.executor)
@@ -472,8 +497,16 @@ def _jsonable(value: Any) -> Any:
 
 def _serialisable(value: Any, max_bytes: int | None) -> tuple[Any, dict[str, Any]]:
     """Make a result JSON-safe and enforce ``max_output_bytes``."""
-    value = _jsonable(value)
+    return _capped(_jsonable(value), max_bytes)
+
+
+def _capped(value: Any, max_bytes: int | None) -> tuple[Any, dict[str, Any]]:
+    """Enforce ``max_output_bytes`` on a JSON-safe result. A result whose serialised size
+    is bounded below the cap (a cheap upper bound, :func:`_size_bound`) is not serialised
+    at all; any other is measured exactly."""
     if max_bytes is None:
+        return value, {}
+    if not isinstance(value, str) and _size_bound(value, max_bytes) <= max_bytes:
         return value, {}
     import json
 
@@ -488,6 +521,47 @@ def _serialisable(value: Any, max_bytes: int | None) -> tuple[Any, dict[str, Any
     kept = data[:max_bytes].decode(errors="ignore")
     marker = f"\n[... truncated: {len(data) - len(kept.encode())} of {len(data)} bytes omitted]"
     return kept + marker, {"truncated": True, "original_bytes": len(data)}
+
+
+_SCALAR_BOUND = {bool: 5, type(None): 4, float: 24}  # "false", "null", repr of a float
+
+
+def _size_bound(value: Any, limit: int) -> int:
+    """An upper bound of ``len(json.dumps(value, ensure_ascii=False).encode())`` for a
+    JSON-safe value, or ``limit + 1`` once it exceeds ``limit`` or meets anything it cannot
+    bound (the caller then measures exactly). A character takes at most 6 bytes (``\u001f``;
+    UTF-8 takes at most 4); the separators are ``", "`` and ``": "``."""
+    total = 0
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is str:
+            total += 6 * len(item) + 2
+        elif kind is dict:
+            total += 2 + 4 * len(item)
+            for key, sub in item.items():
+                if type(key) is not str:
+                    return limit + 1
+                total += 6 * len(key) + 2
+                push(sub)
+        elif kind is list:
+            total += 2 + 2 * len(item)
+            for sub in item:
+                push(sub)
+        elif kind is int:
+            bits = item.bit_length()
+            if bits > 4096:  # beyond what an int prints cheaply (or at all)
+                return limit + 1
+            total += bits // 3 + 2  # digits (log10(2) < 1/3), a sign
+        elif kind in _SCALAR_BOUND:
+            total += _SCALAR_BOUND[kind]
+        else:
+            return limit + 1
+        if total > limit:
+            return limit + 1
+    return total
 
 
 def _shrink_texts(value: dict[str, Any], max_bytes: int) -> dict[str, Any] | None:

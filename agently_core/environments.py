@@ -16,6 +16,7 @@ resources live exactly as long as the call's own references.
 from __future__ import annotations
 
 import builtins
+import copy
 import itertools
 import time
 from collections.abc import Iterable, Mapping
@@ -37,6 +38,7 @@ from .models import (
     EnvironmentHandle,
     EnvironmentRequirement,
     Policy,
+    construct,
 )
 from .redaction import Redactor
 
@@ -48,6 +50,8 @@ SCOPES = ("action_call", "request", "execution", "session", "agent", "global")
 _OWNED = frozenset(SCOPES) - {"action_call", "global"}
 _SOURCE = "execution_environment"
 _lease_numbers = itertools.count(1)
+#: How many requirement objects a manager remembers the reuse key (and secrets) of.
+_KNOWN_SIZE = 1024
 
 
 class _Slot:
@@ -69,27 +73,26 @@ class _Slot:
         self.leases: set[str] = set()
         self.owner_lease: str | None = None
         self.lock = anyio.Lock(fast_acquire=True)  # no scheduling round trip when free
-        self.template: EnvironmentHandle | None = None
+        self.template: dict[str, Any] | None = None
         self.created_at = time.time()
 
     def handle(self, lease_id: str | None = None) -> EnvironmentHandle:
-        """A snapshot of the slot as a handle (copied from a cached template: this is the
-        hot path of every ensure)."""
+        """A snapshot of the slot as a handle (built from a cached template of its fields:
+        this is the hot path of every ensure)."""
         template = self.template
-        if template is None or template.status != self.status:
+        if template is None or template["status"] != self.status:
             req = self.requirement
-            template = self.template = EnvironmentHandle.model_construct(
-                id=self.handle_id, requirement_id=req.id, kind=req.kind, scope=req.scope,
-                owner_id=req.owner_id, resource_key=req.resource_key, reuse_key=self.key,
-                provider=self.provider_name, status=self.status, ref_count=0,
-                created_at=self.created_at, meta={}, lease_id=None,
-            )
-        handle = template.__copy__()
-        fields = handle.__dict__
+            template = self.template = {
+                "id": self.handle_id, "requirement_id": req.id, "kind": req.kind,
+                "scope": req.scope, "owner_id": req.owner_id, "resource_key": req.resource_key,
+                "reuse_key": self.key, "provider": self.provider_name, "status": self.status,
+                "ref_count": 0, "created_at": self.created_at, "meta": None, "lease_id": None,
+            }
+        fields = template.copy()
         fields["lease_id"] = lease_id
         fields["ref_count"] = len(self.leases)
         fields["meta"] = {}
-        return handle
+        return construct(EnvironmentHandle, fields)
 
 
 class ExecutionEnvironmentManager:
@@ -124,6 +127,10 @@ class ExecutionEnvironmentManager:
         self._slots: dict[str, _Slot] = {}
         self._by_handle: dict[str, _Slot] = {}
         self._by_lease: dict[str, _Slot] = {}
+        #: id(requirement) -> (requirement, a snapshot of its fields, its reuse key): the
+        #: requirement objects seen before, whose secrets are registered and key computed
+        #: (see :meth:`_resolve_key`).
+        self._known: dict[int, tuple[EnvironmentRequirement, tuple[Any, ...], str]] = {}
         self._approved: set[str] = set()
         self.closed = False
 
@@ -186,8 +193,7 @@ class ExecutionEnvironmentManager:
         be released exactly once. ``approval`` and ``policy`` are the caller's (an agent's)
         handlers and policy; they default to the manager's own."""
         self._check_open()
-        requirement = self._resolve(requirement)
-        key = self._keys.get(requirement.id) or self._key(requirement)
+        requirement, key = self._resolve_key(requirement)
         while True:
             self._check_open()  # a retry must not start anything after shutdown began
             slot = self._slots.get(key)
@@ -300,6 +306,9 @@ class ExecutionEnvironmentManager:
                             events: EventCenter | None = None) -> bool:
         """Drop one reference: the handle's lease, a lease id, or one reference of a handle
         id. Returns False when that reference was already released."""
+        done = self.release_nowait(handle)
+        if done is not None:
+            return done
         slot = self._slot_for(handle)
         if slot is None:
             return False
@@ -312,6 +321,25 @@ class ExecutionEnvironmentManager:
                 self._by_lease.pop(lease, None)
                 if not slot.leases:
                     await self._close(slot, events)
+        return True
+
+    def release_nowait(self, handle: EnvironmentHandle | str) -> bool | None:
+        """:meth:`async_release` when it needs no waiting: the reference is not the
+        resource's last and nobody holds its slot's lock (a health check, a start). Returns
+        what :meth:`async_release` would, or None when the release must go through it.
+        Nothing awaits, so nothing can interleave: the same as taking the free lock."""
+        slot = self._slot_for(handle)
+        if slot is None:
+            return False
+        if slot.lock.locked():
+            return None
+        lease = self._lease_in(slot, handle)
+        if slot.closed or lease is None or lease not in slot.leases:
+            return False
+        if len(slot.leases) <= 1:
+            return None  # the last reference: closing awaits the provider
+        slot.leases.discard(lease)
+        self._by_lease.pop(lease, None)
         return True
 
     async def async_release_scope(self, scope: str, owner_id: str | None = None, *,
@@ -473,6 +501,32 @@ class ExecutionEnvironmentManager:
         if self.closed:
             raise ManagerClosedError("the execution-environment manager is closed")
 
+    def _resolve_key(self, requirement: EnvironmentRequirement | Mapping[str, Any] | str
+                     ) -> tuple[EnvironmentRequirement, str]:
+        """The requirement and its reuse key. A requirement object seen before (the
+        dispatcher passes the same one on every call of a warm environment) skips
+        registering its config's secrets again and hashing its key, as long as none of
+        its fields changed since (compared with a snapshot, the config's contents too)."""
+        remember = type(requirement) is EnvironmentRequirement
+        if remember:
+            known = self._known.get(id(requirement))
+            if known is not None and known[0] is requirement and known[1] == _fields(
+                    requirement):
+                return requirement, known[2]
+        requirement = self._resolve(requirement)
+        key = self._keys.get(requirement.id) or self._key(requirement)
+        # objects made per call (action_call and request owners) would only churn the map
+        if remember and requirement.scope not in ("action_call", "request"):
+            try:
+                snapshot = copy.deepcopy(_fields(requirement))
+            except Exception:  # an uncopyable config value: resolve it every time
+                return requirement, key
+            known_map = self._known
+            if len(known_map) >= _KNOWN_SIZE:
+                known_map.clear()
+            known_map[id(requirement)] = (requirement, snapshot, key)
+        return requirement, key
+
     def _resolve(self, requirement: EnvironmentRequirement | Mapping[str, Any] | str
                  ) -> EnvironmentRequirement:
         if isinstance(requirement, str):
@@ -518,6 +572,13 @@ class ExecutionEnvironmentManager:
                                   requirement_id=req.id, kind=req.kind, scope=req.scope,
                                   owner_id=req.owner_id, resource_key=req.resource_key,
                                   status=slot.status, ref_count=len(slot.leases), **extra)
+
+
+def _fields(requirement: EnvironmentRequirement) -> tuple[Any, ...]:
+    """What a requirement's reuse key and registered secrets depend on (its id aside)."""
+    return (requirement.id, requirement.kind, requirement.scope, requirement.owner_id,
+            requirement.resource_key, requirement.provider, requirement.reuse_key,
+            requirement.approval_required, requirement.config, requirement.policy)
 
 
 def _centers(own: EventCenter, other: EventCenter | None) -> Iterable[EventCenter]:

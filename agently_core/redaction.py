@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 MASK = "***"
@@ -37,7 +38,12 @@ MIN_SECRET_LENGTH = 4
 
 def is_secret_key(key: object) -> bool:
     """Does this mapping key name a secret?"""
-    return isinstance(key, str) and SECRET_KEY.search(key) is not None
+    return isinstance(key, str) and _secret_name(key)
+
+
+@lru_cache(maxsize=4096)  # key names repeat: every result of a tool has the same few
+def _secret_name(key: str) -> bool:
+    return SECRET_KEY.search(key) is not None
 
 
 def _variants(value: str) -> set[str]:
@@ -55,12 +61,81 @@ def _pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
 
+@lru_cache(maxsize=256)
+def _local_pattern(extra: tuple[Any, ...]) -> re.Pattern[str] | None:
+    """The pattern of a call's own secrets (``extra``), built once per distinct set."""
+    return _pattern(v for s in extra if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH
+                    for v in _variants(s))
+
+
+def _local(extra: Iterable[str]) -> re.Pattern[str] | None:
+    extra = tuple(extra)
+    if not extra:
+        return None
+    try:
+        return _local_pattern(extra)
+    except TypeError:  # an unhashable item (never a secret: only strings are)
+        return _local_pattern(tuple(s for s in extra if isinstance(s, str)))
+
+
+#: How many distinct key names a redactor remembers the masked form of.
+_KEY_CACHE_SIZE = 4096
+_LEAVES = frozenset({int, float, bool, type(None)})
+
+
+def _mask(value: str, pattern: re.Pattern[str] | None, local: re.Pattern[str] | None) -> str:
+    if pattern is not None:
+        value = pattern.sub(MASK, value)
+    if local is not None:
+        value = local.sub(MASK, value)
+    return value
+
+
+def _walk(value: Any, pattern: re.Pattern[str] | None, local: re.Pattern[str] | None,
+          keys: dict[str, tuple[bool, str]] | None) -> Any:
+    """:meth:`Redactor.redact`'s walk: exact types first (JSON values), then the generic
+    ones, in the order the rules name them. ``keys`` caches each key name's (secret?,
+    masked text) for ``pattern`` (None when there are call-local secrets)."""
+    kind = type(value)
+    if kind is str:
+        return _mask(value, pattern, local)
+    if kind in _LEAVES:
+        return value
+    if kind is dict or (not isinstance(value, str) and isinstance(value, Mapping)):
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            if keys is not None and type(key) is str:
+                entry = keys.get(key)
+                if entry is None:
+                    entry = (_secret_name(key), _mask(key, pattern, local))
+                    if len(keys) < _KEY_CACHE_SIZE:
+                        keys[key] = entry
+                secret, key = entry
+            elif isinstance(key, str):
+                secret, key = _secret_name(key), _mask(key, pattern, local)
+            else:
+                secret = False
+            out[key] = MASK if secret and item not in (None, "") else _walk(
+                item, pattern, local, keys)
+        return out
+    if kind is list or kind is tuple:
+        return [_walk(item, pattern, local, keys) for item in value]
+    if isinstance(value, str):
+        return _mask(value, pattern, local)
+    if isinstance(value, (list, tuple)):
+        return [_walk(item, pattern, local, keys) for item in value]
+    return value
+
+
 class Redactor:
     """Masks secrets in any JSON-like value. Thread-safe; cheap when nothing matches."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        #: The pattern and the masked key names for it, replaced together (one read gives
+        #: a walk a consistent pair, even while another thread adds a secret).
+        self._state: tuple[re.Pattern[str] | None, dict[str, tuple[bool, str]]] = (None, {})
         self._lock = threading.Lock()
         self.add(*secrets)
 
@@ -75,6 +150,7 @@ class Redactor:
             if new - self._secrets:
                 self._secrets |= new
                 self._pattern = _pattern(self._secrets)
+                self._state = (self._pattern, {})
 
     def add_mapping(self, mapping: Mapping[str, Any] | None, *, all_values: bool = False) -> None:
         """Register the values of ``mapping`` whose keys look secret, or every value with
@@ -113,8 +189,7 @@ class Redactor:
         if pattern is not None:
             value = pattern.sub(MASK, value)
         if extra:
-            local = _pattern(v for s in extra if isinstance(s, str)
-                             and len(s) >= MIN_SECRET_LENGTH for v in _variants(s))
+            local = _local(extra)
             if local is not None:
                 value = local.sub(MASK, value)
         return value
@@ -122,23 +197,16 @@ class Redactor:
     def redact(self, value: Any, extra: Iterable[str] = ()) -> Any:
         """A copy of ``value`` with secrets masked (the input is never modified): by key
         name, by registered value, and by each value of ``extra``."""
-        if isinstance(value, str):
-            return self.text(value, extra)
-        if isinstance(value, Mapping):
-            return {
-                (self.text(key, extra) if isinstance(key, str) else key):
-                MASK if is_secret_key(key) and item not in (None, "") else self.redact(item, extra)
-                for key, item in value.items()
-            }
-        if isinstance(value, (list, tuple)):
-            return [self.redact(item, extra) for item in value]
-        return value
+        pattern, keys = self._state
+        local = _local(extra) if extra else None
+        return _walk(value, pattern, local, keys if local is None else None)
 
     @staticmethod
     def secret_arguments(kwargs: Mapping[str, Any]) -> list[str]:
         """The string values of secret-named arguments (masked wherever the same call's
         record repeats them, in errors and results too)."""
-        return [v for k, v in kwargs.items() if isinstance(v, str) and is_secret_key(k)]
+        return [v for k, v in kwargs.items()
+                if isinstance(v, str) and isinstance(k, str) and _secret_name(k)]
 
     def logging_filter(self) -> Any:
         """A :class:`logging.Filter` that masks secrets in messages, arguments and
