@@ -260,9 +260,12 @@ class ActionDispatcher:
         full = raw = None
         if result is not None:
             # redact before the output cap, so a cut can never leave half a secret behind
-            raw = _jsonable(result)
-            full = self._redact(raw, call)  # JSON-safe still: redaction makes no new types
-            result, meta = _capped(full, policy.max_output_bytes)
+            full, raw, size = self._redact_result(result, call)
+            max_bytes = policy.max_output_bytes
+            if max_bytes is None or 0 <= size <= max_bytes:
+                result = full  # bounded below the cap: no serialising to measure it
+            else:
+                result, meta = _capped(full, max_bytes, size)
         record = self._record(call, started, status, result=result, error=error,
                               error_type=error_type, t0=t0, meta=meta, result_redacted=True)
         instruction = entry.spec.meta.get("instruction") if entry.spec.meta else None
@@ -322,9 +325,8 @@ class ActionDispatcher:
         for requirement in entry.spec.execution_environments:
             try:
                 owned = self._owned(requirement, call)
-                handle = await manager.async_ensure(owned, events=self.events,
-                                                    approval_context=self.agent,
-                                                    approval=self.approval, policy=policy)
+                handle, resource = await manager._ensure(owned, self.events, self.agent,
+                                                         self.approval, policy)
             except EnvironmentApprovalRequired as exc:
                 return self._record(call, started, "approval_required",
                                     error_type="ApprovalRequired", error=str(exc),
@@ -338,7 +340,7 @@ class ActionDispatcher:
             leases.append(handle)
             key = requirement.resource_key or requirement.kind
             context.execution_environment_handles[key] = handle
-            context.execution_environment_resources[key] = manager.resource(handle)
+            context.execution_environment_resources[key] = resource
         return None
 
     def _owned(self, requirement: EnvironmentRequirement, call: ActionCall) -> EnvironmentRequirement:
@@ -435,6 +437,20 @@ class ActionDispatcher:
             record.approval_request_id = approval_request_id
         return await self._finish(record)
 
+    def _redact_result(self, result: Any, call: ActionCall) -> tuple[Any, Any, int]:
+        """``(redacted JSON-safe result, unredacted JSON-safe result, an upper bound of
+        the first's serialised size or -1)``. A plain JSON result is redacted and bounded
+        in one walk, without converting it."""
+        redactor = self.redactor
+        if redactor is not None:
+            extra = redactor.secret_arguments(call.kwargs) if isinstance(
+                call.kwargs, dict) else ()
+            full, size = redactor.redact_json(result, extra)
+            if size >= 0:
+                return full, result, size
+        raw = _jsonable(result)
+        return self._redact(raw, call), raw, -1  # JSON-safe still: no new types
+
     def _redact(self, value: Any, call: ActionCall | None = None) -> Any:
         redactor = self.redactor
         if redactor is None:
@@ -500,13 +516,15 @@ def _serialisable(value: Any, max_bytes: int | None) -> tuple[Any, dict[str, Any
     return _capped(_jsonable(value), max_bytes)
 
 
-def _capped(value: Any, max_bytes: int | None) -> tuple[Any, dict[str, Any]]:
+def _capped(value: Any, max_bytes: int | None, bound: int = -1) -> tuple[Any, dict[str, Any]]:
     """Enforce ``max_output_bytes`` on a JSON-safe result. A result whose serialised size
-    is bounded below the cap (a cheap upper bound, :func:`_size_bound`) is not serialised
-    at all; any other is measured exactly."""
+    is bounded below the cap (``bound``, an upper bound known already, else a cheap one
+    from :func:`_size_bound`) is not serialised at all; any other is measured exactly."""
     if max_bytes is None:
         return value, {}
-    if not isinstance(value, str) and _size_bound(value, max_bytes) <= max_bytes:
+    if bound < 0 and not isinstance(value, str):
+        bound = _size_bound(value, max_bytes)
+    if 0 <= bound <= max_bytes:
         return value, {}
     import json
 
@@ -529,7 +547,7 @@ _SCALAR_BOUND = {bool: 5, type(None): 4, float: 24}  # "false", "null", repr of 
 def _size_bound(value: Any, limit: int) -> int:
     """An upper bound of ``len(json.dumps(value, ensure_ascii=False).encode())`` for a
     JSON-safe value, or ``limit + 1`` once it exceeds ``limit`` or meets anything it cannot
-    bound (the caller then measures exactly). A character takes at most 6 bytes (``\u001f``;
+    bound (the caller then measures exactly). A character takes at most 6 bytes (``\\u001f``;
     UTF-8 takes at most 4); the separators are ``", "`` and ``": "``."""
     total = 0
     stack = [value]

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 
 from .errors import (
     ConfigError,
@@ -192,6 +193,15 @@ class ExecutionEnvironmentManager:
         a healthy resource with the same reuse key. The returned handle's ``lease_id`` must
         be released exactly once. ``approval`` and ``policy`` are the caller's (an agent's)
         handlers and policy; they default to the manager's own."""
+        await anyio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller gets no lease
+        return (await self._ensure(requirement, events, approval_context, approval, policy))[0]
+
+    async def _ensure(self, requirement: EnvironmentRequirement | Mapping[str, Any] | str,
+                      events: EventCenter | None, approval_context: Any,
+                      approval: PolicyApproval | None, policy: Policy | None
+                      ) -> tuple[EnvironmentHandle, Any]:
+        """:meth:`async_ensure`, returning the live resource beside the handle (the
+        dispatcher's hot path: no lookup of the resource by the handle afterwards)."""
         self._check_open()
         requirement, key = self._resolve_key(requirement)
         while True:
@@ -200,12 +210,17 @@ class ExecutionEnvironmentManager:
             if slot is None:
                 provider, name = self.provider_for(requirement.kind, requirement.provider)
                 slot = self._slots[key] = _Slot(key, requirement, provider, name)
-            async with slot.lock:
+            lock = slot.lock
+            try:
+                lock.acquire_nowait()  # free: taken without the coroutine round trips
+            except anyio.WouldBlock:
+                await lock.acquire()
+            try:
                 if slot.closed:
                     continue  # released meanwhile: start afresh
                 if slot.resource is None:
                     await self._start(slot, events, (approval_context, approval, policy))
-                elif not await self._healthy(slot):
+                elif not await self._healthy(slot):  # before every reuse
                     slot.status = "unhealthy"
                     await self._emit(events, "execution_environment.unhealthy", slot)
                     await self._stop(slot, events)
@@ -216,7 +231,9 @@ class ExecutionEnvironmentManager:
                 if slot.owner_lease is None and requirement.scope != "action_call":
                     slot.owner_lease = f"lease_{next(_lease_numbers)}"
                     slot.leases.add(slot.owner_lease)
-                return slot.handle(lease)
+                return slot.handle(lease), slot.resource
+            finally:
+                lock.release()
 
     async def _start(self, slot: _Slot, events: EventCenter | None,
                      approval: tuple[Any, PolicyApproval | None, Policy | None]) -> None:

@@ -127,6 +127,68 @@ def _walk(value: Any, pattern: re.Pattern[str] | None, local: re.Pattern[str] | 
     return value
 
 
+class _NotJson(Exception):
+    """:func:`_walk_json` met a value that is not plain JSON."""
+
+
+_JSON = frozenset({str, int, float, bool, type(None), dict, list})
+#: An upper bound of the JSON text of each scalar ("false", "null", a float's repr).
+_SCALAR_BYTES = {bool: 5, type(None): 4, float: 24}
+#: Longer ints are measured exactly by the caller (and may not print at all).
+_MAX_INT_BITS = 4096
+_UNBOUNDED = 1 << 62
+
+
+def _walk_json(value: Any, pattern: re.Pattern[str] | None, local: re.Pattern[str] | None,
+               keys: dict[str, tuple[bool, str]] | None, size: list[int]) -> Any:
+    """:func:`_walk` for plain JSON values (exact types only), adding to ``size[0]`` an
+    upper bound of the UTF-8 length of the copy's ``json.dumps(..., ensure_ascii=False)``:
+    a character takes at most 6 bytes (``\\u001f``), separators are ``", "`` and ``": "``.
+    Raises :class:`_NotJson` at anything else."""
+    kind = type(value)
+    if kind is str:
+        if pattern is not None:
+            value = pattern.sub(MASK, value)
+        if local is not None:
+            value = local.sub(MASK, value)
+        size[0] += 6 * len(value) + 2
+        return value
+    if kind is dict:
+        size[0] += 2 + 4 * len(value)
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if type(key) is not str or type(item) not in _JSON:
+                raise _NotJson
+            if keys is not None:
+                entry = keys.get(key)
+                if entry is None:
+                    entry = (_secret_name(key), _mask(key, pattern, local))
+                    if len(keys) < _KEY_CACHE_SIZE:
+                        keys[key] = entry
+                secret, key = entry
+            else:
+                secret, key = _secret_name(key), _mask(key, pattern, local)
+            size[0] += 6 * len(key) + 2
+            if secret and item not in (None, ""):
+                out[key] = MASK
+                size[0] += 5
+            else:
+                out[key] = _walk_json(item, pattern, local, keys, size)
+        return out
+    if kind is list:
+        size[0] += 2 + 2 * len(value)
+        return [_walk_json(item, pattern, local, keys, size) for item in value]
+    if kind is int:
+        bits = value.bit_length()
+        size[0] += bits // 3 + 2 if bits <= _MAX_INT_BITS else _UNBOUNDED  # log10(2) < 1/3
+        return value
+    bound = _SCALAR_BYTES.get(kind)
+    if bound is None:
+        raise _NotJson
+    size[0] += bound
+    return value
+
+
 class Redactor:
     """Masks secrets in any JSON-like value. Thread-safe; cheap when nothing matches."""
 
@@ -200,6 +262,22 @@ class Redactor:
         pattern, keys = self._state
         local = _local(extra) if extra else None
         return _walk(value, pattern, local, keys if local is None else None)
+
+    def redact_json(self, value: Any, extra: Iterable[str] = ()) -> tuple[Any, int]:
+        """:meth:`redact` for a plain JSON value (dicts with string keys, lists, strings,
+        ints, floats, bools, None; exact types), in the same one walk an upper bound of
+        the copy's serialised size: ``(copy, bound)``. ``(None, -1)`` when ``value`` is not
+        plain JSON (convert it, then use :meth:`redact`)."""
+        pattern, keys = self._state
+        local = _local(extra) if extra else None
+        size = [0]
+        try:
+            return _walk_json(value, pattern, local, keys if local is None else None,
+                              size), size[0]
+        except _NotJson:
+            return None, -1
+        except RecursionError:  # deeper than the walk goes: the caller's path decides
+            return None, -1
 
     @staticmethod
     def secret_arguments(kwargs: Mapping[str, Any]) -> list[str]:

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,11 +40,36 @@ def test_the_docs_have_examples() -> None:
     assert len(BLOCKS) >= 30
 
 
+@pytest.fixture(scope="module")
+def postgres_dsn() -> Iterator[str]:
+    """A real PostgreSQL server for the examples that use one (started like the backend's
+    own tests start it; never skipped under CI)."""
+    from agently_core_workspace_postgres.testing import (
+        ServerUnavailable,
+        find_or_start_server,
+        in_ci,
+    )
+
+    try:
+        server = find_or_start_server()
+    except ServerUnavailable as exc:
+        if in_ci():
+            pytest.fail(f"CI=true and no PostgreSQL server for the docs: {exc}", pytrace=False)
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize(("where", "code"), BLOCKS, ids=[where for where, _ in BLOCKS])
-def test_example_runs(where: str, code: str, tmp_path: Path) -> None:
+def test_example_runs(where: str, code: str, tmp_path: Path,
+                      request: pytest.FixtureRequest) -> None:
     script = tmp_path / "example.py"
     script.write_text(code, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLY_")}
+    if "AGENTLY_POSTGRES_DSN" in code:
+        env["AGENTLY_POSTGRES_DSN"] = request.getfixturevalue("postgres_dsn")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           cwd=tmp_path, env=env, timeout=120)
     assert done.returncode == 0, f"{where} failed:\n{done.stderr[-2000:]}"
