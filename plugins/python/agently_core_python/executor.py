@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agently_core_isolation.sandbox import cap_text
+from agently_core_isolation.worker_policy import uncovered
 
 from agently_core.errors import ActionError
 
@@ -63,20 +64,7 @@ class PythonExecutor:
 
 
 def _check_covered(worker: PythonWorker, policy: Any) -> None:
-    limits = worker.limits
-    problems = []
-    if policy.network is False and worker.network:
-        problems.append("network")
-    for field, have in (("max_memory_bytes", limits.memory_bytes),
-                        ("max_processes", limits.processes),
-                        ("max_file_bytes", limits.file_bytes)):
-        want = getattr(policy, field)
-        if want is not None and (have is None or have > want):
-            problems.append(field)
-    if policy.env_passthrough is not None:  # host variables beyond what the call allows
-        extra = worker.passed - set(policy.env_passthrough)
-        if extra:
-            problems.append("env_passthrough")
+    problems = uncovered(worker, policy)
     if problems:
         raise ActionError("the call's policy is stricter than its Python sandbox for "
                           f"{', '.join(problems)}; refusing to run it looser")

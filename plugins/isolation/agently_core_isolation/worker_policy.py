@@ -1,0 +1,57 @@
+"""From a policy to a warm worker's limits and environment, and back: does a worker
+already started satisfy a call's (possibly stricter) policy? Shared by the warm sandboxes
+(Python, Node.js)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from .sandbox import Limits
+
+DEFAULT_MEMORY = 1 << 30
+DEFAULT_PROCESSES = 32
+DEFAULT_FILE_BYTES = 64 << 20
+
+
+def worker_limits(policy: Any) -> Limits:
+    """A warm worker's limits, from its requirement's policy (the wall clock is per call,
+    so the worker's own is only a backstop)."""
+    return Limits(
+        wall_seconds=3600.0, cpu_seconds=None,
+        memory_bytes=policy.max_memory_bytes or DEFAULT_MEMORY,
+        processes=policy.max_processes or DEFAULT_PROCESSES,
+        file_bytes=policy.max_file_bytes or DEFAULT_FILE_BYTES,
+    )
+
+
+def worker_env(policy: Any, config: Mapping[str, Any]) -> tuple[dict[str, str], frozenset[str]]:
+    """The child's environment, built from the host's config (``env``) and the policy's
+    ``env_passthrough``, never inherited; and the names in it passed through from the
+    host's environment (as opposed to values the host configured)."""
+    env = {str(k): str(v) for k, v in (config.get("env") or {}).items()}
+    passed = set()
+    for name in policy.env_passthrough or ():
+        if name in os.environ:
+            env[name] = os.environ[name]
+            passed.add(name)
+    return env, frozenset(passed)
+
+
+def uncovered(worker: Any, policy: Any) -> list[str]:
+    """The policy fields a running ``worker`` (with ``limits``, ``network`` and
+    ``passed``) is looser than: a call with any of them must not run in it."""
+    limits = worker.limits
+    problems = []
+    if policy.network is False and worker.network:
+        problems.append("network")
+    for field, have in (("max_memory_bytes", limits.memory_bytes),
+                        ("max_processes", limits.processes),
+                        ("max_file_bytes", limits.file_bytes)):
+        want = getattr(policy, field)
+        if want is not None and (have is None or have > want):
+            problems.append(field)
+    if policy.env_passthrough is not None and worker.passed - set(policy.env_passthrough):
+        problems.append("env_passthrough")  # host variables beyond what the call allows
+    return problems
