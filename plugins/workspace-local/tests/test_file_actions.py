@@ -210,7 +210,9 @@ def test_fifos_are_refused_without_hanging(agent, root):
 def test_device_files_are_refused(agent, root):
     try:
         os.mknod(root / "null", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
-    except (PermissionError, OSError) as exc:
+    except (PermissionError, OSError) as exc:  # a user machine without CAP_MKNOD
+        if os.environ.get("CI"):
+            pytest.fail(f"CI runs as root and must create the device node: {exc}", pytrace=False)
         pytest.skip(f"cannot create a device node here: {exc}")
     refused(agent, "read_file", "device", path="null")
     refused(agent, "write_file", "device", path="null", content="x")
