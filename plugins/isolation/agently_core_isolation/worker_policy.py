@@ -55,3 +55,27 @@ def uncovered(worker: Any, policy: Any) -> list[str]:
     if policy.env_passthrough is not None and worker.passed - set(policy.env_passthrough):
         problems.append("env_passthrough")  # host variables beyond what the call allows
     return problems
+
+
+def mount_settings(*, timeout: float, network: bool, memory_mb: int | None,
+                   processes: int | None, file_mb: int | None, env: Mapping[str, str] | None,
+                   env_passthrough: list[str] | None, tier: str | None,
+                   allow_trusted_local: bool, max_output_bytes: int
+                   ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A warm sandbox package's ``mount`` options as ``(action policy, requirement policy,
+    requirement config)``: the action's policy also caps the output and the wall clock;
+    the worker is started from the rest."""
+    policy: dict[str, Any] = {"timeout_seconds": float(timeout), "network": bool(network),
+                              "max_output_bytes": int(max_output_bytes)}
+    for key, value in (("max_memory_bytes", memory_mb and memory_mb << 20),
+                       ("max_processes", processes), ("max_file_bytes", file_mb and file_mb << 20),
+                       ("env_passthrough", env_passthrough)):
+        if value is not None:
+            policy[key] = value
+    config: dict[str, Any] = {"allow_trusted_local": allow_trusted_local}
+    if tier:
+        config["tier"] = tier
+    if env:
+        config["env"] = dict(env)
+    worker_policy = {k: v for k, v in policy.items() if k != "max_output_bytes"}
+    return policy, worker_policy, config

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from agently_core_isolation.worker_policy import mount_settings
+
 from agently_core.models import ActionSpec, EnvironmentRequirement
 
 DESCRIPTION = (
@@ -21,21 +23,13 @@ def mount(agent: Any, *, scope: str = "agent", timeout: float = 30.0, network: b
           allow_trusted_local: bool = False, max_output_bytes: int = 100_000,
           name: str = "run_python") -> list[str]:
     """Register ``run_python`` with a warm worker per ``scope`` owner."""
-    policy: dict[str, Any] = {"timeout_seconds": float(timeout), "network": bool(network),
-                              "max_output_bytes": int(max_output_bytes)}
-    for key, value in (("max_memory_bytes", memory_mb and memory_mb << 20),
-                       ("max_processes", processes), ("max_file_bytes", file_mb and file_mb << 20),
-                       ("env_passthrough", env_passthrough)):
-        if value is not None:
-            policy[key] = value
-    config: dict[str, Any] = {"allow_trusted_local": allow_trusted_local}
-    if tier:
-        config["tier"] = tier
-    if env:
-        config["env"] = dict(env)
+    policy, worker_policy, config = mount_settings(
+        timeout=timeout, network=network, memory_mb=memory_mb, processes=processes,
+        file_mb=file_mb, env=env, env_passthrough=env_passthrough, tier=tier,
+        allow_trusted_local=allow_trusted_local, max_output_bytes=max_output_bytes)
     requirement = EnvironmentRequirement(
         kind="python", scope=scope, resource_key="python", config=config,
-        policy={k: v for k, v in policy.items() if k != "max_output_bytes"},
+        policy=worker_policy,
     )
     spec = ActionSpec(
         name=name, description=DESCRIPTION, kind="python", policy=policy,
