@@ -47,6 +47,19 @@ def construct(cls: type[BaseModel], values: dict[str, Any]) -> Any:
     return obj
 
 
+def _dict() -> dict[str, Any]:
+    return {}
+
+
+def _list() -> list[Any]:
+    return []
+
+
+# Default factories are plain functions, not ``dict``/``list``: pydantic inspects each
+# factory's signature, and the first builtin it inspects costs ~2 ms of regex compiling in
+# ``tokenize``, paid by every process's first call.
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True, validate_assignment=False)
 
@@ -182,8 +195,8 @@ class EnvironmentRequirement(_Model):
     scope: Scope = "action_call"
     owner_id: str | None = None
     resource_key: str | None = None
-    config: dict[str, Any] = Field(default_factory=dict)
-    policy: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=_dict)
+    policy: dict[str, Any] = Field(default_factory=_dict)
     reuse_key: str | None = None
     approval_required: bool = False
     provider: str | None = None
@@ -206,7 +219,7 @@ class EnvironmentHandle(_Model):
         None, description="The reference this ensure returned; release it exactly once."
     )
     created_at: float = Field(default_factory=time.time)
-    meta: dict[str, Any] = Field(default_factory=dict)
+    meta: dict[str, Any] = Field(default_factory=_dict)
 
 
 class ActionSpec(_Model):
@@ -218,11 +231,11 @@ class ActionSpec(_Model):
     output_schema: dict[str, Any] | None = None
     kind: str = Field("function", description="Which executor kind runs this action.")
     executor: str | None = Field(None, description="Pin a named executor for the kind.")
-    tags: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=_list)
     approval_required: bool = False
-    policy: dict[str, Any] = Field(default_factory=dict)
-    execution_environments: list[EnvironmentRequirement] = Field(default_factory=list)
-    meta: dict[str, Any] = Field(default_factory=dict)
+    policy: dict[str, Any] = Field(default_factory=_dict)
+    execution_environments: list[EnvironmentRequirement] = Field(default_factory=_list)
+    meta: dict[str, Any] = Field(default_factory=_dict)
 
     def info(self) -> dict[str, Any]:
         """The schema a planner or model is shown."""
@@ -234,12 +247,12 @@ class ActionCall(_Model):
 
     id: str = Field(default_factory=lambda: new_id("call_"))
     action: str
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    kwargs: dict[str, Any] = Field(default_factory=_dict)
     purpose: str = ""
     todo_suggestion: str = ""
     source: Literal["host", "model"] = "host"
     round_index: int | None = None
-    policy: dict[str, Any] = Field(default_factory=dict)
+    policy: dict[str, Any] = Field(default_factory=_dict)
 
 
 class ActionRecord(_Model):
@@ -249,7 +262,7 @@ class ActionRecord(_Model):
     call_id: str
     action: str
     status: ActionStatus
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    kwargs: dict[str, Any] = Field(default_factory=_dict)
     result: Any = None
     error: str | None = None
     error_type: str | None = None
@@ -259,8 +272,8 @@ class ActionRecord(_Model):
     duration_ms: float = 0.0
     approval_request_id: str | None = None
     digest: dict[str, Any] | None = None
-    artifacts: list[str] = Field(default_factory=list)
-    meta: dict[str, Any] = Field(default_factory=dict)
+    artifacts: list[str] = Field(default_factory=_list)
+    meta: dict[str, Any] = Field(default_factory=_dict)
 
     @property
     def ok(self) -> bool:
@@ -271,11 +284,11 @@ class ActionDecision(_Model):
     """A planner's decision for one round, after normalisation by the ActionRuntime."""
 
     next_action: Literal["execute", "response"]
-    calls: list[ActionCall] = Field(default_factory=list)
+    calls: list[ActionCall] = Field(default_factory=_list)
     response: Any = None
     protocol: PlanningProtocol = "structured_plan"
     invalid: list[dict[str, Any]] = Field(
-        default_factory=list,
+        default_factory=_list,
         description="Calls that could not be normalised: {call_id, action, error} each.",
     )
 
@@ -288,7 +301,7 @@ class ApprovalRequest(_Model):
     subject: str
     subject_id: str | None = None
     reason: str = ""
-    details: dict[str, Any] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(default_factory=_dict)
     created_at: float = Field(default_factory=time.time)
 
 
@@ -313,7 +326,7 @@ class Event(_Model):
     type: str
     ts: float = Field(default_factory=time.time)
     source: str | None = None
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: dict[str, Any] = Field(default_factory=_dict)
 
 
 __all__ = [
@@ -341,7 +354,7 @@ class FlowRound(_Model):
 
     round_index: int
     decision: ActionDecision
-    record_ids: list[str] = Field(default_factory=list)
+    record_ids: list[str] = Field(default_factory=_list)
 
 
 class FlowResult(_Model):
@@ -349,8 +362,8 @@ class FlowResult(_Model):
     ``max_rounds``, ``approval_required`` or ``failed`` (the planner failed; see ``error``)."""
 
     request: Any = None
-    records: list[ActionRecord] = Field(default_factory=list)
-    rounds: list[FlowRound] = Field(default_factory=list)
+    records: list[ActionRecord] = Field(default_factory=_list)
+    rounds: list[FlowRound] = Field(default_factory=_list)
     response: Any = None
     stop_reason: Literal["response", "max_rounds", "approval_required", "failed"] = "response"
     error: str | None = None
@@ -368,11 +381,11 @@ class ExecutionSnapshot(_Model):
     state: Literal["open", "sealed", "closed"]
     created_at: float
     closed_at: float | None = None
-    environments: list[EnvironmentHandle] = Field(default_factory=list)
-    runtime_resource_keys: list[str] = Field(default_factory=list)
-    pending_approvals: list[ApprovalRequest] = Field(default_factory=list)
-    decisions: list[ApprovalDecision] = Field(default_factory=list)
-    resumed: list[str] = Field(default_factory=list, description="Resume request ids used.")
+    environments: list[EnvironmentHandle] = Field(default_factory=_list)
+    runtime_resource_keys: list[str] = Field(default_factory=_list)
+    pending_approvals: list[ApprovalRequest] = Field(default_factory=_list)
+    decisions: list[ApprovalDecision] = Field(default_factory=_list)
+    resumed: list[str] = Field(default_factory=_list, description="Resume request ids used.")
     result: Any = None
 
 

@@ -210,16 +210,17 @@ class PluginManager:
 
         seen: set[tuple[str, str | None]] = set()
         for ep in entry_points(group=hookspecs.ENTRY_POINT_GROUP):
-            dist = ep.dist
-            dist_name = dist.name if dist else None
+            # ``dist.name`` and ``dist.version`` each re-read and re-parse METADATA.
+            metadata = ep.dist.metadata if ep.dist else None
+            dist_name = metadata["Name"] if metadata else None
             if (ep.name, dist_name) in seen:
                 continue  # the same distribution visible twice on sys.path
             seen.add((ep.name, dist_name))
             name = ep.name if ep.name not in self.plugins else f"{ep.name}@{dist_name}"
             info = PluginInfo(
                 name=name,
-                distribution=dist.name if dist else None,
-                version=dist.version if dist else None,
+                distribution=dist_name,
+                version=metadata["Version"] if metadata else None,
                 module=ep.value,
             )
             self.plugins[name] = info
