@@ -8,8 +8,12 @@
 * ``mcp_call_ms``: one ``tools/call`` round trip through agently-core's dispatch
   (``agent.action.async_execute_action``: validation, policy, the managed session, result
   mapping, the record), beside ``mcp_sdk_call_ms``: ``ClientSession.call_tool`` on a bare
-  SDK session to the same server; ``mcp_call_ratio`` is the median over alternating blocks
+  SDK session to the same server; ``mcp_call_ratio`` is the median over rotating blocks
   of the first over the second;
+* ``mcp_transport_call_ms``: ``ClientSession.call_tool`` on the SDK session inside
+  agently-core's managed session (the SDK over agently-core's stdio transport, no
+  dispatch), with its ratio to the bare SDK call; ``mcp_dispatch_overhead_us``: what the
+  dispatch adds to that call (the median of the per-block differences);
 * ``mcp_session_start_ms``: starting a session through the environment manager (spawn,
   ``initialize``, the process lookup), beside ``mcp_sdk_session_start_ms``:
   ``stdio_client`` + ``ClientSession`` + ``initialize``;
@@ -77,6 +81,7 @@ async def mcp_figures(repeat: int, *, server: str | None = None) -> list[dict[st
     """The MCP rows for bench/run.py (runs on the caller's event loop); ``server``:
     ``"everything"`` (the default) or ``"time"``."""
     import agently_core_mcp
+    from agently_core_mcp.testing import connection
 
     import agently_core
 
@@ -93,21 +98,31 @@ async def mcp_figures(repeat: int, *, server: str | None = None) -> list[dict[st
                 record = await execute(tool, arguments)
                 assert record.status == "success", record.error
                 await sdk.call_tool(tool, arguments)
-            ours, bare = [], []
-            for block in range(blocks):  # alternate which goes first
-                for which in ((0, 1) if block % 2 else (1, 0)):
+            # the ClientSession inside agently-core's session: the SDK over our transport
+            direct = connection(agent, tool)._active.client
+            variants = {
+                "ours": lambda: execute(tool, arguments),
+                "bare": lambda: sdk.call_tool(tool, arguments),
+                "direct": lambda: direct.call_tool(tool, arguments),
+            }
+            times: dict[str, list[float]] = {name: [] for name in variants}
+            for block in range(blocks):  # rotate which goes first
+                names = list(variants)
+                names = names[block % 3:] + names[:block % 3]
+                for name in names:
+                    run = variants[name]
                     t = time.perf_counter()
-                    if which:
-                        for _ in range(per_block):
-                            await execute(tool, arguments)
-                    else:
-                        for _ in range(per_block):
-                            await sdk.call_tool(tool, arguments)
-                    (ours if which else bare).append(
-                        (time.perf_counter() - t) / per_block * 1000)
+                    for _ in range(per_block):
+                        await run()
+                    times[name].append((time.perf_counter() - t) / per_block * 1000)
+            ours, bare, direct_ms = times["ours"], times["bare"], times["direct"]
             call_ms, sdk_call_ms = statistics.median(ours), statistics.median(bare)
             # the ratio of each block pair, so drift of the machine's speed cancels out
             call_ratio = statistics.median(a / b for a, b in zip(ours, bare, strict=True))
+            transport_ratio = statistics.median(
+                a / b for a, b in zip(direct_ms, bare, strict=True))
+            dispatch_us = statistics.median(
+                (a - b) * 1000 for a, b in zip(ours, direct_ms, strict=True))
 
             calls = [{"action": tool, "kwargs": arguments} for _ in range(100)]
             rates, sdk_rates = [], []
@@ -135,6 +150,9 @@ async def mcp_figures(repeat: int, *, server: str | None = None) -> list[dict[st
         _row("mcp_call_ms", call_ms, "ms", sdk_call_ms),
         _row("mcp_sdk_call_ms", sdk_call_ms, "ms", None),
         _row("mcp_call_ratio", call_ratio, "x", 1.0),
+        _row("mcp_transport_call_ms", statistics.median(direct_ms), "ms", sdk_call_ms,
+             transport_ratio),
+        _row("mcp_dispatch_overhead_us", dispatch_us, "us", None),
         _row("mcp_session_start_ms", start_ms, "ms", sdk_start_ms),
         _row("mcp_sdk_session_start_ms", sdk_start_ms, "ms", None),
         _row("mcp_concurrent_calls_per_s", rate, "calls/s", sdk_rate),

@@ -53,7 +53,8 @@ from agently_core import _sync
 
 from .servers import resolve_command
 
-#: Set in a stdio server's environment so its process can be found (``/proc``) and killed.
+#: Set in a stdio server's environment (to a value unique to the session), so its
+#: processes can be told apart from any others (``testing.server_pids``, operators).
 MARKER_VARIABLE = "AGENTLY_MCP_SESSION"
 #: How much of a stdio server's stderr is kept for error messages.
 STDERR_TAIL = 4000
@@ -169,30 +170,27 @@ class _Session:
         return await stack.enter_async_context(streamable_http_client(url, http_client=http))
 
     async def _stdio(self, stack: contextlib.AsyncExitStack) -> Any:
-        from mcp import StdioServerParameters, stdio_client
+        from .stdio import stdio_transport
 
         env = {str(k): str(v) for k, v in (self.config.get("env") or {}).items()}
         env[MARKER_VARIABLE] = self._marker
-        params = StdioServerParameters(
-            command=resolve_command(self.config["command"]), args=list(self.config.get("args") or ()),
-            env=env, cwd=self.config.get("cwd") or None)
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         self._stderr_fd = read_fd
         stack.callback(self._stop_stderr)  # runs after the transport has stopped the server
         self.loop.add_reader(read_fd, self._read_stderr)
-        errlog = os.fdopen(write_fd, "wb", buffering=0)
         try:
-            streams = await stack.enter_async_context(stdio_client(params, errlog=errlog))  # type: ignore[arg-type]
+            read, write, process = await stack.enter_async_context(stdio_transport(
+                resolve_command(self.config["command"]), [str(a) for a in self.config.get("args") or ()],
+                env=env, cwd=self.config.get("cwd") or None, stderr=write_fd))
         finally:
-            errlog.close()  # the server holds its own copy
-        self.pid = _find_child(self._marker)
-        if self.pid is not None:
-            try:
-                self._pidfd = os.pidfd_open(self.pid)
-            except (OSError, AttributeError):
-                self._pidfd = None
-        return streams
+            os.close(write_fd)  # the server holds its own copy
+        self.pid = process.pid
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+        except (OSError, AttributeError):
+            self._pidfd = None
+        return read, write
 
     def _read_stderr(self) -> None:
         fd = self._stderr_fd
@@ -548,46 +546,6 @@ def _is_closed(exc: BaseException) -> bool:
         return leaf.code == CONNECTION_CLOSED
     return isinstance(leaf, (anyio.ClosedResourceError, anyio.BrokenResourceError,
                              anyio.EndOfStream, ConnectionError))
-
-
-def _find_child(marker: str) -> int | None:
-    """Our child process whose environment carries ``marker`` (Linux ``/proc``): from the
-    threads' ``children`` lists, else (those can miss a child) from every process's
-    parent id."""
-    me = os.getpid()
-    needle = f"{MARKER_VARIABLE}={marker}".encode()
-
-    def marked(pid: str) -> bool:
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as handle:
-                return needle in handle.read().split(b"\0")
-        except OSError:
-            return False
-
-    try:
-        tasks = os.listdir(f"/proc/{me}/task")
-    except OSError:
-        return None
-    for tid in tasks:
-        try:
-            with open(f"/proc/{me}/task/{tid}/children", encoding="ascii") as handle:
-                children = handle.read().split()
-        except OSError:
-            continue
-        for pid in children:
-            if marked(pid):
-                return int(pid)
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-                parent = handle.read().rsplit(")", 1)[1].split()[1]
-        except (OSError, IndexError):
-            continue
-        if parent == str(me) and marked(pid):
-            return int(pid)
-    return None
 
 
 @functools.cache

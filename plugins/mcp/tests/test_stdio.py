@@ -1,0 +1,189 @@
+"""The stdio transport (``agently_core_mcp.stdio``): line framing, malformed and oversized
+lines, whole-line writes under concurrency, the inherited environment and the shutdown
+order, against real processes; and a real server behind a noisy stdout."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types
+import pytest
+from agently_core_mcp.stdio import MessageTooLarge, StdioReader, stdio_transport
+from agently_core_mcp.testing import state
+from mcp.shared.message import SessionMessage
+
+
+def request(n: int) -> SessionMessage:
+    return SessionMessage(mcp_types.JSONRPCRequest(jsonrpc="2.0", id=n, method="ping"))
+
+
+def line(n: int) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": n, "result": {}}).encode()
+
+
+async def read_all(chunks: list[bytes], max_bytes: int = 1 << 20) -> list[Any]:
+    send, receive = anyio.create_memory_object_stream[bytes](len(chunks) + 1)
+    for chunk in chunks:
+        send.send_nowait(chunk)
+    send.close()
+    return [item async for item in StdioReader(receive, max_bytes)]
+
+
+def ids(items: list[Any]) -> list[Any]:
+    return [item.message.id if isinstance(item, SessionMessage) else type(item).__name__
+            for item in items]
+
+
+# -- framing -----------------------------------------------------------------------------------
+def test_lines_split_across_and_within_chunks() -> None:
+    data = b"\n".join(line(n) for n in range(5)) + b"\n"
+    chunks = [data[i:i + 7] for i in range(0, len(data), 7)]  # cuts inside every message
+    assert ids(anyio.run(read_all, chunks)) == [0, 1, 2, 3, 4]
+    assert ids(anyio.run(read_all, [data])) == [0, 1, 2, 3, 4]  # all in one chunk
+
+
+def test_blank_lines_crlf_and_a_cut_last_line() -> None:
+    chunks = [b"\n\r\n" + line(1) + b"\r\n", b"   \n" + line(2) + b"\n" + line(3)[:10]]
+    assert ids(anyio.run(read_all, chunks)) == [1, 2]  # the unfinished line is not a message
+
+
+def test_a_malformed_line_is_reported_and_the_next_ones_still_arrive() -> None:
+    chunks = [b"this is not json\n", b'{"jsonrpc": "2.0", "oops": 1}\n', line(7) + b"\n"]
+    items = anyio.run(read_all, chunks)
+    assert isinstance(items[0], ValueError) and isinstance(items[1], ValueError)
+    assert ids(items[2:]) == [7]
+
+
+def test_an_oversized_line_is_dropped_without_buffering_it() -> None:
+    big = b'{"jsonrpc": "2.0", "id": 1, "result": {"x": "' + b"a" * 5000 + b'"}}'
+    chunks = [line(0) + b"\n" + big[:100], *[big[i:i + 512] for i in range(100, len(big), 512)],
+              b"\n" + line(2) + b"\n"]
+    items = anyio.run(read_all, chunks, 1000)
+    assert ids(items) == [0, "MessageTooLarge", 2]
+    assert "over 1000 bytes" in str(items[1]) and isinstance(items[1], MessageTooLarge)
+    # the limit also holds when the long line ends within the chunk that crosses it
+    items = anyio.run(read_all, [big[:900], big[900:] + b"\n" + line(3) + b"\n"], 1000)
+    assert ids(items) == ["MessageTooLarge", 3]
+
+
+# -- real processes ------------------------------------------------------------------------------
+def test_concurrent_senders_write_whole_lines() -> None:
+    async def main() -> list[Any]:
+        async with stdio_transport("cat", []) as (read, write, _):
+            async with anyio.create_task_group() as group:
+                for n in range(200):
+                    group.start_soon(write.send, request(n))
+            got: list[Any] = []
+            async for item in read:
+                got.append(item)
+                if len(got) == 200:
+                    break
+            return got
+
+    items = anyio.run(main)
+    assert sorted(ids(items)) == list(range(200))  # every line parsed: none interleaved
+
+
+def test_the_server_inherits_only_the_sdk_default_environment(tmp_path: Path,
+                                                              monkeypatch: Any) -> None:
+    monkeypatch.setenv("HOST_SECRET_TOKEN", "do-not-leak")
+    out = tmp_path / "env.json"
+    script = f"import json, os; open({str(out)!r}, 'w').write(json.dumps(dict(os.environ)))"
+
+    async def main() -> None:
+        async with stdio_transport(sys.executable, ["-c", script], env={"GIVEN": "1"}) as (
+                _, _, process):
+            with anyio.fail_after(10):
+                while process.returncode is None:
+                    await anyio.sleep(0.02)
+
+    anyio.run(main)
+    seen = json.loads(out.read_text())
+    assert "HOST_SECRET_TOKEN" not in seen and seen["GIVEN"] == "1"
+    assert set(seen) <= {"HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "GIVEN", "LC_CTYPE"}
+
+
+def test_a_server_ignoring_eof_and_sigterm_is_killed_with_its_group() -> None:
+    # the server ignores SIGTERM and starts a child of its own in its process group
+    script = ("import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+              "child = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+              "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)']);"
+              "print(child.pid, flush=True); time.sleep(60)")
+
+    async def main() -> tuple[int, int, float, Any]:
+        async with stdio_transport(sys.executable, ["-c", script]) as (_, _, process):
+            child = int((await process.stdout.receive()).split()[0])
+            started = time.monotonic()
+        return process.pid, child, time.monotonic() - started, process.returncode
+
+    pid, child, took, code = anyio.run(main)
+    assert code == -signal.SIGKILL  # stdin closed, SIGTERM ignored: killed
+    assert 3.5 < took < 10  # two grace periods of 2 s, then the kill
+    deadline = time.monotonic() + 5
+    while state(child) not in (None, "Z") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert state(child) in (None, "Z")  # the group's other process got the kill too
+    assert state(pid) is None  # reaped
+
+
+def test_a_server_flooding_stdout_is_drained_and_exits_by_itself() -> None:
+    # writes 8 MB nobody reads, then exits when its stdin ends: only draining unblocks it
+    script = "import sys; sys.stdout.write('x' * 8_000_000); sys.stdout.flush(); sys.stdin.read()"
+
+    async def main() -> tuple[Any, float]:
+        async with stdio_transport(sys.executable, ["-c", script]) as (_, _, process):
+            await anyio.sleep(0.3)
+            started = time.monotonic()
+        return process.returncode, time.monotonic() - started
+
+    code, took = anyio.run(main)
+    assert code == 0 and took < 2  # exited on its own, within the first grace period
+
+
+def test_a_write_to_a_gone_server_is_a_broken_stream_not_a_hang() -> None:
+    async def main() -> None:
+        async with stdio_transport(sys.executable, ["-c", "pass"]) as (_, write, process):
+            with anyio.fail_after(10):
+                while process.returncode is None:
+                    await anyio.sleep(0.02)
+            with pytest.raises(anyio.BrokenResourceError):
+                for n in range(100):  # the first writes may still land in the pipe buffer
+                    await write.send(request(n))
+            await write.aclose()
+            with pytest.raises(anyio.ClosedResourceError):
+                await write.send(request(0))
+
+    anyio.run(main)
+
+
+def test_a_cancelled_caller_still_shuts_the_server_down() -> None:
+    async def main() -> int:
+        pid = 0
+        with anyio.move_on_after(0.5):
+            async with stdio_transport("cat", []) as (_, _, process):
+                pid = process.pid
+                await anyio.sleep(30)
+        return pid
+
+    pid = anyio.run(main)
+    assert pid and state(pid) is None
+
+
+def test_a_real_server_behind_a_noisy_stdout(agently_agent_factory: Any,
+                                             time_server: list[str]) -> None:
+    # a wrapper that prints a banner (not JSON-RPC) before the real server takes over
+    command = ["/bin/sh", "-c", 'echo "starting the time server..."; exec "$0" "$@"', *time_server]
+    agent = agently_agent_factory()
+    try:
+        agent.use_mcp(command)
+        record = agent.action.execute_action("get_current_time", {"timezone": "UTC"})
+        assert record.status == "success", record.error
+        assert "UTC" in json.dumps(record.result)
+    finally:
+        agent.close()
