@@ -210,9 +210,7 @@ class PluginManager:
 
         seen: set[tuple[str, str | None]] = set()
         for ep in entry_points(group=hookspecs.ENTRY_POINT_GROUP):
-            # ``dist.name`` and ``dist.version`` each re-read and re-parse METADATA.
-            metadata = ep.dist.metadata if ep.dist else None
-            dist_name = metadata["Name"] if metadata else None
+            dist_name, dist_version = _name_and_version(ep.dist)
             if (ep.name, dist_name) in seen:
                 continue  # the same distribution visible twice on sys.path
             seen.add((ep.name, dist_name))
@@ -220,7 +218,7 @@ class PluginManager:
             info = PluginInfo(
                 name=name,
                 distribution=dist_name,
-                version=metadata["Version"] if metadata else None,
+                version=dist_version,
                 module=ep.value,
             )
             self.plugins[name] = info
@@ -446,6 +444,32 @@ def _normalize(name: str) -> str:
     import re
 
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _name_and_version(dist: Any) -> tuple[str | None, str | None]:
+    """A distribution's ``Name`` and ``Version`` from the header lines of its METADATA.
+    ``dist.name`` and ``dist.version`` each read and parse the whole file as an email
+    message; discovery needs two single-line headers of every plugin distribution."""
+    if dist is None:
+        return None, None
+    try:
+        text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    except OSError:
+        text = ""
+    name = version = None
+    for line in text.splitlines():
+        if not line.strip():
+            break  # the headers end at the first empty line
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key == "name" and name is None:
+            name = value.strip()
+        elif key == "version" and version is None:
+            version = value.strip()
+        if name is not None and version is not None:
+            return name, version
+    metadata = dist.metadata  # unusual layout: let importlib.metadata parse it
+    return name or metadata["Name"], version or metadata["Version"]
 
 
 def _unknown_hooks(plugin: Any) -> list[str]:

@@ -538,3 +538,20 @@ def test_runtime_chosen_by_a_config_object(two_runtimes) -> None:
         agent = create_agent(config=Config(runtime=runtime))
         assert agent.runtime.name == runtime
         assert _run_same_program(agent).response == f"{runtime}:finished"
+
+
+def test_distribution_name_and_version_come_from_the_metadata_headers(tmp_path: Any) -> None:
+    from importlib.metadata import PathDistribution
+
+    from agently_core.plugins import _name_and_version
+
+    info = tmp_path / "demo_plugin-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nname: Demo-Plugin\nVersion: 1.2.3\nSummary: x\n\n"
+        "Name: not-a-header (the body starts after the first empty line)\n")
+    assert _name_and_version(PathDistribution(info)) == ("Demo-Plugin", "1.2.3")
+    # no Version header before the body: importlib.metadata's own parse decides
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: demo\n\nVersion: 9\n")
+    assert _name_and_version(PathDistribution(info)) == ("demo", None)
+    assert _name_and_version(None) == (None, None)
