@@ -47,7 +47,7 @@ class StdioReader:
     def __init__(self, stdout: Any, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self._stdout = stdout
         self._max = max_bytes
-        self._lines: deque[bytes] = deque()
+        self._ready: deque[bytes | Exception] = deque()  # complete lines, or line errors
         self._partial: list[bytes] = []
         self._partial_size = 0
         self._skipping = False  # inside a line over the limit: drop until its newline
@@ -69,50 +69,43 @@ class StdioReader:
         while True:
             if self._closed:
                 raise StopAsyncIteration
-            if self._lines:
-                line = self._lines.popleft()
-                if line.strip():
-                    return _parse(line)
+            if self._ready:
+                item = self._ready.popleft()
+                if isinstance(item, Exception):
+                    return item
+                if item.strip():
+                    return _parse(item)
                 continue
             try:
                 chunk = await self._stdout.receive()
             except _CLOSED:
                 self._closed = True
                 raise StopAsyncIteration from None
-            error = self._feed(chunk)
-            if error is not None:
-                return error
+            self._feed(chunk)
 
-    def _feed(self, chunk: bytes) -> Exception | None:
-        """Split ``chunk`` into complete lines; a line over the limit is dropped and
-        reported once."""
-        if b"\n" not in chunk:
-            if self._skipping:
-                return None
-            self._partial.append(chunk)
-            self._partial_size += len(chunk)
-            if self._partial_size > self._max:
-                self._partial, self._partial_size, self._skipping = [], 0, True
-                return MessageTooLarge(f"the MCP server sent a message over {self._max} bytes; "
-                                       "it was dropped")
-            return None
-        head, *lines, tail = chunk.split(b"\n")
-        error = None
-        if self._skipping:
-            self._skipping = False
-        elif self._partial:
-            self._partial.append(head)
-            if self._partial_size + len(head) > self._max:
-                error = MessageTooLarge(f"the MCP server sent a message over {self._max} "
-                                        "bytes; it was dropped")
+    def _feed(self, chunk: bytes) -> None:
+        """Queue the complete lines of ``chunk``; a line over the limit is dropped (once it
+        passes the limit, not when it ends) and reported once."""
+        *complete, tail = chunk.split(b"\n")
+        for piece in complete:
+            if self._skipping:  # the end of a line already reported
+                self._skipping = False
+            elif self._partial_size + len(piece) > self._max:
+                self._ready.append(self._too_large())
             else:
-                self._lines.append(b"".join(self._partial))
-        else:
-            self._lines.append(head)
-        self._lines.extend(lines)
-        self._partial = [tail] if tail else []
-        self._partial_size = len(tail)
-        return error
+                self._ready.append(b"".join((*self._partial, piece)) if self._partial else piece)
+            self._partial, self._partial_size = [], 0
+        if tail and not self._skipping:
+            if self._partial_size + len(tail) > self._max:
+                self._ready.append(self._too_large())
+                self._partial, self._partial_size, self._skipping = [], 0, True
+            else:
+                self._partial.append(tail)
+                self._partial_size += len(tail)
+
+    def _too_large(self) -> MessageTooLarge:
+        return MessageTooLarge(f"the MCP server sent a message over {self._max} bytes; "
+                               "it was dropped")
 
 
 class StdioWriter:

@@ -70,6 +70,9 @@ def test_an_oversized_line_is_dropped_without_buffering_it() -> None:
     # the limit also holds when the long line ends within the chunk that crosses it
     items = anyio.run(read_all, [big[:900], big[900:] + b"\n" + line(3) + b"\n"], 1000)
     assert ids(items) == ["MessageTooLarge", 3]
+    # and when the whole long line sits inside one chunk, between two good ones
+    items = anyio.run(read_all, [line(4) + b"\n" + big + b"\n" + line(5) + b"\n"], 1000)
+    assert ids(items) == [4, "MessageTooLarge", 5]
 
 
 # -- real processes ------------------------------------------------------------------------------
