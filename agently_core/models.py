@@ -47,17 +47,15 @@ def construct(cls: type[BaseModel], values: dict[str, Any]) -> Any:
     return obj
 
 
+# Default factories are plain functions, not ``dict``/``list``: pydantic inspects each
+# factory's signature, and the first builtin it inspects costs ~2 ms of regex compiling in
+# ``tokenize``, paid by every process's first call.
 def _dict() -> dict[str, Any]:
     return {}
 
 
 def _list() -> list[Any]:
     return []
-
-
-# Default factories are plain functions, not ``dict``/``list``: pydantic inspects each
-# factory's signature, and the first builtin it inspects costs ~2 ms of regex compiling in
-# ``tokenize``, paid by every process's first call.
 
 
 class _Model(BaseModel):
