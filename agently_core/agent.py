@@ -28,7 +28,7 @@ from .models import (
     new_id,
 )
 from .plugins import PluginManager, get_plugin_manager
-from .policy_approval import PolicyApproval
+from .policy_approval import for_plugins
 from .schema import function_schema, schema_validator
 
 _WARNED: set[str] = set()
@@ -177,7 +177,7 @@ class Agent:
         self.id = new_id("agent_")
         #: Owner id for session-scoped environments (set it to share them across agents).
         self.session_id: str | None = None
-        self.approval = PolicyApproval(self.config.approval_handler, resolve=self._plugin_handler)
+        self.approval = for_plugins(self.plugins)
         #: Seconds the interactive approval handlers wait for an answer.
         self.approval_timeout = self.config.approval_timeout
         base = Policy().merge(dict(self.config.policy))
@@ -220,10 +220,6 @@ class Agent:
         self.last_execution: Execution | None = None
         self._executions: set[Execution] = set()
         self.closed = False
-
-    def _plugin_handler(self, name: str) -> Any:
-        found = self.plugins.registrations("approval_handler").get(name)
-        return found.load() if found else None
 
     # -- policy ----------------------------------------------------------------------
     @property

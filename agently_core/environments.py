@@ -147,9 +147,9 @@ class ExecutionEnvironmentManager:
     @property
     def approval(self) -> PolicyApproval:
         if self._approval is None:
-            from .policy_approval import PolicyApproval
+            from .policy_approval import for_plugins
 
-            self._approval = PolicyApproval()
+            self._approval = for_plugins(self.plugins)
         return self._approval
 
     def provider_for(self, kind: str, name: str | None = None) -> tuple[Any, str]:

@@ -16,6 +16,11 @@ Built-in handlers:
     Leaves every request pending, for a person to decide later.
 ``input``
     Asks on the terminal and waits for an answer.
+
+The module functions :func:`register_handler` and :func:`set_default` apply to the whole
+process: every :class:`PolicyApproval` (each agent's ``agent.approval``, each manager's)
+falls back to the handlers registered here, and to the default set here when it has none of
+its own (from the ``approval_handler`` setting or ``set_default`` on it).
 """
 
 from __future__ import annotations
@@ -82,18 +87,67 @@ BUILTIN_HANDLERS: dict[str, Handler] = {
 }
 
 
+#: Handlers registered for the whole process, and its default handler's name.
+_registered: dict[str, Handler] = {}
+_process_default: str | None = None
+
+
+def register_handler(name: str, handler: Handler) -> None:
+    """Register ``handler`` under ``name`` for every agent and manager in the process. A
+    handler an agent registers under the same name wins for that agent."""
+    if not isinstance(name, str) or not name:
+        raise TypeError("an approval handler needs a non-empty name")
+    if not callable(handler):
+        raise TypeError(f"approval handler {name!r} must be callable")
+    _registered[name] = handler
+
+
+def set_default(name: str | None) -> None:
+    """Make ``name`` the default handler of every :class:`PolicyApproval` without a default
+    of its own (``None`` restores ``input_timeout_fail``). The name must be a registered or
+    built-in handler, or one a plugin registers; otherwise this is a :class:`ConfigError`."""
+    global _process_default
+    if name is not None and name not in _registered and name not in BUILTIN_HANDLERS:
+        from .plugins import get_plugin_manager
+
+        if name not in get_plugin_manager().registrations("approval_handler"):
+            raise ConfigError(f"unknown approval handler {name!r}; registered: "
+                              f"{', '.join(sorted({*_registered, *BUILTIN_HANDLERS}))}")
+    _process_default = name
+
+
+def get_default() -> str:
+    """The process-wide default handler's name."""
+    return _process_default or DEFAULT_HANDLER
+
+
+def for_plugins(plugins: Any) -> PolicyApproval:
+    """A :class:`PolicyApproval` with the configuration's default (``approval_handler``)
+    that also finds the handlers ``plugins`` register."""
+
+    def resolve(name: str) -> Handler | None:
+        found = plugins.registrations("approval_handler").get(name)
+        return found.load() if found else None
+
+    return PolicyApproval(plugins.config.approval_handler, resolve=resolve)
+
+
 class PolicyApproval:
     """Named approval handlers and the default one.
 
-    Handlers come from plugins (``register_policy_approval_handlers``) and from code
-    (:meth:`register_handler`). ``decide`` never raises because of a handler: a handler
-    that fails or returns nonsense denies, with the reason in the decision.
+    Handlers come from code (:meth:`register_handler`, then the process-wide
+    :func:`register_handler`), from plugins (``register_policy_approval_handlers``) and the
+    built-ins, looked up in that order. The default is this object's own (``default=``,
+    :meth:`set_default`), else the process-wide one (:func:`set_default`). ``decide`` never
+    raises because of a handler: a handler that fails or returns nonsense denies, with the
+    reason in the decision.
     """
 
     def __init__(self, default: str | None = None, handlers: dict[str, Handler] | None = None,
                  *, resolve: Callable[[str], Handler | None] | None = None):
         self._handlers: dict[str, Handler] = dict(handlers or {})
-        self._default = default or DEFAULT_HANDLER
+        self._resolved: dict[str, Handler] = {}  # plugin and built-in handlers found so far
+        self._default = default
         self._resolve = resolve
 
     def register_handler(self, name: str, handler: Handler) -> None:
@@ -107,18 +161,18 @@ class PolicyApproval:
 
     @property
     def default(self) -> str:
-        return self._default
+        return self._default or _process_default or DEFAULT_HANDLER
 
     def handler(self, name: str | None = None) -> Handler:
-        name = name or self._default
-        found = self._handlers.get(name)
+        name = name or self.default
+        found = self._handlers.get(name) or _registered.get(name) or self._resolved.get(name)
         if found is None:
             found = self._resolve(name) if self._resolve is not None else None
             found = found or BUILTIN_HANDLERS.get(name)
             if found is not None:
-                self._handlers[name] = found
+                self._resolved[name] = found
         if found is None:
-            known = sorted({*self._handlers, *BUILTIN_HANDLERS})
+            known = sorted({*self._handlers, *_registered, *BUILTIN_HANDLERS})
             raise ConfigError(f"unknown approval handler {name!r}; registered: {', '.join(known)}")
         return found
 

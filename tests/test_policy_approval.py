@@ -241,3 +241,63 @@ def test_decisions_are_serialisable() -> None:
     decision = ApprovalDecision(request_id=req.id, decision="approved")
     assert ApprovalRequest.model_validate_json(req.model_dump_json()) == req
     assert ApprovalDecision.model_validate_json(decision.model_dump_json()) == decision
+
+
+# -- the process-wide registry -----------------------------------------------------------------
+@pytest.fixture
+def process_registry(monkeypatch):
+    """The module's process-wide handlers and default, emptied for the test and restored."""
+    monkeypatch.setattr(pa, "_registered", {})
+    monkeypatch.setattr(pa, "_process_default", None)
+
+
+@pytest.mark.anyio
+async def test_process_wide_handlers_reach_every_approval(process_registry, make_agent) -> None:
+    pa.register_handler("reviewer", lambda context, request: "pending")
+    agent = make_agent()
+    standalone = PolicyApproval()
+    assert (await agent.approval.decide(request(), handler="reviewer")).decision == "pending"
+    assert (await standalone.decide(request(), handler="reviewer")).decision == "pending"
+    # an agent's own handler of the same name wins for that agent only
+    agent.approval.register_handler("reviewer", lambda context, request: True)
+    assert (await agent.approval.decide(request(), handler="reviewer")).decision == "approved"
+    assert (await standalone.decide(request(), handler="reviewer")).decision == "pending"
+    # a later process-wide registration replaces the earlier one everywhere it is used
+    pa.register_handler("reviewer", lambda context, request: False)
+    assert (await standalone.decide(request(), handler="reviewer")).decision == "denied"
+    agent.close()
+
+
+@pytest.mark.anyio
+async def test_process_wide_default(process_registry, make_agent, no_terminal) -> None:
+    assert pa.get_default() == "input_timeout_fail"
+    pa.set_default("auto_approve")
+    agent, configured = make_agent(), make_agent(approval_handler="fail_closed")
+    assert pa.get_default() == agent.approval.default == agent.manager.approval.default == "auto_approve"
+    assert (await agent.approval.decide(request())).decision == "approved"
+    # configuration and an explicit set_default on the object win over the process default
+    assert configured.approval.default == "fail_closed"
+    assert (await configured.approval.decide(request())).decision == "pending"
+    own = PolicyApproval()
+    own.set_default("input")
+    assert own.default == "input"
+    pa.set_default(None)
+    assert agent.approval.default == "input_timeout_fail"
+    assert (await agent.approval.decide(request())).decision == "denied"  # no terminal
+    agent.close()
+    configured.close()
+
+
+def test_process_wide_registration_rejects_bad_input(process_registry) -> None:
+    with pytest.raises(ConfigError, match="unknown approval handler 'nobody'.*auto_approve"):
+        pa.set_default("nobody")
+    assert pa.get_default() == "input_timeout_fail"  # unchanged
+    with pytest.raises(TypeError, match="must be callable"):
+        pa.register_handler("x", "not callable")
+    with pytest.raises(TypeError, match="non-empty name"):
+        pa.register_handler("", auto_approve_like)
+    assert pa._registered == {}
+
+
+def auto_approve_like(context, request) -> bool:
+    return True
