@@ -289,7 +289,7 @@ async def test_process_wide_default(process_registry, make_agent, no_terminal) -
 
 
 def test_process_wide_registration_rejects_bad_input(process_registry) -> None:
-    with pytest.raises(ConfigError, match="unknown approval handler 'nobody'.*auto_approve"):
+    with pytest.raises(ConfigError, match=r"unknown approval handler 'nobody'.*auto_approve"):
         pa.set_default("nobody")
     assert pa.get_default() == "input_timeout_fail"  # unchanged
     with pytest.raises(TypeError, match="must be callable"):
