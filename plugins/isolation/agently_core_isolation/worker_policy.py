@@ -1,6 +1,7 @@
 """From a policy to a warm worker's limits and environment, and back: does a worker
-already started satisfy a call's (possibly stricter) policy? Shared by the warm sandboxes
-(Python, Node.js)."""
+already started satisfy a call's (possibly stricter) policy? And from a package's
+``mount`` options to its action and requirement. Shared by the warm sandboxes (Python,
+Node.js)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,17 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from agently_core.errors import ActionError
+from agently_core.models import ActionSpec, EnvironmentRequirement
+
 from .sandbox import Limits
 
 DEFAULT_MEMORY = 1 << 30
 DEFAULT_PROCESSES = 32
 DEFAULT_FILE_BYTES = 64 << 20
+#: The policy fields a warm worker enforces: its executor's ``enforced_policy``.
+WORKER_POLICY_FIELDS = frozenset({"network", "max_memory_bytes", "max_processes",
+                                  "max_file_bytes", "env_passthrough"})
 
 
 def worker_limits(policy: Any) -> Limits:
@@ -57,6 +64,15 @@ def uncovered(worker: Any, policy: Any) -> list[str]:
     return problems
 
 
+def check_covered(worker: Any, policy: Any, sandbox: str) -> None:
+    """Refuse (``ActionError``) a call whose policy is stricter than the running ``worker``;
+    ``sandbox`` names it in the message (``"Python"``, ``"Node.js"``)."""
+    problems = uncovered(worker, policy)
+    if problems:
+        raise ActionError(f"the call's policy is stricter than its {sandbox} sandbox for "
+                          f"{', '.join(problems)}; refusing to run it looser")
+
+
 def mount_settings(*, timeout: float, network: bool, memory_mb: int | None,
                    processes: int | None, file_mb: int | None, env: Mapping[str, str] | None,
                    env_passthrough: list[str] | None, tier: str | None,
@@ -79,3 +95,19 @@ def mount_settings(*, timeout: float, network: bool, memory_mb: int | None,
         config["env"] = dict(env)
     worker_policy = {k: v for k, v in policy.items() if k != "max_output_bytes"}
     return policy, worker_policy, config
+
+
+def mount_worker_action(agent: Any, *, kind: str, name: str, description: str, scope: str,
+                        input_schema: dict[str, Any], instruction: str, **options: Any) -> list[str]:
+    """Register the action ``name`` of a warm sandbox package, run by a worker of ``kind``
+    (also its resource key) per ``scope`` owner; ``options`` are ``mount_settings``'s."""
+    policy, worker_policy, config = mount_settings(**options)
+    requirement = EnvironmentRequirement(
+        kind=kind, scope=scope, resource_key=kind, config=config, policy=worker_policy,
+    )
+    spec = ActionSpec(
+        name=name, description=description, kind=kind, policy=policy, input_schema=input_schema,
+        execution_environments=[requirement], meta={"instruction": instruction},
+    )
+    agent.action.register_action(spec)
+    return [name]

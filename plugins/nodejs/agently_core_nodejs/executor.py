@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agently_core_isolation.sandbox import cap_text
-from agently_core_isolation.worker_policy import uncovered
+from agently_core_isolation.worker_policy import WORKER_POLICY_FIELDS, check_covered
+from agently_core_isolation.worker_result import result_from_reply
 
 from agently_core.errors import ActionError
 
@@ -28,8 +28,7 @@ class NodeExecutor:
     """
 
     kind = "nodejs"
-    enforced_policy = frozenset({"network", "max_memory_bytes", "max_processes",
-                                 "max_file_bytes", "env_passthrough"})
+    enforced_policy = WORKER_POLICY_FIELDS
 
     async def execute(self, spec: Any, kwargs: dict[str, Any], context: Any) -> Any:
         worker = context.execution_environment_resources.get("nodejs")
@@ -37,7 +36,7 @@ class NodeExecutor:
             raise ActionError(f"{spec.name!r} has no Node.js sandbox; mount it with "
                               "agent.enable_nodejs()")
         policy = context.policy
-        _check_covered(worker, policy)
+        check_covered(worker, policy, "Node.js")
         timeout = policy.timeout_seconds or DEFAULT_TIMEOUT
         max_output = policy.max_output_bytes or DEFAULT_OUTPUT
         try:
@@ -46,28 +45,10 @@ class NodeExecutor:
                                      max_capture=max(max_output, ARTIFACT_BYTES))
         except WorkerError as exc:
             raise ActionError(str(exc)) from None
-        streams = {}
-        truncated = False
-        for name in ("stdout", "stderr"):
-            full = reply.get(name) or ""
-            streams[name], cut = cap_text(full, max_output)
-            if cut or reply.get(f"{name}_bytes", 0) > len(full.encode()):
-                truncated = True
-                context.add_artifact(name, full)  # the whole output, up to ARTIFACT_BYTES
-        result = {
-            **streams, "value": reply.get("value"), "error": reply.get("error"),
-            "error_type": reply.get("error_type"), "truncated": truncated,
-        }
+        result = result_from_reply(reply, max_output, context)
         if not reply.get("ok"):
             first = (reply.get("error") or "").strip().splitlines()
             headline = next((line for line in first if line.startswith(
                 f"{reply.get('error_type')}")), first[0] if first else reply.get("error_type"))
             raise ActionError(f"the code threw {str(headline)[:300]}", result=result)
         return result
-
-
-def _check_covered(worker: NodeWorker, policy: Any) -> None:
-    problems = uncovered(worker, policy)
-    if problems:
-        raise ActionError("the call's policy is stricter than its Node.js sandbox for "
-                          f"{', '.join(problems)}; refusing to run it looser")

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agently_core_isolation.worker_policy import mount_settings
-
-from agently_core.models import ActionSpec, EnvironmentRequirement
+from agently_core_isolation.worker_policy import mount_worker_action
 
 DESCRIPTION = (
     "Run JavaScript in an isolated, persistent Node.js sandbox (no network, private file "
@@ -28,16 +26,8 @@ def mount(agent: Any, *, scope: str = "agent", timeout: float = 30.0, network: b
           allow_trusted_local: bool = False, max_output_bytes: int = 100_000,
           name: str = "run_nodejs") -> list[str]:
     """Register ``run_nodejs`` with a warm worker per ``scope`` owner."""
-    policy, worker_policy, config = mount_settings(
-        timeout=timeout, network=network, memory_mb=memory_mb, processes=processes,
-        file_mb=file_mb, env=env, env_passthrough=env_passthrough, tier=tier,
-        allow_trusted_local=allow_trusted_local, max_output_bytes=max_output_bytes)
-    requirement = EnvironmentRequirement(
-        kind="nodejs", scope=scope, resource_key="nodejs", config=config,
-        policy=worker_policy,
-    )
-    spec = ActionSpec(
-        name=name, description=DESCRIPTION, kind="nodejs", policy=policy,
+    return mount_worker_action(
+        agent, kind="nodejs", name=name, description=DESCRIPTION, scope=scope,
         input_schema={
             "type": "object", "additionalProperties": False, "required": ["js_code"],
             "properties": {
@@ -45,7 +35,6 @@ def mount(agent: Any, *, scope: str = "agent", timeout: float = 30.0, network: b
                 "args": {"description": "Optional JSON value the code sees as `args`."},
             },
         },
-        execution_environments=[requirement], meta={"instruction": "js_code"},
-    )
-    agent.action.register_action(spec)
-    return [name]
+        instruction="js_code", timeout=timeout, network=network, memory_mb=memory_mb,
+        processes=processes, file_mb=file_mb, env=env, env_passthrough=env_passthrough, tier=tier,
+        allow_trusted_local=allow_trusted_local, max_output_bytes=max_output_bytes)

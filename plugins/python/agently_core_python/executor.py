@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agently_core_isolation.sandbox import cap_text
-from agently_core_isolation.worker_policy import uncovered
+from agently_core_isolation.worker_policy import WORKER_POLICY_FIELDS, check_covered
+from agently_core_isolation.worker_result import result_from_reply
 
 from agently_core.errors import ActionError
 
@@ -27,8 +27,7 @@ class PythonExecutor:
     """
 
     kind = "python"
-    enforced_policy = frozenset({"network", "max_memory_bytes", "max_processes",
-                                 "max_file_bytes", "env_passthrough"})
+    enforced_policy = WORKER_POLICY_FIELDS
 
     async def execute(self, spec: Any, kwargs: dict[str, Any], context: Any) -> Any:
         worker = context.execution_environment_resources.get("python")
@@ -36,7 +35,7 @@ class PythonExecutor:
             raise ActionError(f"{spec.name!r} has no Python sandbox; mount it with "
                               "agent.enable_python()")
         policy = context.policy
-        _check_covered(worker, policy)
+        check_covered(worker, policy, "Python")
         timeout = policy.timeout_seconds or DEFAULT_TIMEOUT
         max_output = policy.max_output_bytes or DEFAULT_OUTPUT
         try:
@@ -44,27 +43,9 @@ class PythonExecutor:
                                      max_output=max_output, max_capture=max(max_output, ARTIFACT_BYTES))
         except WorkerError as exc:
             raise ActionError(str(exc)) from None
-        streams = {}
-        truncated = False
-        for name in ("stdout", "stderr"):
-            full = reply.get(name, "")
-            streams[name], cut = cap_text(full, max_output)
-            if cut or reply.get(f"{name}_bytes", 0) > len(full.encode()):
-                truncated = True
-                context.add_artifact(name, full)  # the whole output, up to ARTIFACT_BYTES
-        result = {
-            **streams, "value": reply.get("value"), "error": reply.get("error"),
-            "error_type": reply.get("error_type"), "truncated": truncated,
-        }
+        result = result_from_reply(reply, max_output, context)
         if not reply.get("ok"):
             last = (reply.get("error") or "").strip().splitlines()
             raise ActionError(f"the code raised {last[-1] if last else reply.get('error_type')}",
                               result=result)
         return result
-
-
-def _check_covered(worker: PythonWorker, policy: Any) -> None:
-    problems = uncovered(worker, policy)
-    if problems:
-        raise ActionError("the call's policy is stricter than its Python sandbox for "
-                          f"{', '.join(problems)}; refusing to run it looser")

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agently_core_isolation.worker_policy import mount_settings
-
-from agently_core.models import ActionSpec, EnvironmentRequirement
+from agently_core_isolation.worker_policy import mount_worker_action
 
 DESCRIPTION = (
     "Run Python code in an isolated, persistent sandbox (no network, private file system). "
@@ -23,20 +21,11 @@ def mount(agent: Any, *, scope: str = "agent", timeout: float = 30.0, network: b
           allow_trusted_local: bool = False, max_output_bytes: int = 100_000,
           name: str = "run_python") -> list[str]:
     """Register ``run_python`` with a warm worker per ``scope`` owner."""
-    policy, worker_policy, config = mount_settings(
-        timeout=timeout, network=network, memory_mb=memory_mb, processes=processes,
-        file_mb=file_mb, env=env, env_passthrough=env_passthrough, tier=tier,
-        allow_trusted_local=allow_trusted_local, max_output_bytes=max_output_bytes)
-    requirement = EnvironmentRequirement(
-        kind="python", scope=scope, resource_key="python", config=config,
-        policy=worker_policy,
-    )
-    spec = ActionSpec(
-        name=name, description=DESCRIPTION, kind="python", policy=policy,
+    return mount_worker_action(
+        agent, kind="python", name=name, description=DESCRIPTION, scope=scope,
         input_schema={"type": "object", "additionalProperties": False, "required": ["python_code"],
                       "properties": {"python_code": {"type": "string",
                                                      "description": "The Python code to run."}}},
-        execution_environments=[requirement], meta={"instruction": "python_code"},
-    )
-    agent.action.register_action(spec)
-    return [name]
+        instruction="python_code", timeout=timeout, network=network, memory_mb=memory_mb,
+        processes=processes, file_mb=file_mb, env=env, env_passthrough=env_passthrough, tier=tier,
+        allow_trusted_local=allow_trusted_local, max_output_bytes=max_output_bytes)
