@@ -13,6 +13,10 @@ from typing import Any
 
 import pytest
 
+# The shared kit's checks (next_call_works, Box.contained, ...) report values like a test's
+# own asserts; this runs before any test module imports the kit.
+pytest.register_assert_rewrite("agently_core_isolation.testing")
+
 
 @pytest.fixture(autouse=True)
 def _isolated(agently_clean_environment: None) -> None:

@@ -9,30 +9,25 @@ stopped by the analyser before anything runs (refused), the others by the sandbo
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import os
-import select
 import shutil
-import signal
-import socket
 import subprocess
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from agently_core_bash.sandbox import BashSandbox
+from agently_core_isolation import testing
+from agently_core_isolation.testing import TIERS, Canary, dump, got_traffic
 
-TIERS = ["bubblewrap", "landlock"]
 REPO = Path(__file__).resolve().parents[3]
 COMMANDS = ["ls", "cat", "head", "wc", "grep", "touch", "mkdir", "cp", "ln", "printenv", "sleep",
             "seq", "xargs", "nohup", "setsid", "awk", "yes", "sh", "timeout", "kill"]
-_tokens = itertools.count(int(time.time() * 1000) % 1_000_000 * 1000)
+canary = pytest.fixture(testing.canary)
+markers = pytest.fixture(testing.markers)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -42,20 +37,12 @@ def run(agent: Any, cmd: str, **options: Any) -> Any:
     return agent.action.execute_action("run_bash", kwargs, **options)
 
 
-def dump(record: Any) -> str:
-    return record.model_dump_json()
-
-
 def sandbox_of(agent: Any) -> BashSandbox:
-    handles = agent.manager.list(kind="bash")
-    assert len(handles) == 1, handles
-    return agent.manager.resource(handles[0])
+    return testing.only_resource(agent, "bash")
 
 
 def next_call_works(agent: Any) -> None:
-    record = run(agent, "echo 42")
-    assert record.status == "success", record.error
-    assert record.result["stdout"] == "42\n"
+    testing.next_call_works(agent, "run_bash", {"cmd": "echo 42"})
 
 
 def refused(record: Any) -> None:
@@ -63,87 +50,20 @@ def refused(record: Any) -> None:
     assert record.result is None  # nothing ran
 
 
-def processes_with(marker: str) -> list[tuple[int, int]]:
-    """``(pid, uid)`` of every live (not zombie) process with ``marker`` in its argv."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            if marker.encode() not in Path(f"/proc/{entry}/cmdline").read_bytes():
-                continue
-            status = Path(f"/proc/{entry}/status").read_text().splitlines()
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in status if ":" in line)
-        if fields["State"].split()[0] != "Z":
-            found.append((int(entry), int(fields["Uid"].split()[0])))
-    return found
-
-
-def wait_gone(marker: str, timeout: float = 1.5) -> list[tuple[int, int]]:
-    deadline = time.monotonic() + timeout
-    while (left := processes_with(marker)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
-
-
-def got_traffic(sock: socket.socket, wait: float = 0.2) -> bool:
-    ready, _, _ = select.select([sock], [], [], wait)
-    return bool(ready)
-
-
-@dataclass
-class Canary:
-    dir: Path
-    file: Path
-    text: str
-
-    def untouched(self) -> bool:
-        return (self.file.read_text() == self.text
-                and sorted(p.name for p in self.dir.iterdir()) == [self.file.name])
-
-
-@pytest.fixture
-def canary() -> Iterator[Canary]:
-    """A host file outside every root that anybody may read and write (DAC): only the
-    isolation stands in the way."""
-    folder = Path(tempfile.mkdtemp(prefix="agently-canary-", dir="/tmp"))
-    os.chmod(folder, 0o777)
-    text = f"CANARY-{uuid.uuid4().hex}"
-    file = folder / "canary.txt"
-    file.write_text(text)
-    os.chmod(file, 0o666)
-    yield Canary(folder, file, text)
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture
-def markers() -> Iterator[Callable[[], str]]:
-    """Unique ``sleep`` durations, so processes a command starts can be found by argv;
-    whatever still carries one at teardown is ended by pid."""
-    made: list[str] = []
-
-    def make() -> str:
-        made.append(f"300.{next(_tokens)}")
-        return made[-1]
-
-    yield make
-    for marker in made:
-        for pid, _ in processes_with(marker):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+def wait_gone(marker: str) -> list[tuple[int, int]]:
+    """The processes still carrying ``marker`` after up to 1.5 s."""
+    return testing.wait_gone(marker, timeout=1.5)
 
 
 @pytest.fixture
 def attack(bash_agent: Callable[..., Any], shared_dir: Callable[[], Path]) -> Callable[..., Any]:
     """``attack(tier, **options)``: an agent with one shared root (``agent.root``)."""
+    make_agent = testing.attack_agents(bash_agent, timeout=5, processes=32, file_mb=4,
+                                       max_output_bytes=20_000, commands=COMMANDS)
 
     def make(tier: str, **options: Any) -> Any:
         root = options.pop("root", None) or shared_dir()
-        settings = {"tier": tier, "timeout": 5, "processes": 32, "file_mb": 4,
-                    "max_output_bytes": 20_000, "commands": COMMANDS, **options}
-        agent = bash_agent(root=root, **settings)
+        agent = make_agent(tier, root=root, **options)
         agent.root = root
         return agent
 
@@ -286,10 +206,7 @@ def test_another_scopes_workspace(attack: Any, tier: str, bash_agent: Any) -> No
 @pytest.mark.parametrize("tier", TIERS)
 def test_dev_tcp_to_a_service_on_host_loopback(attack: Any, tier: str) -> None:
     agent = attack(tier)
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(4)
-        server.setblocking(False)
+    with testing.tcp_listener() as server:
         port = server.getsockname()[1]
         record = run(agent, f"echo leak > /dev/tcp/127.0.0.1/{port}; "
                      f"p=/dev/tcp/127.0.0.1/{port}; cat /etc/hostname > $p; echo rc=$?")
@@ -308,10 +225,7 @@ def test_a_network_client_cannot_reach_the_host(attack: Any, tier: str) -> None:
             pytest.fail("curl is not installed; ./dev setup installs it", pytrace=False)
         pytest.skip("curl is not installed")
     agent = attack(tier, commands=["curl"])
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(4)
-        server.setblocking(False)
+    with testing.tcp_listener() as server:
         record = run(agent, f"curl -sS -m 2 http://127.0.0.1:{server.getsockname()[1]}/; "
                      "curl -sS -m 2 https://1.1.1.1/")
         assert not got_traffic(server)
@@ -332,7 +246,7 @@ def test_fork_bomb(attack: Any, tier: str, markers: Any) -> None:
         record.result["stderr"], dump(record)
     text = dump(record)
     assert "Resource temporarily unavailable" in text or "timed out" in text
-    assert subprocess.run(["/bin/true"], timeout=10).returncode == 0  # the host can fork
+    assert testing.host_can_fork()
     assert not wait_gone(nap), "a process of the fork bomb outlived the call"
     record = run(agent, f"seq 1000 | xargs -P 1000 -n 1 sleep {nap}", timeout=0.8)
     assert record.status == "failed" or record.result["exit_code"] != 0

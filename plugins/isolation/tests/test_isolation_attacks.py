@@ -16,258 +16,34 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import json
 import os
-import select
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from agently_core_isolation import sandbox
-from agently_core_isolation.sandbox import (
-    Isolation,
-    IsolationUnavailable,
-    Limits,
-    RunResult,
-    SandboxSpec,
-    allocate_uid,
-    new_workdir,
-    run,
-)
+from agently_core_isolation import sandbox, testing
+from agently_core_isolation.sandbox import Isolation, IsolationUnavailable, Limits, SandboxSpec, run
+from agently_core_isolation.testing import PY, TIERS, Box, Canary, Ran, got_traffic
 
-TIERS = ["bubblewrap", "landlock"]
-PY = ("/usr/bin/python3", "-I", "-S", "-u", "-c")
 REPO = Path(__file__).resolve().parents[3]
-_tokens = itertools.count(int(time.time() * 1000) % 1_000_000 * 1000)
-
-
-# -- processes -----------------------------------------------------------------------------
-def _status(pid: str) -> tuple[int, str] | None:
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    uid, state = -1, "?"
-    for line in text.splitlines():
-        if line.startswith("Uid:"):
-            uid = int(line.split()[1])
-        elif line.startswith("State:"):
-            state = line.split()[1]
-    return uid, state
-
-
-def processes_with(marker: str) -> list[tuple[int, int]]:
-    """``(pid, uid)`` of every live (not zombie) process with ``marker`` in its argv."""
-    found, needle = [], marker.encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle in cmdline:
-            status = _status(entry)
-            if status is not None and status[1] != "Z":
-                found.append((int(entry), status[0]))
-    return found
+canary = pytest.fixture(testing.canary)
+box = pytest.fixture(testing.box)
 
 
 def count_processes_of(uid: int) -> int:
     """Every process of ``uid``, zombies included (they count against its process limit)."""
     return sum(1 for entry in os.listdir("/proc")
-               if entry.isdigit() and (_status(entry) or (-1, ""))[0] == uid)
-
-
-def wait_gone(*markers: str, timeout: float = 1.0) -> list[tuple[int, int]]:
-    """Wait until no process carries any of ``markers``; return what is left."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = [p for m in markers for p in processes_with(m)]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.05)
-
-
-def describe(processes: list[tuple[int, int]]) -> list[str]:
-    """What is known about these processes, for a failure message."""
-    found = []
-    for pid, _ in processes:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:120]
-            state = _status(str(pid))
-        except OSError:
-            continue
-        found.append(f"{pid} {state} {cmdline.decode(errors='replace')}")
-    return found
-
-
-def host_can_fork() -> bool:
-    return subprocess.run(["/bin/true"], timeout=10).returncode == 0
-
-
-# -- host-side bait ------------------------------------------------------------------------
-@dataclass
-class Canary:
-    """A host file outside every workspace that DAC would let anybody read and write (so
-    only the isolation stands in the way)."""
-
-    dir: Path
-    file: Path
-    text: str
-
-    def untouched(self) -> bool:
-        return (self.file.read_text() == self.text
-                and sorted(p.name for p in self.dir.iterdir()) == [self.file.name])
-
-
-@pytest.fixture
-def canary() -> Iterator[Canary]:
-    folder = Path(tempfile.mkdtemp(prefix="agently-canary-", dir="/tmp"))
-    os.chmod(folder, 0o777)
-    text = f"CANARY-{uuid.uuid4().hex}"
-    file = folder / "canary.txt"
-    file.write_text(text)
-    os.chmod(file, 0o666)
-    yield Canary(folder, file, text)
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def tcp_listener(host: str = "127.0.0.1") -> Iterator[socket.socket]:
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind((host, 0))
-    server.listen(16)
-    server.setblocking(False)
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@contextlib.contextmanager
-def udp_socket(host: str = "127.0.0.1", port: int = 0) -> Iterator[socket.socket]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((host, port))
-    sock.setblocking(False)
-    try:
-        yield sock
-    finally:
-        sock.close()
-
-
-def got_traffic(sock: socket.socket, wait: float = 0.2) -> bool:
-    """Whether a listener saw a connection or a datagram."""
-    ready, _, _ = select.select([sock], [], [], wait)
-    return bool(ready)
-
-
-# -- running sandboxes ---------------------------------------------------------------------
-@dataclass
-class Ran:
-    result: RunResult
-    uid: int
-    workdir: Path
-    marker: str
-
-    @property
-    def out(self) -> str:
-        return self.result.stdout + self.result.stderr
-
-
-class Box:
-    """Runs sandboxes for one test and cleans up after it: every run carries a unique marker
-    in its argv, so what it leaves behind can be found (and, at teardown, ended by pid)."""
-
-    def __init__(self) -> None:
-        self.markers: list[str] = []
-        self.workdirs: list[Path] = []
-
-    def marker(self) -> str:
-        marker = f"agently-attack-{uuid.uuid4().hex[:12]}"
-        self.markers.append(marker)
-        return marker
-
-    def sleep_arg(self) -> str:
-        """A unique ``sleep`` duration, so a detached ``sleep`` can be found by its argv."""
-        arg = f"300.{next(_tokens)}"
-        self.markers.append(arg)
-        return arg
-
-    @staticmethod
-    def uid() -> int:
-        """A dedicated sandbox uid, unique machine-wide (so a concurrent test run elsewhere on
-        the machine never shares it; test_sandboxes_of_different_host_processes_get_different_uids)."""
-        return allocate_uid()
-
-    def workdir(self, uid: int) -> Path:
-        path = new_workdir(uid)
-        self.workdirs.append(path)
-        return path
-
-    async def arun(self, tier: str, argv: Sequence[str], *, limits: Limits | None = None,
-                   network: bool = False, env: dict[str, str] | None = None,
-                   uid: int | None = None, workdir: Path | None = None,
-                   marker: str | None = None) -> Ran:
-        uid = self.uid() if uid is None else uid
-        workdir = workdir or self.workdir(uid)
-        marker = marker or self.marker()
-        spec = SandboxSpec([*argv, marker], workdir, network=network, env=env or {},
-                           limits=limits or Limits(wall_seconds=10))
-        result = await run(Isolation(tier), spec, uid=uid)
-        return Ran(result, uid, workdir, marker)
-
-    def run(self, tier: str, argv: Sequence[str], **options: Any) -> Ran:
-        return anyio.run(functools.partial(self.arun, tier, argv, **options))
-
-    def sh(self, tier: str, script: str, **options: Any) -> Ran:
-        return self.run(tier, ["/bin/sh", "-c", script], **options)
-
-    def py(self, tier: str, code: str, **options: Any) -> Ran:
-        return self.run(tier, [*PY, textwrap.dedent(code)], **options)
-
-    def still_works(self, tier: str) -> None:
-        ran = self.sh(tier, "echo ok; id -u")
-        assert ran.result.exit_code == 0, ran.out
-        assert ran.result.stdout.split() == ["ok", str(ran.uid)]
-        assert not wait_gone(ran.marker)
-
-    def contained(self, tier: str, *rans: Ran, extra_markers: Sequence[str] = ()) -> None:
-        """Nothing of these runs is left, the host can fork, the tier still works."""
-        left = wait_gone(*(r.marker for r in rans), *extra_markers)
-        assert not left, f"processes outlived the run: {describe(left)}"
-        assert host_can_fork()
-        self.still_works(tier)
-
-    def cleanup(self) -> None:
-        for marker in self.markers:
-            for pid, _ in processes_with(marker):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        for path in self.workdirs:
-            shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def box() -> Iterator[Box]:
-    helper = Box()
-    yield helper
-    helper.cleanup()
+               if entry.isdigit() and (testing.proc_status(entry) or (-1, ""))[0] == uid)
 
 
 # == identity and secrets ==================================================================
@@ -572,7 +348,7 @@ def test_symlinks_and_hard_links_made_inside_cannot_reach_host_files(box: Box, t
 # == the network ===========================================================================
 @pytest.mark.parametrize("tier", TIERS)
 def test_tcp_to_a_host_loopback_listener_is_refused(box: Box, tier: str) -> None:
-    with tcp_listener() as server:
+    with testing.tcp_listener() as server:
         port = server.getsockname()[1]
         ran = box.py(tier, f"""
             import socket
@@ -589,7 +365,7 @@ def test_tcp_to_a_host_loopback_listener_is_refused(box: Box, tier: str) -> None
 
 @pytest.mark.parametrize("tier", TIERS)
 def test_udp_to_a_host_loopback_socket_is_refused(box: Box, tier: str) -> None:
-    with udp_socket() as sink:
+    with testing.udp_socket() as sink:
         port = sink.getsockname()[1]
         ran = box.py(tier, f"""
             import socket
@@ -610,7 +386,7 @@ def test_udp_to_a_host_loopback_socket_is_refused(box: Box, tier: str) -> None:
 def test_dns_resolution_fails(box: Box, tier: str) -> None:
     with contextlib.ExitStack() as stack:
         try:  # a fake resolver where glibc falls back to when it cannot read resolv.conf
-            resolver = stack.enter_context(udp_socket("127.0.0.1", 53))
+            resolver = stack.enter_context(testing.udp_socket("127.0.0.1", 53))
         except OSError:
             resolver = None
         ran = box.py(tier, """
@@ -630,12 +406,7 @@ def test_dns_resolution_fails(box: Box, tier: str) -> None:
 @pytest.mark.parametrize("tier", TIERS)
 def test_host_unix_socket_services_are_unreachable(box: Box, tier: str, canary: Canary) -> None:
     path = canary.dir / "service.sock"
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        server.bind(str(path))
-        os.chmod(path, 0o777)  # like PostgreSQL's socket: anybody may connect
-        server.listen(4)
-        server.setblocking(False)
+    with testing.unix_listener(path) as server:  # like PostgreSQL's socket: anybody may connect
         ran = box.py(tier, f"""
             import socket
             try:
@@ -647,8 +418,6 @@ def test_host_unix_socket_services_are_unreachable(box: Box, tier: str, canary: 
                 print('REFUSED', type(exc).__name__)
         """)
         assert not got_traffic(server), "a host Unix-socket service accepted the sandbox"
-    finally:
-        server.close()
     assert ran.result.stdout.startswith("REFUSED"), ran.out
     box.contained(tier, ran)
 
@@ -656,11 +425,7 @@ def test_host_unix_socket_services_are_unreachable(box: Box, tier: str, canary: 
 @pytest.mark.parametrize("tier", TIERS)
 def test_host_abstract_unix_sockets_are_unreachable(box: Box, tier: str) -> None:
     name = f"agently-attack-{uuid.uuid4().hex}"
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        server.bind("\0" + name)
-        server.listen(4)
-        server.setblocking(False)
+    with testing.unix_listener("\0" + name) as server:
         ran = box.py(tier, f"""
             import socket
             try:
@@ -671,15 +436,13 @@ def test_host_abstract_unix_sockets_are_unreachable(box: Box, tier: str) -> None
                 print('REFUSED', type(exc).__name__)
         """)
         assert not got_traffic(server), "the host's abstract socket accepted the sandbox"
-    finally:
-        server.close()
     assert ran.result.stdout.startswith("REFUSED"), ran.out
     box.contained(tier, ran)
 
 
 @pytest.mark.parametrize("tier", TIERS)
 def test_a_sandbox_cannot_serve_on_the_host_loopback(box: Box, tier: str) -> None:
-    with tcp_listener() as probe:  # a free port number
+    with testing.tcp_listener() as probe:  # a free port number
         port = probe.getsockname()[1]
     outcome: dict[str, Any] = {}
 
@@ -718,7 +481,7 @@ def test_a_sandbox_cannot_serve_on_the_host_loopback(box: Box, tier: str) -> Non
 
 @pytest.mark.parametrize("tier", TIERS)
 def test_raw_syscalls_do_not_bypass_the_network_block(box: Box, tier: str) -> None:
-    with tcp_listener() as server:
+    with testing.tcp_listener() as server:
         port = server.getsockname()[1]
         ran = box.py(tier, f"""
             import ctypes, socket, struct
@@ -747,7 +510,7 @@ def test_the_network_switch_works_both_ways(box: Box, tier: str) -> None:
         except OSError as exc:
             print('REFUSED', type(exc).__name__)
     """
-    with tcp_listener() as server:
+    with testing.tcp_listener() as server:
         port = str(server.getsockname()[1])
         closed = box.run(tier, [*PY, textwrap.dedent(code), port])
         assert closed.result.stdout.startswith("REFUSED"), closed.out
@@ -948,7 +711,7 @@ def test_a_sandbox_cannot_signal_another_sandbox(box: Box, tier: str) -> None:
                 # One snapshot: a process seen mid-exec may be gone from a second scan.
                 while not pids:
                     await anyio.sleep(0.02)
-                    pids = [pid for pid, _ in processes_with(marker)]
+                    pids = [pid for pid, _ in testing.processes_with(marker)]
             runs["attacker"] = await box.arun(tier, [*PY, textwrap.dedent(f"""
                 import os, signal
                 for pid in {pids!r}:
@@ -995,11 +758,7 @@ def test_trusted_local_needs_the_explicit_opt_in(box: Box, tier: str) -> None:
 @pytest.mark.parametrize("tier", TIERS)
 def test_no_working_tier_is_a_clear_error_and_nothing_runs(box: Box, tier: str,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "tier_status", lambda: {
-        "bubblewrap": {"ok": False, "detail": "bwrap is not installed"},
-        "landlock": {"ok": False, "detail": "Landlock ABI 0"},
-        "trusted_local": {"ok": True, "detail": "no isolation"},
-    })
+    monkeypatch.setattr(sandbox, "tier_status", testing.no_working_tier)
     uid = box.uid()
     workdir = box.workdir(uid)
     with pytest.raises(IsolationUnavailable) as caught:

@@ -9,31 +9,25 @@ JSON line on stdout (``report(...)``), so the assertions read facts, not prose.
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import json
 import os
-import select
-import shutil
-import signal
-import socket
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from agently_core_isolation import testing
+from agently_core_isolation.testing import TIERS, Canary, dump, got_traffic, processes_with
 from agently_core_nodejs.sandbox import NodeWorker
 
-TIERS = ["bubblewrap", "landlock"]
 REPO = Path(__file__).resolve().parents[3]
 DENIED = {"EACCES", "ENOENT", "EPERM", "EXDEV", "ELOOP", "EROFS"}
-_tokens = itertools.count(int(time.time() * 1000) % 1_000_000 * 1000)
+canary = pytest.fixture(testing.canary)
+markers = pytest.fixture(testing.markers)
 
 #: Put before every attack: ``attempt(fn)`` is fn's value or the code of what it threw;
 #: ``attemptAsync`` the same for a promise; ``report(x)`` prints x as one JSON line.
@@ -57,38 +51,12 @@ def reported(record: Any) -> Any:
     return json.loads(record.result["stdout"].strip().splitlines()[-1])
 
 
-def dump(record: Any) -> str:
-    return record.model_dump_json()
-
-
 def worker_of(agent: Any) -> NodeWorker:
-    handles = agent.manager.list(kind="nodejs")
-    assert len(handles) == 1, handles
-    return agent.manager.resource(handles[0])
+    return testing.only_resource(agent, "nodejs")
 
 
 def next_call_works(agent: Any) -> None:
-    record = call(agent, "console.log(6 * 7)")
-    assert record.status == "success", record.error
-    assert record.result["stdout"] == "42\n"
-
-
-def processes_with(marker: str) -> list[tuple[int, int]]:
-    """``(pid, uid)`` of every live (not zombie) process with ``marker`` in its argv."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            if marker.encode() not in Path(f"/proc/{entry}/cmdline").read_bytes():
-                continue
-            status = Path(f"/proc/{entry}/status").read_text().splitlines()
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in status if ":" in line)
-        if fields["State"].split()[0] != "Z":
-            found.append((int(entry), int(fields["Uid"].split()[0])))
-    return found
+    testing.next_call_works(agent, "run_nodejs", {"js_code": "console.log(6 * 7)"})
 
 
 def processes_of(uid: int) -> list[int]:
@@ -104,72 +72,9 @@ def processes_of(uid: int) -> list[int]:
     return pids
 
 
-def wait_gone(marker: str, timeout: float = 1.0) -> list[tuple[int, int]]:
-    deadline = time.monotonic() + timeout
-    while (left := processes_with(marker)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
-
-
-def host_can_fork() -> bool:
-    return subprocess.run(["/bin/true"], timeout=10).returncode == 0
-
-
-def got_traffic(sock: socket.socket, wait: float = 0.2) -> bool:
-    ready, _, _ = select.select([sock], [], [], wait)
-    return bool(ready)
-
-
-@dataclass
-class Canary:
-    dir: Path
-    file: Path
-    text: str
-
-    def untouched(self) -> bool:
-        return (self.file.read_text() == self.text
-                and sorted(p.name for p in self.dir.iterdir()) == [self.file.name])
-
-
-@pytest.fixture
-def canary() -> Iterator[Canary]:
-    """A host file outside every workspace that anybody may read and write (DAC): only the
-    isolation stands in the way."""
-    folder = Path(tempfile.mkdtemp(prefix="agently-canary-", dir="/tmp"))
-    os.chmod(folder, 0o777)
-    text = f"CANARY-{uuid.uuid4().hex}"
-    file = folder / "canary.txt"
-    file.write_text(text)
-    os.chmod(file, 0o666)
-    yield Canary(folder, file, text)
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture
-def markers() -> Iterator[Callable[[], str]]:
-    """Unique ``sleep`` durations, so processes a test's code starts can be found by argv;
-    whatever still carries one at teardown is ended by pid."""
-    made: list[str] = []
-
-    def make() -> str:
-        made.append(f"300.{next(_tokens)}")
-        return made[-1]
-
-    yield make
-    for marker in made:
-        for pid, _ in processes_with(marker):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
 @pytest.fixture
 def attack_agent(node_agent: Callable[..., Any]) -> Callable[..., Any]:
-    def make(tier: str, **options: Any) -> Any:
-        settings = {"tier": tier, "timeout": 5, "memory_mb": 256, "processes": 16, "file_mb": 4,
-                    "max_output_bytes": 20_000, **options}
-        return node_agent(**settings)
-
-    return make
+    return testing.attack_agents(node_agent, **testing.ATTACK_LIMITS)
 
 
 # == reading host secrets ==================================================================
@@ -313,10 +218,7 @@ const connect = (options) => new Promise((resolve) => {
 @pytest.mark.parametrize("tier", TIERS)
 def test_tcp_to_a_service_on_host_loopback(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(4)
-        server.setblocking(False)
+    with testing.tcp_listener() as server:
         record = call(agent, PRELUDE + CONNECT +
                       f"report(await connect({{ host: '127.0.0.1', port: {server.getsockname()[1]} }}))")
         assert not got_traffic(server), "the host's loopback service saw a connection"
@@ -337,9 +239,7 @@ def test_tcp_egress_to_the_internet(attack_agent: Any, tier: str) -> None:
 @pytest.mark.parametrize("tier", TIERS)
 def test_udp_egress(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
-        sink.bind(("127.0.0.1", 0))
-        sink.setblocking(False)
+    with testing.udp_socket() as sink:
         record = call(agent, PRELUDE + f"""
             const udp = require('dgram').createSocket('udp4');
             const sent = await new Promise((resolve) => {{
@@ -371,11 +271,7 @@ def test_dns_resolution(attack_agent: Any, tier: str) -> None:
 def test_unix_socket_service_on_the_host(attack_agent: Any, tier: str, canary: Canary) -> None:
     agent = attack_agent(tier)
     path = canary.dir / "db.sock"
-    with socket.socket(socket.AF_UNIX) as server:
-        server.bind(str(path))
-        os.chmod(path, 0o777)
-        server.listen(4)
-        server.setblocking(False)
+    with testing.unix_listener(path) as server:
         record = call(agent, PRELUDE + CONNECT +
                       f"report(await connect({{ path: {json.dumps(str(path))} }}))")
         assert not got_traffic(server), "a host Unix-socket service accepted the sandbox"
@@ -401,10 +297,10 @@ def test_spawning_many_processes(attack_agent: Any, tier: str, markers: Any) -> 
     assert counts["started"] <= 8 and counts["refused"] >= 50, counts
     worker = worker_of(agent)
     assert all(uid == worker.uid for _, uid in processes_with(nap))
-    assert host_can_fork()
+    assert testing.host_can_fork()
     next_call_works(agent)
     agent.close()
-    assert not wait_gone(nap)
+    assert not testing.wait_gone(nap)
 
 
 @pytest.mark.parametrize("tier", TIERS)
@@ -430,14 +326,14 @@ def test_fork_bomb(attack_agent: Any, tier: str, markers: Any) -> None:
         time.sleep(0.05)
     assert 0 < len(processes_with(nap)) <= 12  # the process limit holds it
     assert len(processes_of(uid)) <= 12 + 3  # with node (and bubblewrap's two)
-    assert host_can_fork()
+    assert testing.host_can_fork()
     next_call_works(agent)  # the worker still answers beside the bomb
     agent.close()
     deadline = time.monotonic() + 2
     while processes_of(uid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not processes_of(uid), "the bomb outlived its worker"
-    assert host_can_fork()
+    assert testing.host_can_fork()
 
 
 @pytest.mark.parametrize("tier", TIERS)
@@ -451,7 +347,7 @@ def test_buffer_memory_bomb(attack_agent: Any, tier: str) -> None:
         assert call(agent, "kept").result["value"] == "'state'"  # the worker survived
     else:  # V8 ran out first (it needs memory to collect garbage): the worker ended
         assert "worker died" in record.error and "heap out of memory" in record.error, record.error
-    assert host_can_fork()
+    assert testing.host_can_fork()
     next_call_works(agent)
 
 
@@ -461,7 +357,7 @@ def test_heap_memory_bomb_ends_the_worker_clearly(attack_agent: Any, tier: str) 
     record = call(agent, "const hoard = []; while (true) hoard.push(new Array(1e6).fill(1.5))")
     assert record.status == "failed", dump(record)
     assert "worker died" in record.error and "heap out of memory" in record.error, record.error
-    assert host_can_fork()
+    assert testing.host_can_fork()
     next_call_works(agent)
 
 
@@ -546,7 +442,7 @@ def test_detached_child_that_tries_to_outlive_the_worker(attack_agent: Any, tier
     assert running and all(uid == worker.uid != 0 for _, uid in running)  # inside the sandbox
     next_call_works(agent)
     agent.close()  # releases the worker
-    assert not wait_gone(nap), "the detached child outlived its worker"
+    assert not testing.wait_gone(nap), "the detached child outlived its worker"
 
 
 @pytest.mark.parametrize("tier", TIERS)

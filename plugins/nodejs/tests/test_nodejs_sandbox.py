@@ -19,13 +19,12 @@ from typing import Any
 
 import anyio
 import pytest
-from agently_core_isolation import sandbox
+from agently_core_isolation import sandbox, testing
+from agently_core_isolation.testing import alive, assert_fresh_start, events_of, running
 from agently_core_nodejs.package import DESCRIPTION
 from agently_core_nodejs.sandbox import NodeWorker
 
 from agently_core.models import ActionCall
-
-TIERS = ["bubblewrap", "landlock"]
 
 
 def call(agent: Any, code: str, args: Any = None, **options: Any) -> Any:
@@ -34,54 +33,14 @@ def call(agent: Any, code: str, args: Any = None, **options: Any) -> Any:
 
 
 def worker_of(agent: Any) -> NodeWorker:
-    handles = agent.manager.list(kind="nodejs")
-    assert len(handles) == 1, handles
-    worker = agent.manager.resource(handles[0])
+    worker = testing.only_resource(agent, "nodejs")
     assert isinstance(worker, NodeWorker)
     return worker
 
 
 def node_pid(worker: NodeWorker) -> int:
     """The host pid of the sandboxed node process itself (inside bwrap or the launcher)."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            status = Path(f"/proc/{entry}/status").read_text()
-        except OSError:
-            continue
-        uid = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("Uid:"))
-        if uid == worker.uid and argv[0] == b"/usr/bin/node":
-            return int(entry)
-    raise AssertionError(f"no node process runs as uid {worker.uid}")
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def wait_dead(pid: int, timeout: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return not alive(pid)
-
-
-def events_of(agent: Any) -> list[str]:
-    seen: list[str] = []
-    agent.manager.events.subscribe(lambda event: seen.append(event.type), "execution_environment.*")
-    return seen
-
-
-def assert_fresh_start(events: list[str]) -> None:
-    """The manager found the worker unhealthy, let it go and started a new one."""
-    assert events[:2] == ["execution_environment.unhealthy", "execution_environment.releasing"], events
-    assert events.index("execution_environment.ready") > events.index("execution_environment.unhealthy")
+    return testing.program_pid(worker.uid, "/usr/bin/node")
 
 
 # == the notebook ==========================================================================
@@ -195,7 +154,7 @@ def test_a_thrown_error_is_a_failed_record_with_its_stack_and_output(node_agent:
 
 
 def test_node_starts_in_both_tiers(node_agent: Any) -> None:
-    for tier in TIERS:
+    for tier in testing.TIERS:
         agent = node_agent(tier=tier)
         record = call(agent, "const os = require('os');\n"
                       "[process.version, process.getuid() === 0, require('crypto').randomUUID().length]")
@@ -284,7 +243,7 @@ def test_a_timed_out_worker_is_killed_with_every_call_in_flight(agently_agent_fa
         assert "timed out after 0.5s" in spinner.error
         assert sleeper.status == "failed" and "worker was killed" in sleeper.error, sleeper.error
         assert "timed out" in sleeper.error
-        assert wait_dead(pid), "the spinning node outlived its timeout"
+        assert testing.wait_dead(pid), "the spinning node outlived its timeout"
         after = call(agent, "typeof x")
         assert after.result["value"] == "'undefined'"  # a fresh worker: globals reset
         assert_fresh_start(events)
@@ -333,25 +292,14 @@ def test_closing_the_agent_kills_the_worker_and_removes_its_workdir(node_agent: 
     worker = worker_of(agent)
     workdir, pid = worker.workdir, node_pid(worker)
     assert workdir is not None and (workdir / "notes.txt").exists()
-    assert _running(nap)
+    assert running(nap)
     agent.close()
     deadline = time.monotonic() + 1
-    while time.monotonic() < deadline and (alive(pid) or _running(nap)):
+    while time.monotonic() < deadline and (alive(pid) or running(nap)):
         time.sleep(0.02)
-    assert not alive(pid) and not _running(nap), "a process of the worker survived aclose()"
+    assert not alive(pid) and not running(nap), "a process of the worker survived aclose()"
     assert not workdir.exists()
     assert agent.manager.list(kind="nodejs") == []
-
-
-def _running(marker: str) -> bool:
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if marker.encode() in Path(f"/proc/{entry}/cmdline").read_bytes() and alive(int(entry)):
-                    return True
-            except OSError:
-                continue
-    return False
 
 
 def test_the_memory_limit_is_rlimit_data_not_address_space(node_agent: Any) -> None:
@@ -496,11 +444,7 @@ def test_too_little_memory_for_node_is_a_clear_error(node_agent: Any) -> None:
 
 def test_no_isolation_tier_is_a_clear_error_and_nothing_runs(node_agent: Any,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "tier_status", lambda: {
-        "bubblewrap": {"ok": False, "detail": "bwrap is not installed"},
-        "landlock": {"ok": False, "detail": "Landlock ABI 0"},
-        "trusted_local": {"ok": True, "detail": "no isolation"},
-    })
+    monkeypatch.setattr(sandbox, "tier_status", testing.no_working_tier)
     agent = node_agent()
     record = call(agent, "console.log('ran')")
     assert record.status == "failed" and record.result is None

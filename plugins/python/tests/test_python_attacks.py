@@ -11,30 +11,24 @@ leaking into the next record, and a record cut to a JSON string by the output ca
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import json
 import os
-import select
-import shutil
-import signal
-import socket
 import subprocess
-import tempfile
 import textwrap
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from agently_core_isolation import testing
+from agently_core_isolation.testing import TIERS, Canary, dump, got_traffic, processes_with
 from agently_core_python.sandbox import PythonWorker
 
-TIERS = ["bubblewrap", "landlock"]
 REPO = Path(__file__).resolve().parents[3]
-_tokens = itertools.count(int(time.time() * 1000) % 1_000_000 * 1000)
+canary = pytest.fixture(testing.canary)
+markers = pytest.fixture(testing.markers)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -43,106 +37,17 @@ def call(agent: Any, code: str, **options: Any) -> Any:
                                        **options)
 
 
-def dump(record: Any) -> str:
-    return record.model_dump_json()
-
-
 def worker_of(agent: Any) -> PythonWorker:
-    handles = agent.manager.list(kind="python")
-    assert len(handles) == 1, handles
-    return agent.manager.resource(handles[0])
+    return testing.only_resource(agent, "python")
 
 
 def next_call_works(agent: Any) -> None:
-    record = call(agent, "print(6 * 7)")
-    assert record.status == "success", record.error
-    assert record.result["stdout"] == "42\n"
-
-
-def processes_with(marker: str) -> list[tuple[int, int]]:
-    """``(pid, uid)`` of every live (not zombie) process with ``marker`` in its argv."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            if marker.encode() not in Path(f"/proc/{entry}/cmdline").read_bytes():
-                continue
-            status = Path(f"/proc/{entry}/status").read_text().splitlines()
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in status if ":" in line)
-        if fields["State"].split()[0] != "Z":
-            found.append((int(entry), int(fields["Uid"].split()[0])))
-    return found
-
-
-def wait_gone(marker: str, timeout: float = 1.0) -> list[tuple[int, int]]:
-    deadline = time.monotonic() + timeout
-    while (left := processes_with(marker)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
-
-
-def host_can_fork() -> bool:
-    return subprocess.run(["/bin/true"], timeout=10).returncode == 0
-
-
-def got_traffic(sock: socket.socket, wait: float = 0.2) -> bool:
-    ready, _, _ = select.select([sock], [], [], wait)
-    return bool(ready)
-
-
-@dataclass
-class Canary:
-    dir: Path
-    file: Path
-    text: str
-
-    def untouched(self) -> bool:
-        return (self.file.read_text() == self.text
-                and sorted(p.name for p in self.dir.iterdir()) == [self.file.name])
-
-
-@pytest.fixture
-def canary() -> Iterator[Canary]:
-    """A host file outside every workspace that anybody may read and write (DAC): only the
-    isolation stands in the way."""
-    folder = Path(tempfile.mkdtemp(prefix="agently-canary-", dir="/tmp"))
-    os.chmod(folder, 0o777)
-    text = f"CANARY-{uuid.uuid4().hex}"
-    file = folder / "canary.txt"
-    file.write_text(text)
-    os.chmod(file, 0o666)
-    yield Canary(folder, file, text)
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture
-def markers() -> Iterator[Callable[[], str]]:
-    """Unique ``sleep`` durations, so processes a test's code starts can be found by argv;
-    whatever still carries one at teardown is ended by pid."""
-    made: list[str] = []
-
-    def make() -> str:
-        made.append(f"300.{next(_tokens)}")
-        return made[-1]
-
-    yield make
-    for marker in made:
-        for pid, _ in processes_with(marker):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    testing.next_call_works(agent, "run_python", {"python_code": "print(6 * 7)"})
 
 
 @pytest.fixture
 def attack_agent(python_agent: Callable[..., Any]) -> Callable[..., Any]:
-    def make(tier: str, **options: Any) -> Any:
-        settings = {"tier": tier, "timeout": 5, "memory_mb": 256, "processes": 16, "file_mb": 4,
-                    "max_output_bytes": 20_000, **options}
-        return python_agent(**settings)
-
-    return make
+    return testing.attack_agents(python_agent, **testing.ATTACK_LIMITS)
 
 
 # == reading host secrets ==================================================================
@@ -277,10 +182,7 @@ def test_read_or_write_another_sandboxs_workspace(attack_agent: Any, tier: str) 
 @pytest.mark.parametrize("tier", TIERS)
 def test_tcp_to_a_service_on_host_loopback(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(4)
-        server.setblocking(False)
+    with testing.tcp_listener() as server:
         record = call(agent, f"""
             import socket
             socket.create_connection(('127.0.0.1', {server.getsockname()[1]}), timeout=2).sendall(b'x')
@@ -303,9 +205,7 @@ def test_tcp_egress_to_the_internet(attack_agent: Any, tier: str) -> None:
 @pytest.mark.parametrize("tier", TIERS)
 def test_udp_egress(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
-        sink.bind(("127.0.0.1", 0))
-        sink.setblocking(False)
+    with testing.udp_socket() as sink:
         record = call(agent, f"""
             import socket
             udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -328,11 +228,7 @@ def test_dns_resolution(attack_agent: Any, tier: str) -> None:
 def test_unix_socket_service_on_the_host(attack_agent: Any, tier: str, canary: Canary) -> None:
     agent = attack_agent(tier)
     path = canary.dir / "db.sock"
-    with socket.socket(socket.AF_UNIX) as server:
-        server.bind(str(path))
-        os.chmod(path, 0o777)
-        server.listen(4)
-        server.setblocking(False)
+    with testing.unix_listener(path) as server:
         record = call(agent, f"""
             import socket
             client = socket.socket(socket.AF_UNIX)
@@ -357,7 +253,7 @@ def test_fork_bomb(attack_agent: Any, tier: str) -> None:
                 pass
     """, timeout=1.0)
     assert record.status == "failed" and record.error_type == "TimeoutError", dump(record)
-    assert host_can_fork()
+    assert testing.host_can_fork()
     next_call_works(agent)
 
 
@@ -440,7 +336,7 @@ def test_detached_child_that_tries_to_outlive_the_call(attack_agent: Any, tier: 
     assert running and all(uid == worker.uid != 0 for _, uid in running)  # inside the sandbox
     next_call_works(agent)
     agent.close()  # releases the worker
-    assert not wait_gone(nap), "the detached child outlived its worker"
+    assert not testing.wait_gone(nap), "the detached child outlived its worker"
 
 
 @pytest.mark.parametrize("tier", TIERS)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agently_core_isolation import sandbox
+from agently_core_isolation import sandbox, testing
+from agently_core_isolation.testing import alive, assert_fresh_start, events_of, running
 from agently_core_python.package import DESCRIPTION
 from agently_core_python.sandbox import PythonWorker
 
@@ -28,47 +29,14 @@ def call(agent: Any, code: str, **options: Any) -> Any:
 
 
 def worker_of(agent: Any) -> PythonWorker:
-    handles = agent.manager.list(kind="python")
-    assert len(handles) == 1, handles
-    worker = agent.manager.resource(handles[0])
+    worker = testing.only_resource(agent, "python")
     assert isinstance(worker, PythonWorker)
     return worker
 
 
 def interpreter_pid(worker: PythonWorker) -> int:
     """The host pid of the sandboxed interpreter itself (inside bwrap or the launcher)."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            status = Path(f"/proc/{entry}/status").read_text()
-        except OSError:
-            continue
-        uid = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("Uid:"))
-        if uid == worker.uid and argv[0] == b"/usr/bin/python3":
-            return int(entry)
-    raise AssertionError(f"no interpreter runs as uid {worker.uid}")
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def events_of(agent: Any) -> list[str]:
-    seen: list[str] = []
-    agent.manager.events.subscribe(lambda event: seen.append(event.type), "execution_environment.*")
-    return seen
-
-
-def assert_fresh_start(events: list[str]) -> None:
-    """The manager found the worker unhealthy, let it go and started a new one."""
-    assert events[:2] == ["execution_environment.unhealthy", "execution_environment.releasing"], events
-    assert events.index("execution_environment.ready") > events.index("execution_environment.unhealthy")
+    return testing.program_pid(worker.uid, "/usr/bin/python3")
 
 
 # == the notebook ==========================================================================
@@ -133,10 +101,7 @@ def test_a_timed_out_worker_is_killed_and_replaced(python_agent: Any) -> None:
     record = call(agent, "while True:\n    pass", timeout=0.5)
     assert record.status == "failed" and record.error_type == "TimeoutError"
     assert time.monotonic() - started < 2
-    deadline = time.monotonic() + 2
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not alive(pid), "the spinning interpreter outlived its timeout"
+    assert testing.wait_dead(pid), "the spinning interpreter outlived its timeout"
     after = call(agent, "x")
     assert after.status == "failed" and "NameError" in after.error
     assert_fresh_start(events)
@@ -182,22 +147,11 @@ def test_closing_the_agent_kills_the_worker_and_removes_its_workdir(python_agent
     assert workdir is not None and (workdir / "notes.txt").exists()
     agent.close()
     deadline = time.monotonic() + 1
-    while time.monotonic() < deadline and (alive(pid) or _running(nap)):
+    while time.monotonic() < deadline and (alive(pid) or running(nap)):
         time.sleep(0.02)
-    assert not alive(pid) and not _running(nap), "a process of the worker survived aclose()"
+    assert not alive(pid) and not running(nap), "a process of the worker survived aclose()"
     assert not workdir.exists()
     assert agent.manager.list(kind="python") == []
-
-
-def _running(marker: str) -> bool:
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if marker.encode() in Path(f"/proc/{entry}/cmdline").read_bytes() and alive(int(entry)):
-                    return True
-            except OSError:
-                continue
-    return False
 
 
 # == descriptions ==========================================================================
@@ -245,11 +199,7 @@ def test_max_cpu_seconds_is_not_enforceable_and_blocks(python_agent: Any) -> Non
 
 def test_no_isolation_tier_is_a_clear_error_and_nothing_runs(python_agent: Any,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "tier_status", lambda: {
-        "bubblewrap": {"ok": False, "detail": "bwrap is not installed"},
-        "landlock": {"ok": False, "detail": "Landlock ABI 0"},
-        "trusted_local": {"ok": True, "detail": "no isolation"},
-    })
+    monkeypatch.setattr(sandbox, "tier_status", testing.no_working_tier)
     agent = python_agent()
     record = call(agent, "print('ran')")
     assert record.status == "failed" and record.result is None

@@ -1,0 +1,407 @@
+"""Testing kit for the sandboxes built on this library (isolation, Python, Node.js, Bash):
+what their attack suites share, for tests only.
+
+* Probing the host: :func:`processes_with` (by a marker in the argv), :func:`wait_gone`,
+  :func:`kill_processes_with`, :func:`program_pid`, :func:`alive`, :func:`wait_dead`,
+  :func:`running`, :func:`host_can_fork`, and listeners the sandbox must not reach
+  (:func:`tcp_listener`, :func:`udp_socket`, :func:`unix_listener`, :func:`got_traffic`).
+* Bait and markers: :class:`Canary`, :func:`sleep_marker`.
+* Running sandboxes directly: :class:`Box` (with :class:`Ran`).
+* Agents with a sandboxed action: :func:`attack_agents`, :func:`only_resource`,
+  :func:`next_call_works`, :func:`dump`, :func:`events_of`, :func:`assert_fresh_start`,
+  :func:`no_working_tier`.
+* Fixtures as plain generator functions (:func:`canary`, :func:`markers`, :func:`box`):
+  a test module makes one a fixture with ``canary = pytest.fixture(testing.canary)``.
+
+Like :mod:`agently_core.testing`, this module imports no pytest. Its checks are plain
+``assert`` statements: a conftest that runs ``pytest.register_assert_rewrite(
+"agently_core_isolation.testing")`` before the first import gets pytest's reports for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from agently_core_isolation.sandbox import (
+    Isolation,
+    Limits,
+    RunResult,
+    SandboxSpec,
+    allocate_uid,
+    new_workdir,
+    run,
+)
+
+#: The real isolation tiers every attack case runs in (``trusted_local`` isolates nothing).
+TIERS = ["bubblewrap", "landlock"]
+#: The start of an isolated Python command line: ``[*PY, code]``.
+PY = ("/usr/bin/python3", "-I", "-S", "-u", "-c")
+#: The limits of an attacked Python or Node.js worker (``enable_python``/``enable_nodejs``).
+ATTACK_LIMITS: dict[str, Any] = {"timeout": 5, "memory_mb": 256, "processes": 16, "file_mb": 4,
+                                 "max_output_bytes": 20_000}
+_tokens = itertools.count(int(time.time() * 1000) % 1_000_000 * 1000)
+
+
+# -- processes -----------------------------------------------------------------------------
+def proc_status(pid: int | str) -> tuple[int, str] | None:
+    """``(real uid, state letter)`` of a process, or ``None`` when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    uid, state = -1, "?"
+    for line in text.splitlines():
+        if line.startswith("Uid:"):
+            uid = int(line.split()[1])
+        elif line.startswith("State:"):
+            state = line.split()[1]
+    return uid, state
+
+
+def processes_with(marker: str) -> list[tuple[int, int]]:
+    """``(pid, uid)`` of every live (not zombie) process with ``marker`` in its argv."""
+    found, needle = [], marker.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in cmdline:
+            status = proc_status(entry)
+            if status is not None and status[1] != "Z":
+                found.append((int(entry), status[0]))
+    return found
+
+
+def running(marker: str) -> bool:
+    """Whether a live process carries ``marker`` in its argv."""
+    return bool(processes_with(marker))
+
+
+def wait_gone(*markers: str, timeout: float = 1.0) -> list[tuple[int, int]]:
+    """Wait until no process carries any of ``markers``; return what is left."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [p for m in markers for p in processes_with(m)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+def kill_processes_with(*markers: str) -> None:
+    """SIGKILL, by pid, every process that still carries one of ``markers``."""
+    for marker in markers:
+        for pid, _ in processes_with(marker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def describe(processes: list[tuple[int, int]]) -> list[str]:
+    """What is known about these processes, for a failure message."""
+    found = []
+    for pid, _ in processes:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:120]
+            state = proc_status(pid)
+        except OSError:
+            continue
+        found.append(f"{pid} {state} {cmdline.decode(errors='replace')}")
+    return found
+
+
+def program_pid(uid: int, program: str) -> int:
+    """The host pid of the process of ``uid`` whose ``argv[0]`` is ``program`` (a sandboxed
+    worker itself, inside bwrap or the launcher)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        owner = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("Uid:"))
+        if owner == uid and argv[0] == program.encode():
+            return int(entry)
+    raise AssertionError(f"no {program} runs as uid {uid}")
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live (not zombie) process."""
+    try:
+        state = Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def wait_dead(pid: int, timeout: float = 2.0) -> bool:
+    """Wait up to ``timeout`` seconds for ``pid`` to end; whether it did."""
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return not alive(pid)
+
+
+def host_can_fork() -> bool:
+    return subprocess.run(["/bin/true"], timeout=10).returncode == 0
+
+
+def sleep_marker() -> str:
+    """A unique ``sleep`` duration (``300.<n>``), so a ``sleep`` started with it can be found
+    by its argv."""
+    return f"300.{next(_tokens)}"
+
+
+# -- host-side bait ------------------------------------------------------------------------
+@dataclass
+class Canary:
+    """A host file outside every workspace and root that DAC would let anybody read and
+    write (so only the isolation stands in the way)."""
+
+    dir: Path
+    file: Path
+    text: str
+
+    def untouched(self) -> bool:
+        return (self.file.read_text() == self.text
+                and sorted(p.name for p in self.dir.iterdir()) == [self.file.name])
+
+
+@contextlib.contextmanager
+def tcp_listener(host: str = "127.0.0.1") -> Iterator[socket.socket]:
+    """A non-blocking TCP listener on a free port of ``host``."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((host, 0))
+    server.listen(16)
+    server.setblocking(False)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@contextlib.contextmanager
+def udp_socket(host: str = "127.0.0.1", port: int = 0) -> Iterator[socket.socket]:
+    """A non-blocking UDP socket bound to ``host:port`` (a free port by default)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, port))
+    sock.setblocking(False)
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+@contextlib.contextmanager
+def unix_listener(address: str | Path) -> Iterator[socket.socket]:
+    """A non-blocking Unix-socket listener: at a path anybody may connect to (mode 0777,
+    like PostgreSQL's socket), or abstract when ``address`` starts with a NUL byte."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        server.bind(str(address))
+        if not str(address).startswith("\0"):
+            os.chmod(address, 0o777)
+        server.listen(4)
+        server.setblocking(False)
+        yield server
+    finally:
+        server.close()
+
+
+def got_traffic(sock: socket.socket, wait: float = 0.2) -> bool:
+    """Whether a listener saw a connection or a datagram."""
+    ready, _, _ = select.select([sock], [], [], wait)
+    return bool(ready)
+
+
+# -- running sandboxes ---------------------------------------------------------------------
+@dataclass
+class Ran:
+    """One sandboxed run: its result, uid, workspace and the marker in its argv."""
+
+    result: RunResult
+    uid: int
+    workdir: Path
+    marker: str
+
+    @property
+    def out(self) -> str:
+        return self.result.stdout + self.result.stderr
+
+
+class Box:
+    """Runs sandboxes for one test and cleans up after it: every run carries a unique marker
+    in its argv, so what it leaves behind can be found (and, at teardown, ended by pid)."""
+
+    def __init__(self) -> None:
+        self.markers: list[str] = []
+        self.workdirs: list[Path] = []
+
+    def marker(self) -> str:
+        marker = f"agently-attack-{uuid.uuid4().hex[:12]}"
+        self.markers.append(marker)
+        return marker
+
+    def sleep_arg(self) -> str:
+        """A unique ``sleep`` duration, so a detached ``sleep`` can be found by its argv."""
+        arg = sleep_marker()
+        self.markers.append(arg)
+        return arg
+
+    @staticmethod
+    def uid() -> int:
+        """A dedicated sandbox uid, unique machine-wide (so a concurrent test run elsewhere on
+        the machine never shares it; test_sandboxes_of_different_host_processes_get_different_uids)."""
+        return allocate_uid()
+
+    def workdir(self, uid: int) -> Path:
+        path = new_workdir(uid)
+        self.workdirs.append(path)
+        return path
+
+    async def arun(self, tier: str, argv: Sequence[str], *, limits: Limits | None = None,
+                   network: bool = False, env: dict[str, str] | None = None,
+                   uid: int | None = None, workdir: Path | None = None,
+                   marker: str | None = None) -> Ran:
+        uid = self.uid() if uid is None else uid
+        workdir = workdir or self.workdir(uid)
+        marker = marker or self.marker()
+        spec = SandboxSpec([*argv, marker], workdir, network=network, env=env or {},
+                           limits=limits or Limits(wall_seconds=10))
+        result = await run(Isolation(tier), spec, uid=uid)
+        return Ran(result, uid, workdir, marker)
+
+    def run(self, tier: str, argv: Sequence[str], **options: Any) -> Ran:
+        return anyio.run(functools.partial(self.arun, tier, argv, **options))
+
+    def sh(self, tier: str, script: str, **options: Any) -> Ran:
+        return self.run(tier, ["/bin/sh", "-c", script], **options)
+
+    def py(self, tier: str, code: str, **options: Any) -> Ran:
+        return self.run(tier, [*PY, textwrap.dedent(code)], **options)
+
+    def still_works(self, tier: str) -> None:
+        """The next run in ``tier`` works, as its own uid, and leaves nothing behind."""
+        ran = self.sh(tier, "echo ok; id -u")
+        assert ran.result.exit_code == 0, ran.out
+        assert ran.result.stdout.split() == ["ok", str(ran.uid)]
+        assert not wait_gone(ran.marker)
+
+    def contained(self, tier: str, *rans: Ran, extra_markers: Sequence[str] = ()) -> None:
+        """Nothing of these runs is left, the host can fork, the tier still works."""
+        left = wait_gone(*(r.marker for r in rans), *extra_markers)
+        assert not left, f"processes outlived the run: {describe(left)}"
+        assert host_can_fork()
+        self.still_works(tier)
+
+    def cleanup(self) -> None:
+        kill_processes_with(*self.markers)
+        for path in self.workdirs:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+# -- agents with a sandboxed action --------------------------------------------------------
+def attack_agents(make_agent: Callable[..., Any], **defaults: Any) -> Callable[..., Any]:
+    """``make(tier, **options)``: ``make_agent(tier=tier, **defaults, **options)``, the
+    options winning over the defaults."""
+
+    def make(tier: str, **options: Any) -> Any:
+        return make_agent(**{"tier": tier, **defaults, **options})
+
+    return make
+
+
+def only_resource(agent: Any, kind: str) -> Any:
+    """The one live resource of ``kind`` the agent's manager holds (a worker, a sandbox)."""
+    handles = agent.manager.list(kind=kind)
+    assert len(handles) == 1, handles
+    return agent.manager.resource(handles[0])
+
+
+def next_call_works(agent: Any, action: str, kwargs: dict[str, Any]) -> None:
+    """``action`` with ``kwargs`` (code that prints 42) still succeeds on ``agent``."""
+    record = agent.action.execute_action(action, kwargs)
+    assert record.status == "success", record.error
+    assert record.result["stdout"] == "42\n"
+
+
+def dump(record: Any) -> str:
+    """The whole record as JSON, to search for what must not be in it."""
+    return record.model_dump_json()
+
+
+def events_of(agent: Any) -> list[str]:
+    """The types of the agent's ``execution_environment.*`` events from now on, as they come."""
+    seen: list[str] = []
+    agent.manager.events.subscribe(lambda event: seen.append(event.type), "execution_environment.*")
+    return seen
+
+
+def assert_fresh_start(events: list[str]) -> None:
+    """The manager found the worker unhealthy, let it go and started a new one."""
+    assert events[:2] == ["execution_environment.unhealthy", "execution_environment.releasing"], events
+    assert events.index("execution_environment.ready") > events.index("execution_environment.unhealthy")
+
+
+def no_working_tier() -> dict[str, dict[str, Any]]:
+    """A ``sandbox.tier_status`` for a machine where no isolating tier works."""
+    return {
+        "bubblewrap": {"ok": False, "detail": "bwrap is not installed"},
+        "landlock": {"ok": False, "detail": "Landlock ABI 0"},
+        "trusted_local": {"ok": True, "detail": "no isolation"},
+    }
+
+
+# -- fixtures (wrap with pytest.fixture in the test module) --------------------------------
+def canary() -> Iterator[Canary]:
+    """A :class:`Canary` in a new 0777 directory under /tmp; removed at teardown."""
+    folder = Path(tempfile.mkdtemp(prefix="agently-canary-", dir="/tmp"))
+    os.chmod(folder, 0o777)
+    text = f"CANARY-{uuid.uuid4().hex}"
+    file = folder / "canary.txt"
+    file.write_text(text)
+    os.chmod(file, 0o666)
+    yield Canary(folder, file, text)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def markers() -> Iterator[Callable[[], str]]:
+    """``markers()``: a new :func:`sleep_marker`, so processes a test's code starts can be
+    found by argv; whatever still carries one at teardown is ended by pid."""
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(sleep_marker())
+        return made[-1]
+
+    yield make
+    kill_processes_with(*made)
+
+
+def box() -> Iterator[Box]:
+    """A :class:`Box` for one test, cleaned up at teardown."""
+    helper = Box()
+    yield helper
+    helper.cleanup()
