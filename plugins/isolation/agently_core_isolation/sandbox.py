@@ -58,7 +58,11 @@ class Limits:
 
     wall_seconds: float = 30.0
     cpu_seconds: float | None = None
+    #: ``RLIMIT_AS``: the address space.
     memory_bytes: int | None = None
+    #: ``RLIMIT_DATA``: private writable memory. For runtimes that reserve far more address
+    #: space than they use (V8), where ``memory_bytes`` would stop them from starting.
+    data_bytes: int | None = None
     processes: int | None = 64
     file_bytes: int | None = 64 * 1024 * 1024
     open_files: int | None = 256
@@ -73,6 +77,8 @@ class Limits:
             args.append(f"--cpu={cpu}:{cpu + 1}")  # SIGXCPU at the soft, SIGKILL at the hard
         if self.memory_bytes is not None:
             args.append(f"--as={self.memory_bytes}")
+        if self.data_bytes is not None:
+            args.append(f"--data={self.data_bytes}")
         if self.processes is not None:
             args.append(f"--nproc={self.processes}")
         if self.file_bytes is not None:

@@ -5,8 +5,8 @@ on a timeout, a cancellation or a broken reply.
 Memory: V8 reserves far more address space than it uses (a WebAssembly memory alone
 reserves 10 GB), so ``RLIMIT_AS`` either stops Node from starting or is meaningless. The
 worker gets ``RLIMIT_DATA`` instead (private writable memory: the heap, ``Buffer`` and
-typed-array storage, thread stacks), set by ``prlimit --data`` inside the sandbox just
-before ``node``, and V8's old space is capped at three quarters of it with
+typed-array storage, thread stacks; ``Limits.data_bytes``, applied by the isolation's
+``prlimit`` like every other limit), and V8's old space is capped at three quarters of it with
 ``--max-old-space-size``. Measured (256 MB): a heap bomb ends the worker with V8's "FATAL
 ERROR: ... JavaScript heap out of memory", which the failed call reports, and the next call
 gets a fresh worker; a ``Buffer`` bomb fails inside the code with a catchable
@@ -42,7 +42,6 @@ from agently_core_isolation.sandbox import (
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 NODE = "/usr/bin/node"  # under /usr: visible in every tier
-PRLIMIT = "/usr/bin/prlimit"
 MAX_REPLY = 64 * 1024 * 1024  # two 4 MB captures, JSON-escaped
 #: Below this RLIMIT_DATA Node cannot even start its threads.
 MIN_MEMORY = 64 << 20
@@ -127,23 +126,23 @@ class NodeWorker:
 
     # -- start ------------------------------------------------------------------------
     def argv(self, fd: int) -> list[str]:
-        """What runs inside the sandbox: Node under its data limit, the worker's source, and
+        """What runs inside the sandbox: Node with its heap cap, the worker's source, and
         the number of the inherited protocol socket."""
         memory = self.limits.memory_bytes
         # the host's /etc/ssl/openssl.cnf is hidden (bubblewrap) or unreadable (Landlock, a
         # fatal error for Node): an empty configuration keeps OpenSSL's built-in defaults
-        node = [self.node, f"--max-old-space-size={heap_megabytes(memory or 4 << 30)}",
+        return [self.node, f"--max-old-space-size={heap_megabytes(memory or 4 << 30)}",
                 "--v8-pool-size=2", "--openssl-config=/dev/null",
                 "--disable-warning=ExperimentalWarning", "-e", worker_source(), str(fd)]
-        return node if memory is None else [PRLIMIT, f"--data={memory}", "--", *node]
 
     def _sandbox_limits(self) -> Limits:
         processes = self.limits.processes
         if processes is not None:
             processes += NODE_TASKS + (BUBBLEWRAP_TASKS if self.isolation.tier == "bubblewrap"
                                        else 0)
-        return dataclasses.replace(self.limits, processes=processes,
-                                   memory_bytes=None)  # RLIMIT_DATA inside instead
+        # RLIMIT_DATA instead of RLIMIT_AS (see the module docstring)
+        return dataclasses.replace(self.limits, processes=processes, memory_bytes=None,
+                                   data_bytes=self.limits.memory_bytes)
 
     async def start(self, ready_timeout: float = 15.0) -> NodeWorker:
         memory = self.limits.memory_bytes
