@@ -267,7 +267,9 @@ class _Session:
 
     @property
     def alive(self) -> bool:
-        return not self.broken and not self.done.done() and not self.exited()
+        # the owner task sets ``broken`` before ``done``: no need to ask ``done`` (whose
+        # ``done()`` takes a lock) on this hot path
+        return not self.broken and not self.exited()
 
     def request_close(self) -> None:
         """Ask the owner task to shut the session down (from any thread)."""
