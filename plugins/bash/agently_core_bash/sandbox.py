@@ -5,10 +5,10 @@ uid (when the host runs as root), a private directory (``home``: ``$HOME``, and 
 private tmp of the Landlock tier), the workspace roots, and the read-only PATH
 directories (one per distinct allowlist, :func:`~.programs.make_bin_dir`). Each call runs
 ``/usr/bin/bash --noprofile --norc -c CMD`` through
-:func:`agently_core_isolation.sandbox.run` with :class:`RootsIsolation`, which extends the
-isolation's tiers with read-write roots bound at their own host paths and a start
-directory among them. Calls of one sandbox run one at a time (the Landlock tier sweeps
-the uid's processes after each).
+:func:`agently_core_isolation.sandbox.run` with :class:`RootsIsolation`, which runs it under
+the reaper; the roots are the spec's ``rw_paths`` (read-write at their own host paths, in
+every tier) and the call's workdir, among them, its ``cwd``. Calls of one sandbox run one
+at a time (the Landlock tier sweeps the uid's processes after each).
 """
 
 from __future__ import annotations
@@ -39,10 +39,7 @@ from agently_core_isolation.sandbox import (
 from .programs import Allowlist, make_bin_dir
 
 BASH = "/usr/bin/bash" if os.path.exists("/usr/bin/bash") else "/bin/bash"
-PRLIMIT = shutil.which("prlimit") or "/usr/bin/prlimit"
-LAUNCHER = Path(__file__).with_name("_landlock_roots.py")
 REAPER = Path(__file__).with_name("_reaper.py")
-LANDLOCK_EXEC = Path(isolation_sandbox.__file__).with_name("_landlock_exec.py")
 #: Host trees a root may not be (or lie in): the system, and the kernel's.
 SYSTEM_ROOTS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
                 "/proc", "/sys", "/dev", "/boot", "/run")
@@ -50,58 +47,27 @@ SYSTEM_ROOTS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", 
 
 @dataclass(frozen=True)
 class RootsSpec(SandboxSpec):
-    """A :class:`SandboxSpec` with host directories bound read-write at their own paths
-    (``rw_paths``); ``cwd`` is a host path among them."""
+    """A :class:`SandboxSpec` with the moment the reaper ends the call."""
 
-    rw_paths: Sequence[str] = ()
     #: When the reaper kills the call (seconds; a little before ``limits.wall_seconds``).
     deadline: float | None = None
 
 
 class RootsIsolation(Isolation):
-    """:class:`Isolation` whose command lines also bind ``spec.rw_paths`` read-write at
-    their own paths and start in ``spec.cwd`` (a host path), in every tier."""
+    """:class:`Isolation` whose calls run under the reaper (:mod:`._reaper`): it owns the
+    call's process tree and kills and reaps whatever the call leaves behind, in every
+    tier. Roots are the spec's ``rw_paths``, bound read-write at their own paths by the
+    isolation itself."""
 
     def command(self, spec: SandboxSpec, *, uid: int | None = None
                 ) -> tuple[list[str], dict[str, str]]:
-        argv, env = self._command(spec, uid=uid)
+        argv, env = super().command(spec, uid=uid)
         # the reaper goes right after prlimit: it owns (and reaps) the whole call
         split = argv.index("--") + 1
         deadline = getattr(spec, "deadline", None) or spec.limits.wall_seconds + 1.0
         sweep = str(uid) if uid is not None and os.geteuid() == 0 else "-"
         reaper = [sys.executable, "-I", "-S", str(REAPER), sweep, f"{deadline:.3f}", "--"]
         return [*argv[:split], *reaper, *argv[split:]], env
-
-    def _command(self, spec: SandboxSpec, *, uid: int | None = None
-                 ) -> tuple[list[str], dict[str, str]]:
-        argv, env = super().command(spec, uid=uid)
-        writable = list(getattr(spec, "rw_paths", ()))
-        if self.tier == "bubblewrap":
-            split = len(argv) - len(spec.argv) - 1
-            if split < 0 or argv[split] != "--" or argv[split + 1:] != list(spec.argv):
-                raise RuntimeError("unexpected bubblewrap command line; refusing to run")
-            binds: list[str] = []
-            for path in writable:
-                binds += ["--bind", path, path]
-            for path in spec.ro_paths:  # again, above any root that contains them
-                binds += ["--ro-bind", path, path]
-            return [*argv[:split], *binds, *argv[split:]], env
-        # absolute: the child's environment (its PATH is the sandbox's) is the one the
-        # process is started with
-        limits = [PRLIMIT, *spec.limits.prlimit_args(), "--"]
-        if self.tier == "landlock":
-            launcher = [sys.executable, "-I", "-S", str(LAUNCHER), "--lib", str(LANDLOCK_EXEC),
-                        "--workdir", str(spec.workdir), "--cwd", spec.cwd,
-                        "--network", "1" if spec.network else "0"]
-            if uid is not None and os.geteuid() == 0:
-                launcher += ["--uid", str(uid)]
-            for path in spec.ro_paths:
-                launcher += ["--ro", path]
-            for path in writable:
-                launcher += ["--rw", path]
-            return [*limits, *launcher, "--", *spec.argv], env
-        # trusted_local: no isolation (an explicit opt-in); only the start directory
-        return [*limits, "/usr/bin/env", "-C", spec.cwd, "--", *spec.argv], env
 
 
 def check_root(path: str | os.PathLike[str]) -> str:

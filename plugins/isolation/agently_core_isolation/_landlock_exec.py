@@ -2,7 +2,8 @@
 
 Runs before the sandboxed program, in the child: drops to a dedicated uid (when started
 as root), sets no-new-privileges, restricts the file system with Landlock (system paths
-read-only, the workspace read-write, nothing else), denies TCP with Landlock network rules
+read-only, the workspace and every ``--rw`` tree read-write, nothing else; it starts in
+``--cwd``, by default the workspace), denies TCP with Landlock network rules
 unless the network is open, installs a seccomp filter that refuses IP, packet and netlink
 sockets and io_uring (Landlock does not cover UDP or DNS), scopes signals and abstract
 sockets to the sandbox where the kernel supports it, then execs the program. Any failure
@@ -68,8 +69,11 @@ def _abi(libc: ctypes.CDLL) -> int:
     return max(0, libc.syscall(SYS_CREATE, None, 0, 1))
 
 
-def restrict_filesystem_and_tcp(libc: ctypes.CDLL, workdir: str, read_only: list[str],
+def restrict_filesystem_and_tcp(libc: ctypes.CDLL, writable: list[str], read_only: list[str],
                                 network: bool) -> None:
+    """Landlock: ``read_only`` trees readable and executable, every ``writable`` tree (each
+    must exist) fully usable, the writable devices, nothing else; TCP denied unless
+    ``network``."""
     abi = _abi(libc)
     if abi < 1:
         raise OSError("Landlock is not available")
@@ -83,10 +87,12 @@ def restrict_filesystem_and_tcp(libc: ctypes.CDLL, workdir: str, read_only: list
     size = ctypes.sizeof(RulesetAttr) if abi >= 6 else (16 if abi >= 4 else 8)
     ruleset = _check(libc.syscall(SYS_CREATE, ctypes.byref(attr), size, 0), "landlock ruleset")
 
-    def allow(path: str, rights: int) -> None:
+    def allow(path: str, rights: int, *, required: bool = False) -> None:
         try:
             fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
         except FileNotFoundError:
+            if required:
+                raise
             return
         try:
             if not os.path.isdir(path):
@@ -102,7 +108,8 @@ def restrict_filesystem_and_tcp(libc: ctypes.CDLL, workdir: str, read_only: list
         allow(path, read)
     for path in WRITABLE_DEVICES:
         allow(path, FS_READ_FILE | FS_WRITE_FILE | FS_TRUNCATE)
-    allow(workdir, fs)
+    for path in writable:
+        allow(path, fs, required=True)
     _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     _check(libc.syscall(SYS_RESTRICT, ruleset, 0), "landlock restrict")
     os.close(ruleset)
@@ -146,22 +153,31 @@ def deny_ip_sockets(lib: ctypes.CDLL, network: bool) -> None:
 
 def main(argv: list[str]) -> None:
     args = iter(argv)
-    workdir, network, uid, read_only = "", False, None, list(READ_ONLY_PATHS)
+    workdir = cwd = ""
+    network, uid, read_only = False, None, list(READ_ONLY_PATHS)
+    writable: list[str] = []
     program: list[str] = []
     for arg in args:
         if arg == "--workdir":
             workdir = next(args)
+        elif arg == "--cwd":
+            cwd = next(args)
         elif arg == "--network":
             network = next(args) == "1"
         elif arg == "--uid":
             uid = int(next(args))
         elif arg == "--ro":
             read_only.append(next(args))
+        elif arg == "--rw":
+            writable.append(next(args))
         elif arg == "--":
             program = list(args)
             break
+        else:
+            raise OSError(f"unknown option {arg}")
     if not workdir or not program:
-        raise SystemExit("usage: _landlock_exec.py --workdir DIR [--network 0|1] [--uid N] -- argv")
+        raise OSError("usage: _landlock_exec.py --workdir DIR [--cwd DIR] [--network 0|1] "
+                      "[--uid N] [--ro PATH]... [--rw PATH]... -- argv")
     libc = _libc()
     seccomp = load_seccomp()
     if uid is not None:
@@ -169,9 +185,9 @@ def main(argv: list[str]) -> None:
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
     os.makedirs(os.path.join(workdir, ".tmp"), exist_ok=True)
-    restrict_filesystem_and_tcp(libc, workdir, read_only, network)
+    restrict_filesystem_and_tcp(libc, [workdir, *writable], read_only, network)
     deny_ip_sockets(seccomp, network)
-    os.chdir(workdir)
+    os.chdir(cwd or workdir)
     # Python ignores SIGPIPE and SIGXFSZ at start-up, and an ignored signal stays ignored
     # across exec: give the program the defaults, so the file-size limit stops it and a
     # closed pipe ends a writer the usual way.

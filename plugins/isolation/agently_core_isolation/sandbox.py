@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 TIERS = ("bubblewrap", "landlock", "trusted_local")
+PRLIMIT = shutil.which("prlimit") or "/usr/bin/prlimit"
 #: Dedicated uids for sandboxes when the host runs as root, one per sandbox, so that
 #: process-count limits and signals never reach another sandbox or the host.
 UID_BASE = 1_200_000
@@ -98,8 +99,15 @@ class SandboxSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     #: Extra host paths made visible read-only at the same place (an interpreter's tree).
+    #: One inside a ``rw_paths`` tree stays read-only with bubblewrap; Landlock cannot take
+    #: rights away beneath a tree it allows, so that tier refuses such a spec.
     ro_paths: Sequence[str] = ()
+    #: Where the program starts: ``/work`` (the workdir, wherever the tier puts it) or a
+    #: directory under it, or a directory in one of ``rw_paths``.
     cwd: str = "/work"
+    #: Host directories (existing, resolved) usable read-write at their own paths, besides
+    #: the workdir: a project the program works on.
+    rw_paths: Sequence[str] = ()
 
 
 def _base_env(spec: SandboxSpec) -> dict[str, str]:
@@ -245,14 +253,28 @@ class Isolation:
     def command(self, spec: SandboxSpec, *, uid: int | None = None) -> tuple[list[str], dict[str, str]]:
         """The command line and environment that run ``spec`` in this tier."""
         env = _base_env(spec)
-        limits = ["prlimit", *spec.limits.prlimit_args(), "--"]
+        # absolute: the child is started with its own environment, whose PATH is the
+        # sandbox's (a program allowlist may leave prlimit out)
+        limits = [PRLIMIT, *spec.limits.prlimit_args(), "--"]
+        # the workdir is /work inside bubblewrap, at its host path in the other tiers
+        cwd = spec.cwd
+        if cwd == "/work" or cwd.startswith("/work/"):
+            cwd = str(spec.workdir) + cwd[len("/work"):]
         if self.tier == "trusted_local":
-            return [*limits, *spec.argv], {**env, "HOME": str(spec.workdir)}
+            start = [] if cwd == str(spec.workdir) else ["/usr/bin/env", "-C", cwd, "--"]
+            return [*limits, *start, *spec.argv], {**env, "HOME": str(spec.workdir)}
         if self.tier == "landlock":
+            for path in spec.ro_paths:
+                if any(path == tree or path.startswith(tree.rstrip("/") + "/")
+                       for tree in spec.rw_paths):
+                    raise ValueError(f"read-only path {path} lies in a read-write tree; "
+                                     "Landlock cannot keep it read-only, so this does not run")
             launcher = [sys.executable, "-I", "-S", str(Path(__file__).with_name("_landlock_exec.py")),
-                        "--workdir", str(spec.workdir), "--network", "1" if spec.network else "0",
+                        "--workdir", str(spec.workdir), "--cwd", cwd,
+                        "--network", "1" if spec.network else "0",
                         *(["--uid", str(uid)] if uid is not None and _is_root() else []),
-                        *itertools.chain.from_iterable(("--ro", p) for p in spec.ro_paths), "--"]
+                        *itertools.chain.from_iterable(("--ro", p) for p in spec.ro_paths),
+                        *itertools.chain.from_iterable(("--rw", p) for p in spec.rw_paths), "--"]
             return [*limits, *launcher, *spec.argv], {**env, "HOME": str(spec.workdir)}
         return [*limits, *self._drop(uid), *self._bwrap(spec, env)], {}
 
@@ -273,7 +295,9 @@ class Isolation:
                 "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
                 "--bind", str(spec.workdir), "/work", "--chdir", spec.cwd,
                 "--hostname", "sandbox", "--clearenv"]
-        for path in spec.ro_paths:
+        for path in spec.rw_paths:
+            args += ["--bind", path, path]
+        for path in spec.ro_paths:  # after the read-write trees: read-only inside them too
             args += ["--ro-bind", path, path]
         if spec.network:
             args += ["--share-net"]  # keeps the host's network namespace, nothing else
