@@ -22,11 +22,11 @@ the figures are left out with a note on stderr; under ``CI=true`` that is an err
 from __future__ import annotations
 
 import json
-import multiprocessing
-import statistics
 import sys
 import time
 from typing import Any
+
+from _writers import backend_writer, rate, rows
 
 WRITERS = 4
 OPS_PER_WRITER = 1000
@@ -50,65 +50,6 @@ def _raw_inserts(dsn: str, schema: str, index: int, ops: int, barrier: Any,
         results.put(("error", repr(exc), 0.0))
 
 
-def _backend_writer(kind: str, dsn: str, schema: str, index: int, ops: int, barrier: Any,
-                    results: Any) -> None:
-    import anyio
-    from agently_core_workspace_postgres.backend import PostgresWorkspaceBackend
-
-    async def main() -> None:
-        backend = PostgresWorkspaceBackend(dsn, schema=schema)
-        key = f"writer-{index}"
-        version = await backend.write_snapshot(key, {"n": 0})  # connected before the clock
-        await backend.append_event("warm-up", f"w{index}", {"n": 0})
-
-        async def cas() -> int:
-            nonlocal version
-            for i in range(ops):
-                version = await backend.write_snapshot(key, {"n": i},
-                                                       expected_state_version=version)
-            return ops
-
-        async def events() -> int:
-            for i in range(ops):
-                await backend.append_event("bench", f"w{index}-{i}", {"n": i})
-            return ops
-
-        body = cas if kind == "cas" else events
-        try:
-            barrier.wait(60)
-            started = time.perf_counter()
-            count = await body()
-            results.put(("ok", count, time.perf_counter() - started))
-        finally:
-            await backend.aclose()
-
-    try:
-        anyio.run(main)
-    except BaseException as exc:
-        results.put(("error", repr(exc), 0.0))
-
-
-def _rate(target: Any, args_for: Any, writers: int = WRITERS) -> float:
-    """Operations per second of ``writers`` processes started together."""
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(writers), context.Queue()
-    workers = [context.Process(target=target, args=(*args_for(index), barrier, results))
-               for index in range(writers)]
-    for worker in workers:
-        worker.start()
-    try:
-        outcomes = [results.get(timeout=300) for _ in workers]
-    finally:
-        for worker in workers:
-            worker.join(30)
-            if worker.is_alive():
-                worker.kill()
-    failed = [detail for status, detail, _ in outcomes if status != "ok"]
-    if failed:
-        raise RuntimeError(f"a benchmark writer failed: {failed[0]}")
-    return sum(count for _, count, _ in outcomes) / max(elapsed for _, _, elapsed in outcomes)
-
-
 def _raw_rate(dsn: str, schema: str, ops: int) -> float:
     import psycopg
 
@@ -116,14 +57,15 @@ def _raw_rate(dsn: str, schema: str, ops: int) -> float:
         conn.execute(f'CREATE SCHEMA "{schema}"')
         conn.execute(f'CREATE TABLE "{schema}".raw (id bigint GENERATED ALWAYS AS IDENTITY '
                      "PRIMARY KEY, writer integer, i integer, payload text)")
-    return _rate(_raw_inserts, lambda index: (dsn, schema, index, ops))
+    return rate(_raw_inserts, lambda index: (dsn, schema, index, ops), WRITERS)
 
 
 def _backend_rate(kind: str, dsn: str, schema: str, ops: int) -> float:
     from agently_core_workspace_postgres.backend import PostgresWorkspaceBackend
 
     PostgresWorkspaceBackend(dsn, schema=schema).close()  # created once, before the race
-    return _rate(_backend_writer, lambda index: (kind, dsn, schema, index, ops))
+    return rate(backend_writer,
+                lambda index: (kind, BACKEND, (dsn,), {"schema": schema}, index, ops), WRITERS)
 
 
 def postgres_figures(repeat: int) -> list[dict]:
@@ -164,14 +106,7 @@ def postgres_figures(repeat: int) -> list[dict]:
                     drop_schema(server.dsn, schema)
     finally:
         server.stop()
-    base = statistics.median(raw)
-    return [
-        {"name": name, "value": round(statistics.median(rates)), "unit": unit,
-         "baseline": round(base), "ratio": round(statistics.median(rates) / base, 3)}
-        for name, rates, unit in (("snapshot_cas_per_s_postgres", cas, "writes/s"),
-                                  ("event_append_per_s_postgres", events, "appends/s"))
-    ]
-
+    return rows("postgres", cas, events, raw)
 
 if __name__ == "__main__":
     repeat = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 3

@@ -17,17 +17,18 @@ better). Process start-up is excluded: every worker starts its clock at a shared
 from __future__ import annotations
 
 import json
-import multiprocessing
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from _writers import backend_writer, rate, rows
+
 WRITERS = 4
 OPS_PER_WRITER = 400
+BACKEND = "agently_core_workspace_local.backend:LocalWorkspaceBackend"
 
 
 def _timed(barrier: Any, results: Any, body: Any) -> None:
@@ -54,67 +55,13 @@ def _raw_inserts(path: str, index: int, ops: int, barrier: Any, results: Any) ->
     conn.close()
 
 
-def _backend_writer(kind: str, path: str, index: int, ops: int, barrier: Any,
-                    results: Any) -> None:
-    import anyio
-    from agently_core_workspace_local.backend import LocalWorkspaceBackend
-
-    async def main() -> None:
-        backend = LocalWorkspaceBackend(path)
-        key = f"writer-{index}"
-        version = await backend.write_snapshot(key, {"n": 0})
-
-        async def cas() -> int:
-            nonlocal version
-            for i in range(ops):
-                version = await backend.write_snapshot(key, {"n": i},
-                                                       expected_state_version=version)
-            return ops
-
-        async def events() -> int:
-            for i in range(ops):
-                await backend.append_event("bench", f"w{index}-{i}", {"n": i})
-            return ops
-
-        body = cas if kind == "cas" else events
-        try:
-            barrier.wait(60)
-            started = time.perf_counter()
-            count = await body()
-            results.put(("ok", count, time.perf_counter() - started))
-        finally:
-            await backend.aclose()
-
-    try:
-        anyio.run(main)
-    except BaseException as exc:
-        results.put(("error", repr(exc), 0.0))
-
-
-def _rate(target: Any, args_for: Any, writers: int = WRITERS) -> float:
-    """Operations per second of ``writers`` processes started together."""
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(writers), context.Queue()
-    workers = [context.Process(target=target, args=(*args_for(index), barrier, results))
-               for index in range(writers)]
-    for worker in workers:
-        worker.start()
-    outcomes = [results.get(timeout=300) for _ in workers]
-    for worker in workers:
-        worker.join(30)
-    failed = [detail for status, detail, _ in outcomes if status != "ok"]
-    if failed:
-        raise RuntimeError(f"a benchmark writer failed: {failed[0]}")
-    return sum(count for _, count, _ in outcomes) / max(elapsed for _, _, elapsed in outcomes)
-
-
 def _raw_rate(directory: Path, ops: int) -> float:
     db = directory / "raw.db"
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("CREATE TABLE IF NOT EXISTS raw (writer INTEGER, i INTEGER, payload TEXT)")
     conn.close()
-    return _rate(_raw_inserts, lambda index: (str(db), index, ops))
+    return rate(_raw_inserts, lambda index: (str(db), index, ops), WRITERS)
 
 
 def _backend_rate(kind: str, directory: Path, ops: int) -> float:
@@ -122,7 +69,8 @@ def _backend_rate(kind: str, directory: Path, ops: int) -> float:
 
     store = directory / f"ws-{kind}"
     LocalWorkspaceBackend(store).close()  # created once, before the writers race
-    return _rate(_backend_writer, lambda index: (kind, str(store), index, ops))
+    return rate(backend_writer, lambda index: (kind, BACKEND, (str(store),), {}, index, ops),
+                WRITERS)
 
 
 def workspace_figures(repeat: int) -> list[dict]:
@@ -135,14 +83,7 @@ def workspace_figures(repeat: int) -> list[dict]:
             raw.append(_raw_rate(directory, ops))
             cas.append(_backend_rate("cas", directory, ops))
             events.append(_backend_rate("events", directory, ops))
-    base = statistics.median(raw)
-    return [
-        {"name": name, "value": round(statistics.median(rates)), "unit": unit,
-         "baseline": round(base), "ratio": round(statistics.median(rates) / base, 3)}
-        for name, rates, unit in (("snapshot_cas_per_s_local", cas, "writes/s"),
-                                  ("event_append_per_s_local", events, "appends/s"))
-    ]
-
+    return rows("local", cas, events, raw)
 
 if __name__ == "__main__":
     repeat = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 3
