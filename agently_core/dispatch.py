@@ -153,13 +153,14 @@ class ActionDispatcher:
             return await self._finish(self._record(
                 call, started, "failed", error_type=type(exc).__name__, error=str(exc)))
         unenforced = () if policy is entry.enforceable else (
-            policy.constraints() - getattr(executor, "enforced_policy", frozenset()))
+            policy.constraints() - getattr(executor, "enforced_policy", frozenset())
+            - frozenset(entry.spec.meta.get("enforced_policy", ())))
         if not unenforced and policy is entry.policy:
             entry.enforceable = policy  # checked once per cached policy, not per call
         if unenforced:
             return await self._finish(self._record(
                 call, started, "blocked", error_type="PolicyNotEnforceable",
-                error=f"the {entry.spec.kind!r} executor cannot enforce policy "
+                error=f"neither the {entry.spec.kind!r} executor nor the action enforces policy "
                 f"{', '.join(sorted(unenforced))} for {call.action!r}; refusing to run it"))
         if policy.env_passthrough and self.redactor is not None:
             import os  # values a child will see are secrets wherever else they appear
