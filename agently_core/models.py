@@ -108,6 +108,11 @@ class Policy(_Model):
     max_cpu_seconds: float | None = Field(None, gt=0, strict=True)
     max_processes: int | None = Field(None, gt=0, strict=True)
     max_file_bytes: int | None = Field(None, gt=0, strict=True)
+    max_workspace_bytes: int | None = Field(
+        None, gt=0, strict=True,
+        description="Bytes the call's writable places (its workspace and temporary files) "
+        "may hold in all; a write past it fails as a full disk would.",
+    )
     env_passthrough: list[str] | None = Field(
         None, description="Names of host environment variables a child process receives."
     )
@@ -160,10 +165,10 @@ _PERMISSIVE = {"network": True, "read_only": False, "allow_create": True, "allow
 _CONSTRAINABLE = (
     "network", "workspace_roots", "path_allow", "path_deny", "command_allowlist", "read_only",
     "allow_create", "allow_update", "allow_delete", "max_memory_bytes", "max_cpu_seconds",
-    "max_processes", "max_file_bytes", "env_passthrough",
+    "max_processes", "max_file_bytes", "max_workspace_bytes", "env_passthrough",
 )
 _MINIMUM = {"timeout_seconds", "max_output_bytes", "max_memory_bytes", "max_cpu_seconds",
-            "max_processes", "max_file_bytes"}
+            "max_processes", "max_file_bytes", "max_workspace_bytes"}
 
 
 def _narrow(key: str, current: Any, proposed: Any) -> Any:

@@ -36,6 +36,7 @@ RESTRICTIVE: dict[str, Any] = {
     "max_cpu_seconds": 2.0,
     "max_processes": 4,
     "max_file_bytes": 1024,
+    "max_workspace_bytes": 1 << 20,
     "env_passthrough": ["HOME"],
 }
 #: The value of each boolean constraint that grants rather than restricts.
@@ -121,6 +122,7 @@ BAD_VALUES: dict[str, list[Any]] = {
     "max_cpu_seconds": [0, -0.1, "long", [1]],
     "max_processes": [0, -3, 2.5, "many", [1]],
     "max_file_bytes": [0, -1, 0.5, "big", [1]],
+    "max_workspace_bytes": [0, -1, 0.5, "huge", [1]],
     "env_passthrough": ["HOME", [1], [None], {"HOME": 1}],
 }
 
