@@ -180,9 +180,13 @@ class Agent:
         self.approval = for_plugins(self.plugins)
         #: Seconds the interactive approval handlers wait for an answer.
         self.approval_timeout = self.config.approval_timeout
-        base = Policy().merge(dict(self.config.policy))
+        #: The host configuration's policy layer, and the agent's own (``policy=`` and
+        #: :meth:`set_policy`); the agent's narrows the configuration's.
+        self._host_policy = Policy().merge(dict(self.config.policy), grants=False)
+        self._agent_layer: dict[str, Any] = {}
         if policy is not None:
-            base = base.merge(policy)
+            self._agent_layer = _layer(policy)
+        base = self._host_policy.merge(self._agent_layer, grants=False)
         self._owns_manager = manager is None and not shared
         if manager is None:
             if shared:
@@ -227,8 +231,12 @@ class Agent:
         return self.dispatcher.policy
 
     def set_policy(self, policy: Policy | Mapping[str, Any] | None = None, **fields: Any) -> Agent:
-        """Merge host policy settings into the agent's policy."""
-        merged = self.dispatcher.policy.merge(policy).merge(fields or None)
+        """Set fields of the agent's own policy layer (a field set again replaces its
+        earlier value). The layer only narrows the host configuration's policy, and every
+        action package and call narrows it in turn (see :class:`Policy`)."""
+        layer = {**self._agent_layer, **_layer(policy), **_layer(fields)}
+        merged = self._host_policy.merge(layer, grants=False)  # validates first
+        self._agent_layer = layer
         self.dispatcher.set_policy(merged)
         return self
 
@@ -865,3 +873,15 @@ def create_agent(name: str | None = None, **options: Any) -> Agent:
     """Create an :class:`Agent`. ``options``: ``plugins``, ``config`` (a :class:`Config` or a
     dict of settings that override files and environment), ``policy``."""
     return Agent(name, **options)
+
+
+def _layer(policy: Policy | Mapping[str, Any] | None) -> dict[str, Any]:
+    """The fields a policy layer sets, validated (ValueError for a bad one)."""
+    if policy is None:
+        return {}
+    if isinstance(policy, Policy):
+        return {key: getattr(policy, key) for key in policy.model_fields_set}
+    if not isinstance(policy, Mapping):
+        raise ValueError(f"a policy must be a mapping, got {type(policy).__name__}")
+    Policy().merge(dict(policy))  # unknown keys and bad values fail here
+    return dict(policy)

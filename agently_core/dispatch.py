@@ -21,7 +21,7 @@ from .errors import (
     EnvironmentApprovalRequired,
     EnvironmentBlocked,
 )
-from .execution import current_execution, current_request
+from .execution import current_execution, current_request, current_session
 from .models import (
     ActionCall,
     ActionRecord,
@@ -142,7 +142,8 @@ class ActionDispatcher:
             if policy is None:
                 policy = entry.policy = self.policy.merge(entry.spec.policy)
             if call.policy:
-                policy = policy.merge(call.policy, from_model=call.source == "model")
+                policy = policy.merge(call.policy, from_model=call.source == "model",
+                                      grants=False)
         except (ValueError, TypeError, AgentlyError) as exc:  # pydantic's ValidationError too
             return await self._finish(self._record(
                 call, started, "failed", error_type="PolicyError",
@@ -166,7 +167,8 @@ class ActionDispatcher:
             import os  # values a child will see are secrets wherever else they appear
 
             self.redactor.add(*(os.environ.get(name) for name in policy.env_passthrough))
-        if not approved and (policy.approval_mode == "always" or entry.spec.approval_required):
+        mode = policy.approval_mode
+        if mode == "deny" or (not approved and (mode == "always" or entry.spec.approval_required)):
             blocked = await self._approve(call, entry, policy, started)
             if blocked is not None:
                 return await self._finish(blocked)
@@ -174,10 +176,12 @@ class ActionDispatcher:
 
     async def _approve(self, call: ActionCall, entry: RegisteredAction, policy: Policy,
                        started: float) -> ActionRecord | None:
-        if policy.approval_mode == "never":
+        if policy.approval_mode in ("never", "deny"):
             return self._record(call, started, "blocked", error_type="ApprovalDenied",
                                 error=f"action {call.action!r} needs approval and the policy's "
-                                "approval_mode is 'never'")
+                                f"approval_mode is {policy.approval_mode!r}"
+                                + (" (one layer says 'always', another 'never')"
+                                   if policy.approval_mode == "deny" else ""))
         request = ApprovalRequest(
             subject_type="action", subject=call.action, subject_id=call.id,
             reason=self._redact(call.purpose or entry.spec.description[:200]),
@@ -352,7 +356,7 @@ class ActionDispatcher:
         if scope == "action_call":
             owner = call.id
         elif scope == "agent":
-            owner = getattr(self.agent, "id", None)
+            owner = current_session.get() or getattr(self.agent, "id", None)
         elif scope == "execution":
             execution = current_execution.get()
             if execution is None:
@@ -362,7 +366,7 @@ class ActionDispatcher:
         elif scope == "request":
             owner = current_request.get() or call.id
         else:  # session
-            owner = getattr(self.agent, "session_id", None)
+            owner = current_session.get() or getattr(self.agent, "session_id", None)
             if owner is None:
                 raise AgentlyError(f"{requirement.kind!r} is session-scoped: set agent.session_id "
                                    "or the requirement's owner_id")

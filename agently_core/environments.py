@@ -273,13 +273,14 @@ class ExecutionEnvironmentManager:
                        approval: PolicyApproval | None, base: Policy | None) -> None:
         requirement = slot.requirement
         policy = (base or self.policy).merge(requirement.policy)
-        if not (requirement.approval_required or policy.approval_mode == "always"):
+        mode = policy.approval_mode
+        if mode != "deny" and not (requirement.approval_required or mode == "always"):
             return
-        if requirement.id in self._approved:
+        if mode != "deny" and requirement.id in self._approved:
             return
-        if policy.approval_mode == "never":
+        if mode in ("never", "deny"):
             raise EnvironmentBlocked(
-                f"{requirement.kind!r} environment needs approval and approval_mode is 'never'"
+                f"{requirement.kind!r} environment needs approval and approval_mode is {mode!r}"
             )
         request = ApprovalRequest(
             subject_type="environment", subject=requirement.kind, subject_id=requirement.id,

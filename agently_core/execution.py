@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 current_execution: ContextVar[Execution | None] = ContextVar("agently_execution", default=None)
 #: The id of the request the current task serves (a flow run or one direct call).
 current_request: ContextVar[str | None] = ContextVar("agently_request", default=None)
+#: The client session the current task serves, when one agent serves several clients (as
+#: ``serve-mcp`` does): the owner of the call's session- and agent-scoped environments in
+#: place of ``agent.session_id`` / ``agent.id``, so clients never share one.
+current_session: ContextVar[str | None] = ContextVar("agently_session", default=None)
 
 Resume = Callable[[ApprovalDecision], Awaitable[Any]]
 

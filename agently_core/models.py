@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 ActionStatus = Literal["success", "failed", "approval_required", "blocked", "skipped"]
 Scope = Literal["action_call", "request", "execution", "session", "agent", "global"]
 HandleStatus = Literal["pending", "ensuring", "ready", "unhealthy", "releasing", "released", "failed"]
-ApprovalMode = Literal["auto", "always", "never"]
+ApprovalMode = Literal["auto", "always", "never", "deny"]
 PlanningProtocol = Literal["structured_plan", "native_tool_calls"]
 
 
@@ -63,9 +63,10 @@ class _Model(BaseModel):
 
 
 class Policy(_Model):
-    """What a call may do. Merged global -> agent -> spec -> call.
+    """What a call may do. Layers combine host configuration -> agent -> action package
+    (the spec) -> call, and every layer can only *narrow* what the layers before it allow.
 
-    ``None`` means "not constrained by policy": the executor's own default applies (a
+    ``None`` means "not constrained by this layer": the executor's own default applies (a
     sandbox's default is no network, a scratch workspace, read-only system files). A field
     set to a constraining value must be enforced by the executor that runs the call: every
     executor lists the fields it enforces (``enforced_policy``) and the dispatcher blocks a
@@ -73,15 +74,20 @@ class Policy(_Model):
     never silently ignored. ``approval_mode``, ``timeout_seconds`` and ``max_output_bytes``
     are enforced by the dispatcher for every executor.
 
-    The host sets policy freely. Anything that comes from a model (plans, kwargs,
-    overrides) may only *narrow* it, and keys in :attr:`HOST_ONLY` are ignored from a
-    model altogether.
+    How layers combine (:meth:`merge`): allowlists (``workspace_roots``, ``path_allow``,
+    ``command_allowlist``, ``env_passthrough``) intersect, ``path_deny`` lists unite,
+    limits take the minimum, ``network=False``, ``read_only=True`` and ``allow_*=False``
+    win, and the stricter approval mode wins. A permissive boolean (``network=True``,
+    ``read_only=False``, ``allow_*=True``) widens an executor's default only when the
+    action package itself sets it (``enable_shell(network=True)``); anywhere else it just
+    constrains nothing. Keys in :attr:`HOST_ONLY` are ignored from a model altogether.
     """
 
     approval_mode: ApprovalMode = Field(
         "auto",
         description="auto: ask only when the action or requirement demands approval; "
-        "always: ask for every call; never: never ask, block what would need approval.",
+        "always: ask for every call; never: never ask, block what would need approval; "
+        "deny: block every call (what 'always' and 'never' in two layers combine into).",
     )
     timeout_seconds: float | None = Field(
         None, gt=0, strict=True,
@@ -95,7 +101,9 @@ class Policy(_Model):
     workspace_roots: list[str] | None = Field(
         None, description="Directories the call may use; nothing outside them."
     )
-    path_allow: list[str] | None = Field(None, description="Glob patterns of paths allowed.")
+    path_allow: list[str | list[str]] | None = Field(
+        None, description="Glob patterns of paths allowed (see path_allowed); a nested list "
+        "is one more group a path must also match (two layers' lists combined).")
     path_deny: list[str] | None = Field(None, description="Glob patterns of paths refused.")
     command_allowlist: list[str] | None = Field(
         None, description="Programs a shell may run, matched by resolved path."
@@ -126,25 +134,44 @@ class Policy(_Model):
         {"approval_mode", "timeout_seconds", "max_output_bytes"}
     )
 
-    def merge(self, overrides: dict[str, Any] | Policy | None, *, from_model: bool = False) -> Policy:
-        """Return a new policy with ``overrides`` applied.
+    def merge(self, overrides: dict[str, Any] | Policy | None, *, from_model: bool = False,
+              grants: bool = True) -> Policy:
+        """This policy narrowed by one more layer, ``overrides`` (a new policy; neither
+        input changes). Only the layer's set fields count.
 
-        With ``from_model=True`` host-only keys are ignored and every other key may only
-        narrow the current value.
+        ``grants`` (the default, for an action package's own layer or a policy built from
+        scratch): the layer's permissive booleans (``network=True``, ``read_only=False``,
+        ``allow_*=True``) widen the executor's default where no earlier layer restricts
+        them. ``grants=False`` (the host configuration, the agent, a call): they constrain
+        nothing and widen nothing. ``from_model=True`` implies ``grants=False`` and ignores
+        the keys in :attr:`HOST_ONLY`.
+        Raises ValueError for an unknown key or a bad value.
         """
         if not overrides:
             return self
         if isinstance(overrides, Policy):
-            overrides = overrides.model_dump(exclude_unset=True)
-        data = self.model_dump()
-        for key, value in overrides.items():
-            if key not in data:
-                raise ValueError(f"unknown policy key {key!r}; known: {', '.join(sorted(data))}")
+            layer = overrides
+            given = overrides.model_fields_set
+        else:
+            if not isinstance(overrides, dict):
+                raise ValueError(f"a policy must be a mapping, got {type(overrides).__name__}")
+            unknown = set(overrides) - set(type(self).model_fields)
+            if unknown:
+                raise ValueError(f"unknown policy key {sorted(unknown)[0]!r}; known: "
+                                 f"{', '.join(sorted(type(self).model_fields))}")
             if from_model:
-                if key in self.HOST_ONLY:
-                    continue
-                value = _narrow(key, data[key], value)
-            data[key] = value
+                overrides = {k: v for k, v in overrides.items() if k not in self.HOST_ONLY}
+                for key, value in overrides.items():  # no "no" or 0 for False from a model
+                    if key in _PERMISSIVE and value is not None and not isinstance(value, bool):
+                        raise ValueError(f"{key} must be a boolean, got {value!r}")
+            layer = Policy.model_validate(overrides)
+            given = set(overrides)
+        data = self.model_dump()
+        for key in given:
+            if from_model and key in self.HOST_ONLY:
+                continue
+            data[key] = _meet(key, data[key], getattr(layer, key),
+                              grants=grants and not from_model)
         return Policy.model_validate(data)
 
     def constraints(self) -> set[str]:
@@ -158,6 +185,24 @@ class Policy(_Model):
             found.add(key)
         return found
 
+    def path_allowed(self, path: str) -> bool:
+        """May a call touch ``path`` (relative to its root, ``/``-separated, ``.`` for the
+        root itself)? Patterns are :func:`fnmatch.fnmatchcase` globs (``*`` also matches
+        ``/``) matched against the path and each of its parent directories: a path is
+        refused when it or a parent matches a ``path_deny`` pattern, and, when
+        ``path_allow`` is set, allowed only when it or a parent matches a pattern of
+        every group (plain strings form one group, each nested list another)."""
+        from fnmatch import fnmatchcase
+
+        parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
+        candidates = ["/".join(parts[:i]) for i in range(len(parts), 0, -1)] or ["."]
+        if self.path_deny and any(fnmatchcase(c, p) for c in candidates for p in self.path_deny):
+            return False
+        if self.path_allow is None:
+            return True
+        return all(any(fnmatchcase(c, p) for c in candidates for p in group)
+                   for group in _groups(self.path_allow))
+
 
 #: For booleans, the value that grants rather than restricts.
 _PERMISSIVE = {"network": True, "read_only": False, "allow_create": True, "allow_update": True,
@@ -169,25 +214,92 @@ _CONSTRAINABLE = (
 )
 _MINIMUM = {"timeout_seconds", "max_output_bytes", "max_memory_bytes", "max_cpu_seconds",
             "max_processes", "max_file_bytes", "max_workspace_bytes"}
+#: Approval modes from the least to the most strict; ``always`` and ``never`` together
+#: make ``deny`` (every call needs approval, and none may be asked for).
+_APPROVAL_ORDER = {"auto": 0, "always": 1, "never": 2, "deny": 3}
 
 
-def _narrow(key: str, current: Any, proposed: Any) -> Any:
-    """The stricter of the current value and a model's proposal."""
+def _meet(key: str, current: Any, proposed: Any, *, grants: bool) -> Any:
+    """The value of ``key`` that satisfies both the earlier layers (``current``) and one
+    more layer (``proposed``)."""
+    if key == "approval_mode":
+        pair = {current, proposed}
+        if pair == {"always", "never"}:
+            return "deny"
+        return max(pair, key=_APPROVAL_ORDER.__getitem__)
+    if key in _PERMISSIVE:
+        if proposed is None or (proposed == _PERMISSIVE[key] and not grants):
+            return current
+        if current is not None and current != _PERMISSIVE[key]:
+            return current  # an earlier layer restricts: a later one cannot lift it
+        return proposed
     if proposed is None:
         return current
+    if current is None:
+        return list(proposed) if isinstance(proposed, list) else proposed
     if key in _MINIMUM:
-        if not isinstance(proposed, (int, float)) or isinstance(proposed, bool):
-            raise ValueError(f"{key} must be a number, got {proposed!r}")
-        return proposed if current is None else min(current, proposed)
-    if key in _PERMISSIVE:
-        if not isinstance(proposed, bool):
-            raise ValueError(f"{key} must be a boolean, got {proposed!r}")
-        return proposed if proposed != _PERMISSIVE[key] else current
+        return min(current, proposed)
     if key == "path_deny":
-        if not isinstance(proposed, list):
-            raise ValueError(f"path_deny must be a list, got {proposed!r}")
-        return [*(current or []), *(p for p in proposed if p not in (current or []))]
-    return current
+        return [*current, *(p for p in proposed if p not in current)]
+    if key == "path_allow":
+        groups = _groups(current)
+        for group in _groups(proposed):
+            if group not in groups:
+                groups.append(group)
+        return groups[0] if len(groups) == 1 else groups
+    if key == "workspace_roots":
+        return _intersect_roots(current, proposed)
+    if key == "command_allowlist":
+        return _intersect_programs(current, proposed)
+    return [item for item in current if item in proposed]  # env_passthrough
+
+
+def _groups(patterns: list[Any]) -> list[list[str]]:
+    """``path_allow`` as groups: its plain strings together, each nested list apart."""
+    plain = [p for p in patterns if isinstance(p, str)]
+    nested = [list(p) for p in patterns if not isinstance(p, str)]
+    return ([plain] if plain or not nested else []) + nested
+
+
+def _intersect_roots(first: list[str], second: list[str]) -> list[str]:
+    """The trees under a root of both lists (resolved: a symlink is its target)."""
+    def real(paths: list[str]) -> list[str]:
+        return [os.path.realpath(p) for p in paths]
+
+    def under(path: str, root: str) -> bool:
+        return path == root or path.startswith(root.rstrip("/") + "/")
+
+    kept: list[str] = []
+    a, b = real(first), real(second)
+    for path in [*a, *b]:
+        if any(under(path, r) for r in a) and any(under(path, r) for r in b) \
+                and path not in kept:
+            kept.append(path)
+    return [p for p in kept if not any(p != q and under(p, q) for q in kept)]
+
+
+def _intersect_programs(first: list[str], second: list[str]) -> list[str]:
+    """Programs both lists allow. An entry is a name (``ls``) or an absolute path
+    (``/usr/bin/ls``); a name and a path match when the path's file name is the name (the
+    more specific path is kept); two paths match when they are the same program under the
+    same name (same file name, same resolved file)."""
+    def identity(path: str) -> tuple[str, str]:
+        return os.path.realpath(path), os.path.basename(path)
+
+    kept: list[str] = []
+    for a in first:
+        for b in second:
+            if a == b or ("/" not in b and os.path.basename(a) == b):
+                pick = a
+            elif "/" not in a and os.path.basename(b) == a:
+                pick = b
+            elif "/" in a and "/" in b and identity(a) == identity(b):
+                pick = a
+            else:
+                continue
+            if pick not in kept:
+                kept.append(pick)
+    return kept
 
 
 class EnvironmentRequirement(_Model):

@@ -176,10 +176,10 @@ def test_defaults_constrain_nothing() -> None:
 
 def test_merge_returns_a_new_policy_and_never_mutates() -> None:
     base = Policy(timeout_seconds=5, path_deny=["*.key"])
-    merged = base.merge({"timeout_seconds": 9, "path_deny": ["*.pem"]})
+    merged = base.merge({"timeout_seconds": 3, "path_deny": ["*.pem"]})
     assert merged is not base
     assert base.timeout_seconds == 5 and base.path_deny == ["*.key"]
-    assert merged.timeout_seconds == 9 and merged.path_deny == ["*.pem"]  # the host replaces
+    assert merged.timeout_seconds == 3 and merged.path_deny == ["*.key", "*.pem"]
     assert base.merge(None) is base and base.merge({}) is base
     narrowed = base.merge({"path_deny": ["*.pem"]}, from_model=True)
     assert base.path_deny == ["*.key"]  # the model's narrowing did not touch the base list
@@ -188,8 +188,9 @@ def test_merge_returns_a_new_policy_and_never_mutates() -> None:
 
 def test_merge_accepts_a_policy_and_applies_only_its_set_fields() -> None:
     base = Policy(timeout_seconds=5, max_output_bytes=10)
-    merged = base.merge(Policy(max_output_bytes=99))
-    assert merged.timeout_seconds == 5 and merged.max_output_bytes == 99
+    merged = base.merge(Policy(max_output_bytes=7))
+    assert merged.timeout_seconds == 5 and merged.max_output_bytes == 7
+    assert base.merge(Policy(max_output_bytes=99)).max_output_bytes == 10  # only narrows
 
 
 # -- bad policies from the host fail where they are given ---------------------------------------
@@ -227,29 +228,30 @@ allow_delete = true
 
 
 def test_merge_order_global_agent_spec_call(build) -> None:
-    agent = build(toml=TOML, policy={"timeout_seconds": 40, "max_output_bytes": 4000,
+    agent = build(toml=TOML, policy={"timeout_seconds": 40, "max_output_bytes": 6000,
                                      "network": True})
-    assert agent.policy == Policy(timeout_seconds=40, max_output_bytes=4000, network=True,
-                                  allow_delete=True)
+    # the agent's layer narrows the configuration's; its permissive network grants nothing
+    assert agent.policy == Policy(timeout_seconds=40, max_output_bytes=5000)
     seen = spy(agent, policy={"timeout_seconds": 30, "read_only": False})
     record = agent.action.execute_action("spy", timeout=20)
     assert record.status == "success", record.error
     effective = seen[-1]
     assert effective.timeout_seconds == 20  # call
-    assert effective.read_only is False  # spec
-    assert effective.max_output_bytes == 4000 and effective.network is True  # agent
-    assert effective.allow_delete is True  # global
+    assert effective.read_only is False  # the package's own grant
+    assert effective.max_output_bytes == 5000 and effective.network is None
+    assert effective.allow_delete is None  # a permissive value in configuration grants nothing
     assert effective.approval_mode == "auto"  # default
 
-    # without the call's override the spec's timeout applies; the host may widen at any
-    # layer (the spec raises the agent's timeout)
+    # without the call's override the spec's timeout applies; no layer widens an earlier one
     agent.action.execute_action("spy")
     assert seen[-1].timeout_seconds == 30
     wide = spy(agent, name="wide", timeout=120)
     agent.action.execute_action("wide")
-    assert wide[-1].timeout_seconds == 120
+    assert wide[-1].timeout_seconds == 40  # the agent's limit holds over the action's
     assert agent.action.execute_action("wide", timeout=200).status == "success"
-    assert wide[-1].timeout_seconds == 200  # a host call may widen too
+    assert wide[-1].timeout_seconds == 40  # and over a host's call
+    assert agent.action.execute_action("wide", timeout=3).status == "success"
+    assert wide[-1].timeout_seconds == 3
 
 
 def test_set_policy_applies_to_actions_already_called(build) -> None:
@@ -409,12 +411,12 @@ async def test_model_call_cannot_widen_through_the_dispatcher(build) -> None:
     assert policy.network is False and policy.read_only is True
     assert policy.allow_create is False and policy.timeout_seconds == 2
     assert policy.path_deny == ["*.key"]
-    # the same overrides from the host do apply
+    # a host's call cannot widen the layers above it either
     host = ActionCall(action="ping", source="host", policy={"network": True,
                                                             "timeout_seconds": 30})
     assert (await agent.dispatcher.dispatch(host)).status == "success"
-    assert executor.calls[-1].policy.network is True
-    assert executor.calls[-1].policy.timeout_seconds == 30
+    assert executor.calls[-1].policy.network is False
+    assert executor.calls[-1].policy.timeout_seconds == 2
 
 
 @pytest.mark.anyio
@@ -570,16 +572,23 @@ def test_permissive_values_are_not_constraints(build, field, value) -> None:
     seen = spy(agent)
     record = agent.action.execute_action("spy")
     assert record.status == "success", record.error
-    assert getattr(seen[-1], field) == value
+    # a permissive boolean from the agent's layer grants nothing (only a package's own
+    # layer widens its executor's default); the rest arrive as set
+    expected = None if field in PERMISSIVE else value
+    assert getattr(seen[-1], field) == expected
+    packaged = spy(agent, name="packaged", policy={field: value})
+    assert agent.action.execute_action("packaged").status == "success"
+    assert getattr(packaged[-1], field) == value
 
 
-def test_a_later_layer_lifting_a_constraint_unblocks_the_call(build) -> None:
+def test_a_later_layer_cannot_lift_a_constraint(build) -> None:
     agent = build(toml="[policy]\nnetwork = false\n")
     blocked = spy(agent, name="blocked")
     allowed = spy(agent, name="allowed", policy={"network": True})
     assert agent.action.execute_action("blocked").status == "blocked"
-    assert agent.action.execute_action("allowed").status == "success"
-    assert blocked == [] and allowed[-1].network is True
+    # a later layer cannot lift an earlier layer's constraint: both are blocked
+    assert agent.action.execute_action("allowed").status == "blocked"
+    assert blocked == [] and allowed == []
 
 
 # -- Policy.constraints() -----------------------------------------------------------------------
