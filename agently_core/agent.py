@@ -105,10 +105,16 @@ class Action:
             "policy": {} if timeout is None else {"timeout_seconds": timeout},
         })
         token = current_request.set(call.id)
+        dispatcher = self._agent.dispatcher
         try:
-            record = await self._agent.dispatcher.dispatch(call)
+            record = await dispatcher.dispatch(call)
         finally:
             current_request.reset(token)
+            if ("request", call.id) in dispatcher.owners:  # a direct call is its own request
+                dispatcher.owners.discard(("request", call.id))
+                with anyio.CancelScope(shield=True):
+                    await self._agent.manager.async_release_scope(
+                        "request", call.id, events=self._agent.events)
         self._agent._last_records = [record]
         return record
 
@@ -778,7 +784,10 @@ class Agent:
 
     async def _close_execution(self, execution: Execution) -> None:
         self._executions.discard(execution)
-        await execution.aclose()
+        await execution.aclose()  # releases its execution- and request-scoped environments
+        if not execution.paused:
+            self.dispatcher.owners.difference_update(
+                {("execution", execution.id), ("request", execution.id)})
 
     def run(self, request: Any = None, **options: Any) -> FlowResult:
         from ._sync import run_sync
@@ -810,6 +819,9 @@ class Agent:
             for execution in list(self._executions):
                 await self._close_execution(execution)
             await self.manager.async_release_scope("agent", self.id, events=self.events)
+            owners, self.dispatcher.owners = self.dispatcher.owners, set()
+            for scope, owner in sorted(owners):  # every scope the agent's calls started
+                await self.manager.async_release_scope(scope, owner, events=self.events)
             if self._owns_manager:
                 await self.manager.aclose()
 

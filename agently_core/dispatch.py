@@ -80,6 +80,10 @@ class ActionDispatcher:
         self._owned_copies: dict[tuple[int, str], tuple[EnvironmentRequirement,
                                                         dict[str, Any],
                                                         EnvironmentRequirement]] = {}
+        #: (scope, owner) of every request-, execution- and agent-scoped environment this
+        #: dispatcher's calls pinned: what its agent releases when a call, a run or the
+        #: agent itself ends.
+        self.owners: set[tuple[str, str]] = set()
 
     @property
     def manager(self) -> ExecutionEnvironmentManager:
@@ -370,6 +374,8 @@ class ActionDispatcher:
             if owner is None:
                 raise AgentlyError(f"{requirement.kind!r} is session-scoped: set agent.session_id "
                                    "or the requirement's owner_id")
+        if scope in ("request", "execution", "agent"):
+            self.owners.add((scope, owner))
         if scope in ("action_call", "request"):  # a new owner (nearly) every call
             return requirement.model_copy(update={"owner_id": owner,
                                                   "id": f"{requirement.id}@{owner}"})

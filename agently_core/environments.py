@@ -19,6 +19,7 @@ import builtins
 import copy
 import itertools
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -58,8 +59,9 @@ _KNOWN_SIZE = 1024
 class _Slot:
     """One live resource and the references to it."""
 
-    __slots__ = ("closed", "created_at", "handle_id", "key", "leases", "lock", "owner_lease",
-                 "provider", "provider_name", "requirement", "resource", "status", "template")
+    __slots__ = ("closed", "created_at", "handle_id", "key", "leases", "lock", "loop",
+                 "owner_lease", "provider", "provider_name", "requirement", "resource", "status",
+                 "template")
 
     def __init__(self, key: str, requirement: EnvironmentRequirement, provider: Any,
                  provider_name: str) -> None:
@@ -76,6 +78,8 @@ class _Slot:
         self.lock = anyio.Lock(fast_acquire=True)  # no scheduling round trip when free
         self.template: dict[str, Any] | None = None
         self.created_at = time.time()
+        #: The asyncio loop the resource was started on (its pipes and tasks live there).
+        self.loop: Any = None
 
     def handle(self, lease_id: str | None = None) -> EnvironmentHandle:
         """A snapshot of the slot as a handle (built from a cached template of its fields:
@@ -133,6 +137,9 @@ class ExecutionEnvironmentManager:
         #: (see :meth:`_resolve_key`).
         self._known: dict[int, tuple[EnvironmentRequirement, tuple[Any, ...], str]] = {}
         self._approved: set[str] = set()
+        #: Host event loops with resources on them -> the task that releases those when
+        #: the loop ends (see :meth:`_keep_loop`).
+        self._keepers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self.closed = False
 
     # -- configuration ---------------------------------------------------------------
@@ -243,6 +250,7 @@ class ExecutionEnvironmentManager:
             slot.status = "ensuring"
             await self._emit(events, "execution_environment.ensuring", slot)
             slot.resource = await slot.provider.ensure(requirement)
+            slot.loop = self._keep_loop()
         except BaseException as exc:
             slot.closed = True
             slot.status = "failed"
@@ -466,6 +474,44 @@ class ExecutionEnvironmentManager:
         return slot.resource
 
     # -- shutdown ----------------------------------------------------------------------
+    # -- resources started on a host's own event loop ------------------------------------
+    def _keep_loop(self) -> Any:
+        """The running asyncio loop, watched: when the host's own loop ends (``asyncio.run``
+        cancels its remaining tasks before it closes), the resources started on it are
+        released there, while their pipes still work, instead of failing at interpreter
+        exit. The shared loop of the synchronous API needs no watch (it closes the
+        process-wide manager itself)."""
+        import asyncio
+
+        from . import _sync
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # another async library: the owner's close releases them
+            return None
+        if loop is _sync._loop or loop in self._keepers:
+            return loop
+        self._keepers[loop] = loop.create_task(self._keep(loop), name="agently-core-keeper")
+        return loop
+
+    async def _keep(self, loop: Any) -> None:
+        import asyncio
+
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            slots = [s for s in builtins.list(self._slots.values())
+                     if s.loop is loop and not s.closed]
+            for slot in slots:
+                async with slot.lock:
+                    if not slot.closed:
+                        for lease in slot.leases:
+                            self._by_lease.pop(lease, None)
+                        slot.leases.clear()
+                        await self._close(slot, None)
+        finally:
+            self._keepers.pop(loop, None)
+
     async def aclose(self) -> None:
         """Release every resource of every scope; the manager refuses work afterwards."""
         if self.closed:

@@ -204,9 +204,13 @@ class Execution:
         if self.state != "closed":
             with anyio.CancelScope(shield=True):
                 await self.manager.async_release_scope("execution", self.id, events=self.events)
+                # a run is the request of its calls: request-scoped environments end with it
+                await self.manager.async_release_scope("request", self.id, events=self.events)
             self.state = "closed"
             self.closed_at = time.time()
             self.resources = {}
+            self.handles = {key: handle.model_copy(update={"status": "released", "ref_count": 0})
+                            for key, handle in self.handles.items()}
         if self._lease is not None and not self._resuming:
             with anyio.CancelScope(shield=True):
                 await self._let_go()

@@ -246,11 +246,9 @@ async def test_request_scope_of_direct_calls_is_the_call(agent, provider) -> Non
     second = await call(agent, "probe")
     assert seen[0].resource is not seen[1].resource  # each call is its own request
     assert seen[0].handle.owner_id == first.call_id
-    assert len(provider.live) == 2  # kept after the call
-    assert await agent.manager.async_release_scope("request", first.call_id) == 1
-    assert provider.live == [seen[1].resource]
-    assert await agent.manager.async_release_scope("request", second.call_id) == 1
-    assert provider.live == []
+    assert provider.live == []  # the request ended with its call, and so did its resource
+    assert await agent.manager.async_release_scope("request", first.call_id) == 0
+    assert second.status == "success"
 
 
 @pytest.mark.anyio
@@ -261,15 +259,14 @@ async def test_request_scope_of_a_flow_run_is_the_execution(agent, provider) -> 
     assert result.stop_reason == "response"
     assert seen[0].resource is seen[1].resource  # one request, one resource
     assert seen[0].handle.owner_id == result.execution_id
-    assert len(provider.live) == 1  # the request outlives the run until released
-    assert agent.manager.list("request", owner_id=result.execution_id)
+    assert provider.live == []  # the request ended with its run
+    assert not agent.manager.list("request", owner_id=result.execution_id)
 
     other = await agent.async_run("again")
+    assert other.stop_reason == "response"
     assert seen[2].resource is not seen[0].resource  # a new run is a new request
-    assert await agent.manager.async_release_scope("request", result.execution_id) == 1
-    assert provider.live == [seen[2].resource]
-    assert await agent.manager.async_release_scope("request", other.execution_id) == 1
     assert provider.live == []
+    assert len(provider.released) == 2
 
 
 # -- execution -------------------------------------------------------------------------
@@ -590,9 +587,9 @@ async def test_every_scope_ends_with_its_owner(plugins, provider) -> None:
                       response="ok")
     result = await agent.async_run("go")
     assert [r.status for r in result.records] == ["success"] * 6
-    # action_call and execution went with the call and the run
-    assert sorted(h.scope for h in manager.list()) == ["agent", "global", "request", "session"]
-    assert await manager.async_release_scope("request", result.execution_id) == 1
+    # action_call, request and execution went with the call and the run
+    assert sorted(h.scope for h in manager.list()) == ["agent", "global", "session"]
+    assert await manager.async_release_scope("request", result.execution_id) == 0
     assert await manager.async_release_scope("session", "s") == 1
     await agent.aclose()
     assert [h.scope for h in manager.list()] == ["global"]
