@@ -30,12 +30,30 @@ class ActionContext:
     execution_environment_resources: dict[str, Any] = field(default_factory=dict)
     #: Artifacts the executor produced, stored (redacted) by the dispatcher after the call.
     pending_artifacts: list[tuple[str, Any, str]] = field(default_factory=list)
+    #: The agent's redactor (None: nothing to mask).
+    redactor: Any = None
 
     def add_artifact(self, kind: str, content: Any, *, media_type: str = "text/plain") -> None:
         """Keep ``content`` (text, bytes or JSON-able data) as an artifact of this call,
         e.g. the full output behind a truncated result. The dispatcher redacts and stores
-        it after the call; its id lands in the record's ``artifacts`` and digest."""
+        it after the call; its id lands in the record's ``artifacts`` and digest. Output
+        that was cut at its end before it reached you goes through :meth:`redact` with
+        ``cut=True`` first."""
         self.pending_artifacts.append((kind, content, media_type))
+
+    def redact(self, value: Any, *, cut: bool = False) -> Any:
+        """``value`` with the call's secrets masked (registered values, and the call's own
+        secret-named arguments). Redact output *before* cutting it to a limit, so a cut can
+        never leave part of a secret behind; ``cut=True`` for a text that was already cut
+        at its end (masks a secret the cut split)."""
+        redactor = self.redactor
+        if redactor is None:
+            return value
+        extra = redactor.secret_arguments(self.call.kwargs) \
+            if isinstance(self.call.kwargs, dict) else ()
+        if isinstance(value, str):
+            return redactor.cut_text(value, extra) if cut else redactor.text(value, extra)
+        return redactor.redact(value, extra)
 
 
 @dataclass(slots=True)

@@ -219,7 +219,8 @@ class ActionDispatcher:
         events = self.events
         if events.active:
             await events.emit("action.started", "dispatcher", call_id=call.id, action=call.action)
-        context = ActionContext(call, entry.spec, policy, entry.target, self.agent, events)
+        context = ActionContext(call, entry.spec, policy, entry.target, self.agent, events,
+                                redactor=self.redactor)
         leases: list[Any] = []
         try:
             if entry.spec.execution_environments:

@@ -78,6 +78,24 @@ def _local(extra: Iterable[str]) -> re.Pattern[str] | None:
         return _local_pattern(tuple(s for s in extra if isinstance(s, str)))
 
 
+#: The shortest start of a secret masked at the end of a cut text (:meth:`Redactor.cut_text`).
+MIN_PARTIAL_SECRET = 3
+
+
+def _mask_tail(value: str, secrets: Iterable[str]) -> str:
+    """``value`` with its end masked when it is the start of one of ``secrets`` (the
+    longest such start wins)."""
+    longest = 0
+    for secret in secrets:
+        for size in range(min(len(secret) - 1, len(value)), MIN_PARTIAL_SECRET - 1, -1):
+            if size <= longest:
+                break
+            if value.endswith(secret[:size]):
+                longest = size
+                break
+    return value[:-longest] + MASK if longest else value
+
+
 #: How many distinct key names a redactor remembers the masked form of.
 _KEY_CACHE_SIZE = 4096
 _LEAVES = frozenset({int, float, bool, type(None)})
@@ -255,6 +273,18 @@ class Redactor:
             if local is not None:
                 value = local.sub(MASK, value)
         return value
+
+    def cut_text(self, value: str, extra: Iterable[str] = ()) -> str:
+        """:meth:`text` for a text that was cut at its end before it could be redacted
+        whole (a stream that stopped at a byte limit): also masks a secret the cut split,
+        whose first characters end the text. At most the first
+        ``MIN_PARTIAL_SECRET - 1`` characters of a secret can remain visible at the edge."""
+        value = self.text(value, extra)
+        secrets = set(self._secrets)
+        if extra:
+            secrets |= {v for s in extra if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH
+                        for v in _variants(s)}
+        return _mask_tail(value, secrets)
 
     def redact(self, value: Any, extra: Iterable[str] = ()) -> Any:
         """A copy of ``value`` with secrets masked (the input is never modified): by key

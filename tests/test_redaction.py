@@ -626,3 +626,34 @@ async def test_model_call_records_are_redacted_like_host_ones(build) -> None:
         action="echo", source="model", kwargs={"text": HOST_SECRET, "api_key": "sk-12345678"}))
     assert record.kwargs == {"text": MASK, "api_key": MASK}
     assert record.result == f"echo {MASK}"
+
+
+# -- a cut never leaves part of a secret behind -----------------------------------------------
+def test_cut_text_masks_a_secret_split_at_the_end() -> None:
+    secret = "sk-live-0123456789abcdef"
+    redactor = Redactor([secret])
+    for size in range(3, len(secret)):
+        cut = "output: " + secret[:size]
+        assert redactor.cut_text(cut) == "output: ***", size
+        assert secret[:3] not in redactor.cut_text(cut)
+    # at most the first two characters of a secret survive at the very edge
+    assert redactor.cut_text("output: sk") == "output: sk"
+    # whole secrets are masked as by text(), and an unrelated ending is kept
+    assert redactor.cut_text(f"{secret} and more") == "*** and more"
+    assert redactor.cut_text("nothing secret here") == "nothing secret here"
+    # the call's own secrets count too
+    assert redactor.cut_text("token=abcdefgh12", ["abcdefgh1234"]) == "token=***"
+
+
+def test_action_context_redacts_before_the_executor_cuts() -> None:
+    from agently_core.actions import ActionContext
+    from agently_core.models import ActionCall, ActionSpec, Policy
+
+    redactor = Redactor(["hunter2-secret-value"])
+    call = ActionCall(action="x", kwargs={"api_key": "callsecret99", "n": 1})
+    context = ActionContext(call, ActionSpec(name="x"), Policy(), redactor=redactor)
+    assert context.redact("a hunter2-secret-value b callsecret99") == "a *** b ***"
+    assert context.redact("ends with hunter2-sec", cut=True) == "ends with ***"
+    assert context.redact({"out": "callsecret99"}) == {"out": "***"}
+    assert ActionContext(call, ActionSpec(name="x"), Policy()).redact("callsecret99") == \
+        "callsecret99"  # no redactor: nothing to mask
