@@ -32,6 +32,11 @@ class ActionContext:
     pending_artifacts: list[tuple[str, Any, str]] = field(default_factory=list)
     #: The agent's redactor (None: nothing to mask).
     redactor: Any = None
+    #: Set by a :class:`~agently_core.queueing.Turnstile`: is the call waiting for a shared
+    #: resource now, which one, and how long it has waited in all.
+    queued: bool = False
+    queued_for: str = ""
+    queued_s: float = 0.0
 
     def add_artifact(self, kind: str, content: Any, *, media_type: str = "text/plain") -> None:
         """Keep ``content`` (text, bytes or JSON-able data) as an artifact of this call,

@@ -258,6 +258,12 @@ class ActionDispatcher:
                 if scope.cancelled_caught:
                     status, error_type, result = "failed", "TimeoutError", None
                     error = f"action {call.action!r} timed out after {timeout:g}s"
+                    if context.queued:
+                        error += (f" while it waited for {context.queued_for}, busy with other "
+                                  "calls; it never started")
+                    elif context.queued_s:
+                        error += (f", {context.queued_s:.3g}s of it waiting for "
+                                  f"{context.queued_for}")
         except ActionError as exc:
             status, error_type, error = "failed", type(exc).__name__, str(exc)
             result = exc.result
@@ -267,6 +273,8 @@ class ActionDispatcher:
             status, error_type = "failed", type(exc).__name__
             error = f"action {call.action!r} raised {type(exc).__name__}: {exc}"
         meta: dict[str, Any] = {}
+        if context.queued_s:
+            meta["queued_ms"] = round(context.queued_s * 1000, 3)
         full = raw = None
         if result is not None:
             # redact before the output cap, so a cut can never leave half a secret behind
@@ -275,7 +283,8 @@ class ActionDispatcher:
             if max_bytes is None or 0 <= size <= max_bytes:
                 result = full  # bounded below the cap: no serialising to measure it
             else:
-                result, meta = _capped(full, max_bytes, size)
+                result, capped = _capped(full, max_bytes, size)
+                meta.update(capped)
         record = self._record(call, started, status, result=result, error=error,
                               error_type=error_type, t0=t0, meta=meta, result_redacted=True)
         instruction = entry.spec.meta.get("instruction") if entry.spec.meta else None
