@@ -1,17 +1,25 @@
-"""File access confined to one directory, robust against symlink swaps.
+"""File access confined to one directory, robust against symlink swaps and against a
+sandbox that shares the directory.
 
-Paths are relative to the root; ``..``, absolute paths and NUL bytes are refused before
-anything is opened. The root is opened, then each directory component with
-``openat(dir_fd, part, O_NOFOLLOW | O_DIRECTORY)`` and the last one with ``O_NOFOLLOW``:
-every step is taken relative to a directory the previous step already holds open, so no
-component is ever resolved by name from the root again. A symlink anywhere, even one
-swapped in between a check and the use, makes the open fail (``ELOOP``/``ENOTDIR``)
-instead of leaving the root. Directories on another file system (mount points) are refused
-too. Only regular files are read: the type is checked with ``lstat`` before opening (so a
-device is never opened) and again with ``fstat`` on the open descriptor (opened with
-``O_NONBLOCK``, so a FIFO swapped in cannot hang the reader). Writes go to a new
-temporary file in the target directory and are renamed over the target: a write never
-follows a link or writes through a hard link into another file.
+Paths are relative to the root; ``..``, absolute paths, NUL bytes, paths deeper than
+``max_depth`` components, components longer than 255 bytes and paths longer than
+``max_path_bytes`` are refused before anything is opened. The root is opened, then each
+directory component with ``openat(dir_fd, part, O_NOFOLLOW | O_DIRECTORY)`` and the last
+one with ``O_NOFOLLOW``: every step is taken relative to a directory the previous step
+already holds open, so no component is ever resolved by name from the root again. A
+symlink anywhere, even one swapped in between a check and the use, makes the open fail
+(``ELOOP``/``ENOTDIR``) instead of leaving the root. Directories on another file system
+(mount points) are refused too. Only regular files with one name are read: the type is
+checked with ``lstat`` before opening (so a device is never opened) and again, with the
+link count, with ``fstat`` on the open descriptor (opened with ``O_NONBLOCK``, so a FIFO
+swapped in cannot hang the reader); a file with other hard links may be a file outside the
+root, so it is refused.
+
+Writes go to a new temporary file in the target directory (``O_EXCL | O_NOFOLLOW``),
+whose owner and mode are set on its descriptor (see :mod:`.ownership`: never setuid,
+setgid or sticky, never owned by root where another user owns the directory or the file
+replaced), and which is renamed over the target: a write never follows a link, never writes
+through a hard link into another file, never keeps a mode bit a sandbox set.
 """
 
 from __future__ import annotations
@@ -22,22 +30,29 @@ import fnmatch
 import os
 import secrets
 import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from agently_core.errors import ActionError
+from .errors import FileAccessRefused
+from .ownership import new_file_mode, owner_for, settle_directory, settle_file
+from .path_policy import PathPolicy
+from .tree import DIR_FLAGS, TreeTooLarge, usage
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+__all__ = ["DEFAULT_MAX_TOTAL_BYTES", "ConfinedRoot", "FileAccessRefused"]
+
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | getattr(
     os, "O_NOCTTY", 0)
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _SNIFF_BYTES = 8192
-
-
-class FileAccessRefused(ActionError):
-    """A file action was refused: the path leaves the root, is a link or a special file,
-    is too large, or the workspace is read-only. The message says which and why."""
+#: The longest name of one path component, in bytes (Linux's NAME_MAX).
+NAME_MAX = 255
+#: What the whole workspace may hold after a ``write_file`` unless the host says otherwise.
+DEFAULT_MAX_TOTAL_BYTES = 256 * 1024 * 1024
+_FULL_DISK = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 class ConfinedRoot:
@@ -46,13 +61,24 @@ class ConfinedRoot:
     ``max_read_bytes`` caps one read (larger files are returned in parts, with
     ``truncated`` and ``next_offset``); ``max_write_bytes`` caps one write;
     ``max_entries`` caps a listing; ``max_search_file_bytes`` skips larger files when
-    searching, and ``max_search_bytes`` caps what one search reads in total.
+    searching, and ``max_search_bytes`` caps what one search reads in total;
+    ``max_depth`` (components) and ``max_path_bytes`` bound a path, and walks stop at
+    ``max_depth``; ``max_total_bytes`` bounds what the whole root may hold after a write
+    (``None``: no bound), measured by a walk of at most ``max_usage_entries`` entries
+    (a measurement younger than ``usage_ttl`` seconds is reused, plus this object's own
+    writes since; a write it would refuse is checked again against a fresh one).
+    Every action takes the call's :class:`~agently_core.models.Policy` (``policy=``) and
+    enforces its ``path_allow``, ``path_deny``, ``read_only``, ``allow_create``,
+    ``allow_update`` and ``max_workspace_bytes``.
     """
 
     def __init__(self, root: str | os.PathLike[str], *, read_only: bool = False,
                  max_read_bytes: int = 256 * 1024, max_write_bytes: int = 1024 * 1024,
                  max_entries: int = 1000, max_search_file_bytes: int = 1024 * 1024,
-                 max_search_bytes: int = 64 * 1024 * 1024) -> None:
+                 max_search_bytes: int = 64 * 1024 * 1024, max_depth: int = 64,
+                 max_path_bytes: int = 4096,
+                 max_total_bytes: int | None = DEFAULT_MAX_TOTAL_BYTES,
+                 max_usage_entries: int = 200_000, usage_ttl: float = 1.0) -> None:
         self.root = Path(os.path.realpath(root))  # the host's root may sit behind a link
         if not self.root.is_dir():
             raise FileNotFoundError(f"the file root {self.root} is not a directory")
@@ -64,26 +90,49 @@ class ConfinedRoot:
         self.max_entries = int(max_entries)
         self.max_search_file_bytes = int(max_search_file_bytes)
         self.max_search_bytes = int(max_search_bytes)
+        self.max_depth = _positive(max_depth, "max_depth")
+        self.max_path_bytes = _positive(max_path_bytes, "max_path_bytes")
+        self.max_total_bytes = (None if max_total_bytes is None
+                                else _positive(max_total_bytes, "max_total_bytes"))
+        self.max_usage_entries = _positive(max_usage_entries, "max_usage_entries")
+        self.usage_ttl = float(usage_ttl)
+        self._usage: tuple[float, int] | None = None  # (when measured, bytes) for the quota
+        self._write_lock = threading.Lock()  # quota check and write, one write at a time
 
     # -- resolution ----------------------------------------------------------------------
-    @staticmethod
-    def parts(path: Any, action: str) -> list[str]:
+    def parts(self, path: Any, action: str) -> list[str]:
         """The components of a relative path, or :class:`FileAccessRefused`."""
         if not isinstance(path, str):
             raise FileAccessRefused(f"{action}: the path must be a string, got {path!r}")
         if "\x00" in path:
-            raise FileAccessRefused(f"{action}: the path {path!r} contains a NUL byte")
+            raise FileAccessRefused(f"{action}: the path {_short(path)!r} contains a NUL byte")
         if path.startswith(("/", "\\")) or (len(path) > 1 and path[1] == ":"):
-            raise FileAccessRefused(f"{action}: {path!r} is absolute; paths are relative to "
-                                    "the workspace root")
+            raise FileAccessRefused(f"{action}: {_short(path)!r} is absolute; paths are "
+                                    "relative to the workspace root")
         parts = [part for part in path.replace("\\", "/").split("/") if part not in ("", ".")]
         if ".." in parts:
-            raise FileAccessRefused(f"{action}: {path!r} contains '..'; paths may not leave "
-                                    "the workspace root")
+            raise FileAccessRefused(f"{action}: {_short(path)!r} contains '..'; paths may not "
+                                    "leave the workspace root")
+        if len(parts) > self.max_depth:
+            raise FileAccessRefused(f"{action}: {_short(path)!r} has {len(parts)} components; "
+                                    f"paths are at most {self.max_depth} deep (max_depth)")
+        try:
+            sizes = [len(os.fsencode(part)) for part in parts]
+        except UnicodeEncodeError:
+            raise FileAccessRefused(f"{action}: {_short(path)!r} is not a valid file name "
+                                    "(it cannot be encoded)") from None
+        longest = max(sizes, default=0)
+        if longest > NAME_MAX:
+            raise FileAccessRefused(f"{action}: {_short(path)!r} has a component of {longest} "
+                                    f"bytes; a file name is at most {NAME_MAX} bytes")
+        if sum(sizes) + len(sizes) - 1 > self.max_path_bytes:
+            raise FileAccessRefused(f"{action}: {_short(path)!r} is {sum(sizes) + len(sizes) - 1}"
+                                    f" bytes long; paths are at most {self.max_path_bytes} "
+                                    "bytes (max_path_bytes)")
         return parts
 
     def _open_root(self) -> int:
-        fd = os.open(self.root, _DIR_FLAGS & ~os.O_NOFOLLOW)
+        fd = os.open(self.root, DIR_FLAGS & ~os.O_NOFOLLOW)
         found = os.fstat(fd)
         if (found.st_dev, found.st_ino) != self._identity:
             os.close(fd)
@@ -94,7 +143,7 @@ class ConfinedRoot:
     def _step(self, parent: int, part: str, shown: str, action: str) -> int:
         """Open directory ``part`` inside ``parent`` without following links."""
         try:
-            fd = os.open(part, _DIR_FLAGS, dir_fd=parent)
+            fd = os.open(part, DIR_FLAGS, dir_fd=parent)
         except OSError as exc:
             raise self._explain(exc, parent, part, shown, action, "a directory") from None
         if os.fstat(fd).st_dev != self._identity[0]:
@@ -106,17 +155,31 @@ class ConfinedRoot:
     @contextmanager
     def directory(self, parts: list[str], action: str, *, create: bool = False
                   ) -> Iterator[int]:
-        """An fd of the directory ``parts`` under the root (made when ``create``)."""
+        """An fd of the directory ``parts`` under the root (made when ``create``; a
+        directory made here gets the owner and mode :func:`.ownership.settle_directory`
+        gives it)."""
         fd = self._open_root()
         try:
             for depth, part in enumerate(parts):
                 shown = "/".join(parts[:depth + 1])
+                made = False
                 if create:
                     try:
-                        os.mkdir(part, 0o777, dir_fd=fd)
+                        os.mkdir(part, 0o755, dir_fd=fd)
+                        made = True
                     except FileExistsError:
                         pass
+                    except OSError as exc:
+                        raise _os_refusal(exc, action, shown, "could not create the "
+                                          "directory") from None
                 nxt = self._step(fd, part, shown, action)
+                if made:
+                    try:
+                        settle_directory(fd, nxt)
+                    except OSError as exc:
+                        os.close(nxt)
+                        raise _os_refusal(exc, action, shown, "could not be given its "
+                                          "owner and mode") from None
                 os.close(fd)
                 fd = nxt
             yield fd
@@ -130,10 +193,14 @@ class ConfinedRoot:
         except OSError:
             found = None
         if found is None or exc.errno == errno.ENOENT:
-            return FileAccessRefused(f"{action}: {shown!r} does not exist")
+            missing = FileAccessRefused(f"{action}: {shown!r} does not exist")
+            missing.missing = True  # type: ignore[attr-defined]
+            return missing
         if stat.S_ISLNK(found.st_mode):
             return FileAccessRefused(f"{action}: {shown!r} is a symbolic link; links are not "
                                      "followed in the workspace")
+        if stat.S_ISREG(found.st_mode) and wanted == "a regular file":
+            return _os_refusal(exc, action, shown, "could not be opened")
         return FileAccessRefused(f"{action}: {shown!r} is {_kind(found.st_mode)}, not "
                                  f"{wanted}")
 
@@ -151,6 +218,7 @@ class ConfinedRoot:
                 os.close(fd)
 
     def open_regular(self, parent: int, name: str, shown: str, action: str) -> int:
+        """An fd of the regular file ``name`` in ``parent`` that has no other hard link."""
         try:
             before = os.stat(name, dir_fd=parent, follow_symlinks=False)
         except OSError as exc:
@@ -168,11 +236,57 @@ class ConfinedRoot:
             os.close(fd)
             raise FileAccessRefused(f"{action}: {shown!r} changed while it was opened "
                                     "(replaced by something else); refused")
+        if after.st_nlink > 1:
+            os.close(fd)
+            raise FileAccessRefused(_linked(action, shown, after.st_nlink))
         return fd
 
+    # -- walking -------------------------------------------------------------------------
+    def _tree(self, fd: int, parts: list[str], descend: Callable[[list[str]], bool],
+              too_deep: list[str]) -> Iterator[tuple[int, list[str], os.stat_result]]:
+        """Every entry below the directory ``fd`` (at ``parts``), sorted, depth first:
+        ``(fd of its directory, its path parts, its lstat)``. It goes into a directory when
+        ``descend(its parts)`` says so, unless that directory is ``max_depth`` deep (then
+        it is added to ``too_deep``). No recursion; at most ``max_depth`` fds open."""
+        frames: list[tuple[int, list[str], Iterator[tuple[str, os.stat_result]]]] = [
+            (fd, parts, iter(_entries(fd)))]
+        try:
+            while frames:
+                dir_fd, base, items = frames[-1]
+                item = next(items, None)
+                if item is None:
+                    frames.pop()
+                    if dir_fd != fd:
+                        os.close(dir_fd)
+                    continue
+                name, found = item
+                rel = [*base, name]
+                yield dir_fd, rel, found
+                if not stat.S_ISDIR(found.st_mode) or not descend(rel):
+                    continue
+                if len(rel) >= self.max_depth:
+                    too_deep.append("/".join(rel))
+                    continue
+                try:
+                    child = self._step(dir_fd, name, "/".join(rel), "walk")
+                except FileAccessRefused:
+                    continue  # swapped for a link or a mount point meanwhile: not descended
+                try:
+                    frames.append((child, rel, iter(_entries(child))))
+                except OSError:
+                    os.close(child)
+        finally:
+            for dir_fd, _, _ in frames:
+                if dir_fd != fd:
+                    os.close(dir_fd)
+
     # -- actions -------------------------------------------------------------------------
-    def read(self, path: str, offset: int = 0, max_bytes: int | None = None) -> dict[str, Any]:
+    def read(self, path: str, offset: int = 0, max_bytes: int | None = None, *,
+             policy: Any = None) -> dict[str, Any]:
         parts = self.parts(path, "read_file")
+        rules = PathPolicy.of(policy)
+        if rules is not None:
+            rules.check(parts, "read_file")
         if not isinstance(offset, int) or offset < 0:
             raise FileAccessRefused(f"read_file: offset must be an int >= 0, got {offset!r}")
         cap = self.max_read_bytes if max_bytes is None else max(0, min(int(max_bytes),
@@ -194,154 +308,293 @@ class ConfinedRoot:
             result["next_offset"] = offset + result["bytes"]
         return result
 
-    def list(self, path: str = ".", recursive: bool = False) -> dict[str, Any]:
+    def list(self, path: str = ".", recursive: bool = False, *,
+             policy: Any = None) -> dict[str, Any]:
         parts = self.parts(path, "list_files")
+        rules = PathPolicy.of(policy)
+        if rules is not None and not rules.may_hold(parts):
+            raise FileAccessRefused(f"list_files: {'/'.join(parts) or '.'!r} "
+                                    f"{rules.refusal(parts)}")
         entries: list[dict[str, Any]] = []
-        with self.directory(parts, "list_files") as fd:
-            truncated = self._walk(fd, parts, recursive, entries)
-        return {"path": "/".join(parts) or ".", "entries": entries, "truncated": truncated}
+        hidden, too_deep, truncated = 0, [], False
 
-    def _walk(self, fd: int, parts: list[str], recursive: bool,
-              entries: list[dict[str, Any]], depth: int = 0) -> bool:
-        with os.scandir(fd) as scan:
-            items = sorted(scan, key=lambda entry: entry.name)
-        for entry in items:
-            if len(entries) >= self.max_entries:
-                return True
-            found = entry.stat(follow_symlinks=False)
-            rel = "/".join([*parts, entry.name])
-            row: dict[str, Any] = {"path": rel, "type": _kind(found.st_mode, short=True)}
-            if stat.S_ISREG(found.st_mode):
-                row["size"] = found.st_size
-            entries.append(row)
-            if recursive and stat.S_ISDIR(found.st_mode) and depth < 32:
-                try:
-                    child = self._step(fd, entry.name, rel, "list_files")
-                except FileAccessRefused:
-                    continue  # swapped for a link or a mount point meanwhile: not descended
-                try:
-                    if self._walk(child, [*parts, entry.name], True, entries, depth + 1):
-                        return True
-                finally:
-                    os.close(child)
-        return False
+        def descend(rel: list[str]) -> bool:
+            return recursive and (rules is None or rules.may_hold(rel))
+
+        with self.directory(parts, "list_files") as fd, closing(
+                self._tree(fd, parts, descend, too_deep)) as walk:
+            for _, rel, found in walk:
+                if rules is not None and rules.refusal(rel) is not None and not (
+                        stat.S_ISDIR(found.st_mode) and rules.may_hold(rel)):
+                    hidden += 1
+                    continue
+                if len(entries) >= self.max_entries:
+                    truncated = True
+                    break
+                row: dict[str, Any] = {"path": "/".join(rel),
+                                       "type": _kind(found.st_mode, short=True)}
+                if stat.S_ISREG(found.st_mode):
+                    row["size"] = found.st_size
+                    if found.st_nlink > 1:
+                        row["hard_links"] = found.st_nlink  # read_file refuses it
+                entries.append(row)
+        result = {"path": "/".join(parts) or ".", "entries": entries, "truncated": truncated}
+        return self._notes(result, hidden, too_deep)
+
+    def _notes(self, result: dict[str, Any], hidden: int, too_deep: list[str]
+               ) -> dict[str, Any]:
+        if hidden:
+            result["hidden_by_policy"] = hidden
+        if too_deep:
+            result["too_deep"] = too_deep[:20]
+            result["note"] = (f"directories {self.max_depth} levels deep (max_depth) were not "
+                              "entered; see too_deep")
+        return result
 
     def search(self, query: str, path: str = ".", glob: str = "*", max_results: int = 50,
-               case_sensitive: bool = False) -> dict[str, Any]:
+               case_sensitive: bool = False, *, policy: Any = None) -> dict[str, Any]:
         if not isinstance(query, str) or not query:
             raise FileAccessRefused("search_files: the query must be a non-empty string")
+        if not isinstance(glob, str):
+            raise FileAccessRefused(f"search_files: glob must be a string, got {glob!r}")
         parts = self.parts(path, "search_files")
+        rules = PathPolicy.of(policy)
+        if rules is not None and not rules.may_hold(parts):
+            raise FileAccessRefused(f"search_files: {'/'.join(parts) or '.'!r} "
+                                    f"{rules.refusal(parts)}")
         needle = query if case_sensitive else query.casefold()
+        limit = max(1, int(max_results))
         matches: list[dict[str, Any]] = []
-        budget = [self.max_search_bytes]
-        skipped: list[str] = []
-        with self.directory(parts, "search_files") as fd:
-            truncated = self._search(fd, parts, needle, glob, max(1, int(max_results)),
-                                     case_sensitive, matches, budget, skipped, 0)
-        return {"query": query, "matches": matches, "truncated": truncated,
-                "skipped": skipped[:20]}
+        budget, skipped, too_deep = self.max_search_bytes, [], []
+        hidden, truncated = 0, False
 
-    def _search(self, fd: int, parts: list[str], needle: str, glob: str, limit: int,
-                case_sensitive: bool, matches: list[dict[str, Any]], budget: list[int],
-                skipped: list[str], depth: int) -> bool:
-        with os.scandir(fd) as scan:
-            items = sorted(scan, key=lambda entry: entry.name)
-        for entry in items:
-            rel = "/".join([*parts, entry.name])
-            found = entry.stat(follow_symlinks=False)
-            if stat.S_ISDIR(found.st_mode) and depth < 32:
+        def descend(rel: list[str]) -> bool:
+            return rules is None or rules.may_hold(rel)
+
+        with self.directory(parts, "search_files") as fd, closing(
+                self._tree(fd, parts, descend, too_deep)) as walk:
+            for dir_fd, rel, found in walk:
+                if not stat.S_ISREG(found.st_mode) or not fnmatch.fnmatch(rel[-1], glob):
+                    continue
+                shown = "/".join(rel)
+                if rules is not None and rules.refusal(rel) is not None:
+                    hidden += 1
+                    continue
+                if found.st_nlink > 1:
+                    skipped.append(f"{shown} (has {found.st_nlink} hard links)")
+                    continue
+                if found.st_size > self.max_search_file_bytes:
+                    skipped.append(f"{shown} (larger than {self.max_search_file_bytes} bytes)")
+                    continue
+                if found.st_size > budget:
+                    truncated = True
+                    break
                 try:
-                    child = self._step(fd, entry.name, rel, "search_files")
+                    handle = self.open_regular(dir_fd, rel[-1], shown, "search_files")
                 except FileAccessRefused:
                     continue
                 try:
-                    if self._search(child, [*parts, entry.name], needle, glob, limit,
-                                    case_sensitive, matches, budget, skipped, depth + 1):
-                        return True
+                    data = os.pread(handle, self.max_search_file_bytes, 0)
                 finally:
-                    os.close(child)
-                continue
-            if not stat.S_ISREG(found.st_mode) or not fnmatch.fnmatch(entry.name, glob):
-                continue
-            if found.st_size > self.max_search_file_bytes:
-                skipped.append(f"{rel} (larger than {self.max_search_file_bytes} bytes)")
-                continue
-            if found.st_size > budget[0]:
-                return True
-            try:
-                handle = self.open_regular(fd, entry.name, rel, "search_files")
-            except FileAccessRefused:
-                continue
-            try:
-                data = os.pread(handle, self.max_search_file_bytes, 0)
-            finally:
-                os.close(handle)
-            budget[0] -= len(data)
-            if b"\x00" in data[:_SNIFF_BYTES]:
-                continue  # binary
-            for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-                if needle in (line if case_sensitive else line.casefold()):
-                    matches.append({"path": rel, "line": number, "text": line.strip()[:300]})
-                    if len(matches) >= limit:
-                        return True
-        return False
+                    os.close(handle)
+                budget -= len(data)
+                if b"\x00" in data[:_SNIFF_BYTES]:
+                    continue  # binary
+                for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+                    if needle in (line if case_sensitive else line.casefold()):
+                        matches.append({"path": shown, "line": number,
+                                        "text": line.strip()[:300]})
+                        if len(matches) >= limit:
+                            truncated = True
+                            break
+                if truncated:
+                    break
+        result = {"query": query, "matches": matches, "truncated": truncated,
+                  "skipped": skipped[:20]}
+        return self._notes(result, hidden, too_deep)
 
     def write(self, path: str, content: str, encoding: str = "utf-8",
-              create_dirs: bool = True) -> dict[str, Any]:
-        if self.read_only:
-            raise FileAccessRefused(f"write_file: the workspace is read-only; {path!r} was "
-                                    "not written")
+              create_dirs: bool = True, *, policy: Any = None) -> dict[str, Any]:
+        if self.read_only or getattr(policy, "read_only", None):
+            where = "workspace" if self.read_only else "call's policy"
+            raise FileAccessRefused(f"write_file: the {where} is read-only; {_short(path)!r} "
+                                    "was not written")
         parts = self.parts(path, "write_file")
         if not parts:
             raise FileAccessRefused("write_file: the path names the workspace root")
-        if not isinstance(content, str):
-            raise FileAccessRefused("write_file: content must be a string")
-        if encoding == "utf-8":
-            data = content.encode("utf-8")
-        elif encoding == "base64":
-            try:
-                data = base64.b64decode(content, validate=True)
-            except ValueError:
-                raise FileAccessRefused("write_file: content is not valid base64") from None
-        else:
-            raise FileAccessRefused(f"write_file: encoding must be 'utf-8' or 'base64', got "
-                                    f"{encoding!r}")
+        rules = PathPolicy.of(policy)
+        if rules is not None:
+            rules.check(parts, "write_file")
+        data = _decode(content, encoding)
         if len(data) > self.max_write_bytes:
             raise FileAccessRefused(f"write_file: {len(data)} bytes is more than the "
                                     f"{self.max_write_bytes} allowed in one write")
+        may_create = getattr(policy, "allow_create", None) is not False
         shown, name = "/".join(parts), parts[-1]
-        with self.directory(parts[:-1], "write_file", create=create_dirs) as parent:
-            created, mode = self._target(parent, name, shown)
-            temporary = f".{name}.{secrets.token_hex(6)}.tmp"
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, mode, dir_fd=parent)
+        with self._write_lock, ExitStack() as stack:
             try:
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(temporary, name, src_dir_fd=parent, dst_dir_fd=parent)
-            except BaseException:
-                try:
-                    os.unlink(temporary, dir_fd=parent)
-                except OSError:
-                    pass
+                parent = stack.enter_context(self.directory(
+                    parts[:-1], "write_file", create=create_dirs and may_create))
+            except FileAccessRefused as exc:
+                if create_dirs and not may_create and getattr(exc, "missing", False):
+                    raise FileAccessRefused(f"write_file: {exc} and the call's policy does "
+                                            "not allow creating (allow_create)") from None
                 raise
-        return {"path": shown, "bytes": len(data), "created": created}
+            existing = self._target(parent, name, shown)
+            if existing is None and not may_create:
+                raise FileAccessRefused(f"write_file: {shown!r} does not exist and the call's "
+                                        "policy does not allow creating files (allow_create)")
+            if existing is not None and getattr(policy, "allow_update", None) is False:
+                raise FileAccessRefused(f"write_file: {shown!r} exists and the call's policy "
+                                        "does not allow changing files (allow_update)")
+            self._check_quota(shown, len(data), existing, policy)
+            try:
+                self._replace(parent, name, data, existing)
+            except OSError as exc:
+                raise _os_refusal(exc, "write_file", shown, "was not written") from None
+            if self._usage is not None:
+                when, used = self._usage
+                self._usage = when, used + len(data) - (existing.st_size if existing else 0)
+        return {"path": shown, "bytes": len(data), "created": existing is None}
 
-    def _target(self, parent: int, name: str, shown: str) -> tuple[bool, int]:
-        """Whether the write creates ``name``, and the mode the new file gets."""
+    def _target(self, parent: int, name: str, shown: str) -> os.stat_result | None:
+        """The file the write replaces (``None``: it creates one); refused unless it is a
+        regular file with no other hard link."""
         try:
             found = os.stat(name, dir_fd=parent, follow_symlinks=False)
         except FileNotFoundError:
-            return True, 0o666
+            return None
         if not stat.S_ISREG(found.st_mode):
             raise FileAccessRefused(f"write_file: {shown!r} is {_kind(found.st_mode)}; only "
                                     "regular files are replaced")
-        return False, stat.S_IMODE(found.st_mode)
+        if found.st_nlink > 1:
+            raise FileAccessRefused(_linked("write_file", shown, found.st_nlink))
+        return found
+
+    def _check_quota(self, shown: str, size: int, existing: os.stat_result | None,
+                     policy: Any) -> None:
+        limits = [(self.max_total_bytes, "the file actions' max_total_bytes option"),
+                  (getattr(policy, "max_workspace_bytes", None),
+                   "the call's policy max_workspace_bytes")]
+        limits = [(value, name) for value, name in limits if value is not None]
+        if not limits:
+            return
+        limit, source = min(limits, key=lambda pair: pair[0])
+        delta = size - (existing.st_size if existing is not None else 0)
+        used = self._used(shown, fresh=False)
+        if used + delta > limit:
+            used = self._used(shown, fresh=True)  # refuse on a fresh measurement only
+        after = used + delta
+        if after > limit:
+            raise FileAccessRefused(
+                f"write_file: {shown!r} was not written: the workspace would hold {after} "
+                f"bytes (it holds {used}), more than its limit of {limit} bytes set by "
+                f"{source}")
+
+    def _used(self, shown: str, *, fresh: bool) -> int:
+        """The bytes the root holds (see ``usage_ttl``)."""
+        now = time.monotonic()
+        if not fresh and self._usage is not None and now - self._usage[0] < self.usage_ttl:
+            return self._usage[1]
+        self._usage = None
+        fd = self._open_root()
+        try:
+            used = usage(fd, max_entries=self.max_usage_entries)
+        except TreeTooLarge as exc:
+            raise FileAccessRefused(f"write_file: {shown!r} was not written: the workspace's "
+                                    f"size cannot be checked against its limit ({exc}; "
+                                    "max_usage_entries)") from None
+        finally:
+            os.close(fd)
+        self._usage = now, used
+        return used
+
+    @staticmethod
+    def _replace(parent: int, name: str, data: bytes, existing: os.stat_result | None
+                 ) -> None:
+        """Write ``data`` to a new file in ``parent`` and rename it over ``name``."""
+        owner = owner_for(os.fstat(parent), existing)
+        for _attempt in range(8):
+            temporary = f".agently-{secrets.token_hex(8)}.tmp"
+            try:
+                fd = os.open(temporary, _WRITE_FLAGS, new_file_mode(existing), dir_fd=parent)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise FileExistsError(errno.EEXIST, "no free temporary name")
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                settle_file(fd, existing, owner)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, name, src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            try:
+                os.unlink(temporary, dir_fd=parent)
+            except OSError:
+                pass
+            raise
+
+
+def _entries(fd: int) -> list[tuple[str, os.stat_result]]:
+    """The names in directory ``fd`` with their lstat, sorted (one removed meanwhile is
+    left out)."""
+    items = []
+    with os.scandir(fd) as scan:
+        for entry in scan:
+            try:
+                items.append((entry.name, entry.stat(follow_symlinks=False)))
+            except OSError:
+                continue
+    items.sort(key=lambda item: item[0])
+    return items
+
+
+def _decode(content: Any, encoding: Any) -> bytes:
+    if not isinstance(content, str):
+        raise FileAccessRefused("write_file: content must be a string")
+    if encoding == "utf-8":
+        try:
+            return content.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FileAccessRefused("write_file: content is not valid text (lone "
+                                    "surrogates); send binary content as base64") from None
+    if encoding == "base64":
+        try:
+            return base64.b64decode(content, validate=True)
+        except ValueError:
+            raise FileAccessRefused("write_file: content is not valid base64") from None
+    raise FileAccessRefused(f"write_file: encoding must be 'utf-8' or 'base64', got "
+                            f"{encoding!r}")
+
+
+def _os_refusal(exc: OSError, action: str, shown: str, what: str) -> FileAccessRefused:
+    if exc.errno in _FULL_DISK:
+        return FileAccessRefused(f"{action}: {shown!r} {what}: the disk is full (no space "
+                                 f"left on the device or its quota: {exc.strerror})")
+    if exc.errno == errno.EROFS:
+        return FileAccessRefused(f"{action}: {shown!r} {what}: the file system is read-only")
+    return FileAccessRefused(f"{action}: {shown!r} {what}: {exc.strerror or exc}")
+
+
+def _linked(action: str, shown: str, links: int) -> str:
+    return (f"{action}: {shown!r} has {links} hard links; a file with another name may be a "
+            "file outside the workspace, so it is neither read nor replaced")
+
+
+def _positive(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
+def _short(path: str, limit: int = 120) -> str:
+    return path if len(path) <= limit else f"{path[:limit]}...({len(path)} characters)"
 
 
 def _kind(mode: int, short: bool = False) -> str:

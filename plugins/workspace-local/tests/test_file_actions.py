@@ -189,11 +189,11 @@ def test_a_symlink_swapped_in_after_the_check_cannot_escape(root, outside):
     assert outcomes["read"] and outcomes["refused"], outcomes  # the race really happened
 
 
-def test_hard_linked_file_is_replaced_not_written_through(agent, root, outside):
+def test_hard_linked_file_is_neither_written_through_nor_replaced(agent, root, outside):
     os.link(outside / "secret.txt", root / "hard")
-    assert call(agent, "write_file", path="hard", content="new").status == "success"
+    refused(agent, "write_file", "2 hard links", path="hard", content="new")
     assert (outside / "secret.txt").read_text() == "OUTSIDE SECRET"
-    assert (root / "hard").read_text() == "new"
+    assert (root / "hard").read_text() == "OUTSIDE SECRET"
 
 
 # -- special files -----------------------------------------------------------------------
