@@ -25,6 +25,7 @@ action name cannot hold become ``_``.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -39,6 +40,14 @@ from agently_core.errors import (
 )
 from agently_core.models import ActionSpec, EnvironmentRequirement
 
+from .schemas import (
+    DEFAULT_MAX_DESCRIPTION_BYTES,
+    DEFAULT_MAX_SCHEMA_BYTES,
+    DEFAULT_MAX_SCHEMA_DEPTH,
+    ToolRefused,
+    arguments_validator,
+    check_tool,
+)
 from .servers import (
     ServerSpec,
     argument_secrets,
@@ -49,12 +58,15 @@ from .servers import (
     url_secrets,
 )
 from .session import (
+    DEFAULT_MAX_RESULT_BYTES,
+    DEFAULT_MAX_TOOLS,
     DEFAULT_PING_INTERVAL,
     DEFAULT_PING_TIMEOUT,
     DEFAULT_START_TIMEOUT,
     McpConnection,
     McpStartError,
 )
+from .stdio import MAX_MESSAGE_BYTES
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_OUTPUT = 100_000
@@ -66,7 +78,13 @@ INSTRUCTION_ARGUMENTS = ("code", "python_code", "source_code", "script", "comman
                          "shell_command", "sql", "program")
 OPTIONS = ("name", "prefix", "tools", "scope", "timeout", "start_timeout", "ping_interval",
            "ping_timeout", "max_output_bytes", "approval_required", "transport", "args", "env",
-           "cwd", "headers")
+           "cwd", "headers", "max_tools", "max_description_bytes", "max_schema_bytes",
+           "max_schema_depth", "max_result_bytes")
+#: The limits on what a server may send, with their defaults (``use_mcp`` options).
+LIMITS = {"max_tools": DEFAULT_MAX_TOOLS, "max_description_bytes": DEFAULT_MAX_DESCRIPTION_BYTES,
+          "max_schema_bytes": DEFAULT_MAX_SCHEMA_BYTES, "max_schema_depth": DEFAULT_MAX_SCHEMA_DEPTH,
+          "max_result_bytes": DEFAULT_MAX_RESULT_BYTES}
+_log = logging.getLogger("agently_core_mcp")
 
 
 @dataclass
@@ -101,6 +119,9 @@ async def async_mount(agent: Any, server: Any, **options: Any) -> list[str]:
     any environment scope), ``timeout`` (seconds per call, default 60; ``None``: no limit),
     ``start_timeout`` (30), ``ping_interval`` (idle seconds before a reuse pings, 30),
     ``ping_timeout`` (5), ``max_output_bytes`` (100000; larger results become artifacts),
+    the limits on what the server may send: ``max_tools`` (1000 per server),
+    ``max_description_bytes`` (16 KiB per tool), ``max_schema_bytes`` (256 KiB per schema),
+    ``max_schema_depth`` (64), ``max_result_bytes`` (32 MiB per message, stdio),
     ``approval_required`` (``True`` or the tool names that need approval), ``transport``
     (``stdio``/``http``/``sse``; guessed from the server), and for one server: ``args``,
     ``env``, ``cwd`` (stdio) or ``headers`` (HTTP/SSE). ``env`` and ``headers`` values are
@@ -136,6 +157,13 @@ def _plan(agent: Any, server: Any, options: dict[str, Any]) -> tuple[list[_Serve
     }
     if not isinstance(settings["max_output_bytes"], int) or settings["max_output_bytes"] < 1:
         raise ConfigError("use_mcp: max_output_bytes must be a positive integer")
+    for limit, default in LIMITS.items():
+        value = options.get(limit, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"use_mcp: {limit} must be a positive integer, got {value!r}")
+        settings[limit] = value
+    if settings["max_result_bytes"] > MAX_MESSAGE_BYTES:
+        raise ConfigError(f"use_mcp: max_result_bytes is at most {MAX_MESSAGE_BYTES}")
     specs = parse_servers(server, name=options.get("name"), transport=options.get("transport"),
                           args=options.get("args"), env=options.get("env"),
                           cwd=options.get("cwd"), headers=options.get("headers"))
@@ -154,7 +182,9 @@ def _plan(agent: Any, server: Any, options: dict[str, Any]) -> tuple[list[_Serve
             else settings["timeout"]
         config = spec.config(start_timeout=settings["start_timeout"],
                              ping_interval=settings["ping_interval"],
-                             ping_timeout=settings["ping_timeout"])
+                             ping_timeout=settings["ping_timeout"],
+                             max_result_bytes=settings["max_result_bytes"],
+                             max_tools=settings["max_tools"])
         agent.redactor.add_from_config(config)  # secret before anything can print them
         agent.redactor.add(*url_secrets(spec.url), *argument_secrets(spec.args))
         # an explicit reuse key: the manager need not hash the config on every call
@@ -190,7 +220,7 @@ async def _list_servers(agent: Any, servers: list[_Server], settings: dict[str, 
 
     async def one(index: int, server: _Server) -> None:
         try:
-            results[index] = await _list_one(agent, server, settings["scope"])
+            results[index] = await _list_one(agent, server, settings)
         except Exception as exc:
             results[index] = exc
 
@@ -216,9 +246,13 @@ def _start_message(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-async def _list_one(agent: Any, server: _Server, scope: str) -> tuple[list[Any], Any]:
+async def _list_one(agent: Any, server: _Server, settings: dict[str, Any]
+                    ) -> tuple[list[Any], Any]:
+    """The server's tools and its own description; the whole listing is bounded by
+    ``start_timeout``. A listing that fails closes the session (nothing keeps running)."""
     import anyio
 
+    scope = settings["scope"]
     requirement = server.requirement
     if scope in _PINNED_SCOPES:
         if scope != "global":
@@ -231,17 +265,30 @@ async def _list_one(agent: Any, server: _Server, scope: str) -> tuple[list[Any],
                                             policy=agent.policy)
         try:
             connection = manager.resource(handle)
-            return await connection.list_tools(), connection.server_info
+            return await _listing(connection, settings)
         finally:
             with anyio.CancelScope(shield=True):
                 await manager.async_release(handle, events=agent.events)
     connection = McpConnection(requirement.config)
     try:
         await connection.start()
-        return await connection.list_tools(), connection.server_info
+        return await _listing(connection, settings)
     finally:
         with anyio.CancelScope(shield=True):
             await connection.aclose()
+
+
+async def _listing(connection: McpConnection, settings: dict[str, Any]) -> tuple[list[Any], Any]:
+    import anyio
+
+    try:
+        return (await connection.list_tools(settings["start_timeout"], settings["max_tools"]),
+                connection.server_info)
+    except BaseException:
+        connection.unhealthy = True  # its server is killed, and the next ensure starts anew
+        with anyio.CancelScope(shield=True):
+            await connection.aclose()
+        raise
 
 
 # -- registering ---------------------------------------------------------------------------
@@ -259,6 +306,7 @@ def _register(agent: Any, servers: list[_Server], listings: list[Any],
     entries: list[dict[str, Any]] = []
     for server, (tools, info) in zip(servers, listings, strict=True):
         name = _server_name(server, info)
+        tools = _accepted(agent, server, name, tools, settings)
         if server.tools is not None:
             offered = {tool.name for tool in tools}
             missing = [t for t in server.tools if t not in offered]
@@ -277,6 +325,30 @@ def _register(agent: Any, servers: list[_Server], listings: list[Any],
         agent.action.register_action(spec, validate=_validator(spec.input_schema))
         mounted.append(spec.name)
     return mounted
+
+
+def _accepted(agent: Any, server: _Server, name: str, tools: list[Any],
+              settings: dict[str, Any]) -> list[Any]:
+    """The tools within the limits. A tool over one is left out with a warning (logged,
+    and the ``mcp.tool_refused`` event); one asked for by ``tools=`` is a ConfigError."""
+    kept = []
+    for tool in tools:
+        try:
+            check_tool(tool, max_description_bytes=settings["max_description_bytes"],
+                       max_schema_bytes=settings["max_schema_bytes"],
+                       max_schema_depth=settings["max_schema_depth"])
+        except ToolRefused as exc:
+            label = str(tool.name)[:128]
+            message = (f"use_mcp: the tool {label!r} of MCP server {name!r} was left out: "
+                       f"{exc}")
+            if server.tools is not None and tool.name in server.tools:
+                raise ConfigError(message) from None
+            _log.warning("%s", agent.redactor.text(message))
+            agent.events.emit_sync("mcp.tool_refused", source="mcp", server=name, tool=label,
+                                   reason=str(exc))
+            continue
+        kept.append(tool)
+    return kept
 
 
 def _assign_names(agent: Any, entries: list[dict[str, Any]]) -> None:
@@ -377,20 +449,14 @@ _PLAIN_PROPERTY = {"type", "description", "title", "default", "examples"}
 
 
 def _validator(schema: dict[str, Any]) -> Any:
-    """How the dispatcher checks a call's arguments against the tool's input schema: the
-    core's JSON-schema validator, behind a fast path for the common plain schemas (an
-    object of typed properties) that accepts what is plainly valid and hands anything else
-    to the full validator, which decides and words the error. No check at all when the
-    server's schema is not valid JSON Schema (the server still validates)."""
-    import jsonschema
-
-    from agently_core.schema import schema_validator
-
-    try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
-    except Exception:
-        return lambda kwargs: kwargs
-    full = schema_validator(schema)
+    """How the dispatcher checks a call's arguments against the tool's input schema: a
+    JSON-schema validator that evaluates none of the server's regexes
+    (:func:`~agently_core_mcp.schemas.arguments_validator`), behind a fast path for the
+    common plain schemas (an object of typed properties) that accepts what is plainly
+    valid and hands anything else to the full validator, which decides and words the
+    error. No check at all when the server's schema is not valid JSON Schema (the server
+    still validates)."""
+    full = arguments_validator(schema)
     properties = schema.get("properties") or {}
     extra = schema.get("additionalProperties", True)
     required = schema.get("required") or []

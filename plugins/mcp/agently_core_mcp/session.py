@@ -61,6 +61,11 @@ STDERR_TAIL = 4000
 DEFAULT_START_TIMEOUT = 30.0
 DEFAULT_PING_INTERVAL = 30.0
 DEFAULT_PING_TIMEOUT = 5.0
+DEFAULT_MAX_TOOLS = 1000
+#: The largest message a server may send (a tool result, a tool listing), by default.
+DEFAULT_MAX_RESULT_BYTES = 32 * 1024 * 1024
+#: Pages of a ``tools/list`` answer read at most (a server paging forever is an error).
+MAX_PAGES = 1000
 #: The longest a release waits for a session's own shutdown before killing its server.
 CLOSE_BOUND = 8.0
 
@@ -71,6 +76,11 @@ class McpStartError(Exception):
 
 class McpSessionLost(Exception):
     """The session's server went away (exited, or its connection broke)."""
+
+
+class McpListError(McpStartError):
+    """The server's tool listing failed, timed out or went over a limit (the message
+    names the server, the step and the limit)."""
 
 
 def _shared_loop() -> asyncio.AbstractEventLoop | None:
@@ -117,14 +127,13 @@ class _Session:
         self.task = self.loop.create_task(self._own(), name=f"agently-mcp-session:{self.label}")
 
     async def _own(self) -> None:
-        from mcp import ClientSession
         from mcp_types import Implementation
 
         timeout = float(self.config.get("start_timeout") or DEFAULT_START_TIMEOUT)
         try:
             async with contextlib.AsyncExitStack() as stack:
                 read, write = await self._transport(stack, timeout)
-                client = await stack.enter_async_context(ClientSession(
+                client = await stack.enter_async_context(_client_class()(
                     read, write, client_info=Implementation(name="agently-core",
                                                             version=_version())))
                 with anyio.fail_after(timeout):
@@ -182,7 +191,9 @@ class _Session:
         try:
             read, write, process = await stack.enter_async_context(stdio_transport(
                 resolve_command(self.config["command"]), [str(a) for a in self.config.get("args") or ()],
-                env=env, cwd=self.config.get("cwd") or None, stderr=write_fd))
+                env=env, cwd=self.config.get("cwd") or None, stderr=write_fd,
+                max_bytes=int(self.config.get("max_result_bytes") or DEFAULT_MAX_RESULT_BYTES),
+                max_tools=self.config.get("max_tools")))
         finally:
             os.close(write_fd)  # the server holds its own copy
         self.pid = process.pid
@@ -235,8 +246,9 @@ class _Session:
         elif isinstance(leaf, PermissionError) and config.get("transport") == "stdio":
             message = f"cannot start {what}: {config.get('command')!r} is not executable"
         elif isinstance(leaf, TimeoutError):
-            message = (f"{what} did not complete the MCP handshake within "
-                       f"{float(config.get('start_timeout') or DEFAULT_START_TIMEOUT):g}s")
+            message = (f"{what} did not complete the MCP handshake: no answer to initialize "
+                       f"within {float(config.get('start_timeout') or DEFAULT_START_TIMEOUT):g}s "
+                       "(start_timeout)")
         elif isinstance(leaf, asyncio.CancelledError):
             message = f"starting {what} was cancelled"
         elif config.get("transport") == "stdio" and _is_closed(leaf):
@@ -337,18 +349,46 @@ class _Session:
         self.last_ok = time.monotonic()
         return result
 
-    async def list_tools(self) -> list[Any]:
+    async def list_tools(self, timeout: float | None = None,
+                         max_tools: int | None = None) -> list[Any]:
+        """Every page of ``tools/list``, all of them within ``timeout`` seconds; more than
+        ``max_tools`` tools, a cursor seen twice or more than :data:`MAX_PAGES` pages is
+        an :class:`McpListError`."""
+        from mcp.shared.exceptions import MCPError
         from mcp_types import PaginatedRequestParams
 
+        what = f"MCP server {self.label!r}"
         tools: list[Any] = []
-        cursor = None
-        for _ in range(1000):
-            page = await self.client.list_tools(
-                params=PaginatedRequestParams(cursor=cursor) if cursor else None)
-            tools.extend(page.tools)
-            cursor = page.next_cursor
-            if not cursor:
-                break
+        cursor: str | None = None
+        seen: set[str] = set()
+        try:
+            with anyio.fail_after(timeout):
+                for _ in range(MAX_PAGES):
+                    page = await self.client.list_tools(
+                        params=PaginatedRequestParams(cursor=cursor) if cursor else None)
+                    tools.extend(page.tools)
+                    if max_tools is not None and len(tools) > max_tools:
+                        raise McpListError(
+                            f"{what} lists more than {max_tools} tools (max_tools); pass "
+                            "use_mcp(..., max_tools=N) to allow more, or tools=[...]")
+                    cursor = page.next_cursor
+                    if not cursor:
+                        break
+                    if cursor in seen:
+                        raise McpListError(f"{what} answered tools/list with a cursor it "
+                                           "had given before: its pages never end")
+                    seen.add(cursor)
+                else:
+                    raise McpListError(f"{what} answered tools/list with more than "
+                                       f"{MAX_PAGES} pages")
+        except TimeoutError:
+            raise McpListError(f"{what} did not answer tools/list within {timeout:g}s "
+                               "(start_timeout)") from None
+        except MCPError as exc:
+            from .stdio import UNREADABLE_ANSWER
+
+            code = "" if exc.code == UNREADABLE_ANSWER else f" (error {exc.code})"
+            raise McpListError(f"{what} failed tools/list: {exc.message}{code}") from None
         self.last_ok = time.monotonic()
         return tools
 
@@ -455,11 +495,13 @@ class McpConnection:
         session = await self._session()
         return await self._on(session, session.call_tool, name, arguments)
 
-    async def list_tools(self) -> list[Any]:
+    async def list_tools(self, timeout: float | None = None,
+                         max_tools: int | None = None) -> list[Any]:
+        """The server's tools (see :meth:`_Session.list_tools`)."""
         session = self._active
         if session is None or not session.alive:
             session = await self._replace()
-        return await self._on(session, session.list_tools)
+        return await self._on(session, session.list_tools, timeout, max_tools)
 
     async def ping(self, timeout: float = DEFAULT_PING_TIMEOUT) -> bool:
         session = self._active
@@ -533,6 +575,22 @@ class McpConnection:
 
 
 # -- helpers -----------------------------------------------------------------------------
+@functools.cache
+def _client_class() -> type:
+    """The SDK's ``ClientSession`` without its own check of structured results against
+    the tool's output schema: that check runs the server's schema, ``pattern`` regexes
+    included, in this process, and lists the tools again on a new session's first call.
+    The executor checks structured results itself, without the server's regexes
+    (:mod:`agently_core_mcp.schemas`)."""
+    from mcp import ClientSession
+
+    class AgentlyClientSession(ClientSession):
+        async def validate_tool_result(self, name: str, result: Any) -> None:
+            return None
+
+    return AgentlyClientSession
+
+
 def _retrieve(future: asyncio.Future[Any]) -> None:
     """Mark a future's exception as seen (its waiters, if any, get it anyway)."""
     if not future.cancelled():

@@ -111,24 +111,67 @@ def dead(pid: int, timeout: float = 10.0) -> bool:
     return False
 
 
-def server_pids() -> list[int]:
-    """Our running child processes that are MCP servers started by agently-core-mcp."""
-    me = str(os.getpid())
-    found = []
+def _processes() -> dict[int, tuple[int, str]]:
+    """``{pid: (parent pid, state)}`` of every process (from /proc)."""
+    found = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
                 fields = handle.read().rsplit(")", 1)[1].split()
-            if fields[1] != me or fields[0] in ("Z", "X"):
-                continue
-            with open(f"/proc/{pid}/environ", "rb") as handle:
-                if b"AGENTLY_MCP_SESSION=" in handle.read():
-                    found.append(int(pid))
         except (OSError, IndexError):
             continue
+        found[int(pid)] = (int(fields[1]), fields[0])
     return found
+
+
+def _marked(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            return b"AGENTLY_MCP_SESSION=" in handle.read()
+    except OSError:
+        return False
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
+
+
+def server_pids() -> list[int]:
+    """The running MCP servers that agently-core-mcp started from this process: children
+    of its supervisors (or children of this process when a server runs uncontained)."""
+    me = os.getpid()
+    table = _processes()
+    found = []
+    for pid, (parent, status) in table.items():
+        if parent != me or status in ("Z", "X") or not _marked(pid):
+            continue
+        if b"_supervisor.py" not in _cmdline(pid):
+            found.append(pid)
+            continue
+        found += [child for child, (above, state) in table.items()
+                  if above == pid and state not in ("Z", "X") and _marked(child)]
+    return sorted(found)
+
+
+def supervisor_pids() -> list[int]:
+    """The live supervisors of MCP servers started from this process."""
+    me = os.getpid()
+    return sorted(pid for pid, (parent, status) in _processes().items()
+                  if parent == me and status not in ("Z", "X")
+                  and b"_supervisor.py" in _cmdline(pid))
+
+
+def processes_with(marker: str) -> list[int]:
+    """Live processes (not zombies) with ``marker`` as a word of their command line."""
+    word = marker.encode()
+    return sorted(pid for pid, (_, status) in _processes().items()
+                  if status not in ("Z", "X") and word in _cmdline(pid).split(b"\0"))
 
 
 def connection(agent: Any, action: str) -> Any:

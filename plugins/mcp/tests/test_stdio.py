@@ -14,7 +14,11 @@ from typing import Any
 import anyio
 import mcp_types
 import pytest
-from agently_core_mcp.stdio import MessageTooLarge, StdioReader, stdio_transport
+from agently_core_mcp.stdio import (
+    UNREADABLE_ANSWER,
+    StdioReader,
+    stdio_transport,
+)
 from agently_core_mcp.testing import state
 from mcp.shared.message import SessionMessage
 
@@ -60,19 +64,63 @@ def test_a_malformed_line_is_reported_and_the_next_ones_still_arrive() -> None:
     assert ids(items[2:]) == [7]
 
 
+def error_of(item: Any) -> tuple[Any, int, str] | str:
+    """``(id, code, message)`` of an error answer, else the item's type name."""
+    if isinstance(item, SessionMessage) and isinstance(item.message, mcp_types.JSONRPCError):
+        return item.message.id, item.message.error.code, item.message.error.message
+    return type(item).__name__
+
+
 def test_an_oversized_line_is_dropped_without_buffering_it() -> None:
     big = b'{"jsonrpc": "2.0", "id": 1, "result": {"x": "' + b"a" * 5000 + b'"}}'
     chunks = [line(0) + b"\n" + big[:100], *[big[i:i + 512] for i in range(100, len(big), 512)],
               b"\n" + line(2) + b"\n"]
     items = anyio.run(read_all, chunks, 1000)
-    assert ids(items) == [0, "MessageTooLarge", 2]
-    assert "over 1000 bytes" in str(items[1]) and isinstance(items[1], MessageTooLarge)
+    # the request it answers fails with the client's own error, not after its timeout
+    assert ids(items) == [0, 1, 2]
+    assert error_of(items[1]) == (1, UNREADABLE_ANSWER, "the MCP server sent a message over "
+                                  "1000 bytes (max_result_bytes); it was dropped")
     # the limit also holds when the long line ends within the chunk that crosses it
     items = anyio.run(read_all, [big[:900], big[900:] + b"\n" + line(3) + b"\n"], 1000)
-    assert ids(items) == ["MessageTooLarge", 3]
+    assert ids(items) == [1, 3]
     # and when the whole long line sits inside one chunk, between two good ones
     items = anyio.run(read_all, [line(4) + b"\n" + big + b"\n" + line(5) + b"\n"], 1000)
-    assert ids(items) == [4, "MessageTooLarge", 5]
+    assert ids(items) == [4, 1, 5]
+    # an id at the end of the line (the TypeScript SDK's order), a string id
+    tail_id = b'{"result": {"x": "' + b"a" * 5000 + b'"}, "jsonrpc": "2.0", "id": "r-7"}'
+    items = anyio.run(read_all, [tail_id[i:i + 700] for i in range(0, len(tail_id), 700)]
+                      + [b"\n" + line(6) + b"\n"], 1000)
+    assert [error_of(items[0])[0], ids(items[1:])] == ["r-7", [6]]
+    # no id to be seen: a MessageTooLarge, as any unreadable line
+    anonymous = b'{"result": {"x": "' + b"a" * 5000 + b'"}}'
+    items = anyio.run(read_all, [anonymous[:600], anonymous[600:] + b"\n" + line(8) + b"\n"],
+                      1000)
+    assert ids(items) == ["MessageTooLarge", 8] and "over 1000 bytes" in str(items[0])
+
+
+def test_an_answer_nested_past_the_parser_fails_its_request_at_once() -> None:
+    deep = (b'{"jsonrpc": "2.0", "id": 9, "result": {"content": [], "structuredContent": '
+            + b"[" * 10_000 + b"]" * 10_000 + b"}}")
+    items = anyio.run(read_all, [deep + b"\n" + line(10) + b"\n"])
+    ident, code, message = error_of(items[0])
+    assert (ident, code) == (9, UNREADABLE_ANSWER) and "recursion limit" in message
+    assert ids(items[1:]) == [10]
+
+
+def test_a_listing_over_max_tools_is_refused_before_the_sdk_checks_it() -> None:
+    tools = [{"name": f"t{i}", "inputSchema": {"type": "object"}} for i in range(50)]
+    listing = json.dumps({"jsonrpc": "2.0", "id": 3, "result": {"tools": tools}}).encode()
+
+    async def main(max_tools: int) -> list[Any]:
+        send, receive = anyio.create_memory_object_stream[bytes](2)
+        send.send_nowait(listing + b"\n")
+        send.close()
+        return [item async for item in StdioReader(receive, 1 << 20, max_tools)]
+
+    assert error_of(anyio.run(main, 10)[0]) == (
+        3, UNREADABLE_ANSWER, "the MCP server listed 50 tools in one answer, more than 10 "
+        "(max_tools)")
+    assert ids(anyio.run(main, 50)) == [3]
 
 
 # -- real processes ------------------------------------------------------------------------------
