@@ -63,10 +63,11 @@ class ConfinedRoot:
     ``max_entries`` caps a listing; ``max_search_file_bytes`` skips larger files when
     searching, and ``max_search_bytes`` caps what one search reads in total;
     ``max_depth`` (components) and ``max_path_bytes`` bound a path, and walks stop at
-    ``max_depth``; ``max_total_bytes`` bounds what the whole root may hold after a write
-    (``None``: no bound), measured by a walk of at most ``max_usage_entries`` entries
-    (a measurement younger than ``usage_ttl`` seconds is reused, plus this object's own
-    writes since; a write it would refuse is checked again against a fresh one).
+    ``max_depth`` and read at most ``max_directory_entries`` names of one directory;
+    ``max_total_bytes`` bounds what the whole root may hold after a write (``None``: no
+    bound), measured by a walk of at most ``max_usage_entries`` entries (a measurement
+    younger than ``usage_ttl`` seconds is reused, plus this object's own writes since; a
+    write it would refuse is checked again against a fresh one).
     Every action takes the call's :class:`~agently_core.models.Policy` (``policy=``) and
     enforces its ``path_allow``, ``path_deny``, ``read_only``, ``allow_create``,
     ``allow_update`` and ``max_workspace_bytes``.
@@ -78,7 +79,8 @@ class ConfinedRoot:
                  max_search_bytes: int = 64 * 1024 * 1024, max_depth: int = 64,
                  max_path_bytes: int = 4096,
                  max_total_bytes: int | None = DEFAULT_MAX_TOTAL_BYTES,
-                 max_usage_entries: int = 200_000, usage_ttl: float = 1.0) -> None:
+                 max_usage_entries: int = 200_000, usage_ttl: float = 1.0,
+                 max_directory_entries: int = 100_000) -> None:
         self.root = Path(os.path.realpath(root))  # the host's root may sit behind a link
         if not self.root.is_dir():
             raise FileNotFoundError(f"the file root {self.root} is not a directory")
@@ -96,6 +98,7 @@ class ConfinedRoot:
                                 else _positive(max_total_bytes, "max_total_bytes"))
         self.max_usage_entries = _positive(max_usage_entries, "max_usage_entries")
         self.usage_ttl = float(usage_ttl)
+        self.max_directory_entries = _positive(max_directory_entries, "max_directory_entries")
         self._usage: tuple[float, int] | None = None  # (when measured, bytes) for the quota
         self._write_lock = threading.Lock()  # quota check and write, one write at a time
 
@@ -243,13 +246,15 @@ class ConfinedRoot:
 
     # -- walking -------------------------------------------------------------------------
     def _tree(self, fd: int, parts: list[str], descend: Callable[[list[str]], bool],
-              too_deep: list[str]) -> Iterator[tuple[int, list[str], os.stat_result]]:
+              notes: dict[str, list[str]]) -> Iterator[tuple[int, list[str], os.stat_result]]:
         """Every entry below the directory ``fd`` (at ``parts``), sorted, depth first:
         ``(fd of its directory, its path parts, its lstat)``. It goes into a directory when
         ``descend(its parts)`` says so, unless that directory is ``max_depth`` deep (then
-        it is added to ``too_deep``). No recursion; at most ``max_depth`` fds open."""
+        it is added to ``notes["too_deep"]``); a directory with more names than
+        ``max_directory_entries`` is read in part (``notes["too_large"]``). No recursion;
+        at most ``max_depth`` fds open."""
         frames: list[tuple[int, list[str], Iterator[tuple[str, os.stat_result]]]] = [
-            (fd, parts, iter(_entries(fd)))]
+            (fd, parts, iter(self._entries(fd, parts, notes)))]
         try:
             while frames:
                 dir_fd, base, items = frames[-1]
@@ -265,14 +270,14 @@ class ConfinedRoot:
                 if not stat.S_ISDIR(found.st_mode) or not descend(rel):
                     continue
                 if len(rel) >= self.max_depth:
-                    too_deep.append("/".join(rel))
+                    notes["too_deep"].append("/".join(rel))
                     continue
                 try:
                     child = self._step(dir_fd, name, "/".join(rel), "walk")
                 except FileAccessRefused:
                     continue  # swapped for a link or a mount point meanwhile: not descended
                 try:
-                    frames.append((child, rel, iter(_entries(child))))
+                    frames.append((child, rel, iter(self._entries(child, rel, notes))))
                 except OSError:
                     os.close(child)
         finally:
@@ -316,13 +321,14 @@ class ConfinedRoot:
             raise FileAccessRefused(f"list_files: {'/'.join(parts) or '.'!r} "
                                     f"{rules.refusal(parts)}")
         entries: list[dict[str, Any]] = []
-        hidden, too_deep, truncated = 0, [], False
+        hidden, truncated = 0, False
+        notes: dict[str, list[str]] = {"too_deep": [], "too_large": []}
 
         def descend(rel: list[str]) -> bool:
             return recursive and (rules is None or rules.may_hold(rel))
 
         with self.directory(parts, "list_files") as fd, closing(
-                self._tree(fd, parts, descend, too_deep)) as walk:
+                self._tree(fd, parts, descend, notes)) as walk:
             for _, rel, found in walk:
                 if rules is not None and rules.refusal(rel) is not None and not (
                         stat.S_ISDIR(found.st_mode) and rules.may_hold(rel)):
@@ -339,16 +345,23 @@ class ConfinedRoot:
                         row["hard_links"] = found.st_nlink  # read_file refuses it
                 entries.append(row)
         result = {"path": "/".join(parts) or ".", "entries": entries, "truncated": truncated}
-        return self._notes(result, hidden, too_deep)
+        return self._notes(result, hidden, notes)
 
-    def _notes(self, result: dict[str, Any], hidden: int, too_deep: list[str]
+    def _notes(self, result: dict[str, Any], hidden: int, notes: dict[str, list[str]]
                ) -> dict[str, Any]:
         if hidden:
             result["hidden_by_policy"] = hidden
-        if too_deep:
-            result["too_deep"] = too_deep[:20]
-            result["note"] = (f"directories {self.max_depth} levels deep (max_depth) were not "
-                              "entered; see too_deep")
+        said = []
+        if notes["too_deep"]:
+            result["too_deep"] = notes["too_deep"][:20]
+            said.append(f"directories {self.max_depth} levels deep (max_depth) were not "
+                        "entered; see too_deep")
+        if notes["too_large"]:
+            result["too_large"] = notes["too_large"][:20]
+            said.append(f"only the first {self.max_directory_entries} names of the "
+                        "directories in too_large were read")
+        if said:
+            result["note"] = "; ".join(said)
         return result
 
     def search(self, query: str, path: str = ".", glob: str = "*", max_results: int = 50,
@@ -365,14 +378,15 @@ class ConfinedRoot:
         needle = query if case_sensitive else query.casefold()
         limit = max(1, int(max_results))
         matches: list[dict[str, Any]] = []
-        budget, skipped, too_deep = self.max_search_bytes, [], []
+        budget, skipped = self.max_search_bytes, []
         hidden, truncated = 0, False
+        notes: dict[str, list[str]] = {"too_deep": [], "too_large": []}
 
         def descend(rel: list[str]) -> bool:
             return rules is None or rules.may_hold(rel)
 
         with self.directory(parts, "search_files") as fd, closing(
-                self._tree(fd, parts, descend, too_deep)) as walk:
+                self._tree(fd, parts, descend, notes)) as walk:
             for dir_fd, rel, found in walk:
                 if not stat.S_ISREG(found.st_mode) or not fnmatch.fnmatch(rel[-1], glob):
                     continue
@@ -411,7 +425,7 @@ class ConfinedRoot:
                     break
         result = {"query": query, "matches": matches, "truncated": truncated,
                   "skipped": skipped[:20]}
-        return self._notes(result, hidden, too_deep)
+        return self._notes(result, hidden, notes)
 
     def write(self, path: str, content: str, encoding: str = "utf-8",
               create_dirs: bool = True, *, policy: Any = None) -> dict[str, Any]:
@@ -509,6 +523,23 @@ class ConfinedRoot:
         self._usage = now, used
         return used
 
+    def _entries(self, fd: int, parts: list[str], notes: dict[str, list[str]]
+                 ) -> list[tuple[str, os.stat_result]]:
+        """The names in directory ``fd`` with their lstat, sorted (one removed meanwhile is
+        left out), at most ``max_directory_entries`` of them."""
+        items = []
+        with os.scandir(fd) as scan:
+            for entry in scan:
+                if len(items) >= self.max_directory_entries:
+                    notes["too_large"].append("/".join(parts) or ".")
+                    break
+                try:
+                    items.append((entry.name, entry.stat(follow_symlinks=False)))
+                except OSError:
+                    continue
+        items.sort(key=lambda item: item[0])
+        return items
+
     @staticmethod
     def _replace(parent: int, name: str, data: bytes, existing: os.stat_result | None
                  ) -> None:
@@ -539,20 +570,6 @@ class ConfinedRoot:
             except OSError:
                 pass
             raise
-
-
-def _entries(fd: int) -> list[tuple[str, os.stat_result]]:
-    """The names in directory ``fd`` with their lstat, sorted (one removed meanwhile is
-    left out)."""
-    items = []
-    with os.scandir(fd) as scan:
-        for entry in scan:
-            try:
-                items.append((entry.name, entry.stat(follow_symlinks=False)))
-            except OSError:
-                continue
-    items.sort(key=lambda item: item[0])
-    return items
 
 
 def _decode(content: Any, encoding: Any) -> bytes:

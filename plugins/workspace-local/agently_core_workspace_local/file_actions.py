@@ -22,11 +22,13 @@ ENFORCED_POLICY = ("path_allow", "path_deny", "read_only", "allow_create", "allo
 READ_DESCRIPTION = (
     "Read a file of the workspace (path relative to the workspace root). Text comes back "
     "as UTF-8 in 'content'; a binary file comes back base64-encoded with binary=true. Large "
-    "files come in parts: when 'truncated' is true, call again with offset=next_offset.")
+    "files come in parts: when 'truncated' is true, call again with offset=next_offset. "
+    "Files with several hard links are refused.")
 LIST_DESCRIPTION = (
     "List a directory of the workspace (path relative to the workspace root, '.' for the "
     "root): each entry's path, type (file, directory, symlink, fifo, device, socket) and "
-    "size. recursive=true lists everything below it.")
+    "size. recursive=true lists everything below it (up to a depth limit: directories not "
+    "entered are named in 'too_deep'; 'hidden_by_policy' counts entries the policy hides).")
 SEARCH_DESCRIPTION = (
     "Search the workspace's text files for a literal string (case-insensitive unless "
     "case_sensitive=true): the path, line number and text of each matching line. 'glob' "

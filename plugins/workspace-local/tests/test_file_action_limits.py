@@ -206,3 +206,18 @@ def test_the_usage_measurement_is_reused_briefly_and_never_refuses_on_a_stale_on
     (root / "late.bin").write_bytes(b"l" * 50)  # measured at once without a ttl
     with pytest.raises(Exception, match="it holds 1000"):
         strict.write("x.txt", "x")
+
+
+def test_a_huge_directory_is_read_in_part(root):
+    """A directory with more names than max_directory_entries (a sandbox can make a
+    million) is listed and searched in part, and the result says so."""
+    crowded = root / "crowded"
+    crowded.mkdir()
+    for number in range(120):
+        (crowded / f"f{number:03d}.txt").write_text("needle")
+    confined = ConfinedRoot(root, max_directory_entries=50, max_entries=10_000)
+    listed = confined.list(".", recursive=True)
+    assert len(listed["entries"]) == 1 + 50 and listed["too_large"] == ["crowded"]
+    assert "first 50 names" in listed["note"]
+    found = confined.search("needle", max_results=1000)
+    assert len(found["matches"]) == 50 and found["too_large"] == ["crowded"]

@@ -75,3 +75,30 @@ def test_write_file_over_a_sandbox_setuid_program(shared, shared_root: Path, tie
     assert "euid=" not in ran.stdout, ran.stdout  # before the fix: euid=0(root)
     # the sandbox still owns and uses what the host wrote for it
     assert bash(agent, "cat drop/made/inner.txt && chmod 600 drop/made/inner.txt") == "text\n"
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_a_sandbox_nests_three_thousand_directories(shared, shared_root: Path,
+                                                    tier: str) -> None:
+    """The sandbox makes a tree 3,000 directories deep in the shared root (a path far past
+    PATH_MAX): listing, searching and writing (its quota walk goes all the way down) work,
+    and the shared root is removed afterwards (the fixture's remove_tree)."""
+    agent = shared(tier)
+    chunk = "/".join(["d"] * 1500)
+    bash(agent, f"mkdir -p {chunk} && cd {chunk} && mkdir -p {chunk} && echo needle > top.txt")
+    listed = agent.action.execute_action("list_files", {"recursive": True})
+    assert listed.status == "success", dump(listed)
+    assert listed.result["too_deep"] == ["/".join(["d"] * 64)]
+    found = agent.action.execute_action("search_files", {"query": "needle"})
+    assert found.status == "success" and found.result["matches"] == [], dump(found)
+    written = agent.action.execute_action("write_file", {"path": "after.txt", "content": "x"})
+    assert written.status == "success", dump(written)
+    depth, fd = 0, os.open(shared_root, os.O_RDONLY | os.O_DIRECTORY)
+    try:  # the tree really is 3,000 deep
+        while "d" in os.listdir(fd):
+            child = os.open("d", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd, depth = child, depth + 1
+    finally:
+        os.close(fd)
+    assert depth == 3000
