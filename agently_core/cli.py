@@ -269,7 +269,11 @@ def cmd_serve_mcp(args: argparse.Namespace) -> int:
     agent = _new_agent(pm)
     try:
         _mount(agent, pm, names)
-        return int(serve(agent, transport=args.transport, host=args.host, port=args.port) or 0)
+        return int(serve(agent, transport=args.transport, host=args.host, port=args.port,
+                         auth=not args.no_auth, allow_remote=args.allow_remote,
+                         allowed_hosts=args.allowed_host or (),
+                         client_approval=args.client_approval, max_sessions=args.max_sessions,
+                         idle_timeout=args.idle_timeout) or 0)
     finally:
         agent.close()
 
@@ -715,6 +719,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="HTTP: the port (default 8000)")
     p.add_argument("--enable", action="append", metavar="PACKAGE,...",
                    help="serve these action packages (default: every installed one)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="HTTP: allow a non-loopback --host (0.0.0.0, ::, a LAN address)")
+    p.add_argument("--allowed-host", action="append", metavar="NAME[:PORT]",
+                   help="HTTP: another Host header value to accept (repeatable)")
+    p.add_argument("--no-auth", action="store_true",
+                   help="HTTP, loopback only: require no bearer token (any local process "
+                   "can then call the actions)")
+    p.add_argument("--client-approval", action="store_true",
+                   help="let the MCP client approve calls that need approval (elicitation)")
+    p.add_argument("--max-sessions", type=int, metavar="N",
+                   help="HTTP: open sessions at most (default 100)")
+    p.add_argument("--idle-timeout", type=float, metavar="S",
+                   help="HTTP: close a session idle this many seconds (default 900)")
     p.set_defaults(func=cmd_serve_mcp)
 
     p = sub.add_parser("doctor", help="what is installed, what is missing and how to get it")

@@ -3,82 +3,29 @@ Streamable HTTP, as a subprocess."""
 
 from __future__ import annotations
 
-import os
-import queue
-import re
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from agently_core_mcp.server_testing import (
+    CLI,
+    HttpServe,
+    clean_env,
+    descendants,
+    sdk_session,
+    workdir,
+)
 from agently_core_mcp.testing import gone
 from mcp import Client, ClientSession, MCPError, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp_types import ElicitResult
 
 from agently_core.models import ActionSpec
 
-CLI = [sys.executable, "-m", "agently_core.cli", "serve-mcp"]
-
-
-def workdir(tmp: Path, policy: str = "") -> Path:
-    """A directory whose agently.toml is the served agent's whole configuration."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "agently.toml").write_text(policy, encoding="utf-8")
-    return tmp
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("AGENTLY_")}
-
-
-class HttpServe:
-    """``serve-mcp --transport http --port 0`` and the URL it announces."""
-
-    def __init__(self, cwd: Path, *packages: str) -> None:
-        self.process = subprocess.Popen(
-            [*CLI, "--transport", "http", "--port", "0", "--enable", ",".join(packages)],
-            cwd=cwd, env=clean_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True)
-        lines: queue.Queue[str] = queue.Queue()
-        self.lines: list[str] = []
-
-        def pump() -> None:
-            for line in self.process.stderr:  # type: ignore[union-attr]
-                lines.put(line)
-
-        self.pump = threading.Thread(target=pump, daemon=True)
-        self.pump.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=0.5)
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    break
-                continue
-            self.lines.append(line)
-            found = re.search(r"on (http://\S+/mcp)", line)
-            if found:
-                self.url = found.group(1)
-                return
-        self.stop()
-        raise RuntimeError(f"serve-mcp did not start: {''.join(self.lines)}")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=30)
-        self.pump.join(timeout=10)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
-        return code
+APPROVAL_POLICY = '[policy]\napproval_mode = "always"\n'
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +37,18 @@ def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServe]
 
 @pytest.fixture(scope="module")
 def approval_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServe]:
-    policy = '[policy]\napproval_mode = "always"\n'
-    served = HttpServe(workdir(tmp_path_factory.mktemp("approval"), policy), "examples")
+    """The host did not opt into client approval: the default."""
+    served = HttpServe(workdir(tmp_path_factory.mktemp("approval"), APPROVAL_POLICY),
+                       "examples")
+    yield served
+    served.stop()
+
+
+@pytest.fixture(scope="module")
+def client_approval_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServe]:
+    """The host opted in: ``--client-approval``."""
+    served = HttpServe(workdir(tmp_path_factory.mktemp("client-approval"), APPROVAL_POLICY),
+                       "examples", args=["--client-approval"])
     yield served
     served.stop()
 
@@ -131,14 +88,13 @@ def test_stdio_list_and_call_with_the_sdk_client(tmp_path: Path) -> None:
 # -- Streamable HTTP ---------------------------------------------------------------------------
 def test_http_list_and_call_with_both_protocol_eras(http_server: HttpServe) -> None:
     async def main() -> None:
-        async with Client(http_server.url) as client:  # negotiates the newest protocol
-            names = {tool.name for tool in (await client.list_tools()).tools}
+        async with create_mcp_http_client(headers=http_server.headers) as http, Client(
+                streamable_http_client(http_server.url, http_client=http)) as client:
+            names = {tool.name for tool in (await client.list_tools()).tools}  # newest era
             assert names == {"add", "multiply", "word_count", "echo"}
             result = await client.call_tool("word_count", {"text": "one two three"})
             assert result.structured_content == {"words": 3, "characters": 13}
-        async with streamable_http_client(http_server.url) as (read, write), \
-                ClientSession(read, write) as session:  # the initialize handshake
-            await session.initialize()
+        async with sdk_session(http_server.url, http_server.headers) as session:  # handshake
             result = await session.call_tool("echo", {"message": "hi", "repeat": 2})
             assert result.structured_content == {"result": "hi hi"}
             with pytest.raises(MCPError, match="Unknown tool"):
@@ -147,71 +103,70 @@ def test_http_list_and_call_with_both_protocol_eras(http_server: HttpServe) -> N
     run(main)
 
 
-async def _approval_call(url: str, answer: Any) -> Any:
-    """Call ``add`` on the approval server with a client that answers elicitations with
-    ``answer`` (None: a client without elicitation support)."""
+async def _approval_call(served: HttpServe, answer: Any) -> Any:
+    """Call ``add`` with a client that answers elicitations with ``answer`` (None: a client
+    without elicitation support)."""
     asked: list[str] = []
 
     async def elicit(context: Any, params: Any) -> Any:
         asked.append(params.message)
         return answer
 
-    async with streamable_http_client(url) as (read, write), ClientSession(
-            read, write, elicitation_callback=elicit if answer is not None else None) as session:
-        await session.initialize()
+    async with sdk_session(served.url, served.headers,
+                           elicit=elicit if answer is not None else None) as session:
         return await session.call_tool("add", {"a": 20, "b": 22}), asked
 
 
 def test_an_action_needing_approval_is_not_run_silently(approval_server: HttpServe) -> None:
-    result, asked = run(_approval_call, approval_server.url, None)
+    result, asked = run(_approval_call, approval_server, None)
     assert result.is_error and not asked
     text = result.content[0].text
     assert "approval required" in text and "NOT run" in text
     assert result.structured_content["status"] == "approval_required"
 
 
-def test_approval_through_elicitation(approval_server: HttpServe) -> None:
-    result, asked = run(_approval_call, approval_server.url,
+def test_a_client_cannot_approve_its_own_call_unless_the_host_opted_in(
+        approval_server: HttpServe) -> None:
+    """Without --client-approval the server never asks the client: a client ready to
+    answer "accept" gets no question, and the call does not run."""
+    result, asked = run(_approval_call, approval_server,
+                        ElicitResult(action="accept", content={"approve": True}))
+    assert not asked
+    assert result.is_error and result.structured_content["status"] == "approval_required"
+    text = result.content[0].text
+    assert "NOT run" in text and "--client-approval" in text
+    assert "result" not in result.structured_content
+
+
+def test_approval_through_elicitation_when_the_host_opted_in(
+        client_approval_server: HttpServe) -> None:
+    served = client_approval_server
+    result, asked = run(_approval_call, served,
                         ElicitResult(action="accept", content={"approve": True}))
     assert asked and "'add'" in asked[0] and '"a": 20' in asked[0]
     assert not result.is_error and result.structured_content == {"result": 42.0}
-    result, asked = run(_approval_call, approval_server.url, ElicitResult(action="decline"))
+    result, asked = run(_approval_call, served, ElicitResult(action="decline"))
     assert asked and result.is_error
     assert "denied" in result.content[0].text and "approval" in result.content[0].text
     assert result.structured_content["status"] == "blocked"
+    result, asked = run(_approval_call, served, None)  # a client that cannot be asked
+    assert not asked and result.structured_content["status"] == "approval_required"
 
 
 def test_sigterm_stops_the_server_and_its_sandboxes(tmp_path: Path) -> None:
     served = HttpServe(workdir(tmp_path), "python")
+    found: list[int] = []
 
     async def main() -> None:
-        async with Client(served.url) as client:
-            result = await client.call_tool("run_python", {"python_code": "x = 1\nprint(x)"})
+        async with sdk_session(served.url, served.headers, terminate_on_close=False) as session:
+            result = await session.call_tool("run_python", {"python_code": "x = 1\nprint(x)"})
             assert result.structured_content["stdout"] == "1\n"
+            found.extend(descendants(served.process.pid))  # the session's warm sandbox
 
     run(main)
-    descendants = _descendants(served.process.pid)
-    assert descendants  # the warm Python sandbox
+    assert found
     assert served.stop() == 0
-    assert all(gone(pid) for pid in descendants)
-
-
-def _descendants(root: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
-                    parents[int(entry)] = int(handle.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    found, frontier = [], [root]
-    while frontier:
-        pid = frontier.pop()
-        children = [child for child, parent in parents.items() if parent == pid]
-        found += children
-        frontier += children
-    return found
+    assert all(gone(pid) for pid in found)
 
 
 # -- agently-core on both ends -----------------------------------------------------------------
