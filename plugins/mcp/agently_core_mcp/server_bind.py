@@ -112,7 +112,8 @@ def allowed_hosts(host: str, port: int, extra: Iterable[str] = ()) -> list[str]:
     if port == 80:
         accepted += names
     for value in extra:
-        accepted.append(value if _NAME.fullmatch(value).group(1) else f"{value}:{port}")  # type: ignore[union-attr]
+        found = _NAME.fullmatch(value)
+        accepted.append(value if found is not None and found.group(1) else f"{value}:{port}")
     return list(dict.fromkeys(accepted))
 
 

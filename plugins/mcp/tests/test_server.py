@@ -74,6 +74,9 @@ def test_stdio_list_and_call_with_the_sdk_client(tmp_path: Path) -> None:
             assert result.content[0].text == "5.0"
             result = await session.call_tool("run_python", {"python_code": "print(6 * 7)"})
             assert not result.is_error and result.structured_content["stdout"] == "42\n"
+            result = await session.call_tool("run_python", {"python_code": "y = 6"})
+            result = await session.call_tool("run_python", {"python_code": "print(y * 7)"})
+            assert result.structured_content["stdout"] == "42\n"  # the one client's sandbox
             result = await session.call_tool("run_python", {"python_code": "1 / 0"})
             assert result.is_error and "ZeroDivisionError" in result.content[0].text
             assert result.structured_content["status"] == "failed"
