@@ -15,9 +15,10 @@ from typing import Any
 
 from .confined import DEFAULT_MAX_TOTAL_BYTES, ConfinedRoot
 
-#: The Policy fields the file actions enforce on every path they touch.
+#: The Policy fields the file actions enforce on every path they touch (``allow_delete``
+#: trivially: no file action deletes anything).
 ENFORCED_POLICY = ("path_allow", "path_deny", "read_only", "allow_create", "allow_update",
-                   "max_workspace_bytes")
+                   "allow_delete", "max_workspace_bytes")
 
 READ_DESCRIPTION = (
     "Read a file of the workspace (path relative to the workspace root). Text comes back "

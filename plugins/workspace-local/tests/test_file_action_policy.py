@@ -58,7 +58,10 @@ def test_the_actions_declare_exactly_the_fields_they_enforce(make):
         assert agent.registry.require(name).spec.meta["enforced_policy"] == list(
             ENFORCED_POLICY)
     assert set(ENFORCED_POLICY) == {"path_allow", "path_deny", "read_only", "allow_create",
-                                    "allow_update", "max_workspace_bytes"}
+                                    "allow_update", "allow_delete", "max_workspace_bytes"}
+    # an agent that forbids deleting still reads and writes files: none of them deletes
+    agent = make(allow_delete=False)
+    assert agent.action.execute_action("list_files", {"path": "."}).status == "success"
 
 
 def test_path_allow_and_path_deny_on_every_action(make, root, file_calls):
