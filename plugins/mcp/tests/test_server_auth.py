@@ -14,10 +14,13 @@ import anyio
 import httpx2
 import pytest
 from agently_core_mcp.server_testing import (
+    ACCEPT,
+    LEGACY,
     TOKEN,
     HttpServe,
     clean_env,
     descendants,
+    initialize_body,
     modern_body,
     modern_headers,
     refused,
@@ -168,3 +171,24 @@ def test_no_auth_only_with_a_loud_warning(tmp_path: Path) -> None:
         assert answer.status_code == 200
     finally:
         server.stop()
+
+
+def test_a_session_cannot_be_ended_or_listened_to_without_the_token(served: HttpServe) -> None:
+    """Knowing another client's Mcp-Session-Id is not enough: DELETE and the GET stream
+    need the token too, and the session carries on."""
+    base = {"Accept": ACCEPT, "Content-Type": "application/json"}
+    with httpx2.Client(timeout=60) as http:
+        opened = http.post(served.url, json=initialize_body(), headers={**base, **served.headers})
+        assert opened.status_code == 200
+        session = {"mcp-session-id": opened.headers["mcp-session-id"],
+                   "mcp-protocol-version": LEGACY}
+        assert http.delete(served.url, headers={**base, **session}).status_code == 401
+        assert http.get(served.url, headers={"Accept": "text/event-stream",
+                                             **session}).status_code == 401
+        mine = {**base, **session, **served.headers}
+        http.post(served.url, headers=mine,
+                  json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        listed = http.post(served.url, headers=mine,
+                           json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        assert listed.status_code == 200 and "run_python" in listed.text
+        assert http.delete(served.url, headers=mine).status_code == 200
