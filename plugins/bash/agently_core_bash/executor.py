@@ -8,11 +8,11 @@ import signal
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agently_core_isolation.sandbox import Limits, cap_text
+from agently_core_isolation.sandbox import DEADLINE_MARKER, FAILURE, Limits, cap_text
+from agently_core_isolation.workspace import full_note
 
 from agently_core.errors import ActionError
 
-from ._reaper import DEADLINE_MARKER
 from .check import check_line
 from .parse import Refused
 from .programs import Allowlist
@@ -41,14 +41,17 @@ class BashExecutor:
     ``command_allowlist`` (every command of the line, by resolved program; a model can
     never set it), ``workspace_roots`` (the workdir lies under them; only they are bound,
     read-write), ``network``, ``max_memory_bytes``, ``max_cpu_seconds``,
-    ``max_processes``, ``max_file_bytes`` (rlimits of the call) and ``env_passthrough``
-    (the only host variables the child receives).
+    ``max_processes``, ``max_file_bytes`` (rlimits of the call), ``max_workspace_bytes``
+    (the private workspace's bound: a call whose bound is lower than its sandbox's, or that
+    uses host roots, which cannot be bounded, is refused) and ``env_passthrough`` (the only
+    host variables the child receives). The command allowlist also binds the kernel: the
+    sandbox may execute nothing else.
     """
 
     kind = "bash"
     enforced_policy = frozenset({"command_allowlist", "workspace_roots", "network",
                                  "max_memory_bytes", "max_cpu_seconds", "max_processes",
-                                 "max_file_bytes", "env_passthrough"})
+                                 "max_file_bytes", "max_workspace_bytes", "env_passthrough"})
 
     async def execute(self, spec: Any, kwargs: dict[str, Any], context: Any) -> Any:
         box = context.execution_environment_resources.get("bash")
@@ -60,6 +63,7 @@ class BashExecutor:
         if not isinstance(command, str) or not command.strip():
             raise CommandRefused("cmd must be a non-empty command line")
         roots = call_roots(box, policy.workspace_roots)
+        check_workspace_bound(box, policy.max_workspace_bytes)
         if policy.command_allowlist is None:
             raise CommandRefused("the call's policy has no command_allowlist; refusing to run "
                                  "an unchecked command line")
@@ -86,13 +90,21 @@ class BashExecutor:
             output_bytes=max_output, artifact_bytes=max(max_output, ARTIFACT_BYTES),
         )
         env = child_env(box.env, policy.env_passthrough)
-        run = await box.run(command, cwd=cwd, roots=roots, allowlist=allowlist, limits=limits,
-                            network=bool(policy.network), env=env, deadline=deadline)
+        try:
+            run = await box.run(command, cwd=cwd, roots=roots, allowlist=allowlist,
+                                limits=limits, network=bool(policy.network), env=env,
+                                deadline=deadline)
+        except ValueError as exc:  # the sandbox cannot hold this call (exec_allow, paths)
+            raise ActionError(f"the sandbox cannot run this call, nothing ran: {exc}") from None
         _sandbox_failure(run)
         full_stderr = run.full_stderr
         timed_out = run.timed_out
         if full_stderr.endswith(f"\n{DEADLINE_MARKER}\n"):
             full_stderr, timed_out = full_stderr[:-len(DEADLINE_MARKER) - 2], True
+        note = full_note(box.workspace, [full_stderr], "enable_shell(disk_mb=...)",
+                         by_text=box.private_workspace)
+        if note:
+            full_stderr += ("" if not full_stderr or full_stderr.endswith("\n") else "\n") + note + "\n"
         out_room, err_room = _budget(_json_size(run.full_stdout), _json_size(full_stderr),
                                      max(128, max_output - _JSON_ROOM))
         stdout, cut_out = _cap_json(run.full_stdout, out_room)
@@ -117,6 +129,21 @@ class BashExecutor:
             raise ActionError(f"stopped: the command used up its CPU time limit "
                               f"({policy.max_cpu_seconds:g}s) and was killed", result=result)
         return result
+
+
+def check_workspace_bound(box: BashSandbox, wanted: int | None) -> None:
+    """Refuse a call whose ``max_workspace_bytes`` the sandbox cannot hold: lower than its
+    bound, no bound here (a host that is not root), or host roots (never bounded)."""
+    if wanted is None:
+        return
+    have = box.workspace_bytes
+    if not box.private_workspace:
+        raise ActionError("the call's max_workspace_bytes cannot be enforced: this sandbox "
+                          "writes to host directories (root=), which are not bounded")
+    if have is None or have > wanted:
+        bound = "unbounded: the host is not root" if have is None else f"{have} bytes"
+        raise ActionError(f"the call's max_workspace_bytes ({wanted}) is stricter than its "
+                          f"Bash sandbox ({bound}); refusing to run it looser")
 
 
 def call_roots(box: BashSandbox, wanted: Sequence[str] | None) -> list[str]:
@@ -201,7 +228,5 @@ def _budget(out_bytes: int, err_bytes: int, room: int) -> tuple[int, int]:
 def _sandbox_failure(run: Any) -> None:
     """The sandbox itself failed to start (not the command): a clear error."""
     first = run.full_stderr.lstrip().splitlines()[0] if run.full_stderr.strip() else ""
-    if run.exit_code not in (0, None) and first.startswith(
-            ("agently-core landlock launcher:", "agently-core reaper:", "bwrap: ", "setpriv: ",
-             "prlimit: ")):
+    if run.exit_code not in (0, None) and first.startswith((FAILURE, "bwrap: ")):
         raise ActionError(f"the sandbox failed to start: {first}")

@@ -6,6 +6,8 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from agently_core_isolation.worker_policy import workspace_policy
+
 from agently_core.models import ActionSpec, EnvironmentRequirement
 
 from .programs import SAFE_BUILTINS, Allowlist, find_on_path
@@ -90,16 +92,20 @@ def mount(agent: Any, *, root: Any = None, commands: Iterable[str] | None = None
           scope: str = "agent", memory_mb: int | None = None, cpu_seconds: float | None = None,
           processes: int | None = None, file_mb: int | None = None, tier: str | None = None,
           allow_trusted_local: bool = False, max_output_bytes: int = 100_000,
-          name: str = "run_bash") -> list[str]:
+          name: str = "run_bash", disk_mb: int | None = None) -> list[str]:
     """Register ``run_bash`` with a sandbox per ``scope`` owner.
 
     ``root``: a host directory or a list of them (must exist; resolved now), the only
     writable places, visible at their own paths; without it each scope gets a private
     workspace, removed at release. ``commands``: the allowlist (names looked up on
     ``/usr/local/bin:/usr/bin:/bin``, or absolute paths), resolved now: an entry that does
-    not resolve is a ValueError here; default :data:`DEFAULT_COMMANDS`.
+    not resolve is a ValueError here; default :data:`DEFAULT_COMMANDS`. ``disk_mb``: what
+    the private workspace, home and temporary files may hold together (default 256; it
+    holds where the host runs as root; host roots are never bounded, so it is refused with
+    ``root``).
     """
     roots = _roots(root)
+    workspace_bytes = workspace_policy(disk_mb, private=not roots)
     if isinstance(commands, (str, os.PathLike)):
         commands = [os.fspath(commands)]
     entries = default_commands() if commands is None else list(commands)
@@ -116,6 +122,7 @@ def mount(agent: Any, *, root: Any = None, commands: Iterable[str] | None = None
                        ("max_cpu_seconds", None if cpu_seconds is None else float(cpu_seconds)),
                        ("max_processes", processes),
                        ("max_file_bytes", file_mb and int(file_mb) << 20),
+                       ("max_workspace_bytes", workspace_bytes),
                        ("env_passthrough", names)):
         if value is not None:
             policy[key] = value
@@ -126,8 +133,9 @@ def mount(agent: Any, *, root: Any = None, commands: Iterable[str] | None = None
         config["roots"] = list(roots)
     if given:
         config["env"] = given
-    requirement = EnvironmentRequirement(kind="bash", scope=scope, resource_key="bash",
-                                         config=config)
+    requirement = EnvironmentRequirement(
+        kind="bash", scope=scope, resource_key="bash", config=config,
+        policy={} if workspace_bytes is None else {"max_workspace_bytes": workspace_bytes})
     spec = ActionSpec(
         name=name, description=describe(allowlist, roots, bool(network)), kind="bash",
         policy=policy,

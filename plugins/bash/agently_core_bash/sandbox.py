@@ -1,14 +1,17 @@
 """The host side of ``run_bash``: one isolated ``bash -c`` per call, in a per-scope sandbox.
 
 A :class:`BashSandbox` (what the ``bash`` provider ensures per scope) holds a dedicated
-uid (when the host runs as root), a private directory (``home``: ``$HOME``, and the
-private tmp of the Landlock tier), the workspace roots, and the read-only PATH
-directories (one per distinct allowlist, :func:`~.programs.make_bin_dir`). Each call runs
-``/usr/bin/bash --noprofile --norc -c CMD`` through
-:func:`agently_core_isolation.sandbox.run` with :class:`RootsIsolation`, which runs it under
-the reaper; the roots are the spec's ``rw_paths`` (read-write at their own host paths, in
-every tier) and the call's workdir, among them, its ``cwd``. Calls of one sandbox run one
-at a time (the Landlock tier sweeps the uid's processes after each).
+uid (when the host runs as root), a private :class:`~agently_core_isolation.workspace.
+Workspace` (``home``: ``$HOME`` and ``/work``; ``tmp``: ``/tmp`` or ``TMPDIR``; and, without
+host roots, ``workspace``: the private root), bounded in size when the host runs as root,
+the workspace roots, and the read-only PATH directories (one per distinct allowlist,
+:func:`~.programs.make_bin_dir`). Each call runs ``/usr/bin/bash --noprofile --norc -c CMD``
+through :func:`agently_core_isolation.sandbox.run`, under the isolation's supervisor (which
+kills and reaps whatever the call leaves), with ``exec_allow`` set to bash and the
+allowlist's programs: the kernel refuses to execute anything else, whatever the line
+analyser let through. The roots are the spec's ``rw_paths`` (read-write at their own host
+paths, in every tier) and the call's workdir, among them, its ``cwd``. Calls of one sandbox
+run one at a time.
 """
 
 from __future__ import annotations
@@ -17,10 +20,9 @@ import contextlib
 import os
 import shutil
 import stat
-import sys
 import tempfile
+import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -32,42 +34,16 @@ from agently_core_isolation.sandbox import (
     SandboxSpec,
     allocate_uid,
     kill_uid,
-    new_workdir,
     sandbox_root,
 )
+from agently_core_isolation.workspace import DEFAULT_WORKSPACE_BYTES, new_workspace
 
 from .programs import Allowlist, make_bin_dir
 
 BASH = "/usr/bin/bash" if os.path.exists("/usr/bin/bash") else "/bin/bash"
-REAPER = Path(__file__).with_name("_reaper.py")
 #: Host trees a root may not be (or lie in): the system, and the kernel's.
 SYSTEM_ROOTS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
                 "/proc", "/sys", "/dev", "/boot", "/run")
-
-
-@dataclass(frozen=True)
-class RootsSpec(SandboxSpec):
-    """A :class:`SandboxSpec` with the moment the reaper ends the call."""
-
-    #: When the reaper kills the call (seconds; a little before ``limits.wall_seconds``).
-    deadline: float | None = None
-
-
-class RootsIsolation(Isolation):
-    """:class:`Isolation` whose calls run under the reaper (:mod:`._reaper`): it owns the
-    call's process tree and kills and reaps whatever the call leaves behind, in every
-    tier. Roots are the spec's ``rw_paths``, bound read-write at their own paths by the
-    isolation itself."""
-
-    def command(self, spec: SandboxSpec, *, uid: int | None = None
-                ) -> tuple[list[str], dict[str, str]]:
-        argv, env = super().command(spec, uid=uid)
-        # the reaper goes right after prlimit: it owns (and reaps) the whole call
-        split = argv.index("--") + 1
-        deadline = getattr(spec, "deadline", None) or spec.limits.wall_seconds + 1.0
-        sweep = str(uid) if uid is not None and os.geteuid() == 0 else "-"
-        reaper = [sys.executable, "-I", "-S", str(REAPER), sweep, f"{deadline:.3f}", "--"]
-        return [*argv[:split], *reaper, *argv[split:]], env
 
 
 def check_root(path: str | os.PathLike[str]) -> str:
@@ -109,19 +85,25 @@ def _reachable(path: str, uid: int) -> str | None:
 
 
 class BashSandbox:
-    """One scope's sandbox: its uid, private home, roots and PATH directories."""
+    """One scope's sandbox: its uid, private workspace (home, tmp, and the private root
+    without host roots; ``workspace_bytes`` in all where the host is root), roots and
+    PATH directories."""
 
     def __init__(self, isolation: Isolation, *, roots: Sequence[str] | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None,
+                 workspace_bytes: int | None = DEFAULT_WORKSPACE_BYTES) -> None:
         self.isolation = isolation
         self.env = {str(k): str(v) for k, v in (env or {}).items()}
         self.uid = allocate_uid() if os.geteuid() == 0 else None
         self.closed = False
         self.lock = anyio.Lock()
         self.calls = 0
-        self.base = new_workdir(self.uid)  # 0700, the sandbox uid's
-        self.home = self._private("home")
         self.private_workspace = not roots
+        self.workspace = new_workspace(
+            self.uid, workspace_bytes or DEFAULT_WORKSPACE_BYTES,
+            ("home", "tmp", "workspace") if self.private_workspace else ("home", "tmp"))
+        self.base = self.workspace.root
+        self.home = self.workspace["home"]
         try:
             if roots:
                 self.roots = [check_root(r) for r in roots]
@@ -134,20 +116,19 @@ class BashSandbox:
                                 f"{problem}; make it (and its parents) readable and searchable "
                                 "by others, and writable for the sandbox to write there")
             else:
-                self.roots = [str(self._private("workspace"))]
+                self.roots = [str(self.workspace["workspace"])]
             self.bin_parent = Path(tempfile.mkdtemp(prefix="bin-", dir=sandbox_root()))
             os.chmod(self.bin_parent, 0o711)
         except BaseException:
-            shutil.rmtree(self.base, ignore_errors=True)
+            self.workspace.release()
             raise
         self._bins: dict[tuple[tuple[str, str], ...], Path] = {}
 
-    def _private(self, name: str) -> Path:
-        path = self.base / name
-        path.mkdir(mode=0o700)
-        if self.uid is not None:
-            os.chown(path, self.uid, self.uid)
-        return path
+    @property
+    def workspace_bytes(self) -> int | None:
+        """The bound of the private workspace (home, tmp and the private root together),
+        where one holds; host roots are never bounded."""
+        return self.workspace.quota
 
     def bin_dir(self, allowlist: Allowlist) -> Path:
         """The read-only PATH directory for ``allowlist`` (made once per distinct list)."""
@@ -162,17 +143,32 @@ class BashSandbox:
         return (not self.closed and self.home.is_dir()
                 and all(os.path.isdir(root) for root in self.roots))
 
+    def spec(self, command: str, *, cwd: str, roots: Sequence[str], allowlist: Allowlist,
+             limits: Limits, network: bool, env: Mapping[str, str],
+             deadline: float | None = None) -> SandboxSpec:
+        """The sandbox spec of one line: ``bash -c`` in the home, the roots read-write, PATH
+        the allowlist's directory, and the kernel allowed to execute only bash and the
+        allowlist's programs."""
+        path = self.bin_dir(allowlist)
+        return SandboxSpec([BASH, "--noprofile", "--norc", "-c", command], self.home,
+                           network=network, env={**env, "PATH": str(path)}, limits=limits,
+                           ro_paths=(str(path), *allowlist.extra_read_only()), cwd=cwd,
+                           rw_paths=tuple(roots), tmpdir=self.workspace["tmp"],
+                           exec_allow=(BASH, *sorted({p.real for p in allowlist.programs})),
+                           deadline=deadline)
+
     async def run(self, command: str, *, cwd: str, roots: Sequence[str], allowlist: Allowlist,
                   limits: Limits, network: bool, env: Mapping[str, str],
                   deadline: float | None = None) -> RunResult:
+        """Run one line; ``deadline`` (seconds from now, waiting for an earlier call of this
+        sandbox included) is when the supervisor kills it."""
         if self.closed:
             raise RuntimeError("the Bash sandbox was released")
-        path = self.bin_dir(allowlist)
-        spec = RootsSpec([BASH, "--noprofile", "--norc", "-c", command], self.home,
-                         network=network, env={**env, "PATH": str(path)}, limits=limits,
-                         ro_paths=(str(path), *allowlist.extra_read_only()), cwd=cwd,
-                         rw_paths=tuple(roots), deadline=deadline)
+        ends = time.monotonic() + (deadline or limits.wall_seconds + 1.0)
         async with self.lock:
+            spec = self.spec(command, cwd=cwd, roots=roots, allowlist=allowlist, limits=limits,
+                             network=network, env=env,
+                             deadline=max(0.001, ends - time.monotonic()))
             self.calls += 1
             return await isolation_sandbox.run(self.isolation, spec, uid=self.uid)
 
@@ -181,7 +177,7 @@ class BashSandbox:
         directories (idempotent). Roots the host gave are left as they are."""
         self.closed = True
         kill_uid(self.uid)
-        shutil.rmtree(self.base, ignore_errors=True)
+        self.workspace.release()
         if getattr(self, "bin_parent", None) is not None:
             for folder in self._bins.values():
                 with contextlib.suppress(OSError):

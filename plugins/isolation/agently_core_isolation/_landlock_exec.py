@@ -1,23 +1,20 @@
-"""Landlock + seccomp launcher: ``python -I -S _landlock_exec.py [options] -- argv...``.
-
-Runs before the sandboxed program, in the child: drops to a dedicated uid (when started
-as root), sets no-new-privileges, restricts the file system with Landlock (system paths
-read-only, the workspace and every ``--rw`` tree read-write, nothing else; it starts in
-``--cwd``, by default the workspace), denies TCP with Landlock network rules
-unless the network is open, installs a seccomp filter that refuses IP, packet and netlink
-sockets and io_uring (Landlock does not cover UDP or DNS), scopes signals and abstract
-sockets to the sandbox where the kernel supports it, then execs the program. Any failure
-aborts: nothing runs half-restricted. Standard library only; imported by the host only
-for :func:`seccomp_available`.
+"""Landlock + seccomp confinement of a sandbox's first process, applied by the supervisor
+(:mod:`_supervise`) in the forked child right before ``exec``: it restricts the file system
+with Landlock (by default system paths readable and executable; the workspace, its
+temporary directory and every ``write`` tree read-write; nothing else; with an exec
+allowlist, only the listed files executable and only the given files and trees readable),
+denies TCP with Landlock network rules unless the network is open, installs a seccomp
+filter that refuses IP, packet and netlink sockets and io_uring (Landlock does not cover
+UDP or DNS) and scopes signals and abstract sockets to the sandbox where the kernel
+supports it. Any failure raises: the supervisor then aborts, nothing runs
+half-restricted. Standard library only; imported by the host only for
+:func:`seccomp_available`.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
-import signal
-import sys
 
 SYS_CREATE, SYS_ADD_RULE, SYS_RESTRICT = 444, 445, 446
 RULE_PATH_BENEATH, RULE_NET_PORT = 1, 2
@@ -30,10 +27,13 @@ FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL
 NET_BIND_TCP, NET_CONNECT_TCP = 1 << 0, 1 << 1
 SCOPE_ABSTRACT_UNIX, SCOPE_SIGNAL = 1 << 0, 1 << 1
 
-# /proc is left out: it would show every host process's command line.
+#: What a sandbox without an exec allowlist reads and executes. /proc is left out: it would
+#: show every host process's command line.
 READ_ONLY_PATHS = ("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc/ld.so.cache",
-                   "/etc/localtime", "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
+                   "/etc/localtime")
+DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
 WRITABLE_DEVICES = ("/dev/null",)
+SECCOMP_SONAME = "libseccomp.so.2"
 
 
 class RulesetAttr(ctypes.Structure):
@@ -51,10 +51,6 @@ class ScmpArgCmp(ctypes.Structure):
                 ("datum_b", ctypes.c_uint64)]
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
 def _check(result: int, what: str) -> int:
     if result < 0:
         raise OSError(ctypes.get_errno(), f"{what} failed: {os.strerror(ctypes.get_errno())}")
@@ -62,7 +58,11 @@ def _check(result: int, what: str) -> int:
 
 
 def seccomp_available() -> bool:
-    return ctypes.util.find_library("seccomp") is not None
+    try:
+        load_seccomp()
+    except OSError:
+        return False
+    return True
 
 
 def _abi(libc: ctypes.CDLL) -> int:
@@ -70,10 +70,13 @@ def _abi(libc: ctypes.CDLL) -> int:
 
 
 def restrict_filesystem_and_tcp(libc: ctypes.CDLL, writable: list[str], read_only: list[str],
-                                network: bool) -> None:
-    """Landlock: ``read_only`` trees readable and executable, every ``writable`` tree (each
-    must exist) fully usable, the writable devices, nothing else; TCP denied unless
-    ``network``."""
+                                network: bool, *, executable: list[str] | None = None,
+                                readable: list[str] | tuple[str, ...] = ()) -> None:
+    """Landlock: every ``writable`` tree (each must exist) fully usable, the devices, nothing
+    else; TCP denied unless ``network``. Without ``executable``: the ``read_only`` trees
+    readable and executable, and the writable trees executable too. With it (an exec
+    allowlist): only the ``executable`` files may be executed (they are readable too),
+    ``readable`` files and trees are only read, and nothing writable is executable."""
     abi = _abi(libc)
     if abi < 1:
         raise OSError("Landlock is not available")
@@ -103,22 +106,36 @@ def restrict_filesystem_and_tcp(libc: ctypes.CDLL, writable: list[str], read_onl
         finally:
             os.close(fd)
 
-    read = FS_EXECUTE | FS_READ_FILE | FS_READ_DIR
-    for path in read_only:
-        allow(path, read)
-    for path in WRITABLE_DEVICES:
-        allow(path, FS_READ_FILE | FS_WRITE_FILE | FS_TRUNCATE)
+    read = FS_READ_FILE | FS_READ_DIR
+    if executable is None:
+        for path in read_only:
+            allow(path, read | FS_EXECUTE)
+        writable_rights = fs
+    else:
+        for path in [*read_only, *readable]:
+            allow(path, read)
+        for path in executable:
+            allow(path, FS_READ_FILE | FS_EXECUTE, required=True)
+        writable_rights = fs & ~FS_EXECUTE
+    for path in DEVICES:
+        allow(path, FS_READ_FILE | (FS_WRITE_FILE | FS_TRUNCATE if path in WRITABLE_DEVICES else 0))
     for path in writable:
-        allow(path, fs, required=True)
+        allow(path, writable_rights, required=True)
     _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     _check(libc.syscall(SYS_RESTRICT, ruleset, 0), "landlock restrict")
     os.close(ruleset)
 
 
 def load_seccomp() -> ctypes.CDLL:
-    """libseccomp, looked up while the launcher still runs as the host's user: the lookup
-    starts helper processes, which a sandbox's process limit could refuse after the drop."""
-    name = ctypes.util.find_library("seccomp")
+    """libseccomp, loaded while the child still runs as the host's user (a search by name
+    starts helper processes, which a sandbox's process limit could refuse after the drop)."""
+    try:
+        return ctypes.CDLL(SECCOMP_SONAME, use_errno=True)
+    except OSError:
+        pass
+    from ctypes.util import find_library  # slow (it imports subprocess): only as a fallback
+
+    name = find_library("seccomp")
     if name is None:
         raise OSError("libseccomp is not available")
     return ctypes.CDLL(name, use_errno=True)
@@ -151,56 +168,18 @@ def deny_ip_sockets(lib: ctypes.CDLL, network: bool) -> None:
         lib.seccomp_release(ctx)
 
 
-def main(argv: list[str]) -> None:
-    args = iter(argv)
-    workdir = cwd = ""
-    network, uid, read_only = False, None, list(READ_ONLY_PATHS)
-    writable: list[str] = []
-    program: list[str] = []
-    for arg in args:
-        if arg == "--workdir":
-            workdir = next(args)
-        elif arg == "--cwd":
-            cwd = next(args)
-        elif arg == "--network":
-            network = next(args) == "1"
-        elif arg == "--uid":
-            uid = int(next(args))
-        elif arg == "--ro":
-            read_only.append(next(args))
-        elif arg == "--rw":
-            writable.append(next(args))
-        elif arg == "--":
-            program = list(args)
-            break
-        else:
-            raise OSError(f"unknown option {arg}")
-    if not workdir or not program:
-        raise OSError("usage: _landlock_exec.py --workdir DIR [--cwd DIR] [--network 0|1] "
-                      "[--uid N] [--ro PATH]... [--rw PATH]... -- argv")
-    libc = _libc()
-    seccomp = load_seccomp()
-    if uid is not None:
-        os.setgroups([])
-        os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
-    os.makedirs(os.path.join(workdir, ".tmp"), exist_ok=True)
-    restrict_filesystem_and_tcp(libc, [workdir, *writable], read_only, network)
+def confine(libc: ctypes.CDLL, seccomp: ctypes.CDLL, *, workdir: str, tmpdir: str,
+            write: list[str], read: list[str], execute: list[str], exec_only: bool,
+            network: bool, proc: bool) -> None:
+    """Confine the calling process (already running as the sandbox's uid): Landlock over
+    the workspace, ``tmpdir`` and the ``write`` trees (read-write), the ``read`` paths, and,
+    with ``exec_only``, only the ``execute`` files executable (and, with ``proc``, the
+    private ``/proc`` readable); then the seccomp filter."""
+    readable = ["/proc"] if proc else []
+    if exec_only:
+        restrict_filesystem_and_tcp(libc, [workdir, tmpdir, *write], list(read), network,
+                                    executable=list(execute), readable=readable)
+    else:
+        restrict_filesystem_and_tcp(libc, [workdir, tmpdir, *write],
+                                    [*READ_ONLY_PATHS, *read, *execute, *readable], network)
     deny_ip_sockets(seccomp, network)
-    os.chdir(cwd or workdir)
-    # Python ignores SIGPIPE and SIGXFSZ at start-up, and an ignored signal stays ignored
-    # across exec: give the program the defaults, so the file-size limit stops it and a
-    # closed pipe ends a writer the usual way.
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(sig, signal.SIG_DFL)
-    env = dict(os.environ)
-    env["TMPDIR"] = os.path.join(workdir, ".tmp")
-    os.execvpe(program[0], program, env)
-
-
-if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except Exception as exc:  # fail closed: nothing runs half-restricted
-        sys.stderr.write(f"agently-core landlock launcher: {exc}\n")
-        os._exit(126)

@@ -2,33 +2,39 @@
 
 A :class:`SandboxSpec` says what to run, which host directory is the one writable
 workspace (``/work`` inside), whether the network is open, which environment variables
-the child gets (nothing is inherited) and its :class:`Limits`. An :class:`Isolation`
-turns it into a command line for the strongest tier available:
+the child gets (nothing is inherited), its :class:`Limits` and, optionally, the only
+programs it may execute (``exec_allow``). An :class:`Isolation` turns it into a command
+line for the strongest tier available:
 
 ``bubblewrap``
     New user, pid, ipc, uts, cgroup and network namespaces; a non-root uid inside (as
-    root, the sandbox first drops to a dedicated uid with ``setpriv``); only ``/usr``
-    (and the interpreter's own tree) mounted, read-only; private ``/tmp``; ``/proc`` of
-    its own pid namespace; a new session; it dies with its parent, and killing it kills
-    every process inside.
+    root, the sandbox first drops to a dedicated uid); only ``/usr`` (and the
+    interpreter's own tree) mounted, read-only, or with ``exec_allow`` only the allowed
+    programs and what they load and read (:mod:`.exec_view`); a read-only root; a private
+    ``/tmp`` of bounded size; ``/proc`` of its own pid namespace; a new session; it dies
+    with its parent, and killing it kills every process inside.
 ``landlock``
     Where bubblewrap is missing: a dedicated uid (as root), no new privileges, a Landlock
     ruleset (read-only system paths, read-write workspace and private tmp, TCP denied
-    when the network is closed) and a seccomp filter denying IP sockets, set up by a
-    small launcher before ``exec``.
+    when the network is closed; with ``exec_allow`` only the allowed programs executable
+    and only their closure readable) and a seccomp filter denying IP sockets.
 ``trusted_local``
-    No isolation beyond the limits. Only when the host opts in explicitly
-    (``allow_trusted_local=True``); never chosen by default.
+    No isolation beyond the limits (``exec_allow`` included). Only when the host opts in
+    explicitly (``allow_trusted_local=True``); never chosen by default.
 
-Limits (CPU time, address space, processes, file size, open files) are rlimits set by
-``prlimit`` around the whole chain; the wall-clock limit and the output cap are enforced
-by the host, which kills the whole process tree.
+Every tier runs under the supervisor (:mod:`._supervise`): a subreaper on the host side
+that sets the limits (CPU time, address space, data, processes, file size, open files:
+rlimits of the sandbox's first process), drops the uid, confines the Landlock tier, and
+kills and reaps whatever the sandbox leaves when it ends, at its deadline or when the
+host stops it, so no process or zombie of a sandbox outlives it. With ``exec_allow`` it
+also mounts every writable tree (and the system data the programs read) ``noexec`` in a
+private mount namespace first, so the dynamic loader cannot map a file written there as
+code either. The wall-clock limit and the output cap are enforced by the host.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import os
 import shutil
 import signal
@@ -39,8 +45,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._supervise import DEADLINE_MARKER, FAILURE
+
 TIERS = ("bubblewrap", "landlock", "trusted_local")
-PRLIMIT = shutil.which("prlimit") or "/usr/bin/prlimit"
+BWRAP = shutil.which("bwrap") or "/usr/bin/bwrap"
+SUPERVISOR = Path(__file__).with_name("_supervise.py")
+#: How long the host waits for a supervisor it asked to stop before it kills it outright.
+STOP_GRACE_SECONDS = 5.0
+__all__ = ["DEADLINE_MARKER", "FAILURE"]  # re-exported: what a sandbox's stderr may carry
 #: Dedicated uids for sandboxes when the host runs as root, one per sandbox, so that
 #: process-count limits and signals never reach another sandbox or the host.
 UID_BASE = 1_200_000
@@ -70,23 +82,22 @@ class Limits:
     output_bytes: int = 1_000_000
     #: Output kept beyond ``output_bytes`` for the artifact; past it the process is killed.
     artifact_bytes: int = 8_000_000
+    #: Size of the private ``/tmp`` bubblewrap mounts when the spec gives no ``tmpdir``
+    #: (a tmpfs: host memory, so always bounded; ``None`` means the default).
+    tmp_bytes: int | None = 64 << 20
 
-    def prlimit_args(self) -> list[str]:
-        args = []
+    def rlimit_args(self) -> list[str]:
+        """The supervisor's ``--rlimit`` options for these limits."""
+        values = []
         if self.cpu_seconds is not None:
             cpu = max(1, int(self.cpu_seconds + 0.999))
-            args.append(f"--cpu={cpu}:{cpu + 1}")  # SIGXCPU at the soft, SIGKILL at the hard
-        if self.memory_bytes is not None:
-            args.append(f"--as={self.memory_bytes}")
-        if self.data_bytes is not None:
-            args.append(f"--data={self.data_bytes}")
-        if self.processes is not None:
-            args.append(f"--nproc={self.processes}")
-        if self.file_bytes is not None:
-            args.append(f"--fsize={self.file_bytes}")
-        if self.open_files is not None:
-            args.append(f"--nofile={self.open_files}")
-        return args
+            values.append(f"cpu={cpu}:{cpu + 1}")  # SIGXCPU at the soft, SIGKILL at the hard
+        for name, value in (("as", self.memory_bytes), ("data", self.data_bytes),
+                            ("nproc", self.processes), ("fsize", self.file_bytes),
+                            ("nofile", self.open_files)):
+            if value is not None:
+                values.append(f"{name}={value}")
+        return [arg for value in values for arg in ("--rlimit", value)]
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,20 @@ class SandboxSpec:
     #: Host directories (existing, resolved) usable read-write at their own paths, besides
     #: the workdir: a project the program works on.
     rw_paths: Sequence[str] = ()
+    #: A host directory (existing, the sandbox uid's) for temporary files: ``/tmp`` with
+    #: bubblewrap, ``TMPDIR`` with Landlock. Default: a private tmpfs of
+    #: ``limits.tmp_bytes`` (bubblewrap) or ``workdir/.tmp`` (Landlock, and bubblewrap with
+    #: ``exec_allow``).
+    tmpdir: Path | None = None
+    #: The only programs the sandbox may execute (absolute host paths; ``argv[0]`` must be
+    #: one), enforced by the kernel in every real tier: their closure (interpreters,
+    #: libraries, system data; :mod:`.exec_view`) is all of the system it sees, and every
+    #: writable place is mounted ``noexec``. ``None``: no restriction.
+    exec_allow: Sequence[str] | None = None
+    #: Seconds (from :meth:`Isolation.command`) after which the supervisor kills the whole
+    #: sandbox and reports :data:`DEADLINE_MARKER` on stderr (exit code 137); ``None``: no
+    #: deadline of its own.
+    deadline: float | None = None
 
 
 def _base_env(spec: SandboxSpec) -> dict[str, str]:
@@ -251,50 +276,111 @@ class Isolation:
             "running code without isolation with allow_trusted_local=True")
 
     def command(self, spec: SandboxSpec, *, uid: int | None = None) -> tuple[list[str], dict[str, str]]:
-        """The command line and environment that run ``spec`` in this tier."""
+        """The command line and environment that run ``spec`` in this tier, under the
+        supervisor. ``ValueError`` for a spec this tier cannot hold (nothing runs)."""
+        now = time.monotonic()  # the deadline counts from here, resolving the view included
         env = _base_env(spec)
-        # absolute: the child is started with its own environment, whose PATH is the
-        # sandbox's (a program allowlist may leave prlimit out)
-        limits = [PRLIMIT, *spec.limits.prlimit_args(), "--"]
+        view = None
+        if spec.exec_allow is not None and self.tier != "trusted_local":
+            from .exec_view import exec_view
+
+            view = exec_view(tuple(spec.exec_allow))
+            if not spec.argv or not view.executable(spec.argv[0]):
+                raise ValueError(f"{spec.argv[0] if spec.argv else 'an empty argv'} is not among "
+                                 "the programs the sandbox may execute (exec_allow)")
         # the workdir is /work inside bubblewrap, at its host path in the other tiers
         cwd = spec.cwd
         if cwd == "/work" or cwd.startswith("/work/"):
             cwd = str(spec.workdir) + cwd[len("/work"):]
+        if self.tier != "trusted_local" and _is_root():
+            uid = allocate_uid() if uid is None else uid
+        else:
+            uid = None
+        tmpdir = str(spec.tmpdir) if spec.tmpdir is not None else ""
+        if not tmpdir and (view is not None or self.tier == "landlock"):
+            tmpdir = os.path.join(spec.workdir, ".tmp")
+        supervisor = [sys.executable, "-I", "-S", str(SUPERVISOR), "--tier", self.tier,
+                      *spec.limits.rlimit_args()]
+        if uid is not None:
+            supervisor += ["--uid", str(uid)]
+        if spec.deadline:  # an instant of CLOCK_MONOTONIC, which the supervisor shares
+            supervisor += ["--deadline-at", f"{now + spec.deadline:.6f}"]
+        if tmpdir:
+            supervisor += ["--tmpdir", tmpdir]
+        if view is not None:
+            for path in self._noexec_paths(spec, view, tmpdir):
+                supervisor += ["--noexec", path]
         if self.tier == "trusted_local":
-            start = [] if cwd == str(spec.workdir) else ["/usr/bin/env", "-C", cwd, "--"]
-            return [*limits, *start, *spec.argv], {**env, "HOME": str(spec.workdir)}
+            return [*supervisor, "--cwd", cwd, "--", *spec.argv], {**env, "HOME": str(spec.workdir)}
         if self.tier == "landlock":
             for path in spec.ro_paths:
                 if any(path == tree or path.startswith(tree.rstrip("/") + "/")
                        for tree in spec.rw_paths):
                     raise ValueError(f"read-only path {path} lies in a read-write tree; "
                                      "Landlock cannot keep it read-only, so this does not run")
-            launcher = [sys.executable, "-I", "-S", str(Path(__file__).with_name("_landlock_exec.py")),
-                        "--workdir", str(spec.workdir), "--cwd", cwd,
-                        "--network", "1" if spec.network else "0",
-                        *(["--uid", str(uid)] if uid is not None and _is_root() else []),
-                        *itertools.chain.from_iterable(("--ro", p) for p in spec.ro_paths),
-                        *itertools.chain.from_iterable(("--rw", p) for p in spec.rw_paths), "--"]
-            return [*limits, *launcher, *spec.argv], {**env, "HOME": str(spec.workdir)}
-        return [*limits, *self._drop(uid), *self._bwrap(spec, env)], {}
+            supervisor += ["--workdir", str(spec.workdir), "--cwd", cwd,
+                           "--network", "1" if spec.network else "0"]
+            for path in spec.rw_paths:
+                supervisor += ["--write", path]
+            readable = list(spec.ro_paths)
+            if view is not None:
+                # a private /proc showing only the sandbox's own processes (needs root)
+                supervisor += ["--exec-only", "1", "--proc", "1" if uid is not None else "0"]
+                readable += [*view.libraries, *view.data]
+                for path in view.programs:
+                    supervisor += ["--exec", path]
+            for path in readable:
+                supervisor += ["--read", path]
+            return [*supervisor, "--", *spec.argv], {**env, "HOME": str(spec.workdir)}
+        options = self._bwrap(spec, env, view, tmpdir)
+        return [*supervisor, "--bwrap-options", str(len(options)), "--", BWRAP, *options,
+                "--", *spec.argv], {}
 
     @staticmethod
-    def _drop(uid: int | None) -> list[str]:
-        if not _is_root():
-            return []
-        uid = allocate_uid() if uid is None else uid
-        return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-                "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
+    def _noexec_paths(spec: SandboxSpec, view: Any, tmpdir: str) -> list[str]:
+        """What the supervisor mounts noexec for an exec allowlist: every writable tree and
+        every readable one that is not code the sandbox runs."""
+        code = set(view.programs) | set(view.libraries)
+        paths = [str(spec.workdir), *spec.rw_paths, *view.data]
+        if tmpdir and not tmpdir.startswith(str(spec.workdir).rstrip("/") + "/"):
+            paths.append(tmpdir)
+        for path in spec.ro_paths:
+            real = os.path.realpath(path)
+            if real in code:
+                continue  # an allowed program outside the system trees: bound as code
+            inside = [p for p in code if p.startswith(real.rstrip("/") + "/")]
+            if inside:
+                raise ValueError(f"read-only path {path} holds {inside[0]}, which the sandbox "
+                                 "runs; it cannot be mounted noexec")
+            paths.append(path)
+        return paths
 
     @staticmethod
-    def _bwrap(spec: SandboxSpec, env: Mapping[str, str]) -> list[str]:
-        args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session",
-                "--ro-bind", "/usr", "/usr",
-                "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
-                "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
-                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-                "--bind", str(spec.workdir), "/work", "--chdir", spec.cwd,
-                "--hostname", "sandbox", "--clearenv"]
+    def _bwrap(spec: SandboxSpec, env: Mapping[str, str], view: Any, tmpdir: str) -> list[str]:
+        """bubblewrap's options for ``spec`` (the supervisor hands them over in a file)."""
+        args = ["--unshare-all", "--die-with-parent", "--new-session"]
+        if view is None:
+            args += ["--ro-bind", "/usr", "/usr",
+                     "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+                     "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin"]
+        else:
+            # no nested user namespace (it could mount an executable tmpfs)
+            args += ["--unshare-user", "--disable-userns"]
+            trees = [d for d in view.data if os.path.isdir(d)]
+            for link, target in view.links:
+                if not any(link.startswith(tree + "/") for tree in trees):
+                    args += ["--symlink", target, link]
+            for path in (*view.programs, *view.libraries, *view.data):
+                args += ["--ro-bind", path, path]
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        if view is not None:
+            args += ["--remount-ro", "/dev"]  # no writable (and executable) /dev/shm
+        if tmpdir:
+            args += ["--bind", tmpdir, "/tmp"]
+        else:
+            args += ["--size", str(spec.limits.tmp_bytes or Limits.tmp_bytes), "--tmpfs", "/tmp"]
+        args += ["--bind", str(spec.workdir), "/work", "--chdir", spec.cwd,
+                 "--hostname", "sandbox", "--clearenv"]
         for path in spec.rw_paths:
             args += ["--bind", path, path]
         for path in spec.ro_paths:  # after the read-write trees: read-only inside them too
@@ -306,7 +392,8 @@ class Isolation:
                     args += ["--ro-bind", path, path]
         for key, value in env.items():
             args += ["--setenv", key, value]
-        return [*args, "--", *spec.argv]
+        args += ["--remount-ro", "/"]  # nothing may be created beside the mounts
+        return args
 
 
 # -- probing the tiers ------------------------------------------------------------------
@@ -315,8 +402,6 @@ def _probe_bubblewrap() -> tuple[bool, str]:
 
     if shutil.which("bwrap") is None:
         return False, "bwrap is not installed"
-    if shutil.which("prlimit") is None:
-        return False, "prlimit (util-linux) is not installed"
     isolation = Isolation.__new__(Isolation)
     isolation.tier = "bubblewrap"
     isolation.allow_trusted_local = False
@@ -390,31 +475,48 @@ class RunResult:
 
 
 def kill_tree(process: Any, uid: int | None = None) -> None:
-    """SIGKILL the sandbox's first process; bubblewrap's pid namespace takes every process
-    inside with it. For the other tiers the process group goes, and every process of the
-    sandbox's dedicated ``uid`` (those that left the group or outlived their parent)."""
+    """Stop a sandbox: ask its supervisor (the host's child) to kill and reap every process
+    of it (``SIGTERM``; it then exits as if killed), and, as a backstop, SIGKILL every
+    process of the sandbox's dedicated ``uid``. Wait for the supervisor with
+    :func:`wait_stopped`."""
     pid = getattr(process, "pid", None)
     if pid is not None and getattr(process, "returncode", None) is None:
-        for kill in (os.killpg, os.kill):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    kill_uid(uid)
+
+
+async def wait_stopped(process: Any, timeout: float = STOP_GRACE_SECONDS) -> None:
+    """Wait for a supervisor asked to stop; past ``timeout`` kill it outright (what it left
+    then goes to the host's init) and wait for that."""
+    import anyio
+
+    with anyio.CancelScope(shield=True):
+        with anyio.move_on_after(timeout):
+            await process.wait()
+        if process.returncode is None:
             try:
-                kill(pid, signal.SIGKILL)
+                os.kill(process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-    kill_uid(uid)
+            await process.wait()
 
 
 async def run(isolation: Isolation, spec: SandboxSpec, *, stdin: bytes | None = None,
               uid: int | None = None) -> RunResult:
     """Run ``spec`` once to completion, within its limits; never raises for what the child
-    does (only for failing to start it)."""
+    does (only for failing to start it). When it returns, nothing of the sandbox is left:
+    its supervisor killed and reaped every process of it."""
     import anyio
     from anyio.streams.buffered import BufferedByteReceiveStream  # noqa: F401 - warm import
 
     if uid is None and _is_root():
         uid = allocate_uid()
     argv, env = isolation.command(spec, uid=uid)
-    # bubblewrap's pid namespace already takes every process with its first one; the other
-    # tiers need the sweep over the sandbox's uid
+    # the supervisor kills and reaps everything; the host's own sweep over the uid is only a
+    # backstop for a supervisor that is gone (bubblewrap's pid namespace needs none)
     sweep = None if isolation.tier == "bubblewrap" else uid
     limits = spec.limits
     started = time.monotonic()
@@ -447,14 +549,14 @@ async def run(isolation: Isolation, spec: SandboxSpec, *, stdin: bytes | None = 
                     await process.stdin.send(stdin)
                     await process.stdin.aclose()
                 await process.wait()
-                kill_uid(sweep)  # nothing of the sandbox outlives its first process
         if scope.cancelled_caught:
             timed_out = True
             state["killed"] = "wall timeout"
     finally:
-        kill_tree(process, sweep)
+        if process.returncode is None:
+            kill_tree(process, sweep)
+        await wait_stopped(process)
         with anyio.CancelScope(shield=True):
-            await process.wait()
             await process.aclose()
     full_out = out.decode(errors="replace")
     full_err = err.decode(errors="replace")

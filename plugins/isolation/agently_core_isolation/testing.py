@@ -6,7 +6,10 @@ what their attack suites share, for tests only.
   :func:`running`, :func:`host_can_fork`, and listeners the sandbox must not reach
   (:func:`tcp_listener`, :func:`udp_socket`, :func:`unix_listener`, :func:`got_traffic`).
 * Bait and markers: :class:`Canary`, :func:`sleep_marker`.
-* Running sandboxes directly: :class:`Box` (with :class:`Ran`).
+* Running sandboxes directly: :class:`Box` (with :class:`Ran`), and under ``strace``:
+  :func:`trace_execs` (with :class:`Traced`, :func:`parse_execs`).
+* Leftovers: :func:`zombies`, :func:`processes_of` (by uid, zombies included),
+  :class:`Leftovers`.
 * Agents with a sandboxed action: :func:`attack_agents`, :func:`only_resource`,
   :func:`next_call_works`, :func:`dump`, :func:`events_of`, :func:`assert_fresh_start`,
   :func:`no_working_tier`.
@@ -24,11 +27,13 @@ import contextlib
 import functools
 import itertools
 import os
+import re
 import select
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -284,12 +289,14 @@ class Box:
     async def arun(self, tier: str, argv: Sequence[str], *, limits: Limits | None = None,
                    network: bool = False, env: dict[str, str] | None = None,
                    uid: int | None = None, workdir: Path | None = None,
-                   marker: str | None = None) -> Ran:
+                   marker: str | None = None, **fields: Any) -> Ran:
+        """Run ``argv`` (the marker appended) once; ``fields``: more :class:`SandboxSpec`
+        fields (``exec_allow``, ``tmpdir``, ``rw_paths`` ...)."""
         uid = self.uid() if uid is None else uid
         workdir = workdir or self.workdir(uid)
         marker = marker or self.marker()
         spec = SandboxSpec([*argv, marker], workdir, network=network, env=env or {},
-                           limits=limits or Limits(wall_seconds=10))
+                           limits=limits or Limits(wall_seconds=10), **fields)
         result = await run(Isolation(tier), spec, uid=uid)
         return Ran(result, uid, workdir, marker)
 
@@ -320,6 +327,150 @@ class Box:
         kill_processes_with(*self.markers)
         for path in self.workdirs:
             shutil.rmtree(path, ignore_errors=True)
+
+
+# -- what a sandbox executes (strace) --------------------------------------------------------
+#: Where ``strace`` is; the exec observations need it (``apt-get install strace``).
+STRACE = shutil.which("strace")
+_EXEC_LINE = re.compile(r'^(\d+)\s+(execve|execveat)\((.*)$')
+_RESUMED = re.compile(r'^(\d+)\s+<\.\.\. (?:execve|execveat) resumed>.*\)\s+=\s+(-?\d+)')
+_RESULT = re.compile(r'\)\s+=\s+(-?\d+)')
+
+
+def parse_execs(log: str) -> list[tuple[str, bool]]:
+    """Every ``execve``/``execveat`` in an ``strace -f`` log: the path as given (``""`` for an
+    ``execveat`` of a descriptor) and whether it succeeded (the program started)."""
+    found: list[tuple[str, bool]] = []
+    pending: dict[str, str] = {}
+    for line in log.splitlines():
+        resumed = _RESUMED.match(line)
+        if resumed:
+            path = pending.pop(resumed.group(1), "?")
+            found.append((path, resumed.group(2) == "0"))
+            continue
+        match = _EXEC_LINE.match(line)
+        if match is None:
+            continue
+        rest = match.group(3)
+        if match.group(2) == "execveat":  # execveat(dirfd, "path", ...)
+            rest = rest.split(",", 1)[1].lstrip() if "," in rest else rest
+        path = rest.split('"')[1] if rest.startswith('"') else ""
+        if rest.rstrip().endswith("<unfinished ...>"):
+            pending[match.group(1)] = path
+            continue
+        result = _RESULT.search(rest)
+        found.append((path, bool(result) and result.group(1) == "0"))
+    return found
+
+
+@dataclass
+class Traced:
+    """A sandbox run under ``strace -f``: its outcome and every program it tried to start."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    execs: list[tuple[str, bool]]
+
+    @property
+    def out(self) -> str:
+        return self.stdout + self.stderr
+
+    def started(self) -> list[str]:
+        """The paths of every program that started (its exec succeeded)."""
+        return [path for path, ok in self.execs if ok]
+
+    def tried(self, path: str) -> bool:
+        """Whether something tried to execute ``path`` (the exec was attempted)."""
+        return any(p == path for p, _ in self.execs)
+
+    def started_outside(self, allowed: Sequence[str]) -> list[str]:
+        """Started programs that are not ``allowed`` (resolved on the host; a relative path
+        or a descriptor is never allowed) besides the host side's own (the supervisor's
+        Python, bubblewrap)."""
+        real = {os.path.realpath(p) for p in allowed}
+        host = {os.path.realpath(sys.executable), os.path.realpath(shutil.which("bwrap") or "/")}
+        return [path for path in self.started()
+                if not path.startswith("/") or path.startswith("/proc/")
+                or os.path.realpath(path) not in real | host]
+
+
+def trace_execs(tier: str, spec: SandboxSpec, *, uid: int | None, timeout: float = 60.0) -> Traced:
+    """Run ``spec`` in ``tier`` (its supervisor and everything under it) under
+    ``strace -f``, recording every program it tries to start."""
+    assert STRACE is not None, "strace is not installed (apt-get install strace)"
+    argv, env = Isolation(tier).command(spec, uid=uid)
+    with tempfile.NamedTemporaryFile(prefix="agently-strace-", suffix=".log") as log:
+        done = subprocess.run([STRACE, "-f", "-qq", "-s", "256", "-e", "trace=execve,execveat",
+                               "-e", "signal=none", "-o", log.name, "--", *argv],
+                              env=env, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+        text = Path(log.name).read_text(errors="replace")
+    return Traced(done.returncode, done.stdout, done.stderr, parse_execs(text))
+
+
+# -- what sandboxes leave behind ---------------------------------------------------------------
+def _stat_fields(pid: str) -> tuple[str, int] | None:
+    """``(state, parent pid)`` of a process, or None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[1])
+
+
+def zombies() -> list[tuple[int, int, int]]:
+    """``(pid, parent, uid)`` of every zombie on the machine."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(entry)
+        status = proc_status(entry)
+        if fields and status and fields[0] == "Z":
+            found.append((int(entry), fields[1], status[0]))
+    return found
+
+
+def processes_of(uids: set[int]) -> list[tuple[int, int, str]]:
+    """``(pid, uid, state)`` of every process (zombies included) running as one of ``uids``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        status = proc_status(entry)
+        if status is not None and status[0] in uids:
+            found.append((int(entry), status[0], status[1]))
+    return found
+
+
+class Leftovers:
+    """What sandboxes leave on the host, seen from here: zombies handed to PID 1 or to this
+    process, and any process of the sandbox uids given to :meth:`check`. Take it before
+    the sandboxes run; zombies already there (other processes' on a shared machine) do
+    not count."""
+
+    def __init__(self) -> None:
+        self.before = {pid for pid, _, _ in zombies()}
+
+    def new_zombies(self, uids: set[int]) -> list[tuple[int, int, int]]:
+        """Zombies that appeared since: under this process, or under PID 1 as a sandbox uid
+        (another process's zombies on a shared machine are not ours to count)."""
+        me = os.getpid()
+        return [(pid, parent, uid) for pid, parent, uid in zombies()
+                if pid not in self.before and (parent == me or (parent == 1 and uid in uids))]
+
+    def check(self, uids: set[int], timeout: float = 2.0) -> None:
+        """No zombie of ours and no process of ``uids`` is left (waiting up to ``timeout``
+        for a supervisor that is still finishing)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left, dead = processes_of(uids), self.new_zombies(uids)
+            if (not left and not dead) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert not dead, f"zombies were left: {dead}"
+        assert not left, f"processes of the sandbox uids were left: {left}"
 
 
 # -- agents with a sandboxed action --------------------------------------------------------

@@ -13,13 +13,14 @@ from agently_core.errors import ActionError
 from agently_core.models import ActionSpec, EnvironmentRequirement
 
 from .sandbox import Limits
+from .workspace import DEFAULT_WORKSPACE_BYTES
 
 DEFAULT_MEMORY = 1 << 30
 DEFAULT_PROCESSES = 32
 DEFAULT_FILE_BYTES = 64 << 20
 #: The policy fields a warm worker enforces: its executor's ``enforced_policy``.
 WORKER_POLICY_FIELDS = frozenset({"network", "max_memory_bytes", "max_processes",
-                                  "max_file_bytes", "env_passthrough"})
+                                  "max_file_bytes", "max_workspace_bytes", "env_passthrough"})
 
 
 def worker_limits(policy: Any) -> Limits:
@@ -46,16 +47,32 @@ def worker_env(policy: Any, config: Mapping[str, Any]) -> tuple[dict[str, str], 
     return env, frozenset(passed)
 
 
+def workspace_policy(disk_mb: int | None, *, private: bool = True) -> int | None:
+    """The ``max_workspace_bytes`` a sandbox package puts in its policy: ``disk_mb`` MiB when
+    given, else the default where it holds (a private workspace on a host that runs as
+    root: a bounded tmpfs), else None. ``ValueError`` for a bad value, or for ``disk_mb``
+    with host directories (``private=False``), which nothing here can bound."""
+    if disk_mb is None:
+        return DEFAULT_WORKSPACE_BYTES if private and os.geteuid() == 0 else None
+    if isinstance(disk_mb, bool) or not isinstance(disk_mb, int) or disk_mb <= 0:
+        raise ValueError(f"disk_mb must be a positive whole number of MiB, got {disk_mb!r}")
+    if not private:
+        raise ValueError("disk_mb bounds the sandbox's private workspace; host directories "
+                         "given as root cannot be bounded (leave disk_mb out)")
+    return disk_mb << 20
+
+
 def uncovered(worker: Any, policy: Any) -> list[str]:
-    """The policy fields a running ``worker`` (with ``limits``, ``network`` and
-    ``passed``) is looser than: a call with any of them must not run in it."""
+    """The policy fields a running ``worker`` (with ``limits``, ``network``, ``passed`` and
+    ``workspace_bytes``) is looser than: a call with any of them must not run in it."""
     limits = worker.limits
     problems = []
     if policy.network is False and worker.network:
         problems.append("network")
     for field, have in (("max_memory_bytes", limits.memory_bytes),
                         ("max_processes", limits.processes),
-                        ("max_file_bytes", limits.file_bytes)):
+                        ("max_file_bytes", limits.file_bytes),
+                        ("max_workspace_bytes", worker.workspace_bytes)):
         want = getattr(policy, field)
         if want is not None and (have is None or have > want):
             problems.append(field)
@@ -76,7 +93,7 @@ def check_covered(worker: Any, policy: Any, sandbox: str) -> None:
 def mount_settings(*, timeout: float, network: bool, memory_mb: int | None,
                    processes: int | None, file_mb: int | None, env: Mapping[str, str] | None,
                    env_passthrough: list[str] | None, tier: str | None,
-                   allow_trusted_local: bool, max_output_bytes: int
+                   allow_trusted_local: bool, max_output_bytes: int, disk_mb: int | None = None
                    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """A warm sandbox package's ``mount`` options as ``(action policy, requirement policy,
     requirement config)``: the action's policy also caps the output and the wall clock;
@@ -85,6 +102,7 @@ def mount_settings(*, timeout: float, network: bool, memory_mb: int | None,
                               "max_output_bytes": int(max_output_bytes)}
     for key, value in (("max_memory_bytes", memory_mb and memory_mb << 20),
                        ("max_processes", processes), ("max_file_bytes", file_mb and file_mb << 20),
+                       ("max_workspace_bytes", workspace_policy(disk_mb)),
                        ("env_passthrough", env_passthrough)):
         if value is not None:
             policy[key] = value

@@ -18,7 +18,8 @@ class NodeSandboxProvider:
     Requirement config: ``tier`` (force an isolation tier), ``allow_trusted_local``
     (explicit opt-in to no isolation), ``env`` (variables the host gives the child).
     Requirement policy: ``network``, ``max_memory_bytes``, ``max_processes``,
-    ``max_file_bytes``, ``env_passthrough``.
+    ``max_file_bytes``, ``max_workspace_bytes`` (what the workspace and temporary files may
+    hold together, where the host is root), ``env_passthrough``.
     """
 
     kind = "nodejs"
@@ -31,7 +32,7 @@ class NodeSandboxProvider:
                               allow_trusted_local=bool(config.get("allow_trusted_local")))
         env, passed = worker_env(policy, config)
         worker = NodeWorker(isolation, worker_limits(policy), network=bool(policy.network),
-                            env=env, passed=passed)
+                            env=env, passed=passed, workspace_bytes=policy.max_workspace_bytes)
         return await worker.start()
 
     async def health_check(self, requirement: Any, worker: NodeWorker) -> bool:

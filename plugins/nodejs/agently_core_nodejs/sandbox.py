@@ -6,7 +6,7 @@ Memory: V8 reserves far more address space than it uses (a WebAssembly memory al
 reserves 10 GB), so ``RLIMIT_AS`` either stops Node from starting or is meaningless. The
 worker gets ``RLIMIT_DATA`` instead (private writable memory: the heap, ``Buffer`` and
 typed-array storage, thread stacks; ``Limits.data_bytes``, applied by the isolation's
-``prlimit`` like every other limit), and V8's old space is capped at three quarters of it with
+supervisor like every other limit), and V8's old space is capped at three quarters of it with
 ``--max-old-space-size``. Measured (256 MB): a heap bomb ends the worker with V8's "FATAL
 ERROR: ... JavaScript heap out of memory", which the failed call reports, and the next call
 gets a fresh worker; a ``Buffer`` bomb fails inside the code with a catchable
@@ -21,7 +21,6 @@ import dataclasses
 import fcntl
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -37,8 +36,9 @@ from agently_core_isolation.sandbox import (
     SandboxSpec,
     allocate_uid,
     kill_tree,
-    new_workdir,
+    wait_stopped,
 )
+from agently_core_isolation.workspace import DEFAULT_WORKSPACE_BYTES, Workspace, new_workspace
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 NODE = "/usr/bin/node"  # under /usr: visible in every tier
@@ -102,7 +102,7 @@ class NodeWorker:
 
     def __init__(self, isolation: Isolation, limits: Limits, *, network: bool = False,
                  env: dict[str, str] | None = None, passed: frozenset[str] = frozenset(),
-                 node: str = NODE) -> None:
+                 node: str = NODE, workspace_bytes: int | None = None) -> None:
         self.isolation = isolation
         self.limits = limits
         self.network = network
@@ -112,6 +112,8 @@ class NodeWorker:
         self.passed = frozenset(passed)
         self.node = node
         self.uid = allocate_uid() if os.geteuid() == 0 else None
+        self.quota = workspace_bytes or DEFAULT_WORKSPACE_BYTES
+        self.workspace: Workspace | None = None
         self.workdir: Path | None = None
         self.process: Any = None
         self._stream: anyio.abc.SocketStream | None = None
@@ -149,7 +151,8 @@ class NodeWorker:
         if memory is not None and memory < MIN_MEMORY:
             raise WorkerError(f"Node.js needs at least {MIN_MEMORY >> 20} MB of memory; the "
                               f"sandbox allows {memory >> 20} MB (memory_mb)")
-        self.workdir = new_workdir(self.uid)
+        self.workspace = new_workspace(self.uid, self.quota)
+        self.workdir = self.workspace["work"]
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # the worker's raw stdout and stderr: a host-side file nobody else can open, read
         # for the reason when the worker dies
@@ -158,8 +161,8 @@ class NodeWorker:
         fcntl.fcntl(self._log.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)  # may empty it
         try:
             spec = SandboxSpec(self.argv(theirs.fileno()), self.workdir, network=self.network,
-                               env=self.env,
-                               limits=self._sandbox_limits())
+                               env=self.env, limits=self._sandbox_limits(),
+                               tmpdir=self.workspace["tmp"])
             argv, env = self.isolation.command(spec, uid=self.uid)
             self.process = await anyio.open_process(
                 argv, env=env, start_new_session=True, stdin=subprocess.DEVNULL,
@@ -341,8 +344,15 @@ class NodeWorker:
             pass
 
     # -- stop -------------------------------------------------------------------------
+    @property
+    def workspace_bytes(self) -> int | None:
+        """What the worker's workspace and temporary files may hold together, where a bound
+        holds (the host runs as root)."""
+        return self.workspace.quota if self.workspace is not None else None
+
     def kill(self, reason: str | None = "it was closed") -> None:
-        """Kill the process tree; every call still in flight fails with ``reason``."""
+        """Kill the process tree (its supervisor kills and reaps every process of it); every
+        call still in flight fails with ``reason``."""
         self.dead = True
         if self.process is not None:
             sweep = None if self.isolation.tier == "bubblewrap" else self.uid
@@ -356,14 +366,14 @@ class NodeWorker:
         self.kill()
         with anyio.CancelScope(shield=True):
             if self.process is not None:
-                with anyio.move_on_after(5):
-                    await self.process.wait()
+                await wait_stopped(self.process)
                 await self.process.aclose()
             if self._stream is not None:
                 await self._stream.aclose()
         if self._log is not None:
             self._log.close()
             self._log = None
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workspace is not None:
+            self.workspace.release()
+            self.workspace = None
             self.workdir = None

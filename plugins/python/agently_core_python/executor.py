@@ -6,6 +6,7 @@ from typing import Any
 
 from agently_core_isolation.worker_policy import WORKER_POLICY_FIELDS, check_covered
 from agently_core_isolation.worker_result import result_from_reply
+from agently_core_isolation.workspace import full_note
 
 from agently_core.errors import ActionError
 
@@ -22,8 +23,9 @@ class PythonExecutor:
 
     Enforces (besides what the dispatcher enforces for every executor) the policy fields
     the isolation applies to the worker: ``network``, ``max_memory_bytes``,
-    ``max_processes``, ``max_file_bytes`` and ``env_passthrough``. A call whose policy is
-    stricter than the worker it would run in is refused rather than run looser.
+    ``max_processes``, ``max_file_bytes``, ``max_workspace_bytes`` and ``env_passthrough``.
+    A call whose policy is stricter than the worker it would run in is refused rather than
+    run looser. A write the workspace's bound refused gets a note on stderr.
     """
 
     kind = "python"
@@ -44,6 +46,11 @@ class PythonExecutor:
         except WorkerError as exc:
             raise ActionError(str(exc)) from None
         result = result_from_reply(reply, max_output, context)
+        note = full_note(worker.workspace, [reply.get("stderr"), reply.get("error")],
+                         "enable_python(disk_mb=...)") if worker.workspace is not None else None
+        if note:
+            result["stderr"] += ("" if not result["stderr"] or result["stderr"].endswith("\n")
+                                 else "\n") + note + "\n"
         if not reply.get("ok"):
             last = (reply.get("error") or "").strip().splitlines()
             raise ActionError(f"the code raised {last[-1] if last else reply.get('error_type')}",

@@ -19,7 +19,7 @@ def mount(agent: Any, *, scope: str = "agent", timeout: float = 30.0, network: b
           file_mb: int | None = None, env: dict[str, str] | None = None,
           env_passthrough: list[str] | None = None, tier: str | None = None,
           allow_trusted_local: bool = False, max_output_bytes: int = 100_000,
-          name: str = "run_python") -> list[str]:
+          disk_mb: int | None = None, name: str = "run_python") -> list[str]:
     """Register ``run_python`` with a warm worker per ``scope`` owner."""
     return mount_worker_action(
         agent, kind="python", name=name, description=DESCRIPTION, scope=scope,
@@ -28,4 +28,5 @@ def mount(agent: Any, *, scope: str = "agent", timeout: float = 30.0, network: b
                                                      "description": "The Python code to run."}}},
         instruction="python_code", timeout=timeout, network=network, memory_mb=memory_mb,
         processes=processes, file_mb=file_mb, env=env, env_passthrough=env_passthrough, tier=tier,
-        allow_trusted_local=allow_trusted_local, max_output_bytes=max_output_bytes)
+        allow_trusted_local=allow_trusted_local, max_output_bytes=max_output_bytes,
+        disk_mb=disk_mb)

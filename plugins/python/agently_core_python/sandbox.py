@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,9 @@ from agently_core_isolation.sandbox import (
     SandboxSpec,
     allocate_uid,
     kill_tree,
-    new_workdir,
+    wait_stopped,
 )
+from agently_core_isolation.workspace import DEFAULT_WORKSPACE_BYTES, Workspace, new_workspace
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 PYTHON = "/usr/bin/python3"  # reachable by the sandbox uid, unlike a venv under /root
@@ -33,7 +33,7 @@ class PythonWorker:
 
     def __init__(self, isolation: Isolation, limits: Limits, *, network: bool = False,
                  env: dict[str, str] | None = None, passed: frozenset[str] = frozenset(),
-                 python: str = PYTHON) -> None:
+                 python: str = PYTHON, workspace_bytes: int | None = None) -> None:
         self.isolation = isolation
         self.limits = limits
         self.network = network
@@ -43,6 +43,8 @@ class PythonWorker:
         self.passed = frozenset(passed)
         self.python = python
         self.uid = allocate_uid() if os.geteuid() == 0 else None
+        self.quota = workspace_bytes or DEFAULT_WORKSPACE_BYTES
+        self.workspace: Workspace | None = None
         self.workdir: Path | None = None
         self.process: Any = None
         self._reader: BufferedByteReceiveStream | None = None
@@ -53,9 +55,11 @@ class PythonWorker:
 
     async def start(self, ready_timeout: float = 15.0) -> PythonWorker:
         source = Path(__file__).with_name("worker.py").read_text(encoding="utf-8")
-        self.workdir = new_workdir(self.uid)
+        self.workspace = new_workspace(self.uid, self.quota)
+        self.workdir = self.workspace["work"]
         spec = SandboxSpec([self.python, "-I", "-S", "-u", "-c", source], self.workdir,
-                           network=self.network, env=self.env, limits=self.limits)
+                           network=self.network, env=self.env, limits=self.limits,
+                           tmpdir=self.workspace["tmp"])
         argv, env = self.isolation.command(spec, uid=self.uid)
         self.process = await anyio.open_process(argv, env=env, start_new_session=True)
         self._reader = BufferedByteReceiveStream(self.process.stdout)
@@ -127,7 +131,14 @@ class PythonWorker:
             return False
         return bool(reply.get("pong"))
 
+    @property
+    def workspace_bytes(self) -> int | None:
+        """What the worker's workspace and temporary files may hold together, where a bound
+        holds (the host runs as root)."""
+        return self.workspace.quota if self.workspace is not None else None
+
     def kill(self) -> None:
+        """Stop the worker: its supervisor kills and reaps every process of it."""
         self.dead = True
         if self.process is not None:
             sweep = None if self.isolation.tier == "bubblewrap" else self.uid
@@ -137,10 +148,10 @@ class PythonWorker:
         """Kill the process tree and remove the workspace (idempotent)."""
         self.kill()
         if self.process is not None:
+            await wait_stopped(self.process)
             with anyio.CancelScope(shield=True):
-                with anyio.move_on_after(5):
-                    await self.process.wait()
                 await self.process.aclose()
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workspace is not None:
+            self.workspace.release()
+            self.workspace = None
             self.workdir = None
