@@ -10,17 +10,23 @@ run:
   builtins whose name the allowlist grants (``kill``); ``eval``, ``exec``, ``source``,
   ``command``, ``builtin``, ``declare``, ``trap``... are always refused;
 - anything else must be an allowed program (:meth:`.Allowlist.match`);
-- programs that start other programs are looked into: ``env``, ``timeout``, ``nice``,
+- programs that start other programs are looked into, their options read exactly as the
+  program reads them (:mod:`.options`: every option that takes an argument consumes it,
+  clusters, abbreviations, ``--``, options after operands), a word that is not a literal
+  accepted only where it cannot become an option: ``env``, ``timeout``, ``nice``,
   ``nohup``, ``stdbuf``, ``setsid``, ``time``, ``sudo``, ``doas``, ``flock``, ``strace``,
   ``watch`` and ``xargs`` (the nested command must be allowed too, every word up to it
-  static), ``find -exec/-execdir/-ok/-okdir PROG`` (PROG checked), ``sh``/``bash``/``dash
-  -c STRING`` (STRING checked recursively; a shell reading a script file or stdin is
-  refused); ``su``, ``chroot``, ``busybox``, ``runuser``, ``pkexec``, ``unshare`` and
-  ``nsenter`` are refused; ``sort --compress-program`` is refused.
+  static), ``find`` (:mod:`.find_expr`: ``-exec/-execdir/-ok/-okdir PROG`` checked),
+  ``sh``/``bash``/``dash -c STRING`` (STRING checked recursively; a shell reading a
+  script file or stdin is refused), ``sort`` (``--compress-program`` refused), ``diff``
+  (``-l``/``--paginate`` runs ``pr``: refused), ``awk`` and ``sed`` (:mod:`.scripts`:
+  ``system()``, pipes, ``e``, ``s///e`` refused); ``su``, ``chroot``, ``busybox``,
+  ``runuser``, ``pkexec``, ``unshare`` and ``nsenter`` are refused.
 
 What an allowed program does with its own arguments beyond these (``git -c``, ``tar
---to-command``, an interpreter's script, ``awk``'s ``system()``) is the program's: allow
-only programs whose arguments cannot run other programs, or accept what they can run.
+--to-command``, an interpreter's script) is the program's: allow only programs whose
+arguments cannot run other programs, or accept what they can run. The sandbox's kernel
+check on exec holds the allowlist whatever a program's arguments say.
 """
 
 from __future__ import annotations
@@ -29,8 +35,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .find_expr import check_find
+from .options import PERMUTING, WRAPPERS, walk
 from .parse import Refused, SimpleCommand, Word, check_name, parse
 from .programs import OTHER_BUILTINS, REFUSED_BUILTINS, SAFE_BUILTINS, Allowlist, Program
+from .scripts import AWKS, check_awk, check_sed
 
 MAX_NESTING = 8
 #: PATH a program uses when the environment has none (glibc's confstr(_CS_PATH)).
@@ -48,76 +57,13 @@ REFUSED_LAUNCHERS = {
 }
 _SET_O = frozenset({"errexit", "nounset", "xtrace", "verbose", "noglob", "noclobber",
                     "pipefail", "noexec", "posix"})
-
-
-@dataclass(frozen=True)
-class Options:
-    """A program's command-line options, GNU style (clusters, ``--long[=arg]`` and its
-    unambiguous abbreviations, ``--``). Anything not listed is refused."""
-
-    flags: str = ""
-    takes: str = ""
-    optional: str = ""
-    long_flags: frozenset[str] = frozenset()
-    long_takes: frozenset[str] = frozenset()
-    long_optional: frozenset[str] = frozenset()
-    refused: frozenset[str] = frozenset()
-    numeric: bool = False  # nice's -N
-
-
-def _opts(flags: str = "", takes: str = "", optional: str = "", long_flags: str = "",
-          long_takes: str = "", long_optional: str = "", refused: str = "",
-          numeric: bool = False) -> Options:
-    return Options(flags, takes, optional, frozenset(long_flags.split()),
-                   frozenset(long_takes.split()), frozenset(long_optional.split()),
-                   frozenset(refused.split()), numeric)
-
-
-WRAPPERS: dict[str, Options] = {
-    "env": _opts("i0v", "uCS", long_flags="ignore-environment null debug list-signal-handling "
-                 "help version", long_takes="unset chdir split-string",
-                 long_optional="block-signal default-signal ignore-signal",
-                 refused="S split-string"),
-    "timeout": _opts("fpv", "ks", long_flags="foreground preserve-status verbose help version",
-                     long_takes="kill-after signal"),
-    "nice": _opts("", "n", long_flags="help version", long_takes="adjustment", numeric=True),
-    "nohup": _opts(long_flags="help version"),
-    "stdbuf": _opts("", "ioe", long_flags="help version", long_takes="input output error"),
-    "setsid": _opts("cfw", long_flags="ctty fork wait help version"),
-    "time": _opts("apqv", "fo", long_flags="append portability quiet verbose help version",
-                  long_takes="format output"),
-    "sudo": _opts("AbEHknPS", "CDghpRrTtUu", long_flags="askpass background set-home "
-                  "non-interactive preserve-groups stdin",
-                  long_takes="close-from chdir group host prompt other-user user",
-                  long_optional="preserve-env", refused="e i l s v K V R"),
-    "doas": _opts("n", "au", refused="s L C"),
-    "flock": _opts("sxenuoF", "wEc", long_flags="shared exclusive nonblock nb unlock close "
-                   "no-fork verbose help version", long_takes="wait timeout conflict-exit-code "
-                   "command", refused="c command"),
-    "strace": _opts("cCdDfFhiqrtTvVwxyzZkn", "abeEIoOPsSUXpu", refused="p u"),
-    "watch": _opts("bcCegtwxpr", "nq", "d", long_flags="beep color no-color errexit chgexit "
-                   "no-title no-wrap exec precise no-rerun help version",
-                   long_takes="interval equexit", long_optional="differences"),
-    "xargs": _opts("0oprtx", "adEILnPs", "eil", long_flags="null open-tty interactive "
-                   "no-run-if-empty verbose exit show-limits help version",
-                   long_takes="arg-file delimiter max-args max-procs max-chars "
-                   "process-slot-var", long_optional="eof replace max-lines",
-                   refused="process-slot-var"),
-}
 #: Wrappers whose nested command is required (the others may run without one).
 NEEDS_COMMAND = frozenset({"timeout", "nohup", "stdbuf", "setsid", "time", "sudo", "doas",
                            "strace"})
 #: Programs whose arguments are looked into: never run by xargs, which adds arguments
 #: from its input that could not be checked.
-ANALYSED = frozenset(WRAPPERS) | SHELLS | {"find", "sort"} | set(REFUSED_LAUNCHERS)
-FIND_EXEC = frozenset({"-exec", "-execdir", "-ok", "-okdir"})
-#: find primaries whose (one) argument may be an expansion (a quoted one: it cannot split).
-FIND_ONE_ARG = frozenset({
-    "-name", "-iname", "-path", "-ipath", "-wholename", "-iwholename", "-regex", "-iregex",
-    "-lname", "-ilname", "-type", "-xtype", "-newer", "-anewer", "-cnewer", "-perm", "-size",
-    "-user", "-group", "-uid", "-gid", "-mtime", "-atime", "-ctime", "-mmin", "-amin", "-cmin",
-    "-maxdepth", "-mindepth", "-links", "-inum", "-samefile", "-used", "-printf", "-fstype",
-})
+ANALYSED = frozenset(WRAPPERS) | SHELLS | {"find"} | set(PERMUTING) | AWKS | \
+    set(REFUSED_LAUNCHERS)
 
 
 @dataclass
@@ -181,9 +127,14 @@ def _check_argv(words: Sequence[Word], allowlist: Allowlist, report: Report, nes
     if kind in SHELLS:
         _check_shell(name, program, rest, allowlist, report, nesting)
     elif kind == "find":
-        _check_find(rest, allowlist, report, nesting)
-    elif kind == "sort":
-        _check_sort(rest)
+        check_find(rest, lambda nested: _check_argv(nested, allowlist, report, nesting + 1,
+                                                    builtins=False))
+    elif kind == "sed":
+        check_sed(name, rest)
+    elif kind in AWKS:
+        check_awk(name, rest)
+    elif kind in PERMUTING:
+        walk(name, rest, PERMUTING[kind])
     else:
         _check_wrapper(kind, name, rest, allowlist, report, nesting, path)
 
@@ -194,7 +145,8 @@ def _kind(program: Program) -> str | None:
     known = ANALYSED | OTHER_SHELLS
     if real == "busybox":
         return invoked if invoked in known else None
-    kinds = {k for k in (invoked, real) if k in known}
+    # awk is mawk or gawk (one model for every awk)
+    kinds = {"awk" if k in AWKS else k for k in (invoked, real) if k in known}
     if kinds <= SHELLS and kinds:
         return "bash" if "bash" in kinds and invoked != "sh" else "sh"
     if len(kinds) > 1:
@@ -365,84 +317,10 @@ def _check_set(args: list[Word]) -> None:
 
 
 # -- programs that start programs ---------------------------------------------------------
-def _long_option(program: str, name: str, spec: Options) -> str:
-    known = spec.long_flags | spec.long_takes | spec.long_optional | {
-        r for r in spec.refused if len(r) > 1}
-    if name in known:
-        return name
-    matches = [k for k in known if k.startswith(name)] if name else []
-    if len(matches) == 1:
-        return matches[0]
-    raise Refused(f"{program}: option --{name} is not recognised" +
-                  (" (ambiguous)" if matches else ""))
-
-
-def walk_options(program: str, words: Sequence[Word],
-                 spec: Options) -> tuple[int, list[tuple[str, str | None]]]:
-    """Skip ``program``'s options in ``words``: the index of its first operand and the
-    options seen (``("-u", "PATH")``, ``("--chdir", "/x")``...). Every option must be a
-    literal and known; refused ones raise :class:`Refused`."""
-    seen: list[tuple[str, str | None]] = []
-    i = 0
-    while i < len(words):
-        word = words[i]
-        text = word.value
-        if text is None:
-            raise Refused(f"{program}: the argument {word.raw!r} must be a literal, so the "
-                          "command it runs can be checked")
-        if text == "--":
-            return i + 1, seen
-        if not text.startswith("-") or text == "-":
-            return i, seen
-        if text.startswith("--"):
-            name, eq, value = text[2:].partition("=")
-            full = _long_option(program, name, spec)
-            if full in spec.refused:
-                raise Refused(f"{program} --{full} is not allowed")
-            argument: str | None = value if eq else None
-            if full in spec.long_takes and not eq:
-                i += 1
-                if i >= len(words) or words[i].value is None:
-                    raise Refused(f"{program} --{full} needs a literal argument")
-                argument = words[i].value
-            elif full in spec.long_flags and eq:
-                raise Refused(f"{program} --{full} takes no argument")
-            seen.append((f"--{full}", argument))
-            i += 1
-            continue
-        if spec.numeric and text[1:].isdigit():
-            seen.append(("-n", text[1:]))
-            i += 1
-            continue
-        j = 1
-        while j < len(text):
-            c = text[j]
-            if c in spec.refused:
-                raise Refused(f"{program} -{c} is not allowed")
-            if c in spec.takes:
-                argument = text[j + 1:]
-                if not argument:
-                    i += 1
-                    if i >= len(words) or words[i].value is None:
-                        raise Refused(f"{program} -{c} needs a literal argument")
-                    argument = words[i].value
-                seen.append((f"-{c}", argument))
-                break
-            if c in spec.optional:
-                seen.append((f"-{c}", text[j + 1:] or None))
-                break
-            if c not in spec.flags:
-                raise Refused(f"{program}: option -{c} is not recognised")
-            seen.append((f"-{c}", None))
-            j += 1
-        i += 1
-    return i, seen
-
-
 def _check_wrapper(kind: str, name: str, args: list[Word], allowlist: Allowlist,
                    report: Report, nesting: int, path: Sequence[str] | None) -> None:
-    spec = WRAPPERS[kind]
-    start, seen = walk_options(name, args, spec)
+    parsed = walk(name, args, WRAPPERS[kind])
+    start, seen = parsed.end, parsed.options
     options = {option for option, _ in seen}
     nested_path = path
     if kind in ("env", "sudo"):
@@ -470,6 +348,8 @@ def _check_wrapper(kind: str, name: str, args: list[Word], allowlist: Allowlist,
         if args[start].value is None:
             raise Refused(f"{name}: the argument {args[start].raw!r} must be a literal")
         start += 1
+        if kind == "flock" and start < len(args) and args[start].value in ("-c", "--command"):
+            raise Refused(f"{name} FILE -c is not allowed (it runs a shell)")
     elif kind == "watch" and not options & {"-x", "--exec"}:
         script = _static_args(name, args[start:])
         if not script:
@@ -496,47 +376,6 @@ def _check_xargs_command(nested: list[Word], allowlist: Allowlist) -> None:
     if kind is not None:
         raise Refused(f"xargs cannot run {word!r}: xargs adds arguments from its input, and "
                       f"{word}'s arguments must be checked")
-
-
-def _check_find(args: list[Word], allowlist: Allowlist, report: Report, nesting: int) -> None:
-    i = 0
-    while i < len(args):
-        word = args[i]
-        if word.value is None:
-            previous = args[i - 1].value if i else None
-            if previous in FIND_ONE_ARG and not word.splits:
-                i += 1
-                continue
-            raise Refused(f"find: the argument {word.raw!r} must be a literal (or a quoted "
-                          "expansion after -name, -path, -type...), so -exec can be checked")
-        if word.value in FIND_EXEC:
-            end = i + 1
-            while end < len(args) and args[end].value not in (";", "+"):
-                if args[end].value is None:
-                    raise Refused(f"find {word.value}: the argument {args[end].raw!r} must be "
-                                  "a literal")
-                end += 1
-            if end >= len(args):
-                raise Refused(f"find {word.value} needs a terminating ';' or '+'")
-            nested = args[i + 1:end]
-            if not nested:
-                raise Refused(f"find {word.value} needs a command")
-            _check_argv(nested, allowlist, report, nesting + 1, builtins=False)
-            i = end + 1
-            continue
-        i += 1
-
-
-def _check_sort(args: list[Word]) -> None:
-    for word in args:
-        if word.value == "--":
-            return
-        text = word.value
-        if text is None:
-            raise Refused(f"sort: the argument {word.raw!r} must be a literal, or come after "
-                          "'--' (sort --compress-program runs a program)")
-        if text.startswith("--co"):
-            raise Refused("sort --compress-program is not allowed (it runs a program)")
 
 
 def _check_shell(name: str, program: Program, args: list[Word], allowlist: Allowlist,

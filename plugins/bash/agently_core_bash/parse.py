@@ -95,14 +95,28 @@ def check_name(name: str, what: str) -> None:
 class Word:
     """One shell word. ``value`` is its text after quote removal when it is *static* (no
     expansion of any kind, no glob, no brace expansion, no tilde), else None. ``prefix`` is
-    the static text before the first expansion. ``splits`` says whether an unquoted
-    expansion, glob or brace expansion could turn it into several (or other) words."""
+    the static text every word it expands to starts with (the text before its first
+    expansion, glob bracket or brace). ``splits`` says whether it could become several
+    words, or none: an unquoted expansion, ``"$@"``, a glob or a brace expansion.
+    ``globs`` says that only a glob or a brace expansion could: then it becomes at least
+    one word, each starting with ``prefix``."""
 
     raw: str
     value: str | None
     prefix: str
     splits: bool = False
     quoted: bool = False
+    globs: bool = False
+
+    @property
+    def lead(self) -> str | None:
+        """The text every word this one becomes starts with (all of it for a literal), or
+        None when it could become no word at all, or words that do not all start so."""
+        if self.value is not None:
+            return self.value
+        if self.splits and not self.globs:
+            return None
+        return self.prefix
 
     @property
     def static(self) -> bool:
@@ -146,10 +160,11 @@ class _WordBuilder:
         self.text: list[str] = []
         self.prefix: list[str] = []
         self.static = True
-        self.splits = False
+        self.splits = False  # field splitting: several words, or none
+        self.pathname = False  # a glob or a brace expansion: one word or more
         self.quoted = False
-        self.unquoted_brace = False
-        self.bracket = False
+        self.unquoted_brace: int | None = None  # prefix length at the first unquoted {
+        self.bracket: int | None = None  # prefix length at the first unquoted [
 
     def literal(self, text: str) -> None:
         self.text.append(text)
@@ -159,6 +174,13 @@ class _WordBuilder:
     def dynamic(self, *, splits: bool) -> None:
         self.static = False
         self.splits = self.splits or splits
+
+    def glob(self) -> None:
+        self.static = False
+        self.pathname = True
+
+    def mark(self) -> int:
+        return len("".join(self.prefix))
 
 
 def parse(line: str, *, posix: bool = False) -> list[SimpleCommand]:
@@ -261,6 +283,8 @@ class _Parser:
         b = _WordBuilder()
         pos = self.pos
         first = True
+        plain_before = ""  # the previous character, when it was an unquoted literal one
+        brace_at = 0  # where the first unquoted { is in the word
         while pos < n:
             c = src[pos]
             if c in _METACHARS:
@@ -270,6 +294,7 @@ class _Parser:
                     pos = self._substitution(pos + 2, "process substitution")
                     b.dynamic(splits=True)
                     first = False
+                    plain_before = ""
                     continue
                 break
             if c == "\\":
@@ -298,32 +323,46 @@ class _Parser:
                 b.dynamic(splits=True)
             else:
                 if c in "*?":
-                    b.dynamic(splits=True)
+                    b.glob()
                     b.text.append(c)
                 elif c == "[":
-                    b.bracket = True  # a glob only when a ] follows
+                    if b.bracket is None:
+                        b.bracket = b.mark()  # a glob only when a ] follows
                     b.literal(c)
-                elif c == "]" and b.bracket:
-                    b.dynamic(splits=True)
+                elif c == "]" and b.bracket is not None:
+                    b.glob()
                     b.text.append(c)
                 elif c in "{}":
-                    b.unquoted_brace = True
+                    if b.unquoted_brace is None and c == "{":
+                        b.unquoted_brace = b.mark()
+                        brace_at = pos - start
                     b.literal(c)
-                elif c == "~" and first:
+                elif c == "~" and (first or (plain_before in ("=", ":"))):
+                    # a tilde starts a word, and follows = or : in an assignment-like word
+                    # (a=~/x is a=$HOME/x, even as an argument)
                     b.dynamic(splits=False)
                     b.text.append(c)
                 else:
                     b.literal(c)
+                plain_before = c
                 pos += 1
+                first = False
+                continue
+            plain_before = ""
             first = False
         raw = src[start:pos]
         self.pos = pos
-        if b.bracket and "]" in raw[raw.index("["):]:
-            b.dynamic(splits=True)  # possibly a [...] glob
-        if b.unquoted_brace and ("," in raw or ".." in raw):
-            b.dynamic(splits=True)  # possibly a brace expansion: {a,b} or {1..3}
-        return Word(raw, "".join(b.text) if b.static else None, "".join(b.prefix),
-                    splits=b.splits, quoted=b.quoted)
+        prefix = "".join(b.prefix)
+        if b.bracket is not None and "]" in raw[raw.index("["):]:
+            b.glob()  # possibly a [...] glob: what it matches starts before the [
+            prefix = prefix[:b.bracket]
+        after = raw[brace_at:]
+        if b.unquoted_brace is not None and ("," in after or ".." in after):
+            b.glob()  # possibly a brace expansion: {a,b} or {1..3}
+            prefix = prefix[:b.unquoted_brace]
+        return Word(raw, "".join(b.text) if b.static else None, prefix,
+                    splits=b.splits or b.pathname, quoted=b.quoted,
+                    globs=b.pathname and not b.splits)
 
     def _scan_dquote(self, pos: int, b: _WordBuilder) -> int:
         """Scan a double-quoted string from just after its opening quote; returns the
@@ -366,7 +405,7 @@ class _Parser:
             # "${@}" (and "${@:-x}"...) is quoted yet expands to any number of words
             b.dynamic(splits=(not quoted and not src.startswith("#", pos + 2))  # ${#x}: a number
                       or src.startswith("@", pos + 2))
-            return self._scan_param(pos + 2, quoted=quoted)
+            return self._scan_param(pos + 2, b, quoted=quoted)
         if nxt == "'" and not quoted:
             if self.posix:
                 raise Refused("$'...' quoting is not POSIX sh (dash reads it differently)")
@@ -392,7 +431,7 @@ class _Parser:
         b.literal("$")  # a lone dollar is literal
         return pos + 1
 
-    def _scan_param(self, pos: int, *, quoted: bool) -> int:
+    def _scan_param(self, pos: int, b: _WordBuilder, *, quoted: bool) -> int:
         """``${...}`` from just after ``${``; returns the position after its ``}``."""
         src, n = self.src, self.n
         if pos >= n:
@@ -429,7 +468,7 @@ class _Parser:
             raise Refused(f"unsupported ${{...}} form near {src[pos:end + 1]!r}")
         if op in (":=", "="):
             check_name(name, "assigning")
-        return self._scan_param_word(end + len(op), quoted=quoted)
+        return self._scan_param_word(end + len(op), b, quoted=quoted)
 
     def _param_name(self, pos: int) -> int:
         src = self.src
@@ -445,12 +484,14 @@ class _Parser:
             return pos + 1
         raise Refused(f"bad substitution near {src[pos - 2:pos + 8]!r}")
 
-    def _scan_param_word(self, pos: int, *, quoted: bool) -> int:
+    def _scan_param_word(self, pos: int, b: _WordBuilder, *, quoted: bool) -> int:
         src, n = self.src, self.n
         scratch = _WordBuilder()
         while pos < n:
             c = src[pos]
             if c == "}":
+                if scratch.splits:  # "${x:-$@}" is as many words as "$@"
+                    b.dynamic(splits=True)
                 return pos + 1
             if c == "\\":
                 self._continuation(pos)

@@ -9,6 +9,7 @@ stopped by the analyser before anything runs (refused), the others by the sandbo
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -18,9 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+from agently_core_bash.programs import Allowlist
 from agently_core_bash.sandbox import BashSandbox
 from agently_core_isolation import testing
+from agently_core_isolation.sandbox import Limits, RunResult
 from agently_core_isolation.testing import TIERS, Canary, dump, got_traffic
 
 REPO = Path(__file__).resolve().parents[3]
@@ -39,6 +43,15 @@ def run(agent: Any, cmd: str, **options: Any) -> Any:
 
 def sandbox_of(agent: Any) -> BashSandbox:
     return testing.only_resource(agent, "bash")
+
+
+def run_unchecked(agent: Any, line: str) -> RunResult:
+    """``line`` run in the agent's sandbox (with its allowlist), the checker bypassed."""
+    root = str(agent.root)
+    allowlist = Allowlist.resolve(COMMANDS, roots=[root])
+    return anyio.run(functools.partial(
+        sandbox_of(agent).run, line, cwd=root, roots=[root], allowlist=allowlist,
+        limits=Limits(wall_seconds=5), network=False, env={}))
 
 
 def next_call_works(agent: Any) -> None:
@@ -324,15 +337,18 @@ def test_signal_to_host_processes(attack: Any, tier: str, markers: Any) -> None:
 
 @pytest.mark.parametrize("tier", TIERS)
 def test_awk_system_finds_no_other_program(attack: Any, tier: str, canary: Canary) -> None:
-    # an allowed program that runs others by name: the PATH inside holds only allowed
-    # names; by absolute path it runs inside the sandbox, which holds outside files away
+    # an allowed program that runs others by name: the checker refuses awk's system(); run
+    # past the checker, the PATH inside holds only allowed names, and by absolute path a
+    # program runs inside the sandbox, which holds outside files away
     agent = attack(tier)
-    record = run(agent, "awk 'BEGIN { system(\"rm -f x; id; python3 -c 1\") }'; "
-                 f"awk 'BEGIN {{ system(\"/usr/bin/rm -f {canary.file}; "
-                 f"echo PWNED > {canary.dir}/pwned\") }}'")
-    assert record.status == "success", record.error
-    stderr = record.result["stderr"]
-    assert "rm: not found" in stderr and "id: not found" in stderr and "python3: not found" in stderr
+    line = ("awk 'BEGIN { system(\"rm -f x; id; python3 -c 1\") }'; "
+            f"awk 'BEGIN {{ system(\"/usr/bin/rm -f {canary.file}; "
+            f"echo PWNED > {canary.dir}/pwned\") }}'")
+    refused(run(agent, line))
+    next_call_works(agent)
+    done = run_unchecked(agent, line)
+    assert "rm: not found" in done.stderr and "id: not found" in done.stderr, done
+    assert "python3: not found" in done.stderr, done
     assert canary.untouched()
     next_call_works(agent)
 
