@@ -10,29 +10,29 @@ Two operations, chosen by the action's ``spec.meta["sqlite"]["operation"]``:
     categories the call's policy leaves open (``read_only``, ``allow_create``,
     ``allow_update``, ``allow_delete``).
 
-The result is ``{"columns", "rows", "row_count", "truncated", "truncated_by"}`` (plus
-``"changes"`` and ``"last_insert_rowid"`` for ``execute``): at most ``max_rows`` rows and,
-serialised as JSON, at most ``max_output_bytes`` (the smaller of the policy's and the
-connection's). A blob comes back as ``{"blob_base64": "..."}``.
+The statement runs in one of the connection's worker processes
+(:mod:`agently_core_sqlite.child`). The result is ``{"columns", "rows", "row_count",
+"truncated", "truncated_by"}`` (plus ``"changes"`` and ``"last_insert_rowid"`` for
+``execute``, and ``"queued_seconds"`` when the call had to wait for a busy connection): at
+most ``max_rows`` rows and, serialised as JSON, at most ``max_output_bytes`` (the smaller
+of the policy's and the connection's). A blob comes back as ``{"blob_base64": "..."}``.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 from agently_core.errors import ActionError
 
-from .provider import SQLiteConnection, SQLiteTimeoutError
-from .rules import READ_ONLY, Rules, replace_refusal, statement_head, uses_replace
+from .provider import SQLiteConnection
+from .rules import READ_ONLY, Rules, replace_refusal, uses_replace
 
 _SCALARS = (str, int, float, type(None))
-#: Room kept in the byte budget for the keys after ``rows`` (counts, flags, changes).
-_TAIL_RESERVE = 120
-_SCHEMA_VERBS = frozenset({"CREATE", "DROP", "ALTER"})
+#: When the policy's timeout is the one that binds, a queued call gives up this much
+#: before it (at most a tenth of the timeout), so that its own record, which says how long
+#: it waited, comes back rather than the dispatcher's bare timeout.
+_WAIT_MARGIN = 0.1
 
 
 class SQLiteExecutor:
@@ -62,26 +62,19 @@ class SQLiteExecutor:
         rules = self._rules(operation, connection, policy)
         s = connection.settings
         timeout = s.timeout_seconds
-        if policy.timeout_seconds is not None:
-            timeout = min(timeout, policy.timeout_seconds)
+        give_up_waiting = None
+        if policy.timeout_seconds is not None and policy.timeout_seconds <= timeout:
+            timeout = policy.timeout_seconds
+            give_up_waiting = timeout - min(_WAIT_MARGIN, timeout / 10)
         max_bytes = s.max_output_bytes
         if policy.max_output_bytes is not None:
             max_bytes = min(max_bytes, policy.max_output_bytes)
         if rules.guards_replace and uses_replace(query):
             raise ActionError(replace_refusal(rules, "the statement uses REPLACE"))
-
-        def run(conn: sqlite3.Connection, call: Any) -> dict[str, Any]:
-            try:
-                if rules.guards_replace:
-                    call.rules = _with_replace_schema(conn, rules)
-                return _run_statement(conn, query, params, s.max_rows, max_bytes,
-                                      write=operation == "execute")
-            except ActionError:
-                raise
-            except Exception as exc:
-                raise _error(exc, call, timeout, query) from None
-
-        return await connection.run(run, rules=rules, timeout=timeout)
+        message = {"op": "run", "sql": query, "params": params, "rules": _rules_dict(rules),
+                   "max_rows": s.max_rows, "max_bytes": max_bytes,
+                   "write": operation == "execute"}
+        return await connection.run(message, timeout=timeout, give_up_waiting=give_up_waiting)
 
     @staticmethod
     def _rules(operation: str, connection: SQLiteConnection, policy: Any) -> Rules:
@@ -97,9 +90,15 @@ class SQLiteExecutor:
                      delete=policy.allow_delete is not False)
 
 
+def _rules_dict(rules: Rules) -> dict[str, Any]:
+    """What the worker rebuilds the rules from (it works out the REPLACE schema itself)."""
+    return {"read_only": rules.read_only, "create": rules.create, "update": rules.update,
+            "delete": rules.delete, "reason": rules.reason}
+
+
 def _params(params: Any) -> Any:
     if params is None:
-        return ()
+        return []
     if isinstance(params, list):
         values = params
     elif isinstance(params, Mapping):
@@ -112,99 +111,7 @@ def _params(params: Any) -> Any:
         if not isinstance(value, (*_SCALARS, bool)):
             raise ActionError(f"params values must be strings, numbers, booleans or null, got "
                               f"{type(value).__name__}")
-    return params if isinstance(params, list) else dict(params)
-
-
-def _with_replace_schema(conn: sqlite3.Connection, rules: Rules) -> Rules:
-    """``rules`` plus the tables and triggers whose schema uses REPLACE."""
-    tables, triggers = set(), set()
-    for kind, name, table, sql in conn.execute(
-            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL"):
-        if isinstance(sql, str) and uses_replace(sql):
-            if kind == "trigger":
-                triggers.add(str(name).lower())
-            elif kind == "table":
-                tables.add(str(table).lower())
-    return Rules(read_only=False, create=rules.create, update=rules.update, delete=rules.delete,
-                 replace_tables=frozenset(tables), replace_triggers=frozenset(triggers))
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return {"blob_base64": base64.b64encode(value).decode("ascii")}
-    return value
-
-
-def _size(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False, default=repr).encode())
-
-
-def _run_statement(conn: sqlite3.Connection, query: str, params: Any, max_rows: int,
-                   max_bytes: int, *, write: bool) -> dict[str, Any]:
-    before = conn.total_changes
-    cursor = conn.execute(query, params)
-    try:
-        columns = [d[0] for d in cursor.description or ()]
-        result: dict[str, Any] = {"columns": columns, "rows": [], "row_count": 0,
-                                  "truncated": False, "truncated_by": None}
-        rows: list[list[Any]] = result["rows"]
-        used = _size(result) + _TAIL_RESERVE
-        if columns:
-            while True:
-                chunk = cursor.fetchmany(min(256, max_rows + 1 - len(rows)))
-                if not chunk:
-                    break
-                for raw in chunk:
-                    if len(rows) >= max_rows:
-                        result["truncated"], result["truncated_by"] = True, "max_rows"
-                        break
-                    row = [_cell(v) for v in raw]
-                    size = _size(row) + 2  # and the ", " before it
-                    if used + size > max_bytes:
-                        result["truncated"], result["truncated_by"] = True, "max_output_bytes"
-                        break
-                    rows.append(row)
-                    used += size
-                if result["truncated"]:
-                    break
-    finally:
-        cursor.close()  # resets the statement: no read transaction stays open
-    result["row_count"] = len(rows)
-    if write:
-        result["changes"] = conn.total_changes - before
-        result["last_insert_rowid"] = cursor.lastrowid
-    while rows and _size(result) > max_bytes:  # never leave the cut to the dispatcher
-        rows.pop()
-        result["row_count"] = len(rows)
-        result["truncated"], result["truncated_by"] = True, "max_output_bytes"
-    return result
-
-
-def _error(exc: BaseException, call: Any, timeout: float, query: str) -> ActionError:
-    """A clear ActionError for anything a statement raised."""
-    if call.denied is not None:
-        head = statement_head(query)
-        if call.denied_bookkeeping and head.split(" ", 1)[0] in _SCHEMA_VERBS:
-            # SQLite asks about its own schema table before the statement's own operation
-            mode = call.denied.split(":", 1)[0]
-            temporary = "sqlite_temp_master" in call.denied or "temporary" in call.denied
-            why = "no temporary objects" if temporary else "it changes the database schema"
-            return ActionError(f"{mode}: {head} ({why})")
-        return ActionError(call.denied)
-    if call.stopped:
-        if call.abort.is_set():
-            return ActionError("the statement was cancelled")
-        return SQLiteTimeoutError(f"the statement was stopped at its {timeout:g}s timeout")
-    if isinstance(exc, MemoryError):
-        return ActionError("the statement ran out of memory (SQLite's heap limit, "
-                           "heap_limit_bytes, stopped it)")
-    if isinstance(exc, sqlite3.ProgrammingError) and "one statement" in str(exc):
-        return ActionError("only one SQL statement per call is allowed")
-    if isinstance(exc, (sqlite3.Error, sqlite3.Warning)):
-        return ActionError(f"SQL error: {exc}")
-    if isinstance(exc, (OverflowError, ValueError, TypeError)):
-        return ActionError(f"invalid query or params: {exc}")
-    return ActionError(f"{type(exc).__name__}: {exc}")
+    return list(params) if isinstance(params, list) else dict(params)
 
 
 __all__ = ["SQLiteExecutor"]

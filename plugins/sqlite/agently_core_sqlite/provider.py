@@ -12,28 +12,29 @@ closes the connection exactly once. Configuration (``EnvironmentRequirement.conf
 ``max_rows`` (1000), ``max_output_bytes`` (1 000 000)
     Caps on what one call returns.
 ``timeout_seconds`` (30)
-    A statement running longer is stopped by the progress handler (the call's policy
-    ``timeout_seconds`` stops it earlier).
+    A statement running longer is stopped (the call's policy ``timeout_seconds`` stops it
+    earlier): by the progress handler between SQLite's steps, and by killing its worker
+    process when one step runs past the deadline.
 ``busy_timeout_seconds`` (5)
     How long a statement waits for another process's lock on the file.
 ``max_value_bytes`` (32 MiB)
     The largest string or blob a statement may build (``SQLITE_LIMIT_LENGTH``).
 ``heap_limit_bytes`` (512 MiB, ``None`` to leave it alone)
-    ``PRAGMA hard_heap_limit``: SQLite's memory for the whole process. The pragma only
-    ever lowers the limit, so several databases end up with the smallest one.
+    ``PRAGMA hard_heap_limit`` in each worker process, whose address space is also capped
+    (``RLIMIT_AS``) a little above it.
 
-A live resource is a :class:`SQLiteConnection`. Statements run in worker threads, one
-at a time per connection; the event loop never waits on the database.
+A live resource is a :class:`SQLiteConnection`: statements run in worker processes
+(:mod:`agently_core_sqlite.child`), at most :data:`READ_WORKERS` (read-only) or
+:data:`WRITE_WORKERS` (read-write) at a time, with at most :data:`MAX_WAITING` calls
+queued behind them; the event loop never waits on the database.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
-import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ import anyio.to_thread
 
 from agently_core.errors import ActionError, AgentlyError
 
-from .rules import READ_ONLY, SCHEMA_TABLES, WARM_TABLES, Rules, decide
+from .pool import PoolClosed, SQLiteBusyError, SQLiteTimeoutError, Ticket, WorkerPool, queue_note
+from .worker import KILL_GRACE, Worker, WorkerGone
 
 DEFAULTS: dict[str, Any] = {
     "read_only": True,
@@ -54,19 +56,21 @@ DEFAULTS: dict[str, Any] = {
     "heap_limit_bytes": 512 * 1024 * 1024,
 }
 CONFIG_KEYS = ("database", *DEFAULTS)
-#: Virtual machine steps between two looks at the deadline (about a millisecond).
-PROGRESS_STEPS = 4000
-MAX_SQL_LENGTH = 1_000_000
-MAX_LIKE_PATTERN = 1000
-_DML = frozenset({sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE})
+#: Worker processes per connection: reads run side by side; writes to one file are
+#: serialised by SQLite anyway.
+READ_WORKERS = 2
+WRITE_WORKERS = 1
+#: Calls that may wait for a busy connection; one more is refused at once.
+MAX_WAITING = 32
+#: Address space a worker needs besides SQLite's heap and the values it handles.
+BASE_ADDRESS_SPACE = 256 * 1024 * 1024
+#: Seconds a worker may take to start and open the file (plus the busy timeout).
+START_TIMEOUT = 15.0
+PING_TIMEOUT = 5.0
 
 
 class SQLiteConfigError(AgentlyError, ValueError):
     """The ``sqlite`` provider refused a configuration."""
-
-
-class SQLiteTimeoutError(ActionError):
-    """A statement was stopped at its deadline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,163 +142,128 @@ def check_database(path: Path, read_only: bool) -> None:
         raise SQLiteConfigError(f"sqlite database {str(path)!r} is not writable")
 
 
-@dataclass(slots=True)
-class _Call:
-    """One statement's run: its deadline and rules, and what stopped it."""
-
-    rules: Rules
-    deadline: float
-    abort: threading.Event = field(default_factory=threading.Event)
-    denied: str | None = None
-    denied_bookkeeping: bool = False
-    stopped: bool = False
-
-
-def _decode(data: bytes) -> str:
-    return data.decode("utf-8", "replace")
+def worker_config(s: Settings) -> dict[str, Any]:
+    """What a worker process is told when it starts (see :mod:`agently_core_sqlite.child`)."""
+    address_space = None
+    if s.heap_limit_bytes is not None:
+        address_space = (s.heap_limit_bytes + 3 * s.max_value_bytes + 4 * s.max_output_bytes
+                         + BASE_ADDRESS_SPACE)
+    return {
+        "database": str(s.database),
+        # Path.as_uri() percent-encodes the name: it cannot smuggle URI options
+        "uri": f"{s.database.as_uri()}?mode={'ro' if s.read_only else 'rw'}",
+        "read_only": s.read_only,
+        "busy_timeout": min(s.busy_timeout_seconds, s.timeout_seconds),
+        "max_value_bytes": s.max_value_bytes,
+        "heap_limit_bytes": s.heap_limit_bytes,
+        "address_space_bytes": address_space,
+    }
 
 
 class SQLiteConnection:
-    """One open connection and the lock that lets one thread at a time use it."""
+    """A connection: up to a few worker processes, each with its own SQLite connection to
+    the file, and the queue in front of them (:class:`~agently_core_sqlite.pool.WorkerPool`).
+    The first worker is started here, so a file that is not a database fails at once."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.read_only = settings.read_only
-        self.closed = False
-        self._lock = threading.Lock()
-        self._close_lock = threading.Lock()
-        self._current: _Call | None = None
-        self._conn = self._open()
+        check_database(settings.database, settings.read_only)
+        self._config = worker_config(settings)
+        self.pool = WorkerPool(self._start_worker,
+                               size=READ_WORKERS if settings.read_only else WRITE_WORKERS,
+                               max_waiting=MAX_WAITING)
+        self.pool.prime()
 
-    # -- opening -------------------------------------------------------------------------
-    def _open(self) -> sqlite3.Connection:
+    def _start_worker(self) -> Worker:
         s = self.settings
         check_database(s.database, s.read_only)
-        uri = f"{s.database.as_uri()}?mode={'ro' if s.read_only else 'rw'}"
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
-                               cached_statements=0,  # every statement is authorized afresh
-                               timeout=min(s.busy_timeout_seconds, s.timeout_seconds))
         try:
-            conn.text_factory = _decode
-            # Limits first, then settings, then the authorizer: nothing the host needs
-            # runs under the model's rules, and nothing the model runs escapes them.
-            conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
-            conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, s.max_value_bytes)
-            conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, MAX_SQL_LENGTH)
-            conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, MAX_LIKE_PATTERN)
-            if s.read_only:
-                conn.execute("PRAGMA query_only = ON")
-            conn.execute("PRAGMA trusted_schema = OFF")
-            conn.execute("PRAGMA temp_store = MEMORY")
-            conn.execute("PRAGMA cell_size_check = ON")
-            if s.heap_limit_bytes is not None:
-                conn.execute(f"PRAGMA hard_heap_limit = {int(s.heap_limit_bytes)}")
-            try:
-                conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
-            except sqlite3.DatabaseError as exc:
-                raise SQLiteConfigError(f"{str(s.database)!r} is not a usable SQLite database: "
-                                        f"{exc}") from None
-            for table in WARM_TABLES:
-                try:
-                    conn.execute(f'SELECT * FROM "{table}" LIMIT 0').fetchall()
-                except sqlite3.Error:
-                    pass  # not compiled in: the authorizer refuses it later
-            conn.set_authorizer(self._authorize)
-            conn.set_progress_handler(self._progress, PROGRESS_STEPS)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+            return Worker(self._config, start_timeout=s.busy_timeout_seconds + START_TIMEOUT,
+                          max_reply_bytes=6 * s.max_output_bytes + (1 << 20))
+        except WorkerGone as exc:
+            raise SQLiteConfigError(str(exc)) from None
 
-    # -- the hooks SQLite calls --------------------------------------------------------------
-    def _authorize(self, op: int, a1: str | None, a2: str | None, db: str | None,
-                   trigger: str | None) -> int:
-        call = self._current
-        refusal = decide(call.rules if call is not None else READ_ONLY, op, a1, a2, db, trigger)
-        if refusal is None:
-            return sqlite3.SQLITE_OK
-        if call is not None:
-            # Keep the first refusal, unless it was SQLite's own bookkeeping on the schema
-            # table and the statement's real operation (CREATE, DROP, PRAGMA...) follows.
-            bookkeeping = op in _DML and (a1 or "").lower() in SCHEMA_TABLES
-            if call.denied is None or (call.denied_bookkeeping and not bookkeeping):
-                call.denied, call.denied_bookkeeping = refusal, bookkeeping
-        return sqlite3.SQLITE_DENY
+    @property
+    def closed(self) -> bool:
+        return self.pool.closed
 
-    def _progress(self) -> int:
-        call = self._current
-        if call is not None and (call.abort.is_set() or time.monotonic() > call.deadline):
-            call.stopped = True
-            return 1  # SQLite stops the statement: "interrupted"
-        return 0
-
-    # -- running statements ------------------------------------------------------------------
     @property
     def busy(self) -> bool:
         """Is a statement running on this connection right now?"""
-        return self._lock.locked()
+        return self.pool.busy
 
-    async def run(self, operation: Any, *, rules: Rules, timeout: float) -> Any:
-        """Run ``operation(conn, call)`` in a worker thread with the connection to itself,
-        under ``rules``, stopped at ``timeout`` seconds. A cancelled caller (the
-        dispatcher's timeout) stops the statement too: the thread does not run on."""
-        call = _Call(rules=rules, deadline=time.monotonic() + timeout)
+    # -- running statements ------------------------------------------------------------------
+    async def run(self, message: dict[str, Any], *, timeout: float,
+                  give_up_waiting: float | None = None) -> dict[str, Any]:
+        """Run one request (see :mod:`agently_core_sqlite.child`) in a worker, stopped at
+        ``timeout`` seconds from now; a call that must queue stops waiting after
+        ``give_up_waiting`` seconds (default: ``timeout``). Returns the result; raises an
+        :class:`ActionError` for anything else. A cancelled caller (the dispatcher's
+        timeout) leaves the queue, or stops its statement, at once."""
+        now = time.monotonic()
+        deadline = now + timeout
+        wait_limit = timeout if give_up_waiting is None else min(give_up_waiting, timeout)
+        ticket = self.pool.admit(give_up_at=now + wait_limit)
         try:
-            return await anyio.to_thread.run_sync(self._run, operation, call,
-                                                  abandon_on_cancel=True)
+            return await anyio.to_thread.run_sync(self._call, message, deadline, timeout,
+                                                  ticket, abandon_on_cancel=True)
         except BaseException:
-            call.abort.set()
+            self.pool.withdraw(ticket)
             raise
 
-    def _run(self, operation: Any, call: _Call) -> Any:
-        while not self._lock.acquire(timeout=0.02):
-            if call.abort.is_set() or self.closed:
-                raise ActionError("the call was cancelled while waiting for the database")
-            if time.monotonic() > call.deadline:
-                raise SQLiteTimeoutError("timed out waiting for the database connection "
-                                         "(another statement was still running on it)")
+    def _call(self, message: dict[str, Any], deadline: float, timeout: float,
+              ticket: Ticket) -> dict[str, Any]:
+        worker = self.pool.acquire(ticket)
         try:
-            if self.closed:
-                raise ActionError("the database connection is closed")
-            self._current = call
-            try:
-                return operation(self._conn, call)
-            finally:
-                self._current = None
+            reply = worker.request({**message, "deadline": deadline, "timeout": timeout},
+                                   until=deadline + KILL_GRACE, abort=ticket.abort)
+        except WorkerGone as exc:
+            if self.pool.closed:
+                raise PoolClosed("the database connection was closed while the statement "
+                                 "ran") from None
+            if exc.timed_out:
+                raise SQLiteTimeoutError(
+                    f"the statement was stopped at its {timeout:g}s timeout"
+                    + _waited(ticket) + ": a single SQLite step ran past it, so its worker "
+                    "process was killed (the next call gets a fresh one)") from None
+            raise ActionError(f"{exc}; the next call gets a fresh worker") from None
         finally:
-            self._lock.release()
+            self.pool.release(worker)
+        if reply.get("ok"):
+            result = reply["result"]
+            if ticket.ahead is not None:
+                result["queued_seconds"] = round(ticket.waited, 3)
+            return result
+        error = str(reply.get("error") or "the statement failed")
+        if reply.get("type") == "SQLiteTimeoutError":
+            raise SQLiteTimeoutError(error + _waited(ticket))
+        raise ActionError(error)
 
     def ping(self) -> bool:
-        """A real ``SELECT 1`` round trip (synchronous; call it from a worker thread). A
-        connection busy with a statement is alive: that statement has a deadline."""
-        if self.closed:
-            return False
-        if not self._lock.acquire(blocking=False):
+        """A real ``SELECT 1`` round trip in an idle worker (synchronous; call it from a
+        worker thread). A connection whose workers are all busy is alive: their statements
+        have deadlines."""
+        worker = self.pool.idle_worker()
+        if worker is None:
             return not self.closed
         try:
-            if self.closed:
-                return False
-            self._current = _Call(rules=READ_ONLY, deadline=time.monotonic() + 5.0)
-            try:
-                return self._conn.execute("SELECT 1").fetchone() == (1,)
-            finally:
-                self._current = None
+            return bool(worker.request({"op": "ping"}, until=time.monotonic() + PING_TIMEOUT,
+                                       abort=None).get("ok"))
+        except WorkerGone:
+            return False
         finally:
-            self._lock.release()
+            self.pool.release(worker)
 
     def close(self) -> bool:
-        """Close the connection once: stop a running statement, wait for its thread, close.
-        Returns False when it was already closed."""
-        with self._close_lock:
-            if self.closed:
-                return False
-            self.closed = True
-            running = self._current
-            if running is not None:
-                running.abort.set()
-            with self._lock:
-                self._conn.close()
-            return True
+        """Close once: waiting calls give up, idle workers end, busy ones are killed (no
+        statement is waited for). Returns False when it was already closed."""
+        return self.pool.close()
+
+
+def _waited(ticket: Ticket) -> str:
+    note = queue_note(ticket)
+    return f", {note} (the wait counts against it)" if note else ""
 
 
 class SQLiteProvider:
@@ -312,7 +281,7 @@ class SQLiteProvider:
             return False
         try:
             return await anyio.to_thread.run_sync(resource.ping)
-        except sqlite3.Error:
+        except (ActionError, OSError):
             return False
 
     async def release(self, requirement: Any, resource: Any) -> None:
@@ -322,5 +291,6 @@ class SQLiteProvider:
         await anyio.to_thread.run_sync(resource.close)
 
 
-__all__ = ["CONFIG_KEYS", "DEFAULTS", "SQLiteConfigError", "SQLiteConnection", "SQLiteProvider",
+__all__ = ["CONFIG_KEYS", "DEFAULTS", "MAX_WAITING", "READ_WORKERS", "WRITE_WORKERS",
+           "SQLiteBusyError", "SQLiteConfigError", "SQLiteConnection", "SQLiteProvider",
            "SQLiteTimeoutError", "Settings", "check_database", "settings"]

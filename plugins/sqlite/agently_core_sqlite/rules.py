@@ -9,10 +9,13 @@ functions and an allowlist of introspection pragmas are allowed in every mode. E
 else is refused in read-only mode. In read-write mode (``execute_sqlite``), writes are
 allowed per category, following the call's policy:
 
-* ``allow_create``: ``INSERT`` and ``CREATE TABLE/INDEX/VIEW/TRIGGER``;
+* ``allow_create``: ``INSERT`` and ``CREATE TABLE/INDEX/VIEW``;
 * ``allow_update``: ``UPDATE`` (an upsert's ``DO UPDATE`` too);
 * ``allow_delete``: ``DELETE`` and ``DROP TABLE/INDEX/VIEW/TRIGGER``;
 * ``ALTER TABLE`` needs all three (it can add, change and drop columns);
+* ``CREATE TRIGGER`` needs all three too: SQLite does not authorize a trigger's body when
+  the trigger is created, only when a statement that fires it is prepared, and a trigger
+  stays in the file, where it also fires for every other program that writes to it;
 * REPLACE conflict resolution deletes or overwrites rows, so a statement that could use
   it (the ``REPLACE`` keyword in the statement, or an ``INSERT``/``UPDATE`` of a table or
   from a trigger whose schema says ``REPLACE``) also needs ``allow_update`` and
@@ -79,7 +82,7 @@ WRITE_OPS: dict[int, tuple[str, ...]] = {
     _C.SQLITE_CREATE_TABLE: ("create",),
     _C.SQLITE_CREATE_INDEX: ("create",),
     _C.SQLITE_CREATE_VIEW: ("create",),
-    _C.SQLITE_CREATE_TRIGGER: ("create",),
+    _C.SQLITE_CREATE_TRIGGER: ("create", "update", "delete"),
     _C.SQLITE_UPDATE: ("update",),
     _C.SQLITE_DELETE: ("delete",),
     _C.SQLITE_DROP_TABLE: ("delete",),
@@ -124,6 +127,13 @@ _TEMP_OPS = frozenset({
     _C.SQLITE_DROP_TEMP_VIEW, _C.SQLITE_DROP_TEMP_TRIGGER,
 })
 _POLICY_KEY = {"create": "allow_create", "update": "allow_update", "delete": "allow_delete"}
+_NEEDS_ALL = {
+    _C.SQLITE_CREATE_TRIGGER: " (a trigger's body can insert, update and delete whenever it "
+                              "fires, also for other programs writing to the file, so "
+                              "CREATE TRIGGER needs allow_create, allow_update and "
+                              "allow_delete)",
+    _C.SQLITE_ALTER_TABLE: " (ALTER TABLE needs allow_create, allow_update and allow_delete)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,10 +198,11 @@ def decide(rules: Rules, op: int, a1: str | None, a2: str | None, db: str | None
         # operation; a statement that targets the schema table directly is refused by
         # SQLite itself (writable_schema stays off: no pragma can turn it on).
         return None
-    for permission in needs:
-        if not getattr(rules, permission):
-            return f"not allowed by policy ({_POLICY_KEY[permission]}=False): " \
-                   f"{describe(op, a1, a2)}"
+    missing = [_POLICY_KEY[p] for p in needs if not getattr(rules, p)]
+    if missing:
+        why = _NEEDS_ALL.get(op, "") if len(needs) > 1 else ""
+        return f"not allowed by policy ({', '.join(f'{k}=False' for k in missing)}): " \
+               f"{describe(op, a1, a2)}{why}"
     if rules.guards_replace and op in (_C.SQLITE_INSERT, _C.SQLITE_UPDATE) and (
             table in rules.replace_tables
             or (trigger is not None and trigger.lower() in rules.replace_triggers)):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,61 @@ def make_agent(agently_agent_factory: Callable[..., Any]) -> Iterator[Callable[.
         agent.close()
 
 
+def _children() -> list[int]:
+    """The live child processes of this process (the connections' workers among them)."""
+    me, found = os.getpid(), []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me and fields[0] != "Z":
+            found.append(int(name))
+    return found
+
+
+def fds_on(path: Path) -> set[str]:
+    """``pid:fd`` of every descriptor this process and its children hold on ``path``."""
+    found = set()
+    for pid in (os.getpid(), *_children()):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == str(path):
+                    found.add(f"{pid}:{fd}")
+            except OSError:
+                continue
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU seconds of the processes ``pids`` (the gone ones count 0)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def children_cpu_over(seconds: float) -> float:
+    """CPU seconds this process and its children burn during the next ``seconds``."""
+    pids = _children()
+    start_self, start_children = time.process_time(), cpu_seconds(pids)
+    time.sleep(seconds)
+    return time.process_time() - start_self + cpu_seconds(pids) - start_children
+
+
 def connection_of(agent: Any, read_only: bool = True) -> Any:
     """The live sqlite connection an agent's manager holds (of the given mode)."""
     for handle in agent.manager.list(kind="sqlite"):
@@ -109,6 +165,10 @@ class Helpers:
     tables = staticmethod(tables)
     Snapshot = Snapshot
     connection_of = staticmethod(connection_of)
+    children = staticmethod(_children)
+    fds_on = staticmethod(fds_on)
+    cpu_seconds = staticmethod(cpu_seconds)
+    children_cpu_over = staticmethod(children_cpu_over)
 
 
 @pytest.fixture

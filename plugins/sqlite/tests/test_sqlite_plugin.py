@@ -9,7 +9,6 @@ covered here and in the other modules through real agents instead."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,17 +29,18 @@ from agently_core.models import ActionCall, EnvironmentRequirement
 from agently_core.protocols import ActionExecutor, ExecutionEnvironmentProvider
 from agently_core.testing import Heartbeat, ProviderConformance
 
+_HELPERS: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _helpers(sq) -> None:
+    _HELPERS[:] = [sq]
+
 
 def _fds_on(path: Path) -> set[str]:
-    """File descriptors of this process open on ``path``: what a connection holds."""
-    found = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
-                found.add(fd)
-        except OSError:
-            continue
-    return found
+    """Descriptors on ``path`` held by this process or its children (the worker
+    processes): what a connection holds."""
+    return _HELPERS[0].fds_on(path)
 
 
 class TestSQLiteProviderConformance(ProviderConformance):

@@ -187,6 +187,12 @@ CASES = [
     ({"allow_delete": False}, "INSERT INTO items (name) VALUES ('REPLACE')", None),
     ({"allow_delete": False}, "INSERT /* replace */ INTO \"items\" (name) VALUES ('x')", None),
     ({}, "REPLACE INTO items (id, name) VALUES (1, 'x')", None),
+    ({}, "CREATE TRIGGER t AFTER INSERT ON items BEGIN SELECT 1; END", None),
+    ({"allow_create": False}, "CREATE TRIGGER t AFTER INSERT ON items BEGIN SELECT 1; END",
+     "allow_create=False"),
+    ({"allow_delete": False}, "CREATE TRIGGER t AFTER INSERT ON items BEGIN SELECT 1; END",
+     "allow_delete=False"),
+    ({"allow_delete": False}, "CREATE VIEW v AS SELECT name FROM items", None),
 ]
 
 
@@ -282,3 +288,151 @@ def test_write_approval_in_an_action_loop(make_agent, database, sq) -> None:
     done = [r for r in resumed.records if r.action == "execute_sqlite" and r.ok]
     assert done and done[-1].result["changes"] == 5
     assert sq.row_count(database) == 45
+
+
+# -- triggers: code stored in the file that writes later ----------------------------------
+TRIGGER_BODIES = {
+    "delete": "DELETE FROM items WHERE id < new.id",
+    "update": "UPDATE items SET name = 'evil'",
+    "insert": "INSERT INTO items (name) VALUES ('evil')",
+}
+
+
+@pytest.mark.parametrize("policy", [{"allow_delete": False}, {"allow_update": False},
+                                    {"allow_create": False}, {"read_only": True}],
+                         ids=["no-delete", "no-update", "no-create", "read-only"])
+@pytest.mark.parametrize("body", list(TRIGGER_BODIES.values()), ids=list(TRIGGER_BODIES))
+def test_create_trigger_needs_every_write_permission(make_agent, database, policy, body,
+                                                     sq) -> None:
+    """A trigger's body is not authorized when the trigger is created, and it fires later
+    for every program writing to the file: unless all three permissions are open, CREATE
+    TRIGGER is refused, whatever the body."""
+    agent = write_agent(make_agent, database, policy=policy)
+    before = sq.Snapshot(database)
+    record = run(agent, "execute_sqlite",
+                 f"CREATE TRIGGER evil AFTER INSERT ON items BEGIN {body}; END")
+    assert record.status == "failed" and "not allowed" in record.error, record.error
+    (key,) = policy
+    expected = "policy read_only=True" if key == "read_only" else f"{key}=False"
+    assert expected in record.error and "CREATE TRIGGER evil" in record.error, record.error
+    agent.close()
+    before.assert_unchanged()
+    assert sq.tables(database) == ["items", "items_name"]
+    other = sqlite3.connect(database)  # another program writes to the file later
+    other.execute("INSERT INTO items (name) VALUES ('later')")
+    other.commit()
+    other.close()
+    assert sq.row_count(database) == 51
+    assert sq.row_count(database, "items WHERE name = 'evil'") == 0
+
+
+def _two_tables(tmp_path: Path) -> Path:
+    db = tmp_path / "xy.db"
+    conn = sqlite3.connect(db)
+    conn.executescript("CREATE TABLE x (v); CREATE TABLE y (v); "
+                       "INSERT INTO y VALUES (1), (2), (3);")
+    conn.close()
+    return db
+
+
+def test_a_deleting_trigger_cannot_be_planted_without_allow_delete(make_agent, tmp_path: Path,
+                                                                    sq) -> None:
+    db = _two_tables(tmp_path)
+    agent = write_agent(make_agent, db, policy={"allow_delete": False})
+    created = run(agent, "execute_sqlite",
+                  "CREATE TRIGGER t AFTER INSERT ON x BEGIN DELETE FROM y; END")
+    assert created.status == "failed", created.result
+    assert "allow_delete=False" in created.error and "CREATE TRIGGER t" in created.error
+    assert "trigger's body" in created.error
+    inserted = run(agent, "execute_sqlite", "INSERT INTO x VALUES (1)")
+    assert inserted.ok, inserted.error
+    agent.close()
+    other = sqlite3.connect(db)
+    other.execute("INSERT INTO x VALUES (2)")
+    other.commit()
+    other.close()
+    assert sq.row_count(db, "y") == 3 and sq.tables(db) == ["x", "y"]
+
+
+def test_an_instead_of_trigger_on_a_view_is_refused_too(make_agent, tmp_path: Path, sq) -> None:
+    db = _two_tables(tmp_path)
+    agent = write_agent(make_agent, db, policy={"allow_update": False, "allow_delete": False})
+    assert run(agent, "execute_sqlite", "CREATE VIEW v AS SELECT v FROM x").ok
+    record = run(agent, "execute_sqlite",
+                 "CREATE TRIGGER tv INSTEAD OF INSERT ON v BEGIN DELETE FROM y; END")
+    assert record.status == "failed"
+    assert "allow_update=False, allow_delete=False" in record.error, record.error
+    agent.close()
+    assert sq.tables(db) == ["v", "x", "y"] and sq.row_count(db, "y") == 3
+
+
+def test_with_every_permission_a_trigger_can_be_created_and_fires(make_agent, tmp_path: Path,
+                                                                 sq) -> None:
+    db = _two_tables(tmp_path)
+    agent = write_agent(make_agent, db)
+    assert run(agent, "execute_sqlite",
+               "CREATE TRIGGER t AFTER INSERT ON x BEGIN DELETE FROM y; END").ok
+    fired = run(agent, "execute_sqlite", "INSERT INTO x VALUES (1)")
+    assert fired.ok and fired.result["changes"] == 4, fired.result
+    (narrowed,) = agent.action.execute_actions([ActionCall(
+        action="execute_sqlite", kwargs={"query": "INSERT INTO x VALUES (2)"},
+        policy={"allow_delete": False})])
+    assert narrowed.status == "failed" and "DELETE from y" in narrowed.error
+    agent.close()
+    assert sq.row_count(db, "x") == 1 and sq.row_count(db, "y") == 0
+
+
+# -- triggers already in the file run under the calling statement's rules ------------------
+def _with_triggers(tmp_path: Path) -> Path:
+    db = tmp_path / "triggers.db"
+    conn = sqlite3.connect(db)
+    conn.executescript("""
+        CREATE TABLE a (v); CREATE TABLE b (v); CREATE TABLE c (v);
+        INSERT INTO c VALUES (1), (2);
+        CREATE TRIGGER a_to_b AFTER INSERT ON a BEGIN INSERT INTO b VALUES (new.v); END;
+        CREATE TRIGGER b_wipes_c AFTER INSERT ON b BEGIN DELETE FROM c; END;
+        CREATE VIEW cv AS SELECT v FROM c;
+        CREATE TRIGGER cv_insert INSTEAD OF INSERT ON cv BEGIN UPDATE c SET v = new.v; END;
+        CREATE TRIGGER c_update AFTER UPDATE ON c BEGIN INSERT INTO a VALUES (0); END;
+    """)
+    conn.close()
+    return db
+
+
+@pytest.mark.parametrize(("policy", "sql", "refusal"), [
+    ({"allow_delete": False}, "INSERT INTO a VALUES (1)", "DELETE from c"),  # two levels down
+    ({"allow_update": False}, "INSERT INTO cv VALUES (9)", "UPDATE of c.v"),  # INSTEAD OF
+    ({"allow_create": False}, "UPDATE c SET v = 5", "INSERT into a"),
+], ids=["nested-delete", "instead-of-update", "update-fires-insert"])
+def test_existing_triggers_cannot_write_what_the_call_may_not(make_agent, tmp_path: Path,
+                                                              policy, sql, refusal, sq) -> None:
+    db = _with_triggers(tmp_path)
+    agent = write_agent(make_agent, db, policy=policy)
+    before = sq.Snapshot(db)
+    record = run(agent, "execute_sqlite", sql)
+    assert record.status == "failed" and refusal in record.error, record.error
+    agent.close()
+    before.assert_unchanged()
+
+
+def test_foreign_key_actions_never_run_behind_the_authorizer(make_agent, tmp_path: Path,
+                                                             sq) -> None:
+    """Foreign keys stay off (and the pragma that turns them on is refused): deleting a
+    parent with allow_update=False sets no child to NULL and deletes none."""
+    db = tmp_path / "fk.db"
+    conn = sqlite3.connect(db)
+    conn.executescript("""
+        CREATE TABLE parent (id INTEGER PRIMARY KEY);
+        CREATE TABLE child (p INTEGER REFERENCES parent(id) ON DELETE SET NULL);
+        CREATE TABLE owned (p INTEGER REFERENCES parent(id) ON DELETE CASCADE);
+        INSERT INTO parent VALUES (1), (2); INSERT INTO child VALUES (1);
+        INSERT INTO owned VALUES (1);
+    """)
+    conn.close()
+    agent = write_agent(make_agent, db, policy={"allow_update": False})
+    assert run(agent, "execute_sqlite", "PRAGMA foreign_keys = ON").status == "failed"
+    deleted = run(agent, "execute_sqlite", "DELETE FROM parent WHERE id = 1")
+    assert deleted.ok and deleted.result["changes"] == 1, deleted.error
+    agent.close()
+    assert sq.row_count(db, "child WHERE p = 1") == 1
+    assert sq.row_count(db, "owned") == 1
