@@ -414,7 +414,7 @@ def test_a_call_stricter_than_its_worker_is_refused(node_agent: Any) -> None:
     agent = node_agent()
     assert call(agent, "1").status == "success"
     for field, value in (("max_memory_bytes", 64 << 20), ("max_processes", 4),
-                         ("max_file_bytes", 1 << 20)):
+                         ("max_file_bytes", 1 << 20), ("max_workspace_bytes", 1 << 20)):
         agent.set_policy(**{field: value})
         record = call(agent, "require('fs').writeFileSync('ran.txt', 'ran')")
         assert record.status == "failed"

@@ -172,7 +172,8 @@ def test_desc_and_desc_mode(agently_agent_factory: Any, mode: str, expected: str
 
 # == policy ================================================================================
 @pytest.mark.parametrize(("field", "value"), [
-    ("max_memory_bytes", 64 << 20), ("max_processes", 4), ("max_file_bytes", 1 << 20)])
+    ("max_memory_bytes", 64 << 20), ("max_processes", 4), ("max_file_bytes", 1 << 20),
+    ("max_workspace_bytes", 1 << 20)])
 def test_a_call_stricter_than_its_worker_is_refused(python_agent: Any, field: str,
                                                     value: int) -> None:
     agent = python_agent()
