@@ -50,9 +50,7 @@ MAX_SQL_LENGTH = 1_000_000
 MAX_LIKE_PATTERN = 1000
 _DML = frozenset({sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE})
 #: Room kept in the byte budget for the keys after ``rows`` (counts, flags, changes).
-_TAIL_RESERVE = 160
-#: Room left for the key the host adds (``queued_seconds``).
-HOST_RESERVE = 40
+_TAIL_RESERVE = 120
 _SCHEMA_VERBS = frozenset({"CREATE", "DROP", "ALTER"})
 
 
@@ -236,7 +234,7 @@ def _run_statement(conn: sqlite3.Connection, query: str, params: Any, max_rows: 
     if write:
         result["changes"] = conn.total_changes - before
         result["last_insert_rowid"] = cursor.lastrowid
-    while rows and _size(result) + HOST_RESERVE > max_bytes:  # never leave the cut to others
+    while rows and _size(result) > max_bytes:  # never leave the cut to the dispatcher
         rows.pop()
         result["row_count"] = len(rows)
         result["truncated"], result["truncated_by"] = True, "max_output_bytes"

@@ -13,9 +13,10 @@ Two operations, chosen by the action's ``spec.meta["sqlite"]["operation"]``:
 The statement runs in one of the connection's worker processes
 (:mod:`agently_core_sqlite.child`). The result is ``{"columns", "rows", "row_count",
 "truncated", "truncated_by"}`` (plus ``"changes"`` and ``"last_insert_rowid"`` for
-``execute``, and ``"queued_seconds"`` when the call had to wait for a busy connection): at
-most ``max_rows`` rows and, serialised as JSON, at most ``max_output_bytes`` (the smaller
-of the policy's and the connection's). A blob comes back as ``{"blob_base64": "..."}``.
+``execute``): at most ``max_rows`` rows and, serialised as JSON, at most
+``max_output_bytes`` (the smaller of the policy's and the connection's). A blob comes back
+as ``{"blob_base64": "..."}``. A call that waited for a busy connection says so on its
+``ActionContext``: its record has ``meta["queued_ms"]``.
 """
 
 from __future__ import annotations
@@ -29,10 +30,6 @@ from .provider import SQLiteConnection
 from .rules import READ_ONLY, Rules, replace_refusal, uses_replace
 
 _SCALARS = (str, int, float, type(None))
-#: When the policy's timeout is the one that binds, a queued call gives up this much
-#: before it (at most a tenth of the timeout), so that its own record, which says how long
-#: it waited, comes back rather than the dispatcher's bare timeout.
-_WAIT_MARGIN = 0.1
 
 
 class SQLiteExecutor:
@@ -62,10 +59,8 @@ class SQLiteExecutor:
         rules = self._rules(operation, connection, policy)
         s = connection.settings
         timeout = s.timeout_seconds
-        give_up_waiting = None
-        if policy.timeout_seconds is not None and policy.timeout_seconds <= timeout:
-            timeout = policy.timeout_seconds
-            give_up_waiting = timeout - min(_WAIT_MARGIN, timeout / 10)
+        if policy.timeout_seconds is not None:
+            timeout = min(timeout, policy.timeout_seconds)
         max_bytes = s.max_output_bytes
         if policy.max_output_bytes is not None:
             max_bytes = min(max_bytes, policy.max_output_bytes)
@@ -74,7 +69,7 @@ class SQLiteExecutor:
         message = {"op": "run", "sql": query, "params": params, "rules": _rules_dict(rules),
                    "max_rows": s.max_rows, "max_bytes": max_bytes,
                    "write": operation == "execute"}
-        return await connection.run(message, timeout=timeout, give_up_waiting=give_up_waiting)
+        return await connection.run(message, timeout=timeout, context=context)
 
     @staticmethod
     def _rules(operation: str, connection: SQLiteConnection, policy: Any) -> Rules:

@@ -2,10 +2,13 @@
 
 A connection runs its statements in at most ``size`` worker processes. A call that finds
 them all busy waits in a first-come-first-served queue of at most ``max_waiting`` calls;
-one more is refused at once (:class:`SQLiteBusyError`). A waiting call gives up at its own
-deadline: the time it waits counts against its timeout, and the call's result or error
-says how long it waited and behind how many calls. A worker killed at a deadline leaves
-the pool; the next call that needs one starts a fresh process.
+one more is refused at once (:class:`SQLiteBusyError`, a
+:class:`~agently_core.queueing.ResourceBusy`). A waiting call gives up at its own
+deadline: the time it waits counts against its timeout, and its ticket reports the wait
+once (:attr:`Ticket.report`), which the connection passes on to the call's
+``ActionContext`` (``queued``, ``queued_s``: the record's ``meta["queued_ms"]`` and the
+dispatcher's timeout message). A worker killed at a deadline leaves the pool; the next
+call that needs one starts a fresh process.
 
 Everything here is synchronous and thread-safe: the connection calls it from worker
 threads, and from the event loop only for the non-blocking :meth:`WorkerPool.admit`.
@@ -20,11 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agently_core.errors import ActionError
+from agently_core.queueing import ResourceBusy
 
 from .worker import Worker
 
 
-class SQLiteBusyError(ActionError):
+class SQLiteBusyError(ResourceBusy):
     """Every worker is busy and the queue is full: the call was not even queued."""
 
 
@@ -32,7 +36,7 @@ class SQLiteTimeoutError(ActionError):
     """A statement was stopped (or its wait for a worker ended) at its deadline."""
 
 
-class PoolClosed(ActionError):
+class SQLiteClosedError(ActionError):
     """The connection was closed."""
 
 
@@ -45,9 +49,13 @@ class Ticket:
     admitted: float = field(default_factory=time.monotonic)
     #: Calls running and waiting ahead of it when it had to queue (``None``: it did not).
     ahead: tuple[int, int] | None = None
-    #: Seconds it waited for a worker (set once it has one).
+    #: Seconds it waited for a worker (set once it has one, or gave up).
     waited: float = 0.0
     withdrawn: bool = False
+    #: Called once, under the pool's lock, with the seconds waited and whether the call
+    #: got a worker, when a call that had to queue stops waiting (``None``: nobody asks).
+    report: Callable[[float, bool], None] | None = None
+    settled: bool = False
 
 
 def queue_note(ticket: Ticket) -> str:
@@ -58,6 +66,16 @@ def queue_note(ticket: Ticket) -> str:
     ahead = f", {waiting} call{'s' if waiting != 1 else ''} ahead" if waiting else ""
     return (f"after waiting {ticket.waited:.2f}s for the connection ({running} "
             f"statement{'s' if running != 1 else ''} running{ahead})")
+
+
+def _settle(ticket: Ticket, now: float, served: bool) -> None:
+    """Record the end of ``ticket``'s wait, once (the pool's lock is held)."""
+    if ticket.settled:
+        return
+    ticket.settled = True
+    ticket.waited = now - ticket.admitted
+    if ticket.ahead is not None and ticket.report is not None:
+        ticket.report(ticket.waited, served)
 
 
 class WorkerPool:
@@ -98,20 +116,22 @@ class WorkerPool:
         ticket = self.admit(give_up_at=time.monotonic() + 3600)
         self.release(self.acquire(ticket))
 
-    def admit(self, give_up_at: float) -> Ticket:
+    def admit(self, give_up_at: float,
+              report: Callable[[float, bool], None] | None = None) -> Ticket:
         """Take a place in the queue, without waiting; :class:`SQLiteBusyError` when it is
-        full, :class:`PoolClosed` when the connection is closed."""
+        full, :class:`SQLiteClosedError` when the connection is closed. ``ticket.ahead`` is
+        set when the call has to wait."""
         with self._cond:
             if self.closed:
-                raise PoolClosed("the database connection is closed")
-            ticket = Ticket(give_up_at=give_up_at)
+                raise SQLiteClosedError("the database connection is closed")
+            ticket = Ticket(give_up_at=give_up_at, report=report)
             if self._queue or not self._free():
                 running = len(self._busy) + self._starting
                 if len(self._queue) >= self.max_waiting:
                     raise SQLiteBusyError(
                         f"the database connection is busy: {running} statement(s) running "
                         f"and {len(self._queue)} call(s) already waiting, the most allowed; "
-                        "try again later")
+                        "nothing ran, try again later")
                 ticket.ahead = (running, len(self._queue))
             self._queue.append(ticket)
             return ticket
@@ -123,6 +143,7 @@ class WorkerPool:
             if ticket in self._queue:
                 self._queue.remove(ticket)
                 ticket.withdrawn = True
+                _settle(ticket, time.monotonic(), False)
                 self._cond.notify_all()
 
     def acquire(self, ticket: Ticket) -> Worker:
@@ -130,13 +151,14 @@ class WorkerPool:
         with self._cond:
             while True:
                 if self.closed or ticket.withdrawn or ticket.abort.is_set():
+                    _settle(ticket, time.monotonic(), False)
                     self._leave(ticket)
                     if self.closed:
-                        raise PoolClosed("the database connection was closed")
+                        raise SQLiteClosedError("the database connection was closed")
                     raise ActionError("the call was cancelled while waiting for the database")
                 if self._queue and self._queue[0] is ticket and self._free():
                     self._queue.popleft()
-                    ticket.waited = time.monotonic() - ticket.admitted
+                    _settle(ticket, time.monotonic(), True)
                     self._cond.notify_all()
                     if self._idle:
                         worker = self._idle.pop()
@@ -146,10 +168,11 @@ class WorkerPool:
                     break
                 now = time.monotonic()
                 if now >= ticket.give_up_at:
+                    _settle(ticket, now, False)
                     self._leave(ticket)
-                    ticket.waited = now - ticket.admitted
                     raise SQLiteTimeoutError(f"timed out {queue_note(ticket)}; the wait "
-                                             "counts against the call's timeout")
+                                             "counts against the call's timeout; it never "
+                                             "started")
                 self._cond.wait(min(0.05, ticket.give_up_at - now))
         try:
             worker = self._start()
@@ -165,7 +188,7 @@ class WorkerPool:
                 return worker
             self._cond.notify_all()
         worker.finish()
-        raise PoolClosed("the database connection was closed")
+        raise SQLiteClosedError("the database connection was closed")
 
     def _leave(self, ticket: Ticket) -> None:
         if ticket in self._queue:
@@ -210,5 +233,11 @@ class WorkerPool:
         return True
 
 
-__all__ = ["PoolClosed", "SQLiteBusyError", "SQLiteTimeoutError", "Ticket", "WorkerPool",
-           "queue_note"]
+__all__ = [
+    "SQLiteBusyError",
+    "SQLiteClosedError",
+    "SQLiteTimeoutError",
+    "Ticket",
+    "WorkerPool",
+    "queue_note",
+]

@@ -43,7 +43,14 @@ import anyio.to_thread
 
 from agently_core.errors import ActionError, AgentlyError
 
-from .pool import PoolClosed, SQLiteBusyError, SQLiteTimeoutError, Ticket, WorkerPool, queue_note
+from .pool import (
+    SQLiteBusyError,
+    SQLiteClosedError,
+    SQLiteTimeoutError,
+    Ticket,
+    WorkerPool,
+    queue_note,
+)
 from .worker import KILL_GRACE, Worker, WorkerGone
 
 DEFAULTS: dict[str, Any] = {
@@ -170,6 +177,8 @@ class SQLiteConnection:
         self.read_only = settings.read_only
         check_database(settings.database, settings.read_only)
         self._config = worker_config(settings)
+        #: What a waiting call waits for (the dispatcher's timeout message names it).
+        self.description = f"the SQLite connection to {settings.database.name}"
         self.pool = WorkerPool(self._start_worker,
                                size=READ_WORKERS if settings.read_only else WRITE_WORKERS,
                                max_waiting=MAX_WAITING)
@@ -195,16 +204,23 @@ class SQLiteConnection:
 
     # -- running statements ------------------------------------------------------------------
     async def run(self, message: dict[str, Any], *, timeout: float,
-                  give_up_waiting: float | None = None) -> dict[str, Any]:
+                  context: Any = None) -> dict[str, Any]:
         """Run one request (see :mod:`agently_core_sqlite.child`) in a worker, stopped at
-        ``timeout`` seconds from now; a call that must queue stops waiting after
-        ``give_up_waiting`` seconds (default: ``timeout``). Returns the result; raises an
-        :class:`ActionError` for anything else. A cancelled caller (the dispatcher's
-        timeout) leaves the queue, or stops its statement, at once."""
-        now = time.monotonic()
-        deadline = now + timeout
-        wait_limit = timeout if give_up_waiting is None else min(give_up_waiting, timeout)
-        ticket = self.pool.admit(give_up_at=now + wait_limit)
+        ``timeout`` seconds from now, waiting included. Returns the result; raises an
+        :class:`ActionError` for anything else. A call that has to wait says so on
+        ``context`` (the call's ``ActionContext``: ``queued``, ``queued_for``,
+        ``queued_s``). A cancelled caller (the dispatcher's timeout) leaves the queue, or
+        stops its statement, at once."""
+        deadline = time.monotonic() + timeout
+        report = None
+        if context is not None:
+            def report(waited: float, served: bool) -> None:
+                context.queued_s += waited
+                if served:
+                    context.queued = False
+        ticket = self.pool.admit(give_up_at=deadline, report=report)
+        if ticket.ahead is not None and context is not None:
+            context.queued, context.queued_for = True, self.description
         try:
             return await anyio.to_thread.run_sync(self._call, message, deadline, timeout,
                                                   ticket, abandon_on_cancel=True)
@@ -220,8 +236,8 @@ class SQLiteConnection:
                                    until=deadline + KILL_GRACE, abort=ticket.abort)
         except WorkerGone as exc:
             if self.pool.closed:
-                raise PoolClosed("the database connection was closed while the statement "
-                                 "ran") from None
+                raise SQLiteClosedError("the database connection was closed while the "
+                                        "statement ran") from None
             if exc.timed_out:
                 raise SQLiteTimeoutError(
                     f"the statement was stopped at its {timeout:g}s timeout"
@@ -231,10 +247,7 @@ class SQLiteConnection:
         finally:
             self.pool.release(worker)
         if reply.get("ok"):
-            result = reply["result"]
-            if ticket.ahead is not None:
-                result["queued_seconds"] = round(ticket.waited, 3)
-            return result
+            return reply["result"]
         error = str(reply.get("error") or "the statement failed")
         if reply.get("type") == "SQLiteTimeoutError":
             raise SQLiteTimeoutError(error + _waited(ticket))
@@ -292,5 +305,5 @@ class SQLiteProvider:
 
 
 __all__ = ["CONFIG_KEYS", "DEFAULTS", "MAX_WAITING", "READ_WORKERS", "WRITE_WORKERS",
-           "SQLiteBusyError", "SQLiteConfigError", "SQLiteConnection", "SQLiteProvider",
+           "SQLiteBusyError", "SQLiteClosedError", "SQLiteConfigError", "SQLiteConnection", "SQLiteProvider",
            "SQLiteTimeoutError", "Settings", "check_database", "settings"]

@@ -304,11 +304,19 @@ def test_one_slow_call_does_not_time_out_the_others(make_agent, database) -> Non
     assert slow.status == "failed" and slow.error_type == "SQLiteTimeoutError"
 
 
+def said_it_waited(record: Any) -> bool:
+    """The dispatcher's timeout while queued, or the connection's own, says so."""
+    return ("while it waited for the SQLite connection to shop.db" in record.error
+            and "never started" in record.error) or (
+        "after waiting" in record.error and "counts against" in record.error
+        and "never started" in record.error)
+
+
 def test_a_queued_call_is_told_how_long_it_waited(make_agent, database) -> None:
-    """Both workers busy: a call waits, then runs; its result says it queued. A call that
-    did not queue has no such key."""
+    """Both workers busy: a call waits, then runs; its record says how long it queued. A
+    call that did not queue says nothing of the sort."""
     agent = make_agent().enable_sqlite(database=str(database), timeout=10)
-    assert "queued_seconds" not in query(agent, COUNT).result
+    assert "queued_ms" not in query(agent, COUNT).meta
 
     async def scenario() -> tuple[list[Any], Any]:
         slow: list[Any] = []
@@ -328,7 +336,7 @@ def test_a_queued_call_is_told_how_long_it_waited(make_agent, database) -> None:
     slow, waiting = anyio.run(scenario)
     assert [r.status for r in slow] == ["failed", "failed"]
     assert waiting.ok and waiting.result["rows"] == [[50]], waiting.error
-    assert 0.2 < waiting.result["queued_seconds"] < 1.5, waiting.result
+    assert 200 < waiting.meta["queued_ms"] < 1500, waiting.meta
 
 
 def test_the_wait_counts_against_the_deadline_and_the_error_says_so(make_agent,
@@ -351,9 +359,34 @@ def test_the_wait_counts_against_the_deadline_and_the_error_says_so(make_agent,
         return waiting
 
     waiting = anyio.run(scenario)
+    assert waiting.status == "failed", waiting.result
+    assert waiting.error_type in ("TimeoutError", "SQLiteTimeoutError"), waiting.error
+    assert said_it_waited(waiting), waiting.error
+    assert waiting.meta["queued_ms"] >= 500, waiting.meta
+
+
+def test_a_call_that_waits_past_the_connection_timeout_says_so(make_agent, database) -> None:
+    """No policy timeout: the connection's own deadline ends the wait, with its own error
+    naming what was ahead. (Every call of the connection has the same timeout and waits
+    count against it, so a call ahead always reaches its deadline first; the waiting call
+    times out in the queue only while the slow steps ahead are being killed, 0.15 s after
+    their deadline: it comes 0.05 s after them.)"""
+    agent = make_agent().enable_sqlite(database=str(database), timeout=0.8)
+
+    async def scenario() -> Any:
+        async with anyio.create_task_group() as group:
+            for _ in range(2):
+                group.start_soon(agent.action.async_execute_action, "query_sqlite",
+                                 {"query": INSTR})
+            await anyio.sleep(0.05)
+            return await agent.action.async_execute_action("query_sqlite", {"query": COUNT})
+
+    waiting = anyio.run(scenario)
     assert waiting.status == "failed" and waiting.error_type == "SQLiteTimeoutError"
-    assert "after waiting 0.5" in waiting.error and "2 statements running" in waiting.error
-    assert "counts against" in waiting.error
+    assert "after waiting 0.8" in waiting.error, waiting.error
+    assert "(2 statements running)" in waiting.error, waiting.error
+    assert said_it_waited(waiting), waiting.error
+    assert waiting.meta["queued_ms"] >= 750
 
 
 def test_the_queue_is_bounded(make_agent, database) -> None:
@@ -386,6 +419,7 @@ def test_the_queue_is_bounded(make_agent, database) -> None:
     records, refused, took = anyio.run(scenario)
     assert refused.status == "failed" and refused.error_type == "SQLiteBusyError"
     assert f"{MAX_WAITING} call(s) already waiting" in refused.error
+    assert "nothing ran" in refused.error
     assert took < 0.1
     assert len(records) == READ_WORKERS + MAX_WAITING
     assert query(agent, COUNT).ok
