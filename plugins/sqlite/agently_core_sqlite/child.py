@@ -112,8 +112,9 @@ class Database:
             try:
                 conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
             except sqlite3.DatabaseError as exc:
+                why = HOT_JOURNAL if _hot_journal(exc) else str(exc)
                 raise Refused(f"{config['database']!r} is not a usable SQLite database: "
-                              f"{exc}", "SQLiteConfigError") from None
+                              f"{why}", "SQLiteConfigError") from None
             for table in WARM_TABLES:
                 try:
                     conn.execute(f'SELECT * FROM "{table}" LIMIT 0').fetchall()
@@ -241,6 +242,17 @@ def _run_statement(conn: sqlite3.Connection, query: str, params: Any, max_rows: 
     return result
 
 
+#: SQLITE_READONLY_ROLLBACK: a read-only connection found a hot journal.
+_READONLY_ROLLBACK = 776
+HOT_JOURNAL = ("the file has a hot journal, left by a write that was interrupted, and a "
+               "read-only connection cannot roll it back (opening the file read-write, as "
+               "execute_sqlite or any other writer does, rolls it back)")
+
+
+def _hot_journal(exc: BaseException) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == _READONLY_ROLLBACK
+
+
 def _error(exc: BaseException, call: _Call, timeout: float, query: str,
            cancelled: bool) -> Refused:
     """A clear error for anything a statement raised."""
@@ -264,6 +276,8 @@ def _error(exc: BaseException, call: _Call, timeout: float, query: str,
     if isinstance(exc, sqlite3.ProgrammingError) and "one statement" in str(exc):
         return Refused("only one SQL statement per call is allowed")
     if isinstance(exc, (sqlite3.Error, sqlite3.Warning)):
+        if _hot_journal(exc):
+            return Refused(f"SQL error: {HOT_JOURNAL}")
         if "out of memory" in str(exc).lower():
             return Refused("the statement ran out of memory (SQLite's heap limit, "
                            "heap_limit_bytes, stopped it)")

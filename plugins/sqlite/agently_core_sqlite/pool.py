@@ -195,16 +195,41 @@ class WorkerPool:
             self._queue.remove(ticket)
             self._cond.notify_all()
 
-    def release(self, worker: Worker) -> None:
-        """Give a worker back; a dead one leaves the pool (and the queue moves on)."""
+    def release(self, worker: Worker, *, replace: bool = False) -> None:
+        """Give a worker back; a dead one leaves the pool (and the queue moves on). With
+        ``replace``, a dead one is replaced before this returns: a read-write worker
+        killed in the middle of a write leaves a hot journal, which only a read-write
+        connection rolls back (a fresh worker does as it opens the file), and until then
+        read-only connections to the file fail."""
+        restart = False
         with self._cond:
             self._busy.discard(worker)
             keep = worker.alive and not self.closed
             if keep:
                 self._idle.append(worker)
+            elif replace and not self.closed:
+                self._starting += 1  # the queue waits for the replacement
+                restart = True
             self._cond.notify_all()
         if not keep:
             worker.kill()
+        if restart:
+            self._replace()
+
+    def _replace(self) -> None:
+        fresh: Worker | None
+        try:
+            fresh = self._start()
+        except Exception:
+            fresh = None  # the next call starts one, and reports what is wrong
+        with self._cond:
+            self._starting -= 1
+            if fresh is not None and not self.closed:
+                self._idle.append(fresh)
+                fresh = None
+            self._cond.notify_all()
+        if fresh is not None:
+            fresh.finish()
 
     def idle_worker(self) -> Worker | None:
         """An idle worker, taken as busy, if there is one and nobody is waiting."""

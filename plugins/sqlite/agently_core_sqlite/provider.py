@@ -245,7 +245,7 @@ class SQLiteConnection:
                     "process was killed (the next call gets a fresh one)") from None
             raise ActionError(f"{exc}; the next call gets a fresh worker") from None
         finally:
-            self.pool.release(worker)
+            self.pool.release(worker, replace=not self.read_only)
         if reply.get("ok"):
             return reply["result"]
         error = str(reply.get("error") or "the statement failed")

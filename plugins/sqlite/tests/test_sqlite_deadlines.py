@@ -11,6 +11,7 @@ step to its deadline plus half a second, and check that the connection, the next
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -423,3 +424,54 @@ def test_the_queue_is_bounded(make_agent, database) -> None:
     assert took < 0.1
     assert len(records) == READ_WORKERS + MAX_WAITING
     assert query(agent, COUNT).ok
+
+
+# -- a write cut off by a kill ---------------------------------------------------------------
+def _big(path: Path, rows: int = 5000) -> Path:
+    """``big(id, v)`` with ``rows`` 1 kB blobs: a write to all of it spills SQLite's page
+    cache into the file before it commits."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, v BLOB)")
+    conn.executemany("INSERT INTO big (v) VALUES (zeroblob(1000))", [()] * rows)
+    conn.commit()
+    conn.close()
+    return path
+
+
+UNTOUCHED = "SELECT count(*) FROM big WHERE v = zeroblob(1000)"
+
+
+def test_a_killed_write_is_rolled_back_before_anyone_reads(make_agent, tmp_path: Path) -> None:
+    """The worker is killed after the write spilled into the file: a hot journal. The
+    write's record comes once a fresh read-write worker has rolled it back, so the
+    read-only connection (which could not roll it back) reads the old rows."""
+    (tmp_path / "db").mkdir()
+    db = _big(tmp_path / "db" / "big.db")
+    agent = make_agent(approval_handler="auto_approve")
+    agent.enable_sqlite(database=str(db), read_only=False, timeout=1.0)
+    slow = ("UPDATE big SET v = CASE WHEN id < 4990 THEN randomblob(1000) ELSE (SELECT "
+            f"instr(h, substr(h, 1, 1048576) || 'b') FROM {H4}) END")
+    record, elapsed = timed(agent.action.execute_action, "execute_sqlite", {"query": slow})
+    assert record.status == "failed" and record.error_type == "SQLiteTimeoutError"
+    assert elapsed < 1.0 + MARGIN, f"the record came {elapsed:.2f}s after the call"
+    assert sorted(p.name for p in db.parent.iterdir()) == ["big.db"]  # rolled back
+    read = query(agent, UNTOUCHED)
+    assert read.ok and read.result["rows"] == [[5000]], read.error
+    agent.close()
+
+
+def test_a_hot_journal_left_by_another_program_is_a_clear_error(make_agent, tmp_path: Path
+                                                                ) -> None:
+    db = _big(tmp_path / "big.db")
+    crash = ("import os, sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+             "c.execute('BEGIN'); c.execute('UPDATE big SET v = randomblob(1000)'); "
+             "os._exit(0)")  # dies in the middle of its transaction
+    subprocess.run([sys.executable, "-c", crash, str(db)], check=True)
+    assert (tmp_path / "big.db-journal").exists()
+    agent = make_agent().enable_sqlite(database=str(db))
+    record = query(agent, UNTOUCHED)
+    assert record.status == "failed" and "hot journal" in record.error, record.error
+    assert "read-only connection cannot roll it back" in record.error
+    sqlite3.connect(db).execute("SELECT count(*) FROM big").fetchall()  # a writer opens it
+    after = query(agent, UNTOUCHED)
+    assert after.ok and after.result["rows"] == [[5000]], after.error
