@@ -69,6 +69,7 @@ def _artifact_bytes(context: Any) -> int:
 
 def _call_error(exc: Exception, tool: str, server: str, connection: McpConnection) -> ActionError:
     from mcp.shared.exceptions import MCPError
+    from mcp_types import PARSE_ERROR
 
     leaf = _leaf(exc)
     if _is_closed(leaf):
@@ -77,7 +78,10 @@ def _call_error(exc: Exception, tool: str, server: str, connection: McpConnectio
         if tail:
             message += f"; its stderr ends with: {tail}"
         return ActionError(message + " (the next call starts a new session)")
-    if isinstance(leaf, MCPError) and leaf.code == UNREADABLE_ANSWER:
+    if isinstance(leaf, MCPError) and (leaf.code == UNREADABLE_ANSWER or (
+            leaf.code == PARSE_ERROR and leaf.message.startswith("Failed to parse"))):
+        # the client could not take the answer: too large, or unreadable (the SDK's HTTP
+        # transport words the second as a parse error)
         return ActionError(f"MCP tool {tool!r} of {server!r} failed: {leaf.message}")
     if isinstance(leaf, MCPError):
         detail = {"code": leaf.code, "message": leaf.message}

@@ -13,8 +13,11 @@ class McpSessionProvider:
 
     Requirement config (written by ``use_mcp``): ``transport`` (``stdio``, ``http``,
     ``sse``), ``command``/``args``/``env``/``cwd`` or ``url``/``headers``, ``label``,
-    ``start_timeout``, ``ping_interval``, ``ping_timeout``. ``env`` and ``headers`` values
-    are secrets: agently-core masks them wherever they would appear.
+    ``start_timeout``, ``ping_interval``, ``ping_timeout``, ``max_result_bytes`` (the largest
+    message the server may send) and ``max_tools`` (the largest tool listing, checked by
+    the stdio reader). ``env`` and ``headers`` values are secrets: agently-core masks them
+    wherever they would appear. A stdio server runs under a subreaper supervisor: nothing
+    it starts outlives the session (:mod:`agently_core_mcp._supervisor`).
 
     ``health_check`` is cheap on the hot path (the session is open, the stdio server's
     process runs); it sends an MCP ping when the session has been idle for

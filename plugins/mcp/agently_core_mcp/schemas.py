@@ -102,8 +102,8 @@ def regex_free_checker(schema: Mapping[str, Any]) -> Any | None:
     from referencing import Registry
 
     base = jsonschema.validators.validator_for(schema)
-    try:
-        base.check_schema(schema)
+    try:  # without format checks: they would compile the server's patterns here
+        base.check_schema(schema, format_checker=None)
     except Exception:
         return None
     keywords = dict(base.VALIDATORS)

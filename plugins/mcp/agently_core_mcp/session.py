@@ -164,19 +164,25 @@ class _Session:
         transport = self.config.get("transport")
         if transport == "stdio":
             return await self._stdio(stack)
+        from .http_limits import bounded_client_factory, response_hook
+
         headers = dict(self.config.get("headers") or {})
         url = self.config["url"]
+        limit = int(self.config.get("max_result_bytes") or DEFAULT_MAX_RESULT_BYTES)
         if transport == "sse":
             from mcp.client.sse import sse_client
 
             return await stack.enter_async_context(sse_client(
-                url, headers=headers, timeout=min(timeout, 30.0), sse_read_timeout=3600.0))
+                url, headers=headers, timeout=min(timeout, 30.0), sse_read_timeout=3600.0,
+                httpx_client_factory=bounded_client_factory(limit)))
         import httpx2
         from mcp.client.streamable_http import streamable_http_client
 
         http = await stack.enter_async_context(httpx2.AsyncClient(
-            headers=headers, timeout=httpx2.Timeout(min(timeout, 30.0), read=3600.0)))
-        return await stack.enter_async_context(streamable_http_client(url, http_client=http))
+            headers=headers, timeout=httpx2.Timeout(min(timeout, 30.0), read=3600.0),
+            event_hooks={"response": [response_hook(limit)]}))
+        return await stack.enter_async_context(streamable_http_client(
+            url, http_client=http, max_sse_event_size=limit))
 
     async def _stdio(self, stack: contextlib.AsyncExitStack) -> Any:
         from .stdio import stdio_transport

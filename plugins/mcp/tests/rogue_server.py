@@ -19,6 +19,9 @@ Every mode answers ``initialize`` (except ``silent-initialize``) and offers the 
 * ``big-result``: ``big`` returns a text of N bytes;
 * ``hang``: ``hang`` never answers (the other tools do);
 * ``deep-result``: ``nested`` answers with a result nested N levels (past any parser).
+
+``--http PORT`` as a third argument serves the same over Streamable HTTP (JSON answers to
+POSTs on ``/mcp``, no event stream) on 127.0.0.1 instead of stdio.
 """
 
 from __future__ import annotations
@@ -26,11 +29,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MODE = sys.argv[1] if len(sys.argv) > 1 else "echo"
 N = int(sys.argv[2]) if len(sys.argv) > 2 else 0
 OUT = sys.stdout.buffer
+_CAPTURE = threading.local()  # over HTTP: the answer of the request being handled
 ECHO = {"name": "echo", "description": "Echoes the message",
         "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}},
                         "required": ["message"]}}
@@ -38,11 +44,14 @@ REDOS = "^(a+)+$"
 
 
 def send(message: dict) -> None:
-    OUT.write(json.dumps(message).encode() + b"\n")
-    OUT.flush()
+    send_raw(json.dumps(message))
 
 
 def send_raw(text: str) -> None:
+    captured = getattr(_CAPTURE, "lines", None)
+    if captured is not None:
+        captured.append(text.encode())
+        return
     OUT.write(text.encode() + b"\n")
     OUT.flush()
 
@@ -88,6 +97,7 @@ def daemon(marker: str) -> int:
     """Double fork: the grandchild calls setsid and execs a sleeper with ``marker`` in its
     argv; the child exits at once, so the daemon is orphaned."""
     read, write = os.pipe()
+    started, exec_done = os.pipe()  # close-on-exec: EOF once the daemon runs its program
     child = os.fork()
     if child == 0:
         os.setsid()
@@ -101,9 +111,12 @@ def daemon(marker: str) -> int:
         os.write(write, str(grandchild).encode())
         os._exit(0)
     os.close(write)
+    os.close(exec_done)
     os.waitpid(child, 0)
     pid = int(os.read(read, 64))
     os.close(read)
+    os.read(started, 1)
+    os.close(started)
     return pid
 
 
@@ -144,32 +157,71 @@ def list_tools(ident: object, params: dict) -> None:
     send({"jsonrpc": "2.0", "id": ident, "result": {"tools": tools()}})
 
 
+def handle(message: dict) -> None:
+    method, ident = message.get("method"), message.get("id")
+    params = message.get("params") or {}
+    if ident is None:
+        return  # a notification
+    if method == "initialize":
+        if MODE == "silent-initialize":
+            return
+        send({"jsonrpc": "2.0", "id": ident, "result": {
+            "protocolVersion": params.get("protocolVersion", "2025-06-18"),
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": f"rogue-{MODE}", "version": "1"}}})
+    elif method == "tools/list":
+        list_tools(ident, params)
+    elif method == "tools/call":
+        call(ident, params.get("name"), params.get("arguments") or {})
+    elif method == "ping":
+        send({"jsonrpc": "2.0", "id": ident, "result": {}})
+    else:
+        send({"jsonrpc": "2.0", "id": ident, "error": {"code": -32601,
+                                                      "message": f"no method {method}"}})
+
+
 def main() -> None:
     for line in sys.stdin.buffer:
-        if not line.strip():
-            continue
-        message = json.loads(line)
-        method, ident = message.get("method"), message.get("id")
-        params = message.get("params") or {}
-        if ident is None:
-            continue  # a notification
-        if method == "initialize":
-            if MODE == "silent-initialize":
-                continue
-            send({"jsonrpc": "2.0", "id": ident, "result": {
-                "protocolVersion": params.get("protocolVersion", "2025-06-18"),
-                "capabilities": {"tools": {}},
-                "serverInfo": {"name": f"rogue-{MODE}", "version": "1"}}})
-        elif method == "tools/list":
-            list_tools(ident, params)
-        elif method == "tools/call":
-            call(ident, params.get("name"), params.get("arguments") or {})
-        elif method == "ping":
-            send({"jsonrpc": "2.0", "id": ident, "result": {}})
+        if line.strip():
+            handle(json.loads(line))
+
+
+class _Http(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _answer(self, status: int, body: bytes = b"", kind: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        message = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _CAPTURE.lines = []
+        try:
+            handle(message)
+        finally:
+            lines, _CAPTURE.lines = _CAPTURE.lines, None
+        if "id" not in message:
+            self._answer(202)
+        elif lines:
+            self._answer(200, lines[0])
         else:
-            send({"jsonrpc": "2.0", "id": ident, "error": {"code": -32601,
-                                                          "message": f"no method {method}"}})
+            time.sleep(3600)  # a request never answered
+
+    def do_GET(self) -> None:
+        self._answer(405)
+
+    def do_DELETE(self) -> None:
+        self._answer(200)
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 4 and sys.argv[3] == "--http":
+        ThreadingHTTPServer(("127.0.0.1", int(sys.argv[4])), _Http).serve_forever()
+    else:
+        main()

@@ -288,3 +288,83 @@ def test_a_daemon_ends_with_a_crashed_server_too(agent: Any) -> None:
     assert processes_with(marker) == []
     record = call(agent, "echo", {"message": "new session"})
     assert record.status == "success", record.error
+
+
+_ORPHAN = """
+import json, os, sys, time
+from agently_core import create_agent
+agent = create_agent()
+agent.use_mcp([sys.executable, sys.argv[1], "daemon"])
+record = agent.action.execute_action("spawn", {"marker": os.environ["DAEMON_MARKER"]})
+from agently_core_mcp.testing import connection
+print(json.dumps({"daemon": int(record.result["text"]), "server": connection(agent, "spawn").pid}),
+      flush=True)
+time.sleep(600)
+"""
+
+
+def test_nothing_outlives_a_host_that_is_killed() -> None:
+    # the host (agently-core's process) dies without closing anything: the supervisor
+    # stops the server and everything it started
+    marker = f"agently-mcp-daemon-{os.getpid()}-{time.monotonic_ns()}"
+    host = subprocess.Popen([sys.executable, "-c", _ORPHAN, str(ROGUE)],
+                            env={**os.environ, "DAEMON_MARKER": marker},
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        started = json.loads(host.stdout.readline())
+        assert processes_with(marker) == [started["daemon"]]
+        assert state(started["server"]) not in (None, "Z")
+    finally:
+        os.killpg(host.pid, signal.SIGKILL)
+        host.wait(10)
+    deadline = time.monotonic() + 10
+    while (processes_with(marker) or state(started["server"]) not in (None, "Z")) \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_with(marker) == []
+    assert state(started["server"]) in (None, "Z")
+
+
+# -- HTTP: the same bound on a message ----------------------------------------------------------
+@pytest.fixture
+def http_rogue() -> Any:
+    from agently_core_mcp.testing import free_port
+
+    made: list[subprocess.Popen[bytes]] = []
+
+    def start(mode: str, n: int = 0) -> str:
+        port = free_port()
+        made.append(subprocess.Popen([*rogue(mode, n), "--http", str(port)],
+                                     stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 10
+        import socket
+
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                return f"http://127.0.0.1:{port}/mcp"
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("the HTTP rogue server did not listen")
+
+    yield start
+    for process in made:
+        process.kill()
+        process.wait(10)
+
+
+def test_an_http_answer_over_max_result_bytes_fails_its_call(agent: Any, http_rogue: Any) -> None:
+    url = http_rogue("big-result", 40_000_000)
+    agent.use_mcp(url)
+    started = time.monotonic()
+    record = call(agent, "big", timeout=60)
+    assert time.monotonic() - started < 20
+    assert record.status == "failed"
+    assert "MCP tool 'big' of 'rogue-big-result' failed" in record.error
+    assert "over 33554432 bytes (max_result_bytes)" in record.error
+    assert call(agent, "echo", {"message": "on"}).result["text"] == "Echo: on"
+    # raised: the same answer goes through
+    agent.use_mcp(url, max_result_bytes=48 * 2**20, prefix="big_")
+    record = call(agent, "big_big", timeout=60)
+    assert record.status == "success", record.error
+    assert record.result["truncated"] is True and record.result["full_result"]["bytes"] > 40e6

@@ -19,7 +19,7 @@ from agently_core_mcp.stdio import (
     StdioReader,
     stdio_transport,
 )
-from agently_core_mcp.testing import state
+from agently_core_mcp.testing import gone, processes_with, state
 from mcp.shared.message import SessionMessage
 
 
@@ -224,6 +224,49 @@ def test_a_cancelled_caller_still_shuts_the_server_down() -> None:
 
     pid = anyio.run(main)
     assert pid and state(pid) is None
+
+
+def test_a_daemon_the_server_leaves_behind_ends_with_the_transport() -> None:
+    # the server double-forks a setsid daemon (its own session and group), then exits
+    script = ("import os, sys, time\n"
+              "started, exec_done = os.pipe()\n"  # close-on-exec: EOF once the daemon runs
+              "if os.fork() == 0:\n"
+              "    os.setsid()\n"
+              "    if os.fork() == 0:\n"
+              "        os.execv(sys.executable, [sys.executable, '-c', 'import time; "
+              "time.sleep(600)', 'stdio-daemon-marker'])\n"
+              "    os._exit(0)\n"
+              "os.close(exec_done)\n"
+              "os.wait()\n"
+              "os.read(started, 1)\n"
+              "print('ready', flush=True)\n"
+              "sys.stdin.read()\n")
+
+    async def main() -> tuple[list[int], int, int]:
+        async with stdio_transport(sys.executable, ["-c", script]) as (_, _, process):
+            assert (await process.stdout.receive()).startswith(b"ready")
+            daemons = processes_with("stdio-daemon-marker")
+            supervisor = process.supervisor
+            assert supervisor != process.pid
+        return daemons, process.pid, supervisor
+
+    daemons, server, supervisor = anyio.run(main)
+    assert len(daemons) == 1
+    assert all(gone(pid, 5) for pid in (*daemons, server, supervisor))  # reaped too
+
+
+def test_a_program_that_cannot_start_is_reported_by_the_supervisor(tmp_path: Path) -> None:
+    async def main(command: str) -> None:
+        async with stdio_transport(command, []):
+            pass
+
+    not_executable = tmp_path / "server"
+    not_executable.write_text("#!/bin/sh\n")
+    not_executable.chmod(0o644)
+    with pytest.raises(FileNotFoundError):
+        anyio.run(main, "/nonexistent/mcp-server")
+    with pytest.raises(PermissionError):
+        anyio.run(main, str(not_executable))
 
 
 def test_a_real_server_behind_a_noisy_stdout(agently_agent_factory: Any,
