@@ -154,7 +154,7 @@ class BashSandbox:
                            network=network, env={**env, "PATH": str(path)}, limits=limits,
                            ro_paths=(str(path), *allowlist.extra_read_only()), cwd=cwd,
                            rw_paths=tuple(roots), tmpdir=self.workspace["tmp"],
-                           exec_allow=(BASH, *sorted({p.real for p in allowlist.programs})),
+                           exec_allow=(BASH, *sorted({p.path for p in allowlist.programs})),
                            deadline=deadline)
 
     async def run(self, command: str, *, cwd: str, roots: Sequence[str], allowlist: Allowlist,

@@ -5,11 +5,13 @@ as the host's user, and:
 
 1. becomes a *child subreaper* (whatever the sandbox orphans is handed to it, never to the
    host's PID 1) and ends itself when the host goes (``PR_SET_PDEATHSIG``);
-2. with ``--noexec`` paths or ``--proc``, moves into a private mount namespace (as root:
-   ``unshare(CLONE_NEWNS)``; otherwise with a user namespace that maps only the host's own
-   uid) where each such path is bound onto itself ``noexec,nosuid,nodev`` (recursively), so
-   nothing written there or read from there can be executed or mapped as code, and, with
-   ``--proc``, ``/proc`` is a fresh procfs that shows only the sandbox uid's processes;
+2. with ``--noexec`` paths, ``--proc`` or ``--stage``, moves into a private mount namespace
+   (as root: ``unshare(CLONE_NEWNS)``; otherwise with a user namespace that maps only the
+   host's own uid) where each ``--noexec`` path is bound onto itself ``noexec,nosuid,nodev``
+   (recursively), so nothing written there or read from there can be executed or mapped as
+   code; with ``--proc``, ``/proc`` is a fresh procfs that shows only the sandbox uid's
+   processes; with ``--stage``, the view of an exec allowlist is built there for bubblewrap
+   (:func:`stage_view`);
 3. forks the sandbox: the child leaves the supervisor's process group, gets its resource
    limits (``--rlimit``), drops to ``--uid`` (as root: no groups, no capabilities, an empty
    bounding set, no new privileges), and, in the ``landlock`` tier, confines itself with
@@ -38,8 +40,9 @@ PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP = 1, 38, 24
 PR_SET_CHILD_SUBREAPER = 36
 CLONE_NEWNS, CLONE_NEWUSER = 0x00020000, 0x10000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
-MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC = 0x2, 0x4, 0x8
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC = 0x1, 0x2, 0x4, 0x8
 AT_FDCWD, AT_RECURSIVE = -100, 0x8000
+MNT_DETACH = 2
 SYS_MOUNT_SETATTR = 442
 DEADLINE_MARKER = "agently-core: the wall-clock limit was reached; every process was killed"
 FAILURE = "agently-core sandbox:"
@@ -74,6 +77,13 @@ class Options:
         self.cwd = ""
         #: How many of the program's arguments (after its name) are bubblewrap's options.
         self.bwrap_options = 0
+        # the staged view (bubblewrap with an exec allowlist)
+        self.stage = ""
+        self.stage_code: list[str] = []
+        self.stage_data: list[str] = []
+        self.stage_links: list[tuple[str, str]] = []
+        self.stage_points: list[str] = []
+        self.stage_tops: list[str] = []
         # the landlock tier's confinement
         self.workdir = self.tmpdir = ""
         self.network = False
@@ -108,6 +118,19 @@ class Options:
                 self.cwd = value
             elif arg == "--bwrap-options":
                 self.bwrap_options = int(value)
+            elif arg == "--stage":
+                self.stage = value
+            elif arg == "--stage-code":
+                self.stage_code.append(value)
+            elif arg == "--stage-data":
+                self.stage_data.append(value)
+            elif arg == "--stage-link":  # LINK=TARGET (a link path never holds "=")
+                link, _, target = value.partition("=")
+                self.stage_links.append((link, target))
+            elif arg == "--stage-point":
+                self.stage_points.append(value)
+            elif arg == "--stage-top":
+                self.stage_tops.append(value)
             elif arg == "--workdir":
                 self.workdir = value
             elif arg == "--tmpdir":
@@ -127,8 +150,10 @@ class Options:
         if not self.program or self.tier not in ("bubblewrap", "landlock", "trusted_local"):
             raise OSError("usage: _supervise.py [--tier T] [--uid N] [--deadline-at T] "
                           "[--rlimit NAME=SOFT[:HARD]]... [--noexec PATH]... [--proc 0|1] "
-                          "[--cwd DIR] [landlock: --workdir DIR --tmpdir DIR --network 0|1 "
-                          "--exec-only 0|1 --read P --exec P --write P] -- argv")
+                          "[--cwd DIR] [--stage DIR --stage-code P --stage-data P "
+                          "--stage-link L=T --stage-point P --stage-top NAME] [landlock: --workdir DIR "
+                          "--tmpdir DIR --network 0|1 --exec-only 0|1 --read P --exec P "
+                          "--write P] -- argv")
         if self.tier == "landlock" and not self.workdir:
             raise OSError("the landlock tier needs --workdir")
 
@@ -160,6 +185,72 @@ def private_mounts(libc: ctypes.CDLL, noexec: list[str], proc: bool) -> None:
     if proc:
         _check(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                           b"hidepid=invisible,subset=pid"), "mounting a private /proc")
+
+
+def new_stage(parent: str) -> str:
+    """A new, empty directory in ``parent`` for the view, named after this process (so
+    that one left by a supervisor that was killed can be told from a live one's)."""
+    with open("/proc/self/stat") as handle:
+        started = handle.read().rsplit(")", 1)[1].split()[19]
+    for _ in range(100):
+        path = os.path.join(parent, f".view-{os.getpid()}-{started}-{os.urandom(4).hex()}")
+        try:
+            os.mkdir(path, 0o711)
+        except FileExistsError:
+            continue
+        return path
+    raise OSError(f"cannot make a directory for the view in {parent}")
+
+
+def drop_stage(libc: ctypes.CDLL, stage: str) -> None:
+    """Unmount (in the private namespace) and remove the view's directory."""
+    libc.umount2(os.fsencode(stage), MNT_DETACH)
+    try:
+        os.rmdir(stage)
+    except OSError:
+        pass
+
+
+def stage_view(libc: ctypes.CDLL, options: Options) -> None:
+    """Build the view an exec allowlist gives bubblewrap, in the private mount namespace:
+    a tmpfs at ``options.stage`` (a new directory in ``--stage``, which the supervisor
+    removes when it is done: :func:`new_stage`) holding, at their own paths, the code
+    files (bound as they are), the data files and trees (bound ``noexec``), the symbolic
+    links on the way, and empty mount points for what bubblewrap binds inside it; then all
+    of it read-only. bubblewrap
+    binds its few top directories: one bind per file of its own would cost it a scan of
+    the whole mount table each, which grows with every bind."""
+    stage = options.stage
+    _check(libc.mount(b"tmpfs", os.fsencode(stage), b"tmpfs", MS_NOSUID | MS_NODEV,
+                      b"mode=0755,size=1m"), f"mounting the view at {stage}")
+
+    def place(path: str, directory: bool) -> bytes:
+        target = stage + path
+        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+        if directory:
+            os.makedirs(target, mode=0o755, exist_ok=True)
+        elif not os.path.lexists(target):
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+        return os.fsencode(target)
+
+    for link, target in options.stage_links:
+        os.makedirs(os.path.dirname(stage + link), mode=0o755, exist_ok=True)
+        os.symlink(target, stage + link)
+    noexec = MountAttr(MOUNT_ATTR_NOEXEC | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, 0, 0)
+    for path, data in [*((p, False) for p in options.stage_code),
+                       *((p, True) for p in options.stage_data)]:
+        raw = os.fsencode(path)
+        dest = place(path, os.path.isdir(path))
+        _check(libc.mount(raw, dest, None, MS_BIND | MS_REC, None), f"binding {path} into the view")
+        if data:
+            _check(libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, dest, AT_RECURSIVE,
+                                ctypes.byref(noexec), ctypes.sizeof(noexec)),
+                   f"mounting {path} noexec in the view")
+    for path in options.stage_points:
+        place(path, os.path.isdir(path))
+    frozen = MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, 0, 0)
+    _check(libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, os.fsencode(stage), AT_RECURSIVE,
+                        ctypes.byref(frozen), ctypes.sizeof(frozen)), "making the view read-only")
 
 
 # -- the sandbox's first process -------------------------------------------------------------
@@ -216,18 +307,20 @@ def start_program(options: Options, libc: ctypes.CDLL) -> None:
         resource.setrlimit(number, (soft, hard))
     program = options.program
     if options.bwrap_options:
-        program = bwrap_through_fd(program, options.bwrap_options)
+        view = [arg for top in options.stage_tops
+                for arg in ("--ro-bind", f"{options.stage}/{top}", f"/{top}")]
+        program = bwrap_through_fd(program, options.bwrap_options, view)
     # the program dies with the supervisor (set last: a change of identity clears it)
     _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
     os.execvpe(program[0], program, env)
 
 
-def bwrap_through_fd(program: list[str], count: int) -> list[str]:
-    """bubblewrap's first ``count`` options moved into a file it reads (``--args FD``) and
-    closes: its command line, which the sandbox sees as ``/proc/1/cmdline``, shows neither
-    the view nor the environment."""
+def bwrap_through_fd(program: list[str], count: int, first: list[str]) -> list[str]:
+    """bubblewrap's first ``count`` options, after the ``first`` ones (the view's binds),
+    moved into a file it reads (``--args FD``) and closes: its command line, which the
+    sandbox sees as ``/proc/1/cmdline``, shows neither the view nor the environment."""
     fd = os.memfd_create("bwrap-args", 0)
-    data = b"".join(os.fsencode(arg) + b"\0" for arg in program[1:1 + count])
+    data = b"".join(os.fsencode(arg) + b"\0" for arg in [*first, *program[1:1 + count]])
     while data:
         data = data[os.write(fd, data):]
     os.lseek(fd, 0, os.SEEK_SET)
@@ -282,14 +375,15 @@ def finish(uid: int | None, group: int) -> None:
         pass
     end = time.monotonic() + 5.0
     while True:
-        for pid in _pids_of(uid) if uid is not None else _orphans():
+        left = _pids_of(uid) if uid is not None else _orphans()
+        for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        if _reaped_all() or time.monotonic() > end:
+        if (_reaped_all() and not left) or time.monotonic() > end:
             return
-        time.sleep(0.002)
+        signal.sigtimedwait([signal.SIGCHLD], 0.002)  # a child's end, or a short pause
 
 
 def _exit_like(status: int) -> None:
@@ -344,8 +438,15 @@ def main(argv: list[str]) -> None:
     _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
     if os.getppid() != parent:  # the host went before we could notice
         os._exit(1)
-    if options.noexec or options.proc:
+    if options.noexec or options.proc or options.stage:
         private_mounts(libc, options.noexec, options.proc)
+    if options.stage:
+        options.stage = new_stage(options.stage)
+        try:
+            stage_view(libc, options)
+        except BaseException:
+            drop_stage(libc, options.stage)
+            raise
     child = os.fork()
     if child == 0:
         try:
@@ -363,6 +464,8 @@ def main(argv: list[str]) -> None:
     os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     status, stopped = wait_for(child, options.deadline_at)
     finish(options.uid, child)
+    if options.stage:
+        drop_stage(libc, options.stage)
     if stopped == "deadline":
         os.write(2, f"\n{DEADLINE_MARKER}\n".encode())
         os._exit(137)

@@ -10,9 +10,11 @@ its allowed programs, resolved on the host once per distinct list (and per progr
   as code, never executed.
 * ``data``: system data they read (locales, time zones, the ``file`` magic, the loader's
   cache): readable only, and mounted ``noexec`` by the sandbox.
-* ``links``: every symbolic link on the way to the above (``/bin`` -> ``usr/bin``,
-  ``/usr/bin/sh`` -> ``dash``), so that a view holding only these files resolves the same
-  names as the host.
+* ``links``: every symbolic link on the way to the above (``/usr/bin/sh`` -> ``dash``) and
+  the top-level links of a merged ``/usr`` (``/bin`` -> ``usr/bin``), so that a view
+  holding only these files resolves the same names as the host. An allowed program is
+  best given by the path it is run as (``/usr/bin/sh``, not ``/usr/bin/dash``): that name
+  is then in the view too.
 
 Nothing else of the host's system trees is in the view: no other program is readable, so
 the loader run by hand (``ld.so /usr/bin/id``) has nothing to map either.
@@ -35,6 +37,9 @@ SYSTEM_DATA = (
     "/usr/share/locale/locale.alias", "{libdir}/gconv", "/usr/share/file", "/usr/lib/file",
     "/usr/share/misc/magic", "/usr/share/misc/magic.mgc", "/etc/magic", "/etc/magic.mime",
 )
+#: Top-level links of a merged-/usr system (``/bin`` -> ``usr/bin``), kept in every view
+#: where the host has them, so that a program's conventional paths (``/bin/sh``) resolve.
+TOP_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 PT_INTERP = 3
 #: How many ``#!`` interpreters may follow each other (the kernel allows a few).
 MAX_SCRIPT_DEPTH = 4
@@ -223,6 +228,9 @@ def exec_view(allowed: tuple[str, ...]) -> ExecView:
         libraries |= closure.libraries
         links.update(closure.links)
     libraries -= programs
+    for top in TOP_LINKS:
+        if os.path.islink(top):
+            resolve_links(top, links)
     libdir = next((os.path.dirname(p) for p in libraries if os.path.basename(p).startswith("libc.so")),
                   "/usr/lib")
     data = set()

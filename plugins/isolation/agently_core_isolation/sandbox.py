@@ -50,6 +50,8 @@ from ._supervise import DEADLINE_MARKER, FAILURE
 TIERS = ("bubblewrap", "landlock", "trusted_local")
 BWRAP = shutil.which("bwrap") or "/usr/bin/bwrap"
 SUPERVISOR = Path(__file__).with_name("_supervise.py")
+#: What bubblewrap shows of the host's configuration when the network is open.
+NETWORK_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/ssl", "/etc/ca-certificates")
 #: How long the host waits for a supervisor it asked to stop before it kills it outright.
 STOP_GRACE_SECONDS = 5.0
 __all__ = ["DEADLINE_MARKER", "FAILURE"]  # re-exported: what a sandbox's stderr may carry
@@ -308,7 +310,9 @@ class Isolation:
         if tmpdir:
             supervisor += ["--tmpdir", tmpdir]
         if view is not None:
-            for path in self._noexec_paths(spec, view, tmpdir):
+            # bubblewrap's view binds the data noexec itself; Landlock reads it in place
+            for path in self._noexec_paths(spec, view, tmpdir,
+                                           data=self.tier != "bubblewrap"):
                 supervisor += ["--noexec", path]
         if self.tier == "trusted_local":
             return [*supervisor, "--cwd", cwd, "--", *spec.argv], {**env, "HOME": str(spec.workdir)}
@@ -332,16 +336,21 @@ class Isolation:
             for path in readable:
                 supervisor += ["--read", path]
             return [*supervisor, "--", *spec.argv], {**env, "HOME": str(spec.workdir)}
-        options = self._bwrap(spec, env, view, tmpdir)
+        view_args: list[str] = []
+        if view is not None:
+            staging, view_args = self._stage(spec, view)
+            supervisor += staging
+        options = self._bwrap(spec, env, view, tmpdir, view_args)
         return [*supervisor, "--bwrap-options", str(len(options)), "--", BWRAP, *options,
                 "--", *spec.argv], {}
 
     @staticmethod
-    def _noexec_paths(spec: SandboxSpec, view: Any, tmpdir: str) -> list[str]:
+    def _noexec_paths(spec: SandboxSpec, view: Any, tmpdir: str, *, data: bool) -> list[str]:
         """What the supervisor mounts noexec for an exec allowlist: every writable tree and
-        every readable one that is not code the sandbox runs."""
+        every readable one that is not code the sandbox runs (with ``data``, the view's
+        system data too)."""
         code = set(view.programs) | set(view.libraries)
-        paths = [str(spec.workdir), *spec.rw_paths, *view.data]
+        paths = [str(spec.workdir), *spec.rw_paths, *(view.data if data else ())]
         if tmpdir and not tmpdir.startswith(str(spec.workdir).rstrip("/") + "/"):
             paths.append(tmpdir)
         for path in spec.ro_paths:
@@ -356,7 +365,41 @@ class Isolation:
         return paths
 
     @staticmethod
-    def _bwrap(spec: SandboxSpec, env: Mapping[str, str], view: Any, tmpdir: str) -> list[str]:
+    def _stage(spec: SandboxSpec, view: Any) -> tuple[list[str], list[str]]:
+        """An exec allowlist's view for bubblewrap: the supervisor's options that build it
+        (:func:`._supervise.stage_view`) and have bubblewrap bind its top directories, and
+        bubblewrap's options for the links at the top (``/bin`` -> ``usr/bin``)."""
+        code = set(view.programs) | set(view.libraries)
+        top_links = {link: target for link, target in view.links if link.count("/") == 1}
+        trees = [d for d in view.data if os.path.isdir(d)]
+        tops = {path.split("/")[1] for path in (*code, *view.data)} - {n[1:] for n in top_links}
+        staging = ["--stage", str(sandbox_root())]  # the supervisor makes its directory
+        for path in sorted(code):
+            staging += ["--stage-code", path]
+        for path in view.data:
+            staging += ["--stage-data", path]
+        for link, target in view.links:
+            if link not in top_links and not any(link.startswith(t + "/") for t in trees):
+                if "=" in link:
+                    raise ValueError(f"cannot stage the link {link!r} (its name holds '=')")
+                staging += ["--stage-link", f"{link}={target}"]
+        # what bubblewrap mounts inside the view needs a mount point there
+        inner = [*spec.rw_paths, *(p for p in spec.ro_paths if os.path.realpath(p) not in code)]
+        if spec.network:
+            inner += [p for p in NETWORK_FILES if os.path.exists(p)]
+        for path in inner:
+            if path.split("/")[1] in tops:
+                staging += ["--stage-point", path]
+        args = []
+        for link, target in sorted(top_links.items()):
+            args += ["--symlink", target, link]
+        for top in sorted(tops):  # the supervisor has bubblewrap bind each from its view
+            staging += ["--stage-top", top]
+        return staging, args
+
+    @staticmethod
+    def _bwrap(spec: SandboxSpec, env: Mapping[str, str], view: Any, tmpdir: str,
+               view_args: list[str]) -> list[str]:
         """bubblewrap's options for ``spec`` (the supervisor hands them over in a file)."""
         args = ["--unshare-all", "--die-with-parent", "--new-session"]
         if view is None:
@@ -365,13 +408,7 @@ class Isolation:
                      "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin"]
         else:
             # no nested user namespace (it could mount an executable tmpfs)
-            args += ["--unshare-user", "--disable-userns"]
-            trees = [d for d in view.data if os.path.isdir(d)]
-            for link, target in view.links:
-                if not any(link.startswith(tree + "/") for tree in trees):
-                    args += ["--symlink", target, link]
-            for path in (*view.programs, *view.libraries, *view.data):
-                args += ["--ro-bind", path, path]
+            args += ["--unshare-user", "--disable-userns", *view_args]
         args += ["--proc", "/proc", "--dev", "/dev"]
         if view is not None:
             args += ["--remount-ro", "/dev"]  # no writable (and executable) /dev/shm
@@ -383,11 +420,13 @@ class Isolation:
                  "--hostname", "sandbox", "--clearenv"]
         for path in spec.rw_paths:
             args += ["--bind", path, path]
+        code = set(view.programs) | set(view.libraries) if view is not None else set()
         for path in spec.ro_paths:  # after the read-write trees: read-only inside them too
-            args += ["--ro-bind", path, path]
+            if os.path.realpath(path) not in code:  # an allowed program is in the view
+                args += ["--ro-bind", path, path]
         if spec.network:
             args += ["--share-net"]  # keeps the host's network namespace, nothing else
-            for path in ("/etc/resolv.conf", "/etc/hosts", "/etc/ssl", "/etc/ca-certificates"):
+            for path in NETWORK_FILES:
                 if os.path.exists(path):
                     args += ["--ro-bind", path, path]
         for key, value in env.items():

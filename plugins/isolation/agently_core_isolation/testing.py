@@ -114,11 +114,16 @@ def wait_gone(*markers: str, timeout: float = 1.0) -> list[tuple[int, int]]:
 
 
 def kill_processes_with(*markers: str) -> None:
-    """SIGKILL, by pid, every process that still carries one of ``markers``."""
+    """End, by pid, every process that still carries one of ``markers``: a sandbox's
+    supervisor is asked to stop (it kills and reaps its sandbox), anything else SIGKILLed."""
     for marker in markers:
         for pid, _ in processes_with(marker):
+            try:
+                supervisor = b"_supervise.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGTERM if supervisor else signal.SIGKILL)
 
 
 def describe(processes: list[tuple[int, int]]) -> list[str]:

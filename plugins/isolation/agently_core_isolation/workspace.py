@@ -35,6 +35,8 @@ FULL_MARGIN = 64 << 10
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 MNT_DETACH = 2
 _NAME = re.compile(r"^ws-(\d+)-(\d+)-")
+#: The directory a supervisor stages an exec allowlist's view in (``_supervise.new_stage``).
+_VIEW = re.compile(r"^\.view-(\d+)-(\d+)-")
 
 
 def _start_time(pid: int) -> str | None:
@@ -76,7 +78,8 @@ def _mount_points_under(root: str) -> list[str]:
 
 def sweep_stale(root: Path | None = None) -> list[str]:
     """Unmount and remove the workspaces under ``root`` (default: the sandbox root) whose
-    host process is gone; return their paths."""
+    host process is gone, and the view directories of supervisors that are gone; return
+    their paths."""
     root = root or sandbox_root()
     me = f"{os.getpid()}-{_start_time(os.getpid())}"
     swept = []
@@ -91,6 +94,12 @@ def sweep_stale(root: Path | None = None) -> list[str]:
             _unmount(point)
             shutil.rmtree(point, ignore_errors=True)
             swept.append(point)
+    for entry in os.listdir(root):  # views of supervisors that were killed: empty here
+        match = _VIEW.match(entry)
+        if match and _start_time(int(match.group(1))) != match.group(2):
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(root, entry))
+                swept.append(os.path.join(root, entry))
     return swept
 
 
