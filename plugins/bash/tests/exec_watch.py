@@ -24,7 +24,7 @@ import os
 import re
 import shlex
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,14 +77,20 @@ class Traced:
 
 @dataclass
 class Exec:
+    """One exec and its result: 0 when the program started, None when strace printed none
+    (``= ?``, or no line at all: the process died inside the call)."""
+
     pid: int
     path: str
     argv: list[str]
-    result: int | None  # 0: it started; None: not seen (counted as started)
+    result: int | None
 
-    @property
-    def started(self) -> bool:
-        return self.result is None or self.result == 0
+    def started(self, *, complete: bool) -> bool:
+        """Whether the program started. A traced process stops on its way out of every
+        traced call, and strace prints the result there, before it runs on: when strace
+        ran to the end (``complete``), an exec without a result died inside the call. Past
+        a killed run (strace may have been stopped), it counts as started."""
+        return self.result == 0 or (self.result is None and not complete)
 
 
 _CALL = re.compile(r"^(\d+)\s+(execve|execveat)\((.*)$")
@@ -97,11 +103,10 @@ def _text(hexed: str) -> str:
     return bytes.fromhex(hexed.replace("\\x", "")).decode(errors="replace")
 
 
-def _result(tail: str) -> int | None:
+def _settle(record: Exec, tail: str) -> None:
     found = _RESULT.search(tail)
-    if not found or found.group(1) == "?":
-        return None
-    return int(found.group(1))
+    if found and found.group(1) != "?":
+        record.result = int(found.group(1))
 
 
 def execs(log: Path) -> list[Exec]:
@@ -120,33 +125,75 @@ def execs(log: Path) -> list[Exec]:
             if "<unfinished ...>" in rest:
                 pending[pid] = record
             else:
-                record.result = _result(rest)
+                _settle(record, rest)
             continue
         resumed = _RESUMED.match(line)
         if resumed:
             pid = int(resumed.group(1))
             record = pending.pop(pid, None) or next(
-                (r for r in reversed(found) if r.result is None), None)  # type: ignore[assignment]
+                (r for r in reversed(found) if r.result is None), None)
             if record is not None:
-                record.result = _result(resumed.group(2))
+                _settle(record, resumed.group(2))
     return found
 
 
-def foreign(records: Sequence[Exec], line: str, allowed: set[str]) -> list[str]:
+def foreign(records: Sequence[Exec], line: str, allowed: set[str], *,
+            complete: bool) -> list[str]:
     """The programs that started after the sandbox's ``bash -c line`` and are not in
-    ``allowed`` (real paths); raises AssertionError when that bash never started."""
+    ``allowed`` (real paths); raises AssertionError when that bash never started.
+    ``complete``: the run ended by itself (nothing killed strace)."""
     start = [BASH, "--noprofile", "--norc", "-c", line]
-    first = next((i for i, r in enumerate(records) if r.argv == start and r.started), None)
+    first = next((i for i, r in enumerate(records) if r.argv == start and r.result == 0), None)
     if first is None:
         raise AssertionError(f"the sandbox's bash never started: {records}")
     bad = []
     for record in records[first + 1:]:
-        if not record.started:
+        if not record.started(complete=complete):
             continue
         real = os.path.realpath(record.path) if record.path.startswith("/") else None
         if real not in allowed:
             bad.append(f"{record.path} {record.argv[1:4]} (pid {record.pid})")
     return bad
+
+
+def interpreters(programs: Iterable[str]) -> set[str]:
+    """What the kernel must also execute to run ``programs`` (real paths), transitively:
+    the interpreter of a ``#!`` script, the loader (``PT_INTERP``) of a dynamic ELF. The
+    kernel opens them for execution too, so an exec check cannot keep them from starting
+    directly; they are the only other programs a sandbox may start."""
+    found: set[str] = set()
+    todo = [os.path.realpath(p) for p in programs]
+    seen: set[str] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        interpreter = _interpreter(path)
+        if interpreter:
+            real = os.path.realpath(interpreter)
+            found.add(real)
+            todo.append(real)
+    return found
+
+
+def _interpreter(path: str) -> str | None:
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+    if head.startswith(b"#!"):
+        words = head[2:].split(b"\n", 1)[0].split()
+        return words[0].decode() if words else None
+    if head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+        return None  # only 64-bit little-endian ELF (x86-64, arm64) is read
+    phoff = int.from_bytes(head[0x20:0x28], "little")
+    size, count = int.from_bytes(head[0x36:0x38], "little"), int.from_bytes(head[0x38:0x3a], "little")
+    for index in range(count):
+        entry = head[phoff + index * size:phoff + (index + 1) * size]
+        if len(entry) >= 0x28 and int.from_bytes(entry[0:4], "little") == 3:  # PT_INTERP
+            offset = int.from_bytes(entry[8:16], "little")
+            length = int.from_bytes(entry[0x20:0x28], "little")
+            return head[offset:offset + length].rstrip(b"\x00").decode()
+    return None
 
 
 # == the lines ==============================================================================
@@ -211,17 +258,17 @@ TEMPLATES: list[Template] = [
     Template("echo a | awk {w}", '{{print | "{t}"}}', host=True),
     Template("echo a | awk {w}", 'BEGIN{{"{t}" | getline x}}', host=True),
     Template("echo a | awk -v c={w} 'BEGIN{{print c}}'", "{t}", host=True),  # harmless
-    Template("echo a | sed {w}", "e {t}", host=True),
+    Template("echo a | sed {w}", "e {t1}", host=True),
     Template("echo a | sed -e {w}", "s|a|{t}|e", host=True),
-    Template("echo a | sed -n p{w}", ";e {t}", host=True),
-    Template("echo a | sed {w} -e p", "--expression=e {t}", host=True),
+    Template("echo a | sed -n p{w}", ";e {t1}", host=True),
+    Template("echo a | sed {w} -e p", "--expression=e {t1}", host=True),
     # the same values where the models read them as data: these run, and start nothing else
     Template("find ./{w} -maxdepth 0 -print", "-exec"),
     Template("find . -maxdepth 0 -name x -o -printf {w} -printf -printf", "-exec"),
     Template(_BIG + "sort -S 32K -T . -t {w} -k1 big -- {w}", "--compress-program={t1}"),
     Template(_AB + "diff -- {w} a", "-l"),
     Template("echo a | awk -F {w} '{{print $1}}' -", 'BEGIN{{system("{t}")}}', host=True),
-    Template("echo a | sed -n -e p -- {w}", "e {t}", host=True),
+    Template("echo a | sed -n -e p -- {w}", "e {t1}", host=True),
     Template("env -u {w} ls", "{t1}", host=True),
 ]
 
@@ -285,9 +332,10 @@ def line_strategy(root: Path, *, host: bool) -> st.SearchStrategy[str]:
                      st.integers(min_value=0, max_value=60))
 
 
-def dangerous_lines(root: Path) -> list[tuple[str, bool]]:
-    """The known-dangerous lines: the issue's, and one per template with the plainest
-    carriers; (line, needs the host-extended list)."""
+def dangerous_lines(root: Path, *, thorough: bool = True) -> list[tuple[str, bool]]:
+    """The known-dangerous lines: the issue's, and per template the plainest carriers
+    (``thorough``: three carriers and two targets, else one of each); (line, needs the
+    host-extended list)."""
     lines = [
         ('x=-exec; find . -maxdepth 0 -printf -printf "$x" /usr/bin/id ";"', False),
         ("read x <<< -exec; find . -maxdepth 0 -printf -printf \"$x\" /usr/bin/id ';'", False),
@@ -304,8 +352,8 @@ def dangerous_lines(root: Path) -> list[tuple[str, bool]]:
         ("touch lock; flock lock -c /usr/bin/id", True),
     ]
     for template in TEMPLATES:
-        for target in (TARGETS[0], TARGETS[3]):
-            for carrier in (0, 1, 7):
+        for target in (TARGETS[0], TARGETS[3]) if thorough else (TARGETS[0],):
+            for carrier in (0, 1, 7) if thorough else (0,):
                 lines.append((build(template, target, carrier, root), template.host))
     return lines
 

@@ -9,7 +9,6 @@ stopped by the analyser before anything runs (refused), the others by the sandbo
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import subprocess
@@ -19,12 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from agently_core_bash.programs import Allowlist
-from agently_core_bash.sandbox import BashSandbox
+from agently_core_bash.sandbox import BASH, BashSandbox
 from agently_core_isolation import testing
-from agently_core_isolation.sandbox import Limits, RunResult
+from agently_core_isolation.sandbox import Limits
 from agently_core_isolation.testing import TIERS, Canary, dump, got_traffic
 
 REPO = Path(__file__).resolve().parents[3]
@@ -43,15 +41,6 @@ def run(agent: Any, cmd: str, **options: Any) -> Any:
 
 def sandbox_of(agent: Any) -> BashSandbox:
     return testing.only_resource(agent, "bash")
-
-
-def run_unchecked(agent: Any, line: str) -> RunResult:
-    """``line`` run in the agent's sandbox (with its allowlist), the checker bypassed."""
-    root = str(agent.root)
-    allowlist = Allowlist.resolve(COMMANDS, roots=[root])
-    return anyio.run(functools.partial(
-        sandbox_of(agent).run, line, cwd=root, roots=[root], allowlist=allowlist,
-        limits=Limits(wall_seconds=5), network=False, env={}))
 
 
 def next_call_works(agent: Any) -> None:
@@ -337,18 +326,30 @@ def test_signal_to_host_processes(attack: Any, tier: str, markers: Any) -> None:
 
 @pytest.mark.parametrize("tier", TIERS)
 def test_awk_system_finds_no_other_program(attack: Any, tier: str, canary: Canary) -> None:
-    # an allowed program that runs others by name: the checker refuses awk's system(); run
-    # past the checker, the PATH inside holds only allowed names, and by absolute path a
-    # program runs inside the sandbox, which holds outside files away
+    # an allowed program that runs others: the checker refuses awk's system(); run past the
+    # checker (under strace), the sandbox starts nothing but allowed programs (the PATH
+    # inside holds only allowed names, and the kernel executes nothing else), and holds
+    # outside files away
+    if testing.STRACE is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("strace is missing: apt-get install strace")
+        pytest.skip("strace is not installed")
     agent = attack(tier)
     line = ("awk 'BEGIN { system(\"rm -f x; id; python3 -c 1\") }'; "
-            f"awk 'BEGIN {{ system(\"/usr/bin/rm -f {canary.file}; "
-            f"echo PWNED > {canary.dir}/pwned\") }}'")
+            f"awk 'BEGIN {{ system(\"/usr/bin/rm -f {canary.file}; /usr/bin/id; "
+            f"echo PWNED > {canary.dir}/pwned\") }}'; echo done")
     refused(run(agent, line))
     next_call_works(agent)
-    done = run_unchecked(agent, line)
-    assert "rm: not found" in done.stderr and "id: not found" in done.stderr, done
-    assert "python3: not found" in done.stderr, done
+    box, root = sandbox_of(agent), str(agent.root)
+    allowlist = Allowlist.resolve(COMMANDS, roots=[root])
+    done = testing.trace_execs(tier, box.spec(
+        line, cwd=root, roots=[root], allowlist=allowlist, limits=Limits(wall_seconds=5),
+        network=False, env={}), uid=box.uid)
+    assert done.stdout.endswith("done\n"), done.out
+    assert any(path.endswith("/awk") for path in done.started()), done.execs
+    assert done.tried("/usr/bin/rm") and done.tried("/usr/bin/id"), done.execs
+    assert done.started_outside([*(p.path for p in allowlist.programs), BASH]) == [], done.execs
+    assert "uid=" not in done.out
     assert canary.untouched()
     next_call_works(agent)
 
