@@ -6,6 +6,7 @@ programs, and the awk and sed checks against real awk and sed runs."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ from agently_core_bash.find_expr import ARITY
 from agently_core_bash.options import DIFF, SED, SORT, WRAPPERS, Options
 from agently_core_bash.package import default_commands
 from agently_core_bash.parse import Refused, parse
-from agently_core_bash.programs import Allowlist
+from agently_core_bash.programs import Allowlist, Program
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -361,3 +362,79 @@ def test_the_script_checks_see_real_commands(scratch: Path) -> None:
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
 
+
+
+# == differential: lines the checker accepts never start the stub, with real find/sort/diff ==
+_VALUES = ["-exec", "-execdir", "-ok", ";", "evil", "-printf", "-name", "--compress-program=evil",
+           "--compress-prog=evil", "--co=evil", "-l", "--pag", "-ul", "-o", "-k", "-exec evil ;",
+           "--compress-program evil", "-", "--", "./x"]
+_SETUPS = ["x={v}; ", "read -r x <<< {v}; ", "export x={v}; ", "set -- {v}; ", "touch -- {v}; ",
+           "x=$(printf %s {v}); ", "HOME={v}; ", ""]
+_WORDS = ['"$x"', "$x", '"$@"', "$*", '"$1"', "*", "./*", "[-]exec", "[-]l", "~", '"${x:-$@}"',
+          '"${x}"', "$'-exec'", "{-exec,}", "-e'x'ec", '"-l"', "evil", "';'", "\\;", "{}", "+",
+          "-exec", "-execdir", "-printf", "-fprintf", "f", "-name", "-o", "-a", "!", "\\(",
+          "\\)", "-maxdepth", "0", "-newer", ".", "--", "-print", "-L", "-S", "32K", "-T",
+          "big", "-k", "1", "-t", ",", "-l", "-u", "-I", "a", "b", "-c", "-r", '-o"$x"', "x"]
+_PROGRAMS = ["find . -maxdepth 0", "find", "seq 30000 > big; sort -S 32K -T . big",
+             "sort -S 32K -T .", "printf 'a\\n' > a; printf 'b\\n' > b; diff a b", "diff"]
+
+
+@pytest.fixture(scope="module")
+def argv_stubs() -> Iterator[tuple[Path, Allowlist]]:
+    """A PATH with a logging ``evil`` stub and the real find, sort, diff, seq, touch and
+    printf, and the allowlist of those real programs (never evil)."""
+    folder = Path(tempfile.mkdtemp(prefix="agently-bash-argv-"))
+    (folder / "evil").write_text('#!/bin/sh\necho evil >> "$STUB_LOG"\ncat > /dev/null\n')
+    (folder / "evil").chmod(0o755)
+    real = {name: shutil.which(name) for name in ("find", "sort", "diff", "seq", "touch")}
+    for name, path in real.items():
+        assert path is not None
+        (folder / name).symlink_to(path)
+    allowlist = Allowlist([Program(name, str(folder / name), os.path.realpath(path or ""))
+                           for name, path in real.items()])
+    yield folder, allowlist
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _started_evil(line: str, folder: Path) -> tuple[bool, str]:
+    with tempfile.TemporaryDirectory() as scratch:
+        log = Path(scratch) / ".log"
+        log.write_text("")
+        env = {"PATH": str(folder), "STUB_LOG": str(log), "HOME": scratch, "LANG": "C"}
+        try:
+            done = subprocess.run(["/usr/bin/bash", "--noprofile", "--norc", "-c", line],
+                                  cwd=scratch, env=env, stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, timeout=10)
+            out = done.stdout + done.stderr
+        except subprocess.TimeoutExpired:
+            out = ""
+        # diff -l pipes its output through pr, whose page header says "Page 1"
+        return bool(log.read_text()) or "Page 1" in out, out
+
+
+@settings(max_examples=800, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.sampled_from(_SETUPS), st.sampled_from(_VALUES), st.sampled_from(_PROGRAMS),
+       st.lists(st.sampled_from(_WORDS), min_size=1, max_size=6))
+def test_no_argument_trick_the_checker_accepts_starts_a_program(
+        argv_stubs: tuple[Path, Allowlist], setup: str, value: str, program: str,
+        words: list[str]) -> None:
+    folder, allowlist = argv_stubs
+    line = setup.format(v=_quote(value)) + program + " " + " ".join(words)
+    try:
+        check_line(line, allowlist)
+    except Refused:
+        return
+    started, out = _started_evil(line, folder)
+    assert not started, (line, out)
+
+
+def test_the_argument_differential_sees_a_started_program(
+        argv_stubs: tuple[Path, Allowlist]) -> None:
+    folder, allowlist = argv_stubs
+    for line in ('x=-exec; find . -maxdepth 0 -printf -printf "$x" evil \\;',
+                 "seq 30000 > big; x=--compress-program=evil; sort -S 32K -T . big \"$x\"",
+                 "printf 'a\\n' > a; printf 'b\\n' > b; x=-l; diff a b \"$x\""):
+        assert _started_evil(line, folder)[0], line
+        with pytest.raises(Refused):
+            check_line(line, allowlist)
