@@ -9,7 +9,7 @@ not a literal is accepted only as a primary's argument (and then as exactly one 
 as a path whose literal start cannot begin an expression (``./"$d"``); the words of an
 ``-exec`` command are literals (an expansion could hold the ``;`` that ends it). In the
 command, ``{}`` is a found path: a word holding it is treated as not a literal, starting
-with the start point (``./`` for ``-execdir``).
+with the start point (``./`` for ``-execdir``), and as one word or more before ``+``.
 """
 
 from __future__ import annotations
@@ -156,14 +156,16 @@ def _exec(words: list[Word], i: int, start: str, check_command: CheckCommand) ->
     if not nested:
         raise Refused(f"find {primary} needs a command")
     found = "./" if primary in ("-execdir", "-okdir") else start
-    check_command([_found_path(w, found) for w in nested])
+    many = words[end].value == "+"
+    check_command([_found_path(w, found, many=many) for w in nested])
     return end + 1
 
 
-def _found_path(word: Word, start: str) -> Word:
-    """``word`` with find's ``{}`` replaced by a path it finds (starting with ``start``)."""
+def _found_path(word: Word, start: str, *, many: bool) -> Word:
+    """``word`` with find's ``{}`` replaced by a path it finds (starting with ``start``), or
+    by as many paths as fit (``{} +``)."""
     text = word.value or ""
     if "{}" not in text:
         return word
-    return Word(word.raw, None, text[:text.index("{}")] + start, splits=False,
+    return Word(word.raw, None, text[:text.index("{}")] + start, splits=many, globs=many,
                 quoted=word.quoted)

@@ -71,6 +71,7 @@ ID = "/usr/bin/id"
     ("find -- \"$d\"", "the path"),  # -- ends find's options, not its paths
     ("find . -exec ls \"$x\" \\;", "could end the command"),
     ("find -files0-from list -exec sort {} +", "sort: the argument '{}'"),  # a found "-o.."
+    ("find . -exec sort -o {} +", "as the argument of -o"),  # {} + is several paths
     # sort: options after operands, abbreviations, clusters, an attached value that may be empty
     (f"sort f --compress-program={ID}", "--compress-program is not allowed"),
     (f"sort f --compress-prog={ID}", "--compress-program is not allowed"),
