@@ -101,7 +101,8 @@ class BashSandbox:
         self.private_workspace = not roots
         self.workspace = new_workspace(
             self.uid, workspace_bytes or DEFAULT_WORKSPACE_BYTES,
-            ("home", "tmp", "workspace") if self.private_workspace else ("home", "tmp"))
+            ("home", "tmp", "workspace") if self.private_workspace else ("home", "tmp"),
+            required=workspace_bytes is not None)
         self.base = self.workspace.root
         self.home = self.workspace["home"]
         try:

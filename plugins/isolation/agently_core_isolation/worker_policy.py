@@ -12,6 +12,7 @@ from typing import Any
 from agently_core.errors import ActionError
 from agently_core.models import ActionSpec, EnvironmentRequirement
 
+from . import workspace
 from .sandbox import Limits
 from .workspace import DEFAULT_WORKSPACE_BYTES
 
@@ -49,11 +50,12 @@ def worker_env(policy: Any, config: Mapping[str, Any]) -> tuple[dict[str, str], 
 
 def workspace_policy(disk_mb: int | None, *, private: bool = True) -> int | None:
     """The ``max_workspace_bytes`` a sandbox package puts in its policy: ``disk_mb`` MiB when
-    given, else the default where it holds (a private workspace on a host that runs as
-    root: a bounded tmpfs), else None. ``ValueError`` for a bad value, or for ``disk_mb``
-    with host directories (``private=False``), which nothing here can bound."""
+    given, else the default where it holds (a private workspace on a host that can mount
+    a bounded tmpfs: :func:`~.workspace.bounds_available`), else None. ``ValueError`` for
+    a bad value, or for ``disk_mb`` with host directories (``private=False``), which
+    nothing here can bound."""
     if disk_mb is None:
-        return DEFAULT_WORKSPACE_BYTES if private and os.geteuid() == 0 else None
+        return DEFAULT_WORKSPACE_BYTES if private and workspace.bounds_available() else None
     if isinstance(disk_mb, bool) or not isinstance(disk_mb, int) or disk_mb <= 0:
         raise ValueError(f"disk_mb must be a positive whole number of MiB, got {disk_mb!r}")
     if not private:

@@ -10,7 +10,8 @@ there can be executed or mapped as code, and the host memory its pages take is b
 by the quota. :meth:`Workspace.release` unmounts it (lazily, ``MNT_DETACH``) and removes
 it; mounts left by a host process that died are unmounted by the next one that makes a
 workspace under the same root (:func:`sweep_stale`). Without root nothing is mounted and
-nothing bounds the total (each file stays within ``RLIMIT_FSIZE``).
+nothing bounds the total (each file stays within ``RLIMIT_FSIZE``); a host that runs as
+root but may not mount (a container without ``CAP_SYS_ADMIN``) is the same.
 """
 
 from __future__ import annotations
@@ -143,10 +144,44 @@ class Workspace:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def _mount_tmpfs(path: Path, quota: int) -> None:
+    inodes = max(1024, quota // 4096)
+    options = f"size={quota},nr_inodes={inodes},mode=0711,uid=0,gid=0"
+    if _libc().mount(b"tmpfs", os.fsencode(path), b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                     options.encode()) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"mounting the workspace tmpfs: {os.strerror(errno)}")
+
+
+@functools.lru_cache(maxsize=1)
+def bounds_available() -> bool:
+    """Whether this host can bound workspaces: it runs as root and may mount a tmpfs (a
+    container without ``CAP_SYS_ADMIN`` may not). Probed once."""
+    if not _is_root():
+        return False
+    probe = Path(tempfile.mkdtemp(prefix="probe-", dir=sandbox_root()))
+    try:
+        _mount_tmpfs(probe, 1 << 20)
+    except OSError:
+        return False
+    else:
+        _unmount(str(probe))
+        return True
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+
+
 def new_workspace(uid: int | None, quota: int | None = DEFAULT_WORKSPACE_BYTES,
-                  parts: Sequence[str] = ("work", "tmp")) -> Workspace:
-    """A fresh workspace with ``parts`` owned by ``uid``; bounded by ``quota`` bytes when the
-    host runs as root (``None``: unbounded)."""
+                  parts: Sequence[str] = ("work", "tmp"), *, required: bool = False
+                  ) -> Workspace:
+    """A fresh workspace with ``parts`` owned by ``uid``, bounded by ``quota`` bytes where
+    the host can (:func:`bounds_available`; ``None``: unbounded). ``required``: a bound was
+    asked for explicitly, so a host that cannot hold it is an error rather than unbounded."""
+    if quota is not None and quota <= 0:
+        raise ValueError(f"a workspace quota must be positive, got {quota}")
+    if quota is not None and required and not bounds_available():
+        raise OSError(f"a workspace bound of {quota} bytes was asked for, but this host "
+                      "cannot mount one (it takes root with CAP_SYS_ADMIN)")
     base = sandbox_root()
     _swept_once(str(base))
     root = Path(tempfile.mkdtemp(prefix=f"ws-{os.getpid()}-{_start_time(os.getpid())}-",
@@ -154,15 +189,8 @@ def new_workspace(uid: int | None, quota: int | None = DEFAULT_WORKSPACE_BYTES,
     mounted = None
     try:
         os.chmod(root, 0o711)
-        if quota is not None and _is_root():
-            if quota <= 0:
-                raise ValueError(f"a workspace quota must be positive, got {quota}")
-            inodes = max(1024, quota // 4096)
-            options = f"size={quota},nr_inodes={inodes},mode=0711,uid=0,gid=0"
-            if _libc().mount(b"tmpfs", os.fsencode(root), b"tmpfs",
-                             MS_NOSUID | MS_NODEV | MS_NOEXEC, options.encode()) != 0:
-                errno = ctypes.get_errno()
-                raise OSError(errno, f"mounting the workspace tmpfs: {os.strerror(errno)}")
+        if quota is not None and bounds_available():
+            _mount_tmpfs(root, quota)
             mounted = quota
         made = {}
         for name in parts:

@@ -179,3 +179,23 @@ def test_the_supervisor_is_the_only_host_child_and_exits_with_the_run(box: Box) 
     time.sleep(0.1)
     assert {pid for pid, parent, _ in testing.zombies() if parent == os.getpid()} == before
     watch.check({ran.uid})
+
+
+def test_a_host_that_cannot_mount_is_unbounded_unless_a_bound_was_asked_for(
+        box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where no tmpfs can be mounted (not root, or a container without CAP_SYS_ADMIN) the
+    default workspace is unbounded, and a bound asked for explicitly is a clear error."""
+    monkeypatch.setattr(workspace, "bounds_available", lambda: False)
+    uid = box.uid()
+    space = new_workspace(uid, 8 * MiB)
+    try:
+        assert space.quota is None and not os.path.ismount(space.root)
+        assert space.free_bytes() is None and not space.full()
+    finally:
+        space.release()
+    with pytest.raises(OSError, match="cannot mount one"):
+        new_workspace(uid, 8 * MiB, required=True)
+    from agently_core_isolation.worker_policy import workspace_policy
+
+    assert workspace_policy(None) is None  # no default bound in the policy either
+    assert workspace_policy(8) == 8 * MiB

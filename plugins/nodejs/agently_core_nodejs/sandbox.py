@@ -112,7 +112,10 @@ class NodeWorker:
         self.passed = frozenset(passed)
         self.node = node
         self.uid = allocate_uid() if os.geteuid() == 0 else None
+        #: The workspace's bound: the one asked for (then it must hold), or the default
+        #: where the host can hold one.
         self.quota = workspace_bytes or DEFAULT_WORKSPACE_BYTES
+        self.quota_required = workspace_bytes is not None
         self.workspace: Workspace | None = None
         self.workdir: Path | None = None
         self.process: Any = None
@@ -151,7 +154,7 @@ class NodeWorker:
         if memory is not None and memory < MIN_MEMORY:
             raise WorkerError(f"Node.js needs at least {MIN_MEMORY >> 20} MB of memory; the "
                               f"sandbox allows {memory >> 20} MB (memory_mb)")
-        self.workspace = new_workspace(self.uid, self.quota)
+        self.workspace = new_workspace(self.uid, self.quota, required=self.quota_required)
         self.workdir = self.workspace["work"]
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # the worker's raw stdout and stderr: a host-side file nobody else can open, read

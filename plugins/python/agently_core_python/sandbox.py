@@ -43,7 +43,10 @@ class PythonWorker:
         self.passed = frozenset(passed)
         self.python = python
         self.uid = allocate_uid() if os.geteuid() == 0 else None
+        #: The workspace's bound: the one asked for (then it must hold), or the default
+        #: where the host can hold one.
         self.quota = workspace_bytes or DEFAULT_WORKSPACE_BYTES
+        self.quota_required = workspace_bytes is not None
         self.workspace: Workspace | None = None
         self.workdir: Path | None = None
         self.process: Any = None
@@ -55,7 +58,7 @@ class PythonWorker:
 
     async def start(self, ready_timeout: float = 15.0) -> PythonWorker:
         source = Path(__file__).with_name("worker.py").read_text(encoding="utf-8")
-        self.workspace = new_workspace(self.uid, self.quota)
+        self.workspace = new_workspace(self.uid, self.quota, required=self.quota_required)
         self.workdir = self.workspace["work"]
         spec = SandboxSpec([self.python, "-I", "-S", "-u", "-c", source], self.workdir,
                            network=self.network, env=self.env, limits=self.limits,
