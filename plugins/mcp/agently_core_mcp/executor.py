@@ -50,12 +50,17 @@ class McpExecutor:
             if problem is not None:
                 raise ActionError(f"MCP tool {tool!r} of {server!r} returned a result that "
                                   f"does not match its output schema: {problem}")
-        mapped, full = shape(result, context.policy.max_output_bytes, _artifact_bytes(context))
+        mapped, full = shape(result, context.policy.max_output_bytes, _artifact_bytes(context),
+                             getattr(context, "redact", None) or _keep)
         if full is not None:
             context.add_artifact("result", full, media_type="application/json")
         if result.is_error:
             raise ActionError(error_text(mapped), result=mapped)
         return mapped
+
+
+def _keep(text: str, *, cut: bool = False) -> str:
+    return text
 
 
 def _artifact_bytes(context: Any) -> int:

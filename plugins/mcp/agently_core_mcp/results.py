@@ -29,7 +29,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
+
+#: ``redact(text, cut=True)``: masks the call's secrets in a text cut at its end, a secret
+#: the cut split included (``ActionContext.redact``). Every cut below goes through it, since
+#: the dispatcher's own redaction cannot recognise half a secret.
+Redact = Callable[..., Any]
+
+
+def _no_redaction(text: str, *, cut: bool = False) -> str:
+    return text
 
 #: Fields of content blocks that hold bulk data (base64 or text).
 _BULK = ("data", "blob", "text")
@@ -65,10 +75,11 @@ def map_result(result: Any) -> dict[str, Any]:
     return _mapped([block(item) for item in result.content or ()], result)
 
 
-def shape(result: Any, max_bytes: int | None, artifact_bytes: int
-          ) -> tuple[dict[str, Any], str | None]:
+def shape(result: Any, max_bytes: int | None, artifact_bytes: int,
+          redact: Redact = _no_redaction) -> tuple[dict[str, Any], str | None]:
     """``(the action's result for the record, the artifact's JSON or None)``. Under
-    ``max_bytes`` the whole result goes to the record and nothing is kept aside."""
+    ``max_bytes`` the whole result goes to the record and nothing is kept aside. Each text
+    cut to a limit goes through ``redact`` before its marker is added."""
     content = [block(item) for item in result.content or ()]
     if max_bytes is None:
         return _mapped(content, result), None
@@ -88,7 +99,7 @@ def shape(result: Any, max_bytes: int | None, artifact_bytes: int
     sink = _Sink(max(0, artifact_bytes - _NOTE_ROOM))
     _write(whole, sink, 0)
     sink.flush()
-    capped = _capped(content, structured, bool(result.is_error), max_bytes)
+    capped = _capped(content, structured, bool(result.is_error), max_bytes, redact)
     capped["full_result"] = {
         "bytes": sink.total, "sha256": sink.digest.hexdigest(), "artifact": "result",
         "artifact_truncated": sink.cut,
@@ -98,7 +109,8 @@ def shape(result: Any, max_bytes: int | None, artifact_bytes: int
     }
     artifact = sink.text()
     if sink.cut:
-        artifact += f"\n[... artifact truncated: {sink.total - sink.kept} bytes omitted]"
+        artifact = redact(artifact, cut=True) + \
+            f"\n[... artifact truncated: {sink.total - sink.kept} bytes omitted]"
     return capped, artifact
 
 
@@ -148,7 +160,7 @@ def _size_bound(value: Any, limit: int) -> int:
 
 
 def _capped(content: list[dict[str, Any]], structured: Any, is_error: bool,
-            max_bytes: int) -> dict[str, Any]:
+            max_bytes: int, redact: Redact = _no_redaction) -> dict[str, Any]:
     """The record's copy of a result over ``max_bytes``: binary data left out, texts cut;
     nothing the size of the result is built."""
     budget = max(256, max_bytes // 2)
@@ -156,7 +168,7 @@ def _capped(content: list[dict[str, Any]], structured: Any, is_error: bool,
     joined = sum(len(t) for t in texts) + max(0, len(texts) - 1)
     head = "\n".join(t[:budget // 2] for t in texts)[:budget // 2]
     text = head if joined <= budget // 2 else (
-        head + f"\n[... truncated: {joined - len(head)} characters omitted]")
+        redact(head, cut=True) + f"\n[... truncated: {joined - len(head)} characters omitted]")
     capped: dict[str, Any] = {"text": text}
     items = []
     per_block = max(64, (budget // 2) // max(1, len(content)))
@@ -167,7 +179,7 @@ def _capped(content: list[dict[str, Any]], structured: Any, is_error: bool,
                 item[key] = None
                 item["omitted_characters"] = len(original[key])
         if isinstance(item.get("text"), str):
-            item["text"] = _cut(item["text"], per_block)
+            item["text"] = _cut(item["text"], per_block, redact)
         resource = item.get("resource")
         if isinstance(resource, dict):
             resource = dict(resource)
@@ -175,7 +187,7 @@ def _capped(content: list[dict[str, Any]], structured: Any, is_error: bool,
                 item["omitted_characters"] = len(resource["blob"])
                 resource["blob"] = None
             if isinstance(resource.get("text"), str):
-                resource["text"] = _cut(resource["text"], per_block)
+                resource["text"] = _cut(resource["text"], per_block, redact)
             item["resource"] = resource
         items.append(item)
     capped["content"] = items
@@ -186,17 +198,19 @@ def _capped(content: list[dict[str, Any]], structured: Any, is_error: bool,
             sink = _Sink(budget)
             _write(structured, sink, 0)
             sink.flush()
-            capped["structured_content"] = (
-                sink.text() + f"\n[... truncated: {sink.total - sink.kept} bytes omitted]")
+            capped["structured_content"] = (redact(sink.text(), cut=True)
+                                            + f"\n[... truncated: {sink.total - sink.kept} "
+                                            "bytes omitted]")
     capped["is_error"] = is_error
     capped["truncated"] = True
     return capped
 
 
-def _cut(text: str, limit: int) -> str:
+def _cut(text: str, limit: int, redact: Redact = _no_redaction) -> str:
     if len(text) <= limit:
         return text
-    return text[:limit] + f"\n[... truncated: {len(text) - limit} characters omitted]"
+    return redact(text[:limit], cut=True) + \
+        f"\n[... truncated: {len(text) - limit} characters omitted]"
 
 
 class _Sink:

@@ -401,3 +401,22 @@ def test_tools_can_require_approval(agently_agent_factory: Any, everything: list
         assert call(agent, "get-sum", {"a": 1, "b": 2}).status == "success"
     finally:
         agent.close()
+
+
+def test_a_cut_never_leaves_part_of_a_secret_in_the_record(agent: Any,
+                                                           everything: list[str]) -> None:
+    """A long result is cut for the record before the dispatcher redacts it: the cut must
+    not leave the first characters of a secret behind (issue 10, point 7)."""
+    secret = "tok-" + "9f8e7d6c5b4a3210" * 2
+    agent.add_secrets(secret)
+    agent.set_policy(max_output_bytes=1000)  # the record keeps 250 characters of each text
+    agent.use_mcp(everything)
+    for offset in range(240, 252):  # the cut falls inside the secret, at every position
+        message = "x" * (offset - len("Echo: ")) + secret + "y" * 3000
+        record = call(agent, "echo", {"message": message}, timeout=30)
+        assert record.status == "success", record.error
+        assert record.result["truncated"] is True
+        text = json.dumps(record.result)
+        assert secret[:3] not in text, (offset, record.result["text"][230:300])
+        if offset <= 247:  # three or more of its characters fell before the cut
+            assert "***" in text, (offset, record.result["text"][230:300])
