@@ -64,10 +64,10 @@ class Artifact:
 
 def _measure(content: Any) -> int:
     if isinstance(content, str):
-        return len(content.encode())
+        return len(content.encode(errors="surrogatepass"))
     if isinstance(content, bytes):
         return len(content)
-    return len(json.dumps(content, ensure_ascii=False, default=repr).encode())
+    return len(json.dumps(content, ensure_ascii=False, default=repr).encode(errors="surrogatepass"))
 
 
 class ArtifactStore:
@@ -103,10 +103,11 @@ class ArtifactStore:
         if size > self.max_artifact_bytes:
             if not isinstance(content, str):
                 content = json.dumps(content, ensure_ascii=False, default=repr)
-            data = content.encode()
+            data = content.encode(errors="surrogatepass")
             kept = data[:self.max_artifact_bytes].decode(errors="ignore")
-            content = kept + f"\n[... artifact truncated: {len(data) - len(kept.encode())} bytes omitted]"
-            size, truncated = len(content.encode()), True
+            omitted = len(data) - len(kept.encode(errors="surrogatepass"))
+            content = kept + f"\n[... artifact truncated: {omitted} bytes omitted]"
+            size, truncated = len(content.encode(errors="surrogatepass")), True
         artifact = Artifact(new_id("art_"), action_call_id, action, kind, media_type, content,
                             size, time.time(), truncated)
         with self._lock:

@@ -234,3 +234,23 @@ def test_the_next_round_sees_the_digest_not_the_whole_output(agent: Any) -> None
     full = agent.action.read_action_artifact(entry["digest"]["artifacts"][1],
                                              action_call_id=entry["call_id"])
     assert full["content"]["stdout"].count("ran: long") == 200
+
+
+def test_an_instruction_with_a_lone_surrogate_is_a_record_not_an_exception() -> None:
+    import agently_core
+
+    agent = agently_core.create_agent(config={"providers": {}})
+
+    @agent.action_func
+    def run(code: str) -> str:
+        """Run code."""
+        return code
+
+    entry = agent.registry.get("run")
+    entry.spec.meta["instruction"] = "code"
+    record = agent.action.execute_action("run", {"code": "SELECT '\ud800'" + "x" * 100})
+    assert record.status == "success", record.error
+    assert record.artifacts  # stored, not raised
+    text = agent.action.read_action_artifact(record.artifacts[0], action_call_id=record.call_id)
+    assert "SELECT" in str(text)
+    agent.close()
