@@ -34,6 +34,7 @@ code either. The wall-clock limit and the output cap are enforced by the host.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import shutil
@@ -131,7 +132,7 @@ class SandboxSpec:
     #: libraries, system data; :mod:`.exec_view`) is all of the system it sees, and every
     #: writable place is mounted ``noexec``. ``None``: no restriction.
     exec_allow: Sequence[str] | None = None
-    #: Seconds (from :meth:`Isolation.command`) after which the supervisor kills the whole
+    #: Seconds (from :func:`run`'s start) after which the supervisor kills the whole
     #: sandbox and reports :data:`DEADLINE_MARKER` on stderr (exit code 137); ``None``: no
     #: deadline of its own.
     deadline: float | None = None
@@ -279,8 +280,9 @@ class Isolation:
 
     def command(self, spec: SandboxSpec, *, uid: int | None = None) -> tuple[list[str], dict[str, str]]:
         """The command line and environment that run ``spec`` in this tier, under the
-        supervisor. ``ValueError`` for a spec this tier cannot hold (nothing runs)."""
-        now = time.monotonic()  # the deadline counts from here, resolving the view included
+        supervisor (``spec.deadline`` counts from now). ``ValueError`` for a spec this tier
+        cannot hold (nothing runs)."""
+        now = time.monotonic()
         env = _base_env(spec)
         view = None
         if spec.exec_allow is not None and self.tier != "trusted_local":
@@ -551,8 +553,16 @@ async def run(isolation: Isolation, spec: SandboxSpec, *, stdin: bytes | None = 
     import anyio
     from anyio.streams.buffered import BufferedByteReceiveStream  # noqa: F401 - warm import
 
+    begun = time.monotonic()  # the spec's deadline counts from here
     if uid is None and _is_root():
         uid = allocate_uid()
+    if spec.exec_allow is not None and isolation.tier != "trusted_local":
+        from .exec_view import exec_view
+
+        # resolved once per list (it runs the loader per new program): off the event loop
+        await anyio.to_thread.run_sync(exec_view, tuple(spec.exec_allow))
+    if spec.deadline:  # it counts from the start of the run
+        spec = dataclasses.replace(spec, deadline=max(0.001, spec.deadline - (time.monotonic() - begun)))
     argv, env = isolation.command(spec, uid=uid)
     # the supervisor kills and reaps everything; the host's own sweep over the uid is only a
     # backstop for a supervisor that is gone (bubblewrap's pid namespace needs none)
