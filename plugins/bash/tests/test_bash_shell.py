@@ -303,10 +303,14 @@ def test_the_host_can_narrow_a_call(shell: Any, shared_dir: Any, tier: str) -> N
     assert "'touch' is not an allowed command" in refused.error
     assert "outside the roots" in outside.error
     assert ok(fine)["stdout"] == f"{root / 'inner'}\n"
-    wider = ActionCall(action="run_bash", kwargs={"cmd": "ls"},
+    # a call's roots only narrow the package's: /tmp intersected with the root is the root
+    wider = ActionCall(action="run_bash", kwargs={"cmd": "pwd", "workdir": "/tmp"},
                        policy={"workspace_roots": ["/tmp"]})
     (record,) = agent.action.execute_actions([wider])
-    assert record.status == "failed" and "not within this sandbox's roots" in record.error
+    assert record.status == "failed" and "outside the roots" in record.error, record.error
+    (record,) = agent.action.execute_actions([ActionCall(
+        action="run_bash", kwargs={"cmd": "pwd"}, policy={"workspace_roots": ["/tmp"]})])
+    assert ok(record)["stdout"] == f"{root}\n"
 
 
 def test_a_policy_it_cannot_enforce_blocks(shell: Any) -> None:
