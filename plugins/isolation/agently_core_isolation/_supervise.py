@@ -1,4 +1,6 @@
-"""The supervisor of one sandbox: ``python -I -S _supervise.py [options] -- argv...``.
+"""The supervisor of one sandbox: ``python -I -S _supervise.py [options] -- argv...`` (the
+host starts it as ``python -I -S -c BOOT [options] -- argv...``, where :data:`BOOT` imports
+it, so that its compiled form is used instead of compiling the script at every start).
 
 It runs on the host side of every sandboxed process tree (a one-shot run or a warm worker),
 as the host's user, and:
@@ -45,6 +47,9 @@ AT_FDCWD, AT_RECURSIVE = -100, 0x8000
 MNT_DETACH = 2
 SYS_MOUNT_SETATTR = 442
 DEADLINE_MARKER = "agently-core: the wall-clock limit was reached; every process was killed"
+#: ``python -c`` code that runs the supervisor from its directory (``-I`` leaves it out).
+BOOT = ("import sys; sys.path.insert(0, {directory!r}); import _supervise; "
+        "_supervise.entry()")
 FAILURE = "agently-core sandbox:"
 #: What the supervisor waits for: a child's end, the host's stop request, the deadline.
 WATCHED = (signal.SIGCHLD, signal.SIGTERM, signal.SIGALRM)
@@ -329,18 +334,6 @@ def bwrap_through_fd(program: list[str], count: int, first: list[str]) -> list[s
 
 
 # -- cleaning up ---------------------------------------------------------------------------
-def _pids_of(uid: int) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}").st_uid == uid:
-                    pids.append(int(entry))
-            except OSError:
-                pass
-    return pids
-
-
 def _orphans() -> list[int]:
     """Live processes whose parent is this supervisor."""
     me, found = os.getpid(), []
@@ -367,23 +360,42 @@ def _reaped_all() -> bool:
             return False
 
 
+def kill_all_as(uid: int) -> None:
+    """SIGKILL every process of ``uid`` at once: a helper that becomes ``uid`` calls
+    ``kill(-1)`` (which spares only itself), instead of a search through /proc."""
+    helper = os.fork()
+    if helper == 0:
+        try:
+            os.setresuid(uid, uid, uid)
+            os.kill(-1, signal.SIGKILL)
+        finally:
+            os._exit(0)
+    os.waitpid(helper, 0)
+
+
 def finish(uid: int | None, group: int) -> None:
-    """Kill what is left of the sandbox and reap every descendant (bounded in time)."""
+    """Kill what is left of the sandbox and reap every descendant (bounded in time). Every
+    descendant that outlives its parent becomes this subreaper's child, so once no child
+    is left, nothing of the sandbox is."""
     try:
         os.killpg(group, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+    if uid is not None:
+        kill_all_as(uid)
     end = time.monotonic() + 5.0
-    while True:
-        left = _pids_of(uid) if uid is not None else _orphans()
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        if (_reaped_all() and not left) or time.monotonic() > end:
-            return
-        signal.sigtimedwait([signal.SIGCHLD], 0.002)  # a child's end, or a short pause
+    rounds = 0
+    while not _reaped_all() and time.monotonic() < end:
+        signal.sigtimedwait([signal.SIGCHLD], 0.005)  # a child's end, or a short pause
+        rounds += 1
+        if uid is not None:  # a fork that raced the kill, or a process still on its way
+            kill_all_as(uid)
+        elif rounds % 4 == 0:  # something left the process group: find it by its parent
+            for pid in _orphans():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
 
 
 def _exit_like(status: int) -> None:
@@ -474,7 +486,8 @@ def main(argv: list[str]) -> None:
     _exit_like(status)
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The command line's entry point; never returns."""
     try:
         main(sys.argv[1:])
     except BaseException as exc:
@@ -482,3 +495,8 @@ if __name__ == "__main__":
             os.write(2, f"{FAILURE} {exc}\n".encode(errors="replace"))
         finally:
             os._exit(126)
+    os._exit(126)
+
+
+if __name__ == "__main__":
+    entry()

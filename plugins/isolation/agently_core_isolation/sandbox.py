@@ -46,11 +46,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._supervise import DEADLINE_MARKER, FAILURE
+from ._supervise import BOOT, DEADLINE_MARKER, FAILURE
 
 TIERS = ("bubblewrap", "landlock", "trusted_local")
 BWRAP = shutil.which("bwrap") or "/usr/bin/bwrap"
 SUPERVISOR = Path(__file__).with_name("_supervise.py")
+SUPERVISOR_BOOT = BOOT.format(directory=str(SUPERVISOR.parent))
 #: What bubblewrap shows of the host's configuration when the network is open.
 NETWORK_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/ssl", "/etc/ca-certificates")
 #: How long the host waits for a supervisor it asked to stop before it kills it outright.
@@ -303,7 +304,7 @@ class Isolation:
         tmpdir = str(spec.tmpdir) if spec.tmpdir is not None else ""
         if not tmpdir and (view is not None or self.tier == "landlock"):
             tmpdir = os.path.join(spec.workdir, ".tmp")
-        supervisor = [sys.executable, "-I", "-S", str(SUPERVISOR), "--tier", self.tier,
+        supervisor = [sys.executable, "-I", "-S", "-c", SUPERVISOR_BOOT, "--tier", self.tier,
                       *spec.limits.rlimit_args()]
         if uid is not None:
             supervisor += ["--uid", str(uid)]
