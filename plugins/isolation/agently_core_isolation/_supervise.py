@@ -222,37 +222,46 @@ def stage_view(libc: ctypes.CDLL, options: Options) -> None:
     removes when it is done: :func:`new_stage`) holding, at their own paths, the code
     files (bound as they are), the data files and trees (bound ``noexec``), the symbolic
     links on the way, and empty mount points for what bubblewrap binds inside it; then all
-    of it read-only. bubblewrap
-    binds its few top directories: one bind per file of its own would cost it a scan of
-    the whole mount table each, which grows with every bind."""
+    of it read-only. bubblewrap binds its few top directories: one bind per file of its
+    own would cost it a scan of the whole mount table each, which grows with every bind."""
     stage = options.stage
     _check(libc.mount(b"tmpfs", os.fsencode(stage), b"tmpfs", MS_NOSUID | MS_NODEV,
                       b"mode=0755,size=1m"), f"mounting the view at {stage}")
+    made = {stage}
 
-    def place(path: str, directory: bool) -> bytes:
+    def folder(path: str) -> None:
+        if path not in made:
+            folder(os.path.dirname(path))
+            try:
+                os.mkdir(path, 0o755)
+            except FileExistsError:
+                pass
+            made.add(path)
+
+    def place(path: str) -> bytes:
         target = stage + path
-        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
-        if directory:
-            os.makedirs(target, mode=0o755, exist_ok=True)
+        folder(os.path.dirname(target))
+        if os.path.isdir(path):
+            folder(target)
         elif not os.path.lexists(target):
             os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
         return os.fsencode(target)
 
     for link, target in options.stage_links:
-        os.makedirs(os.path.dirname(stage + link), mode=0o755, exist_ok=True)
+        folder(os.path.dirname(stage + link))
         os.symlink(target, stage + link)
     noexec = MountAttr(MOUNT_ATTR_NOEXEC | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, 0, 0)
     for path, data in [*((p, False) for p in options.stage_code),
                        *((p, True) for p in options.stage_data)]:
         raw = os.fsencode(path)
-        dest = place(path, os.path.isdir(path))
+        dest = place(path)
         _check(libc.mount(raw, dest, None, MS_BIND | MS_REC, None), f"binding {path} into the view")
         if data:
             _check(libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, dest, AT_RECURSIVE,
                                 ctypes.byref(noexec), ctypes.sizeof(noexec)),
                    f"mounting {path} noexec in the view")
     for path in options.stage_points:
-        place(path, os.path.isdir(path))
+        place(path)
     frozen = MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, 0, 0)
     _check(libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, os.fsencode(stage), AT_RECURSIVE,
                         ctypes.byref(frozen), ctypes.sizeof(frozen)), "making the view read-only")
@@ -381,6 +390,8 @@ def finish(uid: int | None, group: int) -> None:
         os.killpg(group, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+    if _reaped_all():  # no child: no descendant is left, dead or alive
+        return
     if uid is not None:
         kill_all_as(uid)
     end = time.monotonic() + 5.0
