@@ -105,13 +105,17 @@ class BashExecutor:
                          by_text=box.private_workspace)
         if note:
             full_stderr += ("" if not full_stderr or full_stderr.endswith("\n") else "\n") + note + "\n"
-        out_room, err_room = _budget(_json_size(run.full_stdout), _json_size(full_stderr),
-                                     max(128, max_output - _JSON_ROOM))
-        stdout, cut_out = _cap_json(run.full_stdout, out_room)
-        stderr, cut_err = _cap_json(full_stderr, err_room)
         stopped = run.killed == "output limit"
-        if cut_out or (stopped and run.full_stdout):
-            context.add_artifact("stdout", run.full_stdout)
+        # redact before any cut: a cut can leave half a secret the record's redaction
+        # cannot recognise (output the stream limit stopped is cut at its end already)
+        full_stdout = context.redact(run.full_stdout, cut=stopped)
+        full_stderr = context.redact(full_stderr, cut=stopped)
+        out_room, err_room = _budget(_json_size(full_stdout), _json_size(full_stderr),
+                                     max(128, max_output - _JSON_ROOM))
+        stdout, cut_out = _cap_json(full_stdout, out_room)
+        stderr, cut_err = _cap_json(full_stderr, err_room)
+        if cut_out or (stopped and full_stdout):
+            context.add_artifact("stdout", full_stdout)
         if cut_err or (stopped and full_stderr):
             context.add_artifact("stderr", full_stderr)
         # a process killed by a signal: the shell's convention, 128 + the signal, in every tier

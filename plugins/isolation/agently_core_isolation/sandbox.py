@@ -623,7 +623,7 @@ async def run(isolation: Isolation, spec: SandboxSpec, *, stdin: bytes | None = 
 def cap_text(text: str, limit: int) -> tuple[str, bool]:
     """``text`` cut to ``limit`` UTF-8 bytes with a marker saying how much was omitted, and
     whether it was cut."""
-    data = text.encode()
+    data = text.encode(errors="surrogatepass")
     if len(data) <= limit:
         return text, False
     kept = data[:limit].decode(errors="ignore")
