@@ -147,7 +147,10 @@ def check_workspace_bound(box: BashSandbox, wanted: int | None) -> None:
     if have is None or have > wanted:
         bound = "unbounded: the host is not root" if have is None else f"{have} bytes"
         raise ActionError(f"the call's max_workspace_bytes ({wanted}) is stricter than its "
-                          f"Bash sandbox ({bound}); refusing to run it looser")
+                          f"Bash sandbox ({bound}); refusing to run it looser. Start the "
+                          f"sandbox within it with agent.enable_shell(disk_mb="
+                          f"{max(1, wanted >> 20)}), or lift the stricter limit of the agent "
+                          "or call")
 
 
 def call_roots(box: BashSandbox, wanted: Sequence[str] | None) -> list[str]:

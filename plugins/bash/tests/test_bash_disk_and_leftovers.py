@@ -65,6 +65,7 @@ def test_a_call_whose_bound_the_sandbox_cannot_hold_is_refused(bash_agent: Any,
     private.set_policy(max_workspace_bytes=1 * MiB)
     record = run(private, "touch ran")
     assert record.status == "failed" and "stricter than its Bash sandbox" in record.error
+    assert "agent.enable_shell(disk_mb=1)" in record.error  # which option fixes it
     private.set_policy(max_workspace_bytes=None)
     assert run(private, "ls ran || echo none").result["stdout"] == "none\n"  # it never ran
     root = shared_dir()

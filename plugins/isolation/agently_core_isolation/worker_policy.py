@@ -83,13 +83,32 @@ def uncovered(worker: Any, policy: Any) -> list[str]:
     return problems
 
 
+#: The mount option that starts a warm sandbox within each policy field, and the value it
+#: takes for a policy value.
+_OPTIONS: dict[str, tuple[str, Any]] = {
+    "network": ("network", lambda value: value),
+    "max_memory_bytes": ("memory_mb", lambda value: max(1, value >> 20)),
+    "max_processes": ("processes", lambda value: value),
+    "max_file_bytes": ("file_mb", lambda value: max(1, value >> 20)),
+    "max_workspace_bytes": ("disk_mb", lambda value: max(1, value >> 20)),
+    "env_passthrough": ("env_passthrough", lambda value: list(value)),
+}
+_ENABLE = {"Python": "enable_python", "Node.js": "enable_nodejs", "Bash": "enable_shell"}
+
+
 def check_covered(worker: Any, policy: Any, sandbox: str) -> None:
     """Refuse (``ActionError``) a call whose policy is stricter than the running ``worker``;
-    ``sandbox`` names it in the message (``"Python"``, ``"Node.js"``)."""
+    ``sandbox`` names it in the message (``"Python"``, ``"Node.js"``), which also says the
+    mount option that starts the sandbox within the call's policy."""
     problems = uncovered(worker, policy)
     if problems:
-        raise ActionError(f"the call's policy is stricter than its {sandbox} sandbox for "
-                          f"{', '.join(problems)}; refusing to run it looser")
+        enable = _ENABLE.get(sandbox, "the package's mount")
+        fixes = ", ".join(f"{_OPTIONS[field][0]}={_OPTIONS[field][1](getattr(policy, field))!r}"
+                          for field in problems if field in _OPTIONS)
+        raise ActionError(
+            f"the call's policy is stricter than its {sandbox} sandbox for "
+            f"{', '.join(problems)}; refusing to run it looser. Start the sandbox within it "
+            f"with agent.{enable}({fixes}), or lift the stricter limit of the agent or call")
 
 
 def mount_settings(*, timeout: float, network: bool, memory_mb: int | None,

@@ -182,6 +182,9 @@ def test_a_call_stricter_than_its_worker_is_refused(python_agent: Any, field: st
     record = call(agent, "open('ran.txt', 'w').write('ran')")
     assert record.status == "failed"
     assert "stricter than its Python sandbox" in record.error and field in record.error
+    option = {"max_memory_bytes": "memory_mb=64", "max_processes": "processes=4",
+              "max_file_bytes": "file_mb=1", "max_workspace_bytes": "disk_mb=1"}[field]
+    assert f"agent.enable_python({option})" in record.error  # which option fixes it
     assert not (worker_of(agent).workdir / "ran.txt").exists()  # the code never ran
     agent.set_policy(**{field: None})
     assert call(agent, "2").result["value"] == "2"
