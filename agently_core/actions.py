@@ -37,6 +37,8 @@ class ActionContext:
     queued: bool = False
     queued_for: str = ""
     queued_s: float = 0.0
+    #: Did :meth:`redact` mask anything (the record's digest says so)?
+    masked: bool = False
 
     def add_artifact(self, kind: str, content: Any, *, media_type: str = "text/plain") -> None:
         """Keep ``content`` (text, bytes or JSON-able data) as an artifact of this call,
@@ -57,8 +59,12 @@ class ActionContext:
         extra = redactor.secret_arguments(self.call.kwargs) \
             if isinstance(self.call.kwargs, dict) else ()
         if isinstance(value, str):
-            return redactor.cut_text(value, extra) if cut else redactor.text(value, extra)
-        return redactor.redact(value, extra)
+            masked = redactor.cut_text(value, extra) if cut else redactor.text(value, extra)
+        else:
+            masked = redactor.redact(value, extra)
+        if masked != value:
+            self.masked = True
+        return masked
 
 
 @dataclass(slots=True)

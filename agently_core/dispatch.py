@@ -312,6 +312,8 @@ class ActionDispatcher:
                                  media_type="application/json").id)
             if self.redactor is not None and self.redactor.active and full != raw:
                 notes.append("secret values were masked in the result")
+        if context.masked:  # the executor masked its output itself, before cutting it
+            notes.append("secret values were masked in the output")
         for kind, content, media_type in context.pending_artifacts:
             if isinstance(content, bytes):
                 content = content.decode(errors="replace")

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -110,4 +111,5 @@ def test_a_host_loop_that_ends_without_close_leaves_no_traceback_and_no_process(
     assert "Traceback" not in done.stderr and "Event loop is closed" not in done.stderr, \
         done.stderr
     pid = int(next(line.split()[1] for line in lines if line.startswith("pid ")))
-    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    stat = Path(f"/proc/{pid}/stat")
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"

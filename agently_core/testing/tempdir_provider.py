@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import stat
-import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -123,19 +120,10 @@ def _probe(path: Path) -> bool:
 
 
 def _remove(path: Path) -> None:
-    def retry_writable(function: Any, target: str, error: Any) -> None:
-        exc = error[1] if isinstance(error, tuple) else error
-        if isinstance(exc, FileNotFoundError):
-            return
-        os.chmod(os.path.dirname(target), stat.S_IRWXU)  # a read-only directory inside
-        function(target)
+    from agently_core.fs import remove_tree  # read-only and deeply nested trees too
 
-    if not (path.exists() or path.is_symlink()):
-        return
-    if sys.version_info >= (3, 12):
-        shutil.rmtree(path, onexc=retry_writable)
-    else:
-        shutil.rmtree(path, onerror=retry_writable)
+    if path.exists() or path.is_symlink():
+        remove_tree(path)
 
 
 __all__ = ["CONFIG_KEYS", "DEFAULT_PREFIX", "TempdirError", "TempdirProvider"]

@@ -93,7 +93,7 @@ class BashExecutor:
         try:
             run = await box.run(command, cwd=cwd, roots=roots, allowlist=allowlist,
                                 limits=limits, network=bool(policy.network), env=env,
-                                deadline=deadline)
+                                deadline=deadline, context=context)
         except ValueError as exc:  # the sandbox cannot hold this call (exec_allow, paths)
             raise ActionError(f"the sandbox cannot run this call, nothing ran: {exc}") from None
         _sandbox_failure(run)

@@ -24,8 +24,8 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-import anyio
 from agently_core_isolation import sandbox as isolation_sandbox
 from agently_core_isolation.sandbox import (
     Isolation,
@@ -38,9 +38,13 @@ from agently_core_isolation.sandbox import (
 )
 from agently_core_isolation.workspace import DEFAULT_WORKSPACE_BYTES, new_workspace
 
+from agently_core.queueing import Turnstile
+
 from .programs import Allowlist, make_bin_dir
 
 BASH = "/usr/bin/bash" if os.path.exists("/usr/bin/bash") else "/bin/bash"
+#: Calls that may wait for a busy sandbox; one more is refused at once (ResourceBusy).
+MAX_WAITING = 32
 #: Host trees a root may not be (or lie in): the system, and the kernel's.
 SYSTEM_ROOTS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
                 "/proc", "/sys", "/dev", "/boot", "/run")
@@ -96,7 +100,10 @@ class BashSandbox:
         self.env = {str(k): str(v) for k, v in (env or {}).items()}
         self.uid = allocate_uid() if os.geteuid() == 0 else None
         self.closed = False
-        self.lock = anyio.Lock()
+        #: One call at a time (the Landlock tier sweeps the uid after each); the calls
+        #: waiting behind it are bounded and their wait shows in their records.
+        self.turnstile = Turnstile("the Bash sandbox of its scope",
+                                   max_waiting=MAX_WAITING)
         self.calls = 0
         self.private_workspace = not roots
         self.workspace = new_workspace(
@@ -160,13 +167,14 @@ class BashSandbox:
 
     async def run(self, command: str, *, cwd: str, roots: Sequence[str], allowlist: Allowlist,
                   limits: Limits, network: bool, env: Mapping[str, str],
-                  deadline: float | None = None) -> RunResult:
+                  deadline: float | None = None, context: Any = None) -> RunResult:
         """Run one line; ``deadline`` (seconds from now, waiting for an earlier call of this
-        sandbox included) is when the supervisor kills it."""
+        sandbox included) is when the supervisor kills it; ``context`` (the call's
+        ActionContext) records a wait."""
         if self.closed:
             raise RuntimeError("the Bash sandbox was released")
         ends = time.monotonic() + (deadline or limits.wall_seconds + 1.0)
-        async with self.lock:
+        async with self.turnstile.turn(context):
             spec = self.spec(command, cwd=cwd, roots=roots, allowlist=allowlist, limits=limits,
                              network=network, env=env,
                              deadline=max(0.001, ends - time.monotonic()))

@@ -373,3 +373,32 @@ def test_cli_call_run_bash(tmp_path: Path) -> None:
         assert refused["status"] == "failed" and "'rm' is not an allowed command" in refused["error"]
     finally:
         shutil.rmtree(sandboxes, ignore_errors=True)
+
+
+def test_a_call_that_times_out_behind_a_slow_one_never_started(shell: Any) -> None:
+    import anyio
+
+    from agently_core._sync import run_sync
+
+    agent = shell("bubblewrap", commands=[*COMMANDS, "sleep", "touch"])
+    records: dict[str, Any] = {}
+
+    async def go(name: str, cmd: str, timeout: float | None = None) -> None:
+        records[name] = await agent.action.async_execute_action(
+            "run_bash", {"cmd": cmd}, timeout=timeout)
+
+    async def scenario() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(go, "slow", "sleep 1.2; echo slow")
+            await anyio.sleep(0.3)
+            group.start_soon(go, "waiting", "touch ran", 0.4)
+            group.start_soon(go, "after", "echo after")
+
+    run_sync(scenario)
+    assert ok(records["slow"])["stdout"] == "slow\n"
+    waited = records["waiting"]
+    assert waited.status == "failed" and "never started" in waited.error, waited.error
+    assert "while it waited for the Bash sandbox" in waited.error
+    assert ok(records["after"])["stdout"] == "after\n"
+    assert records["after"].meta["queued_ms"] > 400
+    assert ok(run(agent, "ls ran || echo none"))["stdout"] == "none\n"  # it never ran

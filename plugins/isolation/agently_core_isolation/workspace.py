@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agently_core.fs import remove_tree
+
 from .sandbox import _is_root, sandbox_root
 
 #: The default bound of a private workspace (its parts together).
@@ -93,7 +95,7 @@ def sweep_stale(root: Path | None = None) -> list[str]:
             continue  # ours, or its process still runs
         with contextlib.suppress(OSError):
             _unmount(point)
-            shutil.rmtree(point, ignore_errors=True)
+            remove_tree(point)
             swept.append(point)
     for entry in os.listdir(root):  # views of supervisors that were killed: empty here
         match = _VIEW.match(entry)
@@ -141,7 +143,8 @@ class Workspace:
         if self.quota is not None and os.path.ismount(self.root):
             with contextlib.suppress(OSError):
                 _unmount(str(self.root))
-        shutil.rmtree(self.root, ignore_errors=True)
+        with contextlib.suppress(OSError):  # however deep the sandbox nested its directories
+            remove_tree(self.root)
 
 
 def _mount_tmpfs(path: Path, quota: int) -> None:

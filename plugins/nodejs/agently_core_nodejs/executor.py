@@ -44,7 +44,8 @@ class NodeExecutor:
         try:
             reply = await worker.run(kwargs["js_code"], args=kwargs.get("args", NO_ARGS),
                                      timeout=timeout + 1.0, max_output=max_output,
-                                     max_capture=max(max_output, ARTIFACT_BYTES))
+                                     max_capture=max(max_output, ARTIFACT_BYTES),
+                                     context=context)
         except WorkerError as exc:
             raise ActionError(str(exc)) from None
         result = result_from_reply(reply, max_output, context)

@@ -76,14 +76,22 @@ def heap_megabytes(memory_bytes: int) -> int:
     return max(16, (memory_bytes * 3 // 4) >> 20)
 
 
+#: A call that waited longer than this for the worker to start it shows the wait in its
+#: record (``meta["queued_ms"]``).
+QUEUED_AFTER = 0.005
+
+
 class _Waiter:
-    __slots__ = ("deadline", "error", "event", "reply")
+    __slots__ = ("deadline", "error", "event", "reply", "started", "started_at")
 
     def __init__(self, deadline: float) -> None:
         self.event = anyio.Event()
         self.reply: dict[str, Any] | None = None
         self.error: str | None = None
         self.deadline = deadline
+        #: The worker said the call began to run (until then a caller may drop it), and when.
+        self.started = False
+        self.started_at = 0.0
 
     @property
     def done(self) -> bool:
@@ -124,6 +132,8 @@ class NodeWorker:
         self._log: Any = None
         self._send_lock = anyio.Lock()
         self._waiters: dict[int, _Waiter] = {}
+        #: Calls whose callers gave up before the worker started them (told to drop them).
+        self._dropped: set[int] = set()
         self._reading = False
         self._seq = 0
         self.dead = False
@@ -227,15 +237,19 @@ class NodeWorker:
 
     # -- requests ---------------------------------------------------------------------
     async def request(self, payload: dict[str, Any], timeout: float, *,
-                      what: str = "call") -> dict[str, Any]:
+                      what: str = "call", context: Any = None) -> dict[str, Any]:
         """Send one request and wait for its reply. A timeout, a cancellation or a broken
-        reply kills the worker, and with it every call in flight there."""
+        reply of a call that started kills the worker, and with it every call in flight
+        there; a call the worker has not started yet (it is busy in another) is dropped
+        instead, and ``context`` (the call's ActionContext) records that it waited and
+        never started."""
         if self.dead or self._stream is None:
             raise WorkerError("the Node.js worker is not running")
         self._seq += 1
         rid = self._seq
         waiter = self._waiters[rid] = _Waiter(anyio.current_time() + timeout)
         line = (json.dumps({**payload, "id": rid}) + "\n").encode()
+        sent = anyio.current_time()
         try:
             with anyio.move_on_after(timeout) as scope:
                 async with self._send_lock:
@@ -247,18 +261,44 @@ class NodeWorker:
         except BaseException:  # cancelled: its code cannot be stopped on its own
             self._waiters.pop(rid, None)
             if not waiter.done:  # (its reply may have come in just before)
-                self.kill(f"another {what} in it was cancelled (it timed out or its caller "
-                          "gave up)")
+                if waiter.started or payload.get("op") != "run":
+                    self.kill(f"another {what} in it was cancelled (it timed out or its "
+                              "caller gave up)")
+                else:
+                    with anyio.CancelScope(shield=True):
+                        await self._drop(rid, context, anyio.current_time() - sent)
             raise
         if scope.cancelled_caught:
             self._waiters.pop(rid, None)
+            if not waiter.started and payload.get("op") == "run":
+                await self._drop(rid, context, anyio.current_time() - sent)
+                raise WorkerError(f"timed out after {timeout:g}s while the worker was busy "
+                                  "with another call; it never started")
             self.kill(f"another {what} in it timed out after {timeout:g}s")
             raise WorkerError(f"timed out after {timeout:g}s; the worker was killed and the "
                               "next call gets a fresh one")
         if waiter.error is not None:
             raise WorkerError(waiter.error)
         assert waiter.reply is not None
+        waited = waiter.started_at - sent
+        if context is not None and waited > QUEUED_AFTER:  # the worker was busy in another
+            context.queued_for = "the Node.js worker of its scope"
+            context.queued_s += waited
         return waiter.reply
+
+    async def _drop(self, rid: int, context: Any, waited: float) -> None:
+        """Tell the worker to drop a call it has not started (its caller gave up while the
+        worker was busy in another call): the call never runs, the worker and its other
+        calls carry on. The call's ``context`` records the wait."""
+        self._dropped.add(rid)
+        if context is not None:
+            context.queued, context.queued_for = True, "the Node.js worker of its scope"
+            context.queued_s += waited
+        try:
+            async with self._send_lock:
+                await self._stream.send((json.dumps({"op": "drop", "id": rid}) + "\n").encode())
+        except Exception:  # the socket broke: the worker is gone
+            self.kill("its request channel broke")
 
     async def _wait(self, waiter: _Waiter) -> None:
         while not waiter.done:
@@ -291,7 +331,18 @@ class NodeWorker:
                 return
             try:
                 reply = json.loads(raw)
-                target = self._waiters.pop(reply["id"])
+                rid = reply["id"]
+                if rid in self._dropped:  # a call its caller gave up on before it started
+                    self._dropped.discard(rid)
+                    if not reply.get("dropped"):  # it started after all: nobody wants it
+                        self.kill("a call whose caller had given up started after all")
+                        return
+                    continue
+                if reply.get("started"):
+                    started = self._waiters[rid]
+                    started.started, started.started_at = True, anyio.current_time()
+                    continue
+                target = self._waiters.pop(rid)
             except (ValueError, TypeError, KeyError):  # garbage, or an id nobody waits for
                 self.kill("it broke the protocol (a reply nobody asked for)")
                 return
@@ -315,7 +366,7 @@ class NodeWorker:
             waiter.event.set()
 
     async def run(self, code: str, *, args: Any = NO_ARGS, timeout: float, max_output: int,
-                  max_capture: int | None = None) -> dict[str, Any]:
+                  max_capture: int | None = None, context: Any = None) -> dict[str, Any]:
         """Run ``code`` (``args`` is undefined in it unless given); the value is cut at
         ``max_output``, stdout and stderr at ``max_capture`` (default ``max_output``) bytes
         each."""
@@ -323,16 +374,19 @@ class NodeWorker:
                    "max_capture": max_capture or max_output}
         if args is not NO_ARGS:
             payload["args"] = args
-        reply = await self.request(payload, timeout)
+        reply = await self.request(payload, timeout, context=context)
         self.calls += 1
         self._trim_log()
         return reply
 
     async def ping(self, timeout: float = 5.0) -> bool:
-        """A real round trip. While calls are in flight the worker may be busy in one of
-        them, so the ping waits as long as the longest of them may still run."""
-        now = anyio.current_time()
-        timeout = max([timeout, *((w.deadline - now + 1.0) for w in self._waiters.values())])
+        """A real round trip when no call is in flight. While calls are, the worker is
+        alive when its process is: a call that stops being answered kills the worker at its
+        own deadline, so a health check never waits behind a slow call, holding up every
+        other caller outside their timeouts."""
+        if self._waiters:
+            return not self.dead and self.process is not None \
+                and self.process.returncode is None
         try:
             reply = await self.request({"op": "ping"}, timeout, what="health check")
         except WorkerError:

@@ -218,6 +218,13 @@
     channel.write(`${stringify(reply)}\n`);
   }
 
+  // A call starts on the next turn of the event loop, after every line already received:
+  // a 'drop' the host sent while this worker was busy (its caller gave up waiting) is seen
+  // before the call would start, and the call never runs. Each call that does start says
+  // so first, so the host knows which calls a cancellation would cut short.
+  const scheduled = new Set();
+  const dropped = new Set();
+
   function handle(line) {
     let request;
     try {
@@ -231,11 +238,25 @@
       send({ id, ok: true, pong: true });
       return;
     }
-    run(request).then(
-      (reply) => send({ id, ...reply }),
-      (failure) => send({ id, ok: false, error: describe(failure)[0], error_type: 'WorkerError',
-                          stdout: '', stderr: '', stdout_bytes: 0, stderr_bytes: 0, value: null }),
-    );
+    if (request.op === 'drop') {
+      if (scheduled.has(id)) dropped.add(id);
+      return;
+    }
+    scheduled.add(id);
+    setImmediate(() => {
+      scheduled.delete(id);
+      if (dropped.delete(id)) {
+        send({ id, dropped: true });
+        return;
+      }
+      send({ id, started: true });
+      run(request).then(
+        (reply) => send({ id, ...reply }),
+        (failure) => send({ id, ok: false, error: describe(failure)[0], error_type: 'WorkerError',
+                            stdout: '', stderr: '', stdout_bytes: 0, stderr_bytes: 0,
+                            value: null }),
+      );
+    });
   }
 
   let pending = '';

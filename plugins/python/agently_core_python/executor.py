@@ -42,7 +42,8 @@ class PythonExecutor:
         max_output = policy.max_output_bytes or DEFAULT_OUTPUT
         try:
             reply = await worker.run(kwargs["python_code"], timeout=timeout + 1.0,
-                                     max_output=max_output, max_capture=max(max_output, ARTIFACT_BYTES))
+                                     max_output=max_output,
+                                     max_capture=max(max_output, ARTIFACT_BYTES), context=context)
         except WorkerError as exc:
             raise ActionError(str(exc)) from None
         result = result_from_reply(reply, max_output, context)

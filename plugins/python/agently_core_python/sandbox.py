@@ -20,8 +20,12 @@ from agently_core_isolation.sandbox import (
 from agently_core_isolation.workspace import DEFAULT_WORKSPACE_BYTES, Workspace, new_workspace
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from agently_core.queueing import Turnstile
+
 PYTHON = "/usr/bin/python3"  # reachable by the sandbox uid, unlike a venv under /root
 MAX_REPLY = 32 * 1024 * 1024
+#: Calls that may wait for a busy worker; one more is refused at once (ResourceBusy).
+MAX_WAITING = 32
 
 
 class WorkerError(RuntimeError):
@@ -51,7 +55,10 @@ class PythonWorker:
         self.workdir: Path | None = None
         self.process: Any = None
         self._reader: BufferedByteReceiveStream | None = None
-        self._lock = anyio.Lock()
+        #: One call at a time; the calls waiting behind it are bounded and their wait shows
+        #: in their records (a call that times out while it waits never started).
+        self.turnstile = Turnstile("the Python sandbox of its scope",
+                                   max_waiting=MAX_WAITING)
         self._seq = 0
         self.dead = False
         self.calls = 0
@@ -93,9 +100,11 @@ class PythonWorker:
         line = await self._reader.receive_until(b"\n", MAX_REPLY)
         return json.loads(line)
 
-    async def request(self, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Send one request and wait for its reply; any failure kills the worker."""
-        async with self._lock:
+    async def request(self, payload: dict[str, Any], timeout: float,
+                      context: Any = None) -> dict[str, Any]:
+        """Send one request and wait for its reply (its turn first: ``context``, the call's
+        ActionContext, records the wait); any failure kills the worker."""
+        async with self.turnstile.turn(context):
             if self.dead or self.process is None:
                 raise WorkerError("the Python worker is not running")
             self._seq += 1
@@ -121,13 +130,19 @@ class PythonWorker:
             return reply
 
     async def run(self, code: str, *, timeout: float, max_output: int,
-                  max_capture: int | None = None) -> dict[str, Any]:
+                  max_capture: int | None = None, context: Any = None) -> dict[str, Any]:
         """Run ``code``; the value's repr is cut at ``max_output``, stdout and stderr at
         ``max_capture`` (default ``max_output``) bytes each."""
         return await self.request({"op": "run", "code": code, "max_output": max_output,
-                                   "max_capture": max_capture or max_output}, timeout)
+                                   "max_capture": max_capture or max_output}, timeout, context)
 
     async def ping(self, timeout: float = 5.0) -> bool:
+        """A real round trip; while a call runs, the worker is alive when its process is
+        (the call itself kills a worker that stops answering), so a health check never
+        queues behind a slow call, holding up every other caller outside their timeouts."""
+        if self.turnstile.busy:
+            return not self.dead and self.process is not None \
+                and self.process.returncode is None
         try:
             reply = await self.request({"op": "ping"}, timeout)
         except WorkerError:

@@ -271,3 +271,40 @@ def test_configured_env_and_passthrough_together(python_agent: Any,
                          "os.environ.get('AGENTLY_TEST_WITHHELD')]")
     assert record.status == "success", record.error  # was refused before: env counted as passed
     assert record.result["value"] == "[True, True, None]"
+
+
+# == a slow call and the calls behind it =====================================================
+def test_a_call_that_times_out_behind_a_slow_one_never_started_and_the_worker_lives(
+        python_agent: Any) -> None:
+    import anyio
+
+    from agently_core._sync import run_sync
+
+    agent = python_agent(timeout=10)
+    assert call(agent, "kept = 'state'").status == "success"
+    records: dict[str, Any] = {}
+
+    async def run(name: str, code: str, timeout: float | None = None) -> None:
+        records[name] = await agent.action.async_execute_action(
+            "run_python", {"python_code": code}, timeout=timeout)
+
+    async def scenario() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(run, "slow", "import time\ntime.sleep(1.2)\n'slow'")
+            await anyio.sleep(0.2)  # the slow call holds the worker
+            group.start_soon(run, "waiting", "open('ran', 'w')", 0.4)
+            group.start_soon(run, "after", "kept")
+
+    started = time.monotonic()
+    run_sync(scenario)
+    slow, waited, after = records["slow"], records["waiting"], records["after"]
+    assert slow.status == "success" and slow.result["value"] == "'slow'"
+    assert waited.status == "failed" and waited.error_type == "TimeoutError"
+    assert "while it waited for the Python sandbox" in waited.error
+    assert "never started" in waited.error and waited.meta["queued_ms"] >= 300
+    assert not (worker_of(agent).workdir / "ran").exists()  # it really never ran
+    # the worker was not killed for it: the state is still there, and the wait is visible
+    assert after.status == "success" and after.result["value"] == "'state'"
+    assert after.meta["queued_ms"] > 500
+    assert time.monotonic() - started < 5
+    assert worker_of(agent).turnstile.waiting == 0
