@@ -12,6 +12,10 @@ from typing import Any
 
 import pytest
 
+# the sandbox attack kit's checks get pytest's reports here too (tests import it before
+# the plugins' own conftests, which register it as well, are loaded)
+pytest.register_assert_rewrite("agently_core_isolation.testing")
+
 
 @pytest.fixture(autouse=True)
 def _isolated(agently_clean_environment: None) -> None:
