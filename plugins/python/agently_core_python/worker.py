@@ -8,11 +8,12 @@ notebook); its stdout and stderr (including child processes') go to capture file
 nothing it prints can be mistaken for a reply.
 """
 
-import ast
+import _ast  # the node classes alone: the ``ast`` module's helpers cost a cold start ~10 ms
 import json
 import os
 import sys
-import traceback
+
+ONLY_AST = 0x400  # ast.PyCF_ONLY_AST
 
 PROTO = os.fdopen(os.dup(1), "w", buffering=1)
 REQUESTS = os.fdopen(os.dup(0), "r")
@@ -54,16 +55,19 @@ def run(code, max_output, max_capture):
     _fresh_streams()
     value = error = error_type = None
     try:
-        tree = ast.parse(code, "<run_python>", "exec")
-        last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        tree = compile(code, "<run_python>", "exec", ONLY_AST)
+        last = tree.body[-1] if tree.body and isinstance(tree.body[-1], _ast.Expr) else None
         if last is not None:
             tree.body.pop()
         exec(compile(tree, "<run_python>", "exec"), NAMESPACE)
         if last is not None:
-            result = eval(compile(ast.Expression(last.value), "<run_python>", "eval"), NAMESPACE)
+            result = eval(compile(_ast.Expression(last.value), "<run_python>", "eval"),
+                          NAMESPACE)
             if result is not None:
                 value = repr(result)[:max_output]
     except BaseException as exc:  # the code's own failure, reported, never fatal here
+        import traceback  # only when code fails: not on every worker's start
+
         error_type = type(exc).__name__
         lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
         error = "".join(line for line in lines if "agently_core_python" not in line)[-4000:]
