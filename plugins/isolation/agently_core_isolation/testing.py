@@ -33,7 +33,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import textwrap
 import time
@@ -393,9 +392,16 @@ class Traced:
         """Started programs that are not ``allowed`` (resolved on the host; a relative path
         or a descriptor is never allowed) besides the host side's own (the supervisor's
         Python, bubblewrap)."""
+        from .sandbox import SUPERVISOR_PYTHON
+
         real = {os.path.realpath(p) for p in allowed}
-        host = {os.path.realpath(sys.executable), os.path.realpath(shutil.which("bwrap") or "/")}
-        return [path for path in self.started()
+        started = self.started()
+        # the first program is the supervisor itself (the trace starts with it): only that
+        # one start of its Python is the host's own, a later one would be the sandbox's
+        if started and os.path.realpath(started[0]) == os.path.realpath(SUPERVISOR_PYTHON):
+            started = started[1:]
+        host = {os.path.realpath(shutil.which("bwrap") or "/")}
+        return [path for path in started
                 if not path.startswith("/") or path.startswith("/proc/")
                 or os.path.realpath(path) not in real | host]
 
