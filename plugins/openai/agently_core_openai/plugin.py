@@ -1,0 +1,1 @@
+"""Entry point of agently-core-openai: registers names only; imports nothing heavy."""

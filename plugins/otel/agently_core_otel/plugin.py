@@ -1,0 +1,1 @@
+"""Entry point of agently-core-otel: registers names only; imports nothing heavy."""
