@@ -190,6 +190,24 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
 
 
+def _may_hold_table(pyproject: Path) -> bool:
+    """Whether a pyproject.toml can hold ``[tool.agently-core]`` at all: a ``tool.agently-core``
+    key path (however quoted or dotted), a ``[tool]`` table or ``tool = ...`` inline
+    table, or a unicode escape that could spell a key. Most files have none, and skipping
+    them spares every process ``tomllib`` (about 10 ms)."""
+    import re
+
+    try:
+        data = pyproject.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {pyproject}: {exc}") from exc
+    if b"\\u" in data or b"\\U" in data:
+        return True
+    return re.search(rb"""["']?tool["']?[ \t]*\.[ \t]*["']?agently-core"""
+                     rb"""|(?m:^[ \t]*(?:\[[ \t]*["']?tool["']?[ \t]*\]|["']?tool["']?[ \t]*=))""",
+                     data) is not None
+
+
 def _file_layers(cwd: Path, env: Mapping[str, str]) -> list[tuple[str, dict[str, Any]]]:
     explicit = env.get("AGENTLY_CONFIG")
     if explicit:
@@ -201,7 +219,7 @@ def _file_layers(cwd: Path, env: Mapping[str, str]) -> list[tuple[str, dict[str,
         agently_toml = directory / "agently.toml"
         pyproject = directory / "pyproject.toml"
         layers: list[tuple[str, dict[str, Any]]] = []
-        if pyproject.is_file():
+        if pyproject.is_file() and _may_hold_table(pyproject):
             table = _read_toml(pyproject).get("tool", {}).get("agently-core")
             if table is not None:
                 layers.append((f"{pyproject} [tool.agently-core]", table))

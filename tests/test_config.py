@@ -366,3 +366,25 @@ def test_empty_environment_variables_count_as_unset(project: Path) -> None:
 def test_explicit_autoload_variable_wins_over_the_disable_switch(project: Path) -> None:
     env = {"AGENTLY_PLUGINS_AUTOLOAD": "1", "AGENTLY_DISABLE_PLUGIN_AUTOLOAD": "1"}
     assert Config.load(env=env, cwd=project).autoload is True
+
+
+@pytest.mark.parametrize(("text", "holds"), [
+    ('[tool.agently-core]\nplanner = "x"\n', True),
+    ('[tool."agently-core"]\nplanner = "x"\n', True),
+    ("[ tool . 'agently-core' . policy ]\ntimeout_seconds = 3.0\n", True),
+    ('[tool]\nagently-core = { planner = "x" }\n', True),
+    ('tool = { agently-core = { planner = "x" } }\n', True),
+    ('tool.agently-core.planner = "x"\n', True),
+    ('[tool."agently\\u002Dcore"]\nplanner = "x"\n', True),
+    ('[project]\nname = "agently-core"\n[tool.uv.sources]\nagently-core = { workspace = true }\n',
+     False),
+])
+def test_a_pyproject_without_the_table_is_not_parsed(tmp_path, text: str, holds: bool) -> None:
+    """Config.load skips tomllib for a pyproject.toml that cannot hold [tool.agently-core]
+    (most projects), and still reads the table in every way TOML can spell it."""
+    from agently_core.config import _may_hold_table
+
+    (tmp_path / "pyproject.toml").write_text(text)
+    assert _may_hold_table(tmp_path / "pyproject.toml") is holds
+    config = Config.load(env={}, cwd=tmp_path)
+    assert config.planner == ("x" if holds and "planner" in text else None)

@@ -39,12 +39,13 @@ import functools
 import os
 import shutil
 import signal
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from agently_core.interpreters import helper_python
 
 from ._supervise import BOOT, DEADLINE_MARKER, FAILURE
 
@@ -52,11 +53,8 @@ TIERS = ("bubblewrap", "landlock", "trusted_local")
 BWRAP = shutil.which("bwrap") or "/usr/bin/bwrap"
 SUPERVISOR = Path(__file__).with_name("_supervise.py")
 SUPERVISOR_BOOT = BOOT.format(directory=str(SUPERVISOR.parent))
-#: The interpreter the supervisor runs on (standard library only, so any Python 3.11 does):
-#: the system's when it is the same minor version as ours, which starts it faster than a
-#: virtual environment's unoptimised build would (it is on every sandbox's cold path).
-SUPERVISOR_PYTHON = "/usr/bin/python3" if os.path.realpath("/usr/bin/python3").endswith(
-    f"python{sys.version_info[0]}.{sys.version_info[1]}") else sys.executable
+#: The interpreter the supervisor runs on (standard library only; on every cold start).
+SUPERVISOR_PYTHON = helper_python()
 #: What bubblewrap shows of the host's configuration when the network is open.
 NETWORK_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/ssl", "/etc/ca-certificates")
 #: How long the host waits for a supervisor it asked to stop before it kills it outright.

@@ -29,6 +29,8 @@ from agently_core_isolation.exec_view import ExecViewError, elf_interpreter, exe
 from agently_core_isolation.sandbox import Isolation, Limits, SandboxSpec, allocate_uid, run
 from agently_core_isolation.testing import STRACE, TIERS, Box
 
+import agently_core
+
 box = pytest.fixture(testing.box)
 ALLOWED = ["/usr/bin/bash", "/usr/bin/cat", "/usr/bin/ls", "/usr/bin/find", "/usr/bin/sort",
            "/usr/bin/env", "/usr/bin/cp", "/usr/bin/seq"]
@@ -201,9 +203,10 @@ def test_a_host_without_root_uses_a_user_namespace(tier: str, root: Path) -> Non
         os.chown(workdir, uid, uid)
         plant(workdir / "touch", CANARY, uid=uid)
         library = str(Path(__file__).resolve().parents[1])
+        core = str(Path(agently_core.__file__).resolve().parents[1])
         script = textwrap.dedent(f"""
             import subprocess, sys
-            sys.path.insert(0, {library!r})
+            sys.path[:0] = [{library!r}, {core!r}]
             from agently_core_isolation.sandbox import Isolation, SandboxSpec, Limits
             line = ('echo $UID; /usr/bin/touch {root}/direct; ./touch {root}/copy; '
                     '{LOADER} ./touch {root}/loader; echo done')

@@ -39,6 +39,8 @@ from typing import Any
 
 import anyio
 
+from agently_core.interpreters import helper_python
+
 #: The largest message (one stdout line) a server may send; longer lines are dropped.
 MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 #: Grace for a server to exit on its own once its stdin is closed, then after SIGTERM.
@@ -274,7 +276,7 @@ async def stdio_transport(command: str, args: list[str], *, env: dict[str, str] 
 
     contain = contain and sys.platform.startswith("linux")
     status_read, status_write = os.pipe() if contain else (-1, -1)
-    argv = ([sys.executable, "-I", "-S", _SUPERVISOR, str(status_write), "--", command, *args]
+    argv = ([helper_python(), "-I", "-S", _SUPERVISOR, str(status_write), "--", command, *args]
             if contain else [command, *args])
     try:
         process = await anyio.open_process(
