@@ -252,6 +252,27 @@ def cmd_call(args: argparse.Namespace) -> int:
     return 0 if record.status == "success" else 1
 
 
+# -- run ----------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    """A model-driven action loop, printed as it happens (see :mod:`agently_core.cli_run`)."""
+    from .cli_run import run
+
+    if args.max_rounds is not None and args.max_rounds < 1:
+        raise UsageError(f"--max-rounds must be 1 or more, got {args.max_rounds}")
+    options = {key: value for key, value in (("model", args.model), ("base_url", args.base_url))
+               if value is not None}
+    names = _split_names(args.enable)
+    pm = _plugin_manager()
+    agent = _new_agent(pm)
+    try:
+        _mount(agent, pm, names)
+        agent.use_actions(list(agent.registry.names()))  # the model may call every one
+        return run(agent, args.prompt, planner=args.planner, options=options,
+                   max_rounds=args.max_rounds, as_json=args.json)
+    finally:
+        agent.close()
+
+
 # -- serve-mcp ----------------------------------------------------------------------------
 def cmd_serve_mcp(args: argparse.Namespace) -> int:
     """Serve the agent's actions as MCP tools (the server lives in agently-core-mcp)."""
@@ -712,6 +733,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mount these action packages (default: every installed one)")
     p.add_argument("--timeout", type=float, metavar="S", help="per-call timeout in seconds")
     p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser("run", help="run a model-driven action loop and print it as it happens")
+    p.add_argument("prompt", metavar="PROMPT", help="what to ask the model")
+    p.add_argument("--planner", metavar="NAME",
+                   help="the planner (default: the planner setting), e.g. openai_compatible")
+    p.add_argument("--model", metavar="M", help="the model (planner option model)")
+    p.add_argument("--base-url", metavar="URL", help="the model server (planner option base_url)")
+    p.add_argument("--enable", action="append", metavar="PACKAGE,...",
+                   help="mount these action packages (default: every installed one)")
+    p.add_argument("--max-rounds", type=int, metavar="N", help="planning rounds at most")
+    p.add_argument("--json", action="store_true", help="print only the FlowResult as JSON")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("serve-mcp", help="serve the actions as MCP tools (stdio or HTTP)")
     p.add_argument("--transport", choices=("stdio", "http"), default="stdio")

@@ -1,0 +1,97 @@
+"""``agently-core run``: a planner-driven loop printed as it happens; exit codes.
+
+The model-driven cases (each model planner against its loopback server) live beside the
+planners' own tests; here the scripted planner and fake plugins pin the command itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from agently_core.cli import main
+
+SCRIPT_PLUGIN = """
+from agently_core.hookspecs import hookimpl
+
+
+class TwoRounds:
+    def __init__(self, **options):
+        self.options = options
+
+    async def plan(self, context, request):
+        if context["round_index"] == 0:
+            return {"tool_calls": [
+                {"id": "c1", "type": "function",
+                 "function": {"name": "add", "arguments": '{"a": 2, "b": 3}'}},
+                {"id": "c2", "type": "function",
+                 "function": {"name": "nope", "arguments": "{}"}}]}
+        return {"content": "the sum is 5 (model " + str(self.options.get("model")) + ")"}
+
+
+@hookimpl
+def register_planners(register):
+    register("two_rounds", TwoRounds)
+"""
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "agently.toml").write_text("", encoding="utf-8")
+    monkeypatch.chdir(work)
+    for name in list(os.environ):
+        if name.startswith("AGENTLY_"):
+            monkeypatch.delenv(name)
+    return work
+
+
+@pytest.fixture
+def two_rounds(fake_distributions) -> None:
+    fake_distributions("agently-core-tworounds", entry_points={"tworounds": "cli_two_rounds"},
+                       modules={"cli_two_rounds": SCRIPT_PLUGIN})
+
+
+def test_a_run_prints_calls_outcomes_and_the_answer(capsys, two_rounds) -> None:
+    code = main(["run", "add 2 and 3", "--planner", "two_rounds", "--model", "m-1",
+                 "--enable", "examples"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == '-> add({"a": 2, "b": 3})'
+    assert lines[1] == "-> nope({})"
+    assert any(line.split()[:2] == ["success", "add"] and line.endswith(" 5.0") for line in lines)
+    assert any(line.split()[:2] == ["failed", "nope"] and "ActionNotFoundError" in line
+               for line in lines)
+    assert "answer: the sum is 5 (model m-1)" in lines
+    assert lines[-1].startswith("(2 rounds, 2 calls")
+
+
+def test_json_prints_the_flow_result(capsys, two_rounds) -> None:
+    code = main(["run", "add", "--planner", "two_rounds", "--enable", "examples", "--json"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    result = json.loads(out)
+    assert result["stop_reason"] == "response" and len(result["records"]) == 2
+
+
+def test_a_loop_that_ends_without_a_response_exits_1(capsys, two_rounds) -> None:
+    code = main(["run", "add", "--planner", "two_rounds", "--enable", "examples",
+                 "--max-rounds", "1"])
+    out, _ = capsys.readouterr()
+    assert code == 1 and "stopped: max_rounds" in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "hi", "--enable", "examples"],  # no planner anywhere
+    ["run", "hi", "--planner", "no_such_planner", "--enable", "examples"],
+    ["run", "hi", "--planner", "scripted", "--max-rounds", "0"],
+    ["run", "hi", "--planner", "scripted", "--enable", "no_such_package"],
+])
+def test_usage_and_configuration_errors_exit_2(capsys, argv) -> None:
+    assert main(argv) == 2
+    assert "error:" in capsys.readouterr().err
