@@ -27,13 +27,13 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from agently_core.execution import current_execution
 
 from . import attributes as attr
+from .bookkeeping import CLEAN_STOPS, OpenRun, OpenSpan, settled
 
 #: The event types the observer is subscribed to (fnmatch patterns).
 EVENT_PATTERNS = ("run.*", "round.*", "model.*", "action.*", "policy.approval.*")
@@ -41,45 +41,8 @@ _FINAL_ACTION = {"action.completed": "success", "action.failed": "failed",
                  "action.blocked": "blocked", "action.approval_required": "approval_required",
                  "action.skipped": "skipped"}
 _ERROR_STATUSES = frozenset({"failed", "blocked"})
-#: Run ends a flow reports that are not errors.
-_CLEAN_STOPS = frozenset({"response", "max_rounds", "approval_required"})
 #: How many ended runs are remembered, to link a resumed run to the span that paused.
 _ENDED_KEPT = 256
-
-
-@dataclass(slots=True, eq=False)
-class _Span:
-    """An open span and what its events add up to."""
-
-    span: Any
-    start: int
-    last: int
-    index: int | None = None
-    deltas: int = 0
-    first_delta: int | None = None
-
-
-@dataclass(slots=True, eq=False)
-class _Run:
-    """An open run span (``key`` None: the container of spans outside any run)."""
-
-    key: str | None
-    span: Any
-    start: int
-    last: int
-    execution: Any = None  # weakref.ref of the Execution, for runs without run events
-    explicit: bool = False  # opened by run.started: run.completed ends it
-    round: _Span | None = None
-    chats: list[_Span] = field(default_factory=list)
-    tools: dict[str, _Span] = field(default_factory=dict)
-    rounds: int = 0
-    requests: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    error_type: str | None = None
-
-    def parent(self) -> Any:
-        return self.round.span if self.round is not None else self.span
 
 
 class SpanObserver:
@@ -104,8 +67,8 @@ class SpanObserver:
         self._tracer: Any = None
         self._otel: Any = None
         self._lock = threading.RLock()
-        self._runs: dict[str, _Run] = {}
-        self._root = _Run(key=None, span=None, start=0, last=0)
+        self._runs: dict[str, OpenRun] = {}
+        self._root = OpenRun(key=None, span=None, start=0, last=0)
         self._ended: OrderedDict[str, Any] = OrderedDict()
         self._open = 0
         #: The stop signal of the running reaper thread (None: no reaper runs).
@@ -129,7 +92,9 @@ class SpanObserver:
         handler = self._handlers.get(event.type)
         if handler is None:
             return
-        payload = event.payload if isinstance(event.payload, Mapping) else {}
+        payload = event.payload
+        if type(payload) is not dict and not isinstance(payload, Mapping):
+            payload = {}
         ns = int(event.ts * 1e9)
         with self._lock:
             if self._tracer is None:
@@ -191,7 +156,7 @@ class SpanObserver:
                              daemon=True).start()
         return span
 
-    def _end(self, entry: _Span | _Run, ns: int, *, error: str | None = None,
+    def _end(self, entry: OpenSpan | OpenRun, ns: int, *, error: str | None = None,
              attributes: Mapping[str, Any] | None = None) -> None:
         span = entry.span
         if attributes:
@@ -204,7 +169,7 @@ class SpanObserver:
         self._open -= 1
 
     # -- runs -----------------------------------------------------------------------------
-    def _run(self, payload: Mapping[str, Any], ns: int, *, create: bool = True) -> _Run | None:
+    def _run(self, payload: Mapping[str, Any], ns: int, *, create: bool = True) -> OpenRun | None:
         """The run an event belongs to: its ``run_id`` (or ``execution_id``), else the
         execution the emitting task runs in; the root container outside any run."""
         execution = current_execution.get()
@@ -226,7 +191,7 @@ class SpanObserver:
         run.last = max(run.last, ns)
         return run
 
-    def _open_run(self, key: str, ns: int) -> _Run:
+    def _open_run(self, key: str, ns: int) -> OpenRun:
         trace = self._otel[0]
         attributes: dict[str, Any] = {attr.OPERATION: "invoke_agent", attr.RUN_ID: key}
         paused = self._ended.pop(key, None)
@@ -235,11 +200,11 @@ class SpanObserver:
             attributes[attr.RUN_RESUMED] = True
             links = [trace.Link(paused)]
         span = self._begin(_run_name(None), None, ns, attributes, links=links)
-        run = _Run(key=key, span=span, start=ns, last=ns)
+        run = OpenRun(key=key, span=span, start=ns, last=ns)
         self._runs[key] = run
         return run
 
-    def _adopt(self, run: _Run, execution: Any) -> None:
+    def _adopt(self, run: OpenRun, execution: Any) -> None:
         """Follow the run's execution (how a run without ``run.completed`` ends) and name
         the run after the agent that owns it."""
         run.execution = weakref.ref(execution)
@@ -251,7 +216,7 @@ class SpanObserver:
         run.span.set_attributes(found)
         run.span.update_name(_run_name(found.get(attr.AGENT_NAME)))
 
-    def _close_run(self, run: _Run, ns: int, *, stop: str, error: str | None,
+    def _close_run(self, run: OpenRun, ns: int, *, stop: str, error: str | None,
                    attributes: Mapping[str, Any] | None = None) -> None:
         """End a run span and every span still open under it."""
         self._runs.pop(run.key or "", None)
@@ -296,19 +261,19 @@ class SpanObserver:
         found = attr.pick(payload, attr.RUN_END_FIELDS)
         stop = found.pop(attr.STOP_REASON, "completed")
         error = attr.identifier(payload.get("error_type"))
-        if error is None and stop not in _CLEAN_STOPS:
+        if error is None and stop not in CLEAN_STOPS:
             error = run.error_type or stop
         self._close_run(run, ns, stop=stop, error=error, attributes=found)
 
     # -- rounds ---------------------------------------------------------------------------
-    def _enter_round(self, run: _Run, index: int, ns: int) -> None:
+    def _enter_round(self, run: OpenRun, index: int, ns: int) -> None:
         current = run.round
         if current is not None and current.index == index:
             return
         if current is not None:
             self._end(current, ns)
         span = self._begin("agently.round", run.span, ns, {attr.ROUND_INDEX: index})
-        run.round = _Span(span=span, start=ns, last=ns, index=index)
+        run.round = OpenSpan(span=span, start=ns, last=ns, index=index)
         run.rounds += 1
 
     def _round_started(self, payload: Mapping[str, Any], ns: int) -> None:
@@ -335,8 +300,8 @@ class SpanObserver:
         run.requests += 1
         self._open_chat(run, payload, ns, index)
 
-    def _open_chat(self, run: _Run, payload: Mapping[str, Any], ns: int,
-                   index: int | None) -> _Span:
+    def _open_chat(self, run: OpenRun, payload: Mapping[str, Any], ns: int,
+                   index: int | None) -> OpenSpan:
         attributes = {attr.OPERATION: "chat", **attr.pick(payload, attr.MODEL_REQUEST_FIELDS)}
         provider = attr.PROVIDERS.get(attributes.get(attr.PLANNER, ""))
         if provider:
@@ -344,11 +309,11 @@ class SpanObserver:
         model = attributes.get(attr.REQUEST_MODEL)
         span = self._begin(f"chat {model}" if model else "chat", run.parent(), ns, attributes,
                            client=True)
-        chat = _Span(span=span, start=ns, last=ns, index=index)
+        chat = OpenSpan(span=span, start=ns, last=ns, index=index)
         run.chats.append(chat)
         return chat
 
-    def _chat(self, run: _Run, payload: Mapping[str, Any]) -> _Span | None:
+    def _chat(self, run: OpenRun, payload: Mapping[str, Any]) -> OpenSpan | None:
         """The oldest open request of the event's round (or of the run)."""
         index = attr.count(payload.get("round_index"))
         for chat in run.chats:
@@ -365,7 +330,7 @@ class SpanObserver:
             if chat.first_delta is None:
                 chat.first_delta = ns
 
-    def _finish_chat(self, payload: Mapping[str, Any], ns: int) -> tuple[_Run, _Span]:
+    def _finish_chat(self, payload: Mapping[str, Any], ns: int) -> tuple[OpenRun, OpenSpan]:
         run = self._run(payload, ns)
         assert run is not None
         chat = self._chat(run, payload)
@@ -396,7 +361,7 @@ class SpanObserver:
         self._end(chat, ns, error=error, attributes={attr.DELTAS: chat.deltas})
 
     # -- action calls ---------------------------------------------------------------------
-    def _tool(self, run: _Run, payload: Mapping[str, Any], ns: int) -> _Span | None:
+    def _tool(self, run: OpenRun, payload: Mapping[str, Any], ns: int) -> OpenSpan | None:
         call_id = attr.text(payload.get("call_id"))
         if call_id is None:
             return None
@@ -406,7 +371,7 @@ class SpanObserver:
             name = attributes.get(attr.TOOL_NAME)
             span = self._begin(f"execute_tool {name}" if name else "execute_tool", run.parent(),
                                ns, attributes)
-            entry = run.tools[call_id] = _Span(span=span, start=ns, last=ns)
+            entry = run.tools[call_id] = OpenSpan(span=span, start=ns, last=ns)
         entry.last = ns
         return entry
 
@@ -452,15 +417,15 @@ class SpanObserver:
         """End runs whose execution closed or paused, and entries idle too long."""
         idle = now - int(self.idle_timeout * 1e9)
         for run in list(self._runs.values()):
-            settled = None if run.explicit else _settled(run)
-            if settled is not None:
-                stop, error, end, found = settled
+            ended = settled(run)
+            if ended is not None:
+                stop, error, end, found = ended
                 self._close_run(run, end, stop=stop, error=error, attributes=found)
             elif run.last < idle:
                 self._close_run(run, run.last, stop="idle_timeout", error="idle_timeout")
         self._close_root(lambda entry: entry.last < idle, "idle_timeout")
 
-    def _close_root(self, stale: Callable[[_Span], bool], reason: str) -> None:
+    def _close_root(self, stale: Callable[[OpenSpan], bool], reason: str) -> None:
         root = self._root
         for call_id, entry in list(root.tools.items()):
             if stale(entry):
@@ -479,7 +444,7 @@ class SpanObserver:
             if not candidates:
                 return
             _, oldest = min(candidates, key=lambda item: item[0])
-            if isinstance(oldest, _Run):
+            if isinstance(oldest, OpenRun):
                 self._close_run(oldest, oldest.last, stop="evicted", error="evicted")
             else:
                 self._close_root(lambda entry, target=oldest: entry is target, "evicted")
@@ -495,41 +460,6 @@ class SpanObserver:
                 if self._open == 0:
                     self._reaper = None
                     return
-
-
-def _settled(run: _Run) -> tuple[str, str | None, int, dict[str, Any]] | None:
-    """``(stop reason, error type, end time, attributes)`` of a run whose execution closed
-    or paused (for flows that emit no ``run.completed``), else ``None``."""
-    execution = run.execution() if run.execution is not None else None
-    if execution is None:
-        return ("aborted", "aborted", run.last, {}) if run.execution is not None else None
-    if getattr(execution, "state", None) == "closed":
-        result = getattr(execution, "result", None)
-        closed = getattr(execution, "closed_at", None)
-        end = max(run.last, int(closed * 1e9) if isinstance(closed, float) else run.last)
-        stop = attr.identifier(getattr(result, "stop_reason", None))
-        if stop is None:  # cancelled, or an exception went through the run
-            return "aborted", "aborted", end, {}
-        found = _result_attributes(result)
-        if stop in _CLEAN_STOPS:
-            return stop, None, end, found
-        error = run.error_type or attr.error_name(getattr(result, "error", None)) or stop
-        return stop, error, end, found
-    if getattr(execution, "paused", False):
-        return "approval_required", None, run.last, _result_attributes(execution.result)
-    return None
-
-
-def _result_attributes(result: Any) -> dict[str, Any]:
-    """The round count and token totals of a FlowResult (its ``usage`` when it has one)."""
-    rounds = getattr(result, "rounds", None)
-    found = {} if not isinstance(rounds, list) else {attr.ROUNDS: len(rounds)}
-    usage = getattr(result, "usage", None)
-    if isinstance(usage, Mapping):
-        found.update(attr.pick(usage, {key: value for key, value in attr.RUN_END_FIELDS.items()
-                                       if key in {"input_tokens", "output_tokens",
-                                                  "requests"}}))
-    return found
 
 
 def _run_name(agent_name: Any) -> str:

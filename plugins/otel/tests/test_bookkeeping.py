@@ -164,3 +164,33 @@ def test_concurrent_runs_keep_their_own_spans(make_agent, exporter, read_tree) -
         assert parent.attributes[attr.RUN_ID] == results[run].execution_id
         assert record.result == f"{record.kwargs['run']}:{record.kwargs['call']}"
     assert observer.open_spans == 0
+
+
+_AT_EXIT = """
+import anyio
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+provider = TracerProvider()
+provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(
+    formatter=lambda span: f"{span.name}|{span.attributes.get('error.type')}\\n")))
+trace.set_tracer_provider(provider)
+from agently_core import EventCenter
+from agently_core_otel import observe
+
+center = EventCenter()
+observe(center)
+anyio.run(lambda: center.emit("action.started", "test", call_id="c1", action="hang"))
+print("exiting")
+"""
+
+
+def test_open_spans_are_ended_and_exported_at_interpreter_exit(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _AT_EXIT], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["exiting", "execute_tool hang|shutdown"]
