@@ -219,6 +219,7 @@ class Agent:
             "planning_protocol": self.config.action.get("planning_protocol", "structured_plan"),
         }
         self._planner: Any = None
+        self._env_state: str | Callable[[], Any] | None = None
         self._execution_handler: Callable[..., Any] | None = None
         self._runtime: Any = None
         self._flow: Any = None
@@ -462,17 +463,119 @@ class Agent:
 
     def set_planner(self, planner: Any, **options: Any) -> Agent:
         """Use a planner: an object with ``plan(context, request)``, a two-argument
-        ``(context, request)`` callable, a list of scripted rounds, or a registered name."""
+        ``(context, request)`` callable, a list of scripted rounds, or a registered name.
+
+        A planner named here gets the configuration's ``planner_options`` (when the
+        ``planner`` setting names the same planner, or none) with ``options`` on top:
+        ``agent.set_planner("openai_compatible", model="gpt-4o-mini")``. Every planner
+        with a ``bind(agent)`` method is bound to this agent (a model planner registers
+        its key with :attr:`redactor` there)."""
         if isinstance(planner, str):
-            planner = self.plugins.create("planner", planner, **options)
+            planner = self._create_planner(planner, options)
         elif isinstance(planner, (list, tuple)):
             planner = self.plugins.create("planner", "scripted", steps=list(planner), **options)
         elif not hasattr(planner, "plan") and callable(planner):
             planner = _HandlerPlanner(planner)
         elif not hasattr(planner, "plan"):
             raise TypeError(f"not a planner: {planner!r}")
+        self._bind(planner)
         self._planner = planner
         return self
+
+    def planner_options(self, name: str | None = None) -> dict[str, Any]:
+        """The configuration's options for planner ``name`` (default: the configured
+        one): ``[planner_options]`` and ``AGENTLY_PLANNER_OPTION_*``, merged. They belong
+        to the configured planner; for another one there are none."""
+        configured = self.config.planner
+        if name is not None and configured is not None and name != configured:
+            return {}
+        return dict(self.config.planner_options)
+
+    def _create_planner(self, name: str, options: Mapping[str, Any]) -> Any:
+        merged = {**self.planner_options(name), **options}
+        # a secret-named option (an Authorization header, say) is masked from here on
+        self.redactor.add_mapping({k: v for k, v in merged.items() if not k.endswith("_env")})
+        try:
+            return self.plugins.create("planner", name, **merged)
+        except TypeError as exc:
+            if "unexpected keyword argument" not in str(exc):
+                raise
+            raise ConfigError(f"planner {name!r} does not take an option it was given: {exc} "
+                              "(options: [planner_options], AGENTLY_PLANNER_OPTION_*, "
+                              "create_agent(config=...), set_planner(..., **options))"
+                              ) from None
+
+    def _bind(self, planner: Any) -> None:
+        bind = getattr(planner, "bind", None)
+        if callable(bind) and not isinstance(planner, _HandlerPlanner):
+            bind(self)
+
+    def _get_planner(self) -> Any:
+        """The planner in use: the one set, else the configured one (created and bound
+        on first use)."""
+        if self._planner is None:
+            if self.config.planner is None:
+                raise ConfigError(
+                    "no planner: call agent.set_planner(...) or "
+                    "agent.register_action_planning_handler(...), or set planner = \"NAME\""
+                )
+            planner = self._create_planner(self.config.planner, {})
+            self._bind(planner)
+            self._planner = planner
+        return self._planner
+
+    # -- environment state -------------------------------------------------------------
+    @property
+    def env_state(self) -> str | Callable[[], Any] | None:
+        """What the agent's environment looks like, for planners (see :meth:`set_env_state`)."""
+        return self._env_state
+
+    def set_env_state(self, state: str | Callable[[], Any] | None) -> Agent:
+        """Describe the agent's environment to planners: a string, or a callable
+        (sync or async) returning one, asked before every round. A model planner puts it
+        in its system prompt. ``agent.run(..., env_state=...)`` overrides it for one run;
+        ``None`` clears it."""
+        if state is not None and not isinstance(state, str) and not callable(state):
+            raise TypeError(f"env_state must be a string, a callable or None, got {state!r}")
+        self._env_state = state
+        return self
+
+    async def _current_env_state(self) -> str | None:
+        value = self._env_state
+        if callable(value):
+            value = value()
+            if inspect.isawaitable(value):
+                value = await value
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"env_state must be a string or None, got {type(value).__name__}")
+        return value
+
+    # -- model-produced functions ------------------------------------------------------
+    def auto_func(self, fn: Callable[..., Any] | None = None, /, *, output: Any = None,
+                  ensure_keys: Iterable[str] = (), attempts: int = 3,
+                  use_actions: bool | None = None) -> Any:
+        """Make a typed function with a docstring into one whose result the planner
+        produces (``await planner.generate(context, request)``): usable bare
+        (``@agent.auto_func``) or with options. The docstring, its ``{argument}``
+        placeholders filled in, is the instruction; the result is validated against the
+        return annotation (a type, a pydantic model, or a Schema-as-Prompt dict such as
+        ``{"title": (str, "the title", True)}``) or ``output``, with ``ensure_keys``
+        (``"resources[*].url"``) required too. An invalid answer is asked again with its
+        error, ``attempts`` times in all, then :class:`~agently_core.errors.AutoFuncError`.
+        With visible actions (or ``use_actions=True``) the action loop runs first, and
+        its history goes to ``generate``. An ``async def`` stays async."""
+        import sys
+
+        from .auto_func import make_auto_func
+
+        caller = sys._getframe(1).f_locals  # resolves a local class named as a string
+
+        def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+            return make_auto_func(self, func, output=output, ensure_keys=ensure_keys,
+                                  attempts=attempts, use_actions=use_actions,
+                                  localns=caller)
+
+        return decorate(fn) if fn is not None else decorate
 
     def register_action_planning_handler(self, handler: Callable[..., Any] | None) -> Agent:
         """Plan with ``handler(context, request)``; ``None`` restores the configured planner."""
@@ -493,15 +596,7 @@ class Agent:
             self._runtime = self._create("action_runtime")
         if self._flow is None:
             self._flow = self._create("action_flow")
-        planner = self._planner
-        if planner is None:
-            if self.config.planner is None:
-                raise ConfigError(
-                    "no planner: call agent.set_planner(...) or "
-                    "agent.register_action_planning_handler(...), or set planner = \"NAME\""
-                )
-            planner = self._planner = self.plugins.create("planner", self.config.planner)
-        return self._runtime, self._flow, planner
+        return self._runtime, self._flow, self._get_planner()
 
     @property
     def runtime(self) -> Any:
@@ -592,8 +687,11 @@ class Agent:
 
         state = execution.resume_state or {}
         request = state.get("request")
-        options = {key: state.get("options", {}).get(key, self.loop_settings[key])
+        saved = state.get("options", {})
+        options = {key: saved.get(key, self.loop_settings[key])
                    for key in ("max_rounds", "concurrency", "planning_protocol")}
+        if isinstance(saved.get("env_state"), str):
+            options["env_state"] = saved["env_state"]
         kind = state.get("kind")
         if kind == "start":
             execution.suspend(execution.pending,
@@ -627,10 +725,12 @@ class Agent:
                      if execution.workspace is not None else None)
             execution.suspend(requests, self._resumer(execution, resume), state=state)
 
+        loop = {key: value for key, value in options.items() if key != "env_state"}
         run = FlowRun(
             request=request, agent_name=self.name, runtime=runtime, planner=planner,
             dispatcher=self.dispatcher, execution_handler=self._execution_handler,
-            execution=execution, **options, pause=pause,
+            execution=execution, **loop, pause=pause,
+            settings={"env_state": options.get("env_state", self._env_state)},
         )
         return run
 
@@ -658,21 +758,26 @@ class Agent:
                         concurrency: int | None = None, planning_protocol: str | None = None,
                         execution_environments: Iterable[Any] = (),
                         runtime_resources: Mapping[str, Any] | None = None,
-                        workspace: Any = None, execution: Execution | None = None
-                        ) -> FlowResult:
+                        workspace: Any = None, execution: Execution | None = None,
+                        env_state: str | None = None) -> FlowResult:
         """Run the action loop for ``request`` (or the pending :meth:`input`) inside a new
         execution (durable with ``workspace``; see :meth:`create_execution`), or inside
         ``execution``, one of this agent's not yet used. A run that stops on a pending
         approval leaves ``agent.last_execution`` paused: resume it with
-        ``continue_with(decision, resume_request_id=...)``."""
+        ``continue_with(decision, resume_request_id=...)``. ``env_state`` describes the
+        environment to the planner for this run (instead of :meth:`set_env_state`'s)."""
         if request is None:
             request = self._input
         self._input_pending = False
-        options = {
+        if env_state is not None and not isinstance(env_state, str):
+            raise TypeError(f"env_state must be a string, got {type(env_state).__name__}")
+        options: dict[str, Any] = {
             "max_rounds": max_rounds or self.loop_settings["max_rounds"],
             "concurrency": concurrency or self.loop_settings["concurrency"],
             "planning_protocol": planning_protocol or self.loop_settings["planning_protocol"],
         }
+        if env_state is not None:
+            options["env_state"] = env_state
         if execution is None:
             execution = self.create_execution(execution_environments=execution_environments,
                                               runtime_resources=runtime_resources,
@@ -867,7 +972,8 @@ class Agent:
 
 
 class _HandlerPlanner:
-    """Adapts a ``(context, request)`` planning handler to the Planner protocol."""
+    """Adapts a ``(context, request)`` planning handler to the Planner protocol (it has
+    no ``generate``: ``auto_func`` needs a planner that does)."""
 
     def __init__(self, handler: Callable[..., Any]) -> None:
         if not callable(handler):
@@ -883,7 +989,8 @@ class _HandlerPlanner:
 
 def create_agent(name: str | None = None, **options: Any) -> Agent:
     """Create an :class:`Agent`. ``options``: ``plugins``, ``config`` (a :class:`Config` or a
-    dict of settings that override files and environment), ``policy``."""
+    dict of settings that override files and environment, such as ``{"planner":
+    "openai_compatible", "planner_options": {"model": "gpt-4o-mini"}}``), ``policy``."""
     return Agent(name, **options)
 
 

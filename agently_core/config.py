@@ -9,7 +9,14 @@ Sources, highest precedence first:
 
 The files are looked up in the working directory and its parents; the nearest directory
 that holds either one wins. Tables merge key by key, so ``[executors]`` from pyproject.toml
-and ``AGENTLY_EXECUTOR_PYTHON`` combine.
+and ``AGENTLY_EXECUTOR_PYTHON`` combine, and so do ``[planner_options]`` and
+``AGENTLY_PLANNER_OPTION_<KEY>`` (the key lower-cased, the value parsed as JSON when it
+parses, else kept as a string).
+
+A planner's key is never a setting: a model planner reads it from the environment
+variable its ``api_key_env`` option names. :meth:`Config.to_dict` and ``repr`` mask the
+value of every secret-named planner option all the same (an ``Authorization`` entry of
+``extra_headers``, say).
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ _SCALARS = {
     "approval_timeout": float,
     "deprecation_warnings": bool,
 }
-_TABLES = ("executors", "providers", "plugins", "policy", "action")
+_TABLES = ("executors", "providers", "plugins", "policy", "action", "planner_options")
 _PLUGIN_KEYS = {"allow", "block", "autoload"}
 _ACTION_KEYS = {"max_rounds", "concurrency", "planning_protocol"}
 PLANNING_PROTOCOLS = ("structured_plan", "native_tool_calls")
@@ -55,7 +62,30 @@ class Config:
     autoload: bool = True
     policy: Mapping[str, Any] = field(default_factory=dict)
     action: Mapping[str, Any] = field(default_factory=dict)
+    #: Options of the configured planner (``[planner_options]``), given to its factory.
+    planner_options: Mapping[str, Any] = field(default_factory=dict)
     sources: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every setting as plain data, for a configuration dump: the values of
+        secret-named planner options are masked (see :func:`masked_options`)."""
+        return {
+            "runtime": self.runtime, "flow": self.flow, "planner": self.planner,
+            "workspace_backend": self.workspace_backend,
+            "approval_handler": self.approval_handler,
+            "approval_timeout": self.approval_timeout,
+            "deprecation_warnings": self.deprecation_warnings,
+            "executors": dict(self.executors), "providers": dict(self.providers),
+            "plugins_allow": None if self.plugins_allow is None else list(self.plugins_allow),
+            "plugins_block": list(self.plugins_block), "autoload": self.autoload,
+            "policy": dict(self.policy), "action": dict(self.action),
+            "planner_options": masked_options(self.planner_options),
+            "sources": list(self.sources),
+        }
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{key}={value!r}" for key, value in self.to_dict().items())
+        return f"Config({fields})"
 
     @classmethod
     def load(
@@ -79,6 +109,8 @@ class Config:
         for source, data in layers:
             _check(source, data)
             for key, value in data.items():
+                if key == "planner_options":
+                    value = {_option_key(k): v for k, v in value.items()}
                 if key in _TABLES and isinstance(value, Mapping):
                     merged.setdefault(key, {}).update(value)
                 else:
@@ -98,8 +130,24 @@ class Config:
             autoload=bool(plugins.get("autoload", True)),
             policy=dict(data.get("policy", {})),
             action=dict(data.get("action", {})),
+            planner_options=dict(data.get("planner_options", {})),
             sources=sources,
         )
+
+
+def masked_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` for display: the value of every secret-named key, nested ones too
+    (``extra_headers.Authorization``), masked by the redactor's key rules. A key ending in
+    ``_env`` names an environment variable (``api_key_env``) and is shown as it is."""
+    from .redaction import Redactor
+
+    redactor = Redactor()
+    return {key: value if key.endswith("_env") and isinstance(value, str)
+            else redactor.redact({key: value})[key] for key, value in options.items()}
+
+
+def _option_key(name: str) -> str:
+    return name.strip().replace("-", "_")
 
 
 def _kind(name: str) -> str:
@@ -169,6 +217,11 @@ def _check_table(source: str, key: str, table: Mapping[str, Any]) -> None:
         if "planning_protocol" in table and protocol not in PLANNING_PROTOCOLS:
             raise ConfigError(f"{source}: [action] planning_protocol must be one of "
                               f"{', '.join(PLANNING_PROTOCOLS)}, got {protocol!r}")
+    elif key == "planner_options":
+        for name in table:
+            if not isinstance(name, str) or not _option_key(name).isidentifier():
+                raise ConfigError(f"{source}: [planner_options] key {name!r} is not an option "
+                                  "name (letters, digits and _)")
     elif key == "policy" and table:
         from pydantic import ValidationError
 
@@ -268,4 +321,17 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
             data.setdefault("plugins", {})["autoload"] = _env_bool(name, value)
         elif key == "disable_plugin_autoload":
             data.setdefault("plugins", {})["autoload"] = not _env_bool(name, value)
+        elif key.startswith("planner_option_") and len(key) > 15:
+            data.setdefault("planner_options", {})[key[15:]] = _env_json(value)
     return data
+
+
+def _env_json(value: str) -> Any:
+    """A planner option's value: JSON when it parses (``0.2``, ``false``, ``{...}``),
+    else the text as it is (``gpt-4o``)."""
+    import json
+
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value

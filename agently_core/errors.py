@@ -63,3 +63,28 @@ class EnvironmentBlocked(ExecutionEnvironmentError):
 
 class ManagerClosedError(ExecutionEnvironmentError):
     """The execution-environment manager has shut down."""
+
+
+class ModelError(AgentlyError):
+    """A model request failed for good: the key was refused (401/403), the model or the
+    endpoint does not exist (404), the request was rejected (400), it timed out, the
+    server could not be reached, or the retries ran out. The message says what to fix and
+    never holds the key. ``planner`` names the planner, ``status`` the HTTP status when
+    there was one. A planner raises it from ``plan`` or ``generate``; the flow ends the run
+    with ``stop_reason="failed"`` and ``error=str(exc)``."""
+
+    def __init__(self, message: str, *, planner: str | None = None,
+                 status: int | None = None) -> None:
+        super().__init__(message)
+        self.planner = planner
+        self.status = status
+
+
+class AutoFuncError(AgentlyError):
+    """An ``@agent.auto_func`` function got no valid result from its planner within its
+    attempts. ``attempts`` lists each attempt's ``{"output", "error"}``."""
+
+    def __init__(self, message: str, *, attempts: list[dict[str, object]] | None = None
+                 ) -> None:
+        super().__init__(message)
+        self.attempts = list(attempts or ())

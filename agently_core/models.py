@@ -404,8 +404,20 @@ class ActionDecision(_Model):
     protocol: PlanningProtocol = "structured_plan"
     invalid: list[dict[str, Any]] = Field(
         default_factory=_list,
-        description="Calls that could not be normalised: {call_id, action, error} each.",
+        description="Calls that could not be normalised: {call_id, action, error, index} "
+        "each (index: the call's position in the planner's answer).",
     )
+    usage: dict[str, Any] | None = Field(
+        None, description="What the model request cost: input_tokens, output_tokens (and "
+        "requests, when the round took more than one); None when the planner did not say.")
+    model: str | None = Field(None, description="The model that answered, as it said.")
+    model_message: Any = Field(
+        None, description="The planner's own message for this round (JSON), replayed by "
+        "the planner in later rounds from the planning context's history.")
+    diagnostics: list[dict[str, Any]] = Field(
+        default_factory=_list,
+        description="Notes of the runtime about this answer: {code, message} each, e.g. "
+        "action_runtime.native_tool_calls.empty for an answer with neither calls nor text.")
 
 
 class ApprovalRequest(_Model):
@@ -474,7 +486,9 @@ class FlowRound(_Model):
 
 class FlowResult(_Model):
     """What an ActionFlow run produced. ``stop_reason`` is one of ``response``,
-    ``max_rounds``, ``approval_required`` or ``failed`` (the planner failed; see ``error``)."""
+    ``max_rounds``, ``approval_required`` or ``failed`` (the planner failed; see ``error``).
+    ``usage`` totals what the rounds' model requests reported (``input_tokens``,
+    ``output_tokens``, ``requests``; None when no round reported any)."""
 
     request: Any = None
     records: list[ActionRecord] = Field(default_factory=_list)
@@ -483,6 +497,7 @@ class FlowResult(_Model):
     stop_reason: Literal["response", "max_rounds", "approval_required", "failed"] = "response"
     error: str | None = None
     execution_id: str | None = None
+    usage: dict[str, int] | None = None
 
 
 __all__ += ["FlowResult", "FlowRound"]

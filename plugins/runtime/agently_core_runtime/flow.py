@@ -2,7 +2,12 @@
 
 A run paused on an approval can be exported (:meth:`AgentlyActionFlow.export_state`, JSON)
 and resumed from that state in another process (:meth:`AgentlyActionFlow.resume_from`):
-how durable executions continue where they stopped.
+how durable executions continue where they stopped. The planning context's ``history``
+is rebuilt from the run's rounds and records, so a restored run replays the same history.
+
+Events (on the run's EventCenter, ids and counts only): ``flow.started``,
+``flow.round.started``, ``flow.round.completed``, ``flow.resumed`` and ``flow.completed``
+(also when the run pauses: ``stop_reason`` says so).
 """
 
 from __future__ import annotations
@@ -13,14 +18,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agently_core.errors import ModelError
 from agently_core.models import (
     ActionCall,
+    ActionDecision,
     ActionRecord,
     ApprovalDecision,
     ApprovalRequest,
     FlowResult,
     FlowRound,
+    new_id,
 )
+from agently_core.run_history import history_of
 
 
 @dataclass
@@ -35,9 +44,15 @@ class _State:
     #: Ids of waiting calls whose arguments held secrets that were not saved (a run
     #: restored in another process cannot run them).
     unsaved: set[str] = field(default_factory=set)
+    #: The run's id (its execution's), the same in every round and after a resume.
+    run_id: str = ""
+    #: The history entries of the rounds planned so far (rebuilt from ``result``).
+    history: list[dict[str, Any]] = field(default_factory=list)
 
-#: The version of :meth:`AgentlyActionFlow.export_state`'s format.
-STATE_VERSION = 1
+#: The version of :meth:`AgentlyActionFlow.export_state`'s format (version 1, without
+#: ``run_id``, is still restored).
+STATE_VERSION = 2
+_RESTORABLE = (1, 2)
 
 
 class AgentlyActionFlow:
@@ -51,9 +66,12 @@ class AgentlyActionFlow:
     name = "agently"
 
     async def run(self, run: Any) -> FlowResult:
-        state = _State(result=FlowResult(request=_plain(run.request)))
+        state = _State(result=FlowResult(request=_plain(run.request)),
+                       run_id=getattr(run.execution, "id", None) or new_id("run_"))
         _keep(run, state)
-        return await self._rounds(run, state)
+        await _emit(run, "flow.started", run_id=state.run_id, agent_name=run.agent_name,
+                    max_rounds=run.max_rounds, planning_protocol=run.planning_protocol)
+        return await self._finish(run, state, await self._rounds(run, state))
 
     # -- durable state ---------------------------------------------------------------------
     def export_state(self, run: Any, *, redactor: Any = None) -> dict[str, Any] | None:
@@ -83,6 +101,7 @@ class AgentlyActionFlow:
                     secrets += redactor.secret_arguments(_plain(call.kwargs))
         data = _plain({
             "version": STATE_VERSION,
+            "run_id": state.run_id,
             "result": state.result.model_dump(mode="json"),
             "done_plans": state.done_plans,
             "last_round": state.last_round,
@@ -96,14 +115,16 @@ class AgentlyActionFlow:
         """Continue a run from :meth:`export_state`'s state, in this process: the waiting
         calls run (approved; those whose arguments were not saved get a failed record) or
         get blocked records (denied), then planning goes on with the restored history."""
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"flow state version {state.get('version')!r} is not "
-                             f"{STATE_VERSION}; it cannot be restored here")
+        if state.get("version") not in _RESTORABLE:
+            raise ValueError(f"flow state version {state.get('version')!r} is not one of "
+                             f"{_RESTORABLE}; it cannot be restored here")
         restored = _State(
             result=FlowResult.model_validate(state["result"]),
             done_plans=[dict(p) for p in state.get("done_plans") or ()],
             last_round=[dict(r) for r in state.get("last_round") or ()],
             next_round=int(state.get("next_round") or 0),
+            run_id=str(state.get("run_id") or getattr(run.execution, "id", None)
+                       or new_id("run_")),
         )
         for item in state.get("waiting") or ():
             call = ActionCall.model_validate(item["call"])
@@ -113,35 +134,64 @@ class AgentlyActionFlow:
             if not item.get("arguments_saved", True):
                 restored.unsaved.add(call.id)
         _keep(run, restored)
-        return await self._resume(run, restored, decision)
+        return await self._continue(run, restored, decision)
+
+    async def _continue(self, run: Any, state: _State, decision: ApprovalDecision
+                        ) -> FlowResult:
+        await _emit(run, "flow.resumed", run_id=state.run_id, decision=decision.decision,
+                    request_id=decision.request_id)
+        return await self._finish(run, state, await self._resume(run, state, decision))
+
+    async def _finish(self, run: Any, state: _State, result: FlowResult) -> FlowResult:
+        usage = result.usage or {}
+        await _emit(run, "flow.completed", run_id=state.run_id, stop_reason=result.stop_reason,
+                    rounds=len(result.rounds), records=len(result.records), error=result.error,
+                    input_tokens=usage.get("input_tokens"),
+                    output_tokens=usage.get("output_tokens"), requests=usage.get("requests"))
+        return result
 
     async def _rounds(self, run: Any, state: _State) -> FlowResult:
         result = state.result
         while state.next_round < run.max_rounds:
             round_index = state.next_round
             state.next_round += 1
-            context = self._context(run, state, round_index)
+            try:
+                context = await self._context(run, state, round_index)
+            except Exception as exc:
+                return _failed(result, f"env_state failed in round {round_index}: "
+                                       f"{type(exc).__name__}: {exc}")
             request = {
                 "input": run.request,
                 "action_list": run.action_list(),
                 "planning_protocol": run.planning_protocol,
             }
+            await _emit(run, "flow.round.started", run_id=state.run_id, round_index=round_index)
             try:
                 decision = await run.runtime.plan(run.planner, context, request)
+            except ModelError as exc:  # says what to fix: shown as it is
+                return _failed(result, str(exc))
             except Exception as exc:
-                result.stop_reason = "failed"
-                result.error = f"planner failed in round {round_index}: {type(exc).__name__}: {exc}"
-                return result
+                return _failed(result, f"planner failed in round {round_index}: "
+                                       f"{type(exc).__name__}: {exc}")
             round_ = FlowRound(round_index=round_index, decision=decision)
             result.rounds.append(round_)
-            records = [_invalid_record(problem, round_index) for problem in decision.invalid]
+            _add_usage(result, decision.usage)
+            invalid = [(p.get("index"), _invalid_record(p, round_index)) for p in decision.invalid]
+            await _announce(run, [record for _, record in invalid])
             if decision.next_action == "response":
-                self._add(state, round_, records, round_index)
+                self._add(state, round_, [record for _, record in invalid], round_index)
+                await _round_done(run, state, decision, round_index)
                 result.response = decision.response
                 result.stop_reason = "response"
                 return result
-            records += await self._execute(run, context, decision.calls)
+            if not decision.calls and not invalid:
+                records = [_skipped_record(decision, round_index)]
+                await _announce(run, records)
+            else:
+                records = _in_call_order(invalid, await self._execute(run, context,
+                                                                      decision.calls))
             self._add(state, round_, records, round_index)
+            await _round_done(run, state, decision, round_index)
             waiting = [r for r in records if r.status == "approval_required"]
             if waiting:
                 return self._pause(run, state, decision.calls, waiting)
@@ -155,7 +205,7 @@ class AgentlyActionFlow:
         state.result.stop_reason = "approval_required"
         if run.pause is not None:
             run.pause([request for _, request in state.waiting if request is not None],
-                      lambda decision: self._resume(run, state, decision))
+                      lambda decision: self._continue(run, state, decision))
         return state.result
 
     async def _resume(self, run: Any, state: _State, decision: ApprovalDecision) -> FlowResult:
@@ -199,7 +249,10 @@ class AgentlyActionFlow:
                                [r for r in records if r.status == "approval_required"])
         return await self._rounds(run, state)
 
-    def _context(self, run: Any, state: _State, round_index: int) -> dict[str, Any]:
+    async def _context(self, run: Any, state: _State, round_index: int) -> dict[str, Any]:
+        rounds = state.result.rounds
+        if len(state.history) < len(rounds):  # rounds planned (and done) since last time
+            state.history.extend(history_of(state.result, len(state.history)))
         return {
             "agent_name": run.agent_name,
             "round_index": round_index,
@@ -207,6 +260,10 @@ class AgentlyActionFlow:
             "done_plans": list(state.done_plans),
             "last_round_records": state.last_round,
             "execution_id": getattr(run.execution, "id", None),
+            "run_id": state.run_id,
+            "history": list(state.history),
+            "env_state": await _env_state(run),
+            "events": _events(run),
         }
 
     @staticmethod
@@ -244,6 +301,97 @@ class AgentlyActionFlow:
                              error=f"execution handler failed: {type(exc).__name__}: {exc}")
                 for c in calls
             ]
+
+
+def _events(run: Any) -> Any:
+    """The run's EventCenter: its execution's, else its dispatcher's."""
+    events = getattr(run.execution, "events", None)
+    return events if events is not None else getattr(run.dispatcher, "events", None)
+
+
+async def _emit(run: Any, event_type: str, **payload: Any) -> None:
+    events = _events(run)
+    if events is not None and events.active:
+        await events.emit(event_type, "flow", **payload)
+
+
+async def _env_state(run: Any) -> str | None:
+    """The run's environment state: ``settings["env_state"]``, a string or a callable
+    that returns one (asked every round)."""
+    value = (getattr(run, "settings", None) or {}).get("env_state")
+    if callable(value):
+        value = value()
+        if inspect.isawaitable(value):
+            value = await value
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"env_state must be a string or None, got {type(value).__name__}")
+    return value
+
+
+def _failed(result: FlowResult, error: str) -> FlowResult:
+    result.stop_reason = "failed"
+    result.error = error
+    return result
+
+
+def _add_usage(result: FlowResult, usage: Any) -> None:
+    """Add one round's usage to the run's totals (``requests``: 1 unless it says more)."""
+    if not isinstance(usage, Mapping):
+        return
+    total = dict(result.usage or {"input_tokens": 0, "output_tokens": 0, "requests": 0})
+    for key, value in usage.items():
+        if key != "requests" and type(value) is int:
+            total[key] = total.get(key, 0) + value
+    requests = usage.get("requests")
+    total["requests"] += requests if type(requests) is int and requests >= 0 else 1
+    result.usage = total
+
+
+async def _round_done(run: Any, state: _State, decision: ActionDecision,
+                      round_index: int) -> None:
+    usage = decision.usage or {}
+    await _emit(run, "flow.round.completed", run_id=state.run_id, round_index=round_index,
+                next_action=decision.next_action, calls=len(decision.calls),
+                invalid=len(decision.invalid), model=decision.model,
+                input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"))
+
+
+async def _announce(run: Any, records: list[ActionRecord]) -> None:
+    """The events of records the flow made itself (invalid and skipped calls), as the
+    dispatcher announces the records of the calls it ran."""
+    events = _events(run)
+    if not records or events is None or not events.active:
+        return
+    for record in records:
+        await events.emit(f"action.{record.status}", "flow", call_id=record.call_id, action=record.action,
+                          status=record.status, error_type=record.error_type,
+                          diagnostic_code=record.meta.get("diagnostic_code"))
+
+
+def _in_call_order(invalid: list[tuple[Any, ActionRecord]],
+                   executed: list[ActionRecord]) -> list[ActionRecord]:
+    """The round's records in the order the planner gave the calls: each invalid call's
+    record at its ``index`` (first when the runtime gave none)."""
+    if any(type(index) is not int for index, _ in invalid):
+        return [record for _, record in invalid] + executed
+    records = list(executed)
+    for index, record in sorted(invalid, key=lambda item: item[0]):
+        records.insert(min(index, len(records)), record)
+    return records
+
+
+def _skipped_record(decision: ActionDecision, round_index: int) -> ActionRecord:
+    """The record of an answer with nothing to run: ``skipped``, with the runtime's
+    diagnostic code (``action_runtime.<protocol>.empty`` when it gave none)."""
+    note = next((d for d in decision.diagnostics if isinstance(d, Mapping) and d.get("code")),
+                None)
+    code = str(note["code"]) if note else f"action_runtime.{decision.protocol}.empty"
+    message = str(note.get("message") or "") if note else ""
+    return ActionRecord(
+        call_id=new_id("call_"), action="<none>", status="skipped", error_type="EmptyAnswer",
+        error=message or "the answer had no call and no response, so nothing ran",
+        round_index=round_index, started_at=time.time(), meta={"diagnostic_code": code},
+    )
 
 
 def _keep(run: Any, state: _State) -> None:

@@ -20,13 +20,39 @@ class ScriptedPlanner:
 
     With ``protocol="native_tool_calls"`` the calls are emitted as a chat model's native
     tool calls, so both planning protocols can be exercised without a model.
+
+    ``outputs`` scripts :meth:`generate` (what ``@agent.auto_func`` asks for): one item per
+    call, in order (the last one repeated); an item is the value itself, a callable
+    ``(context, request)`` returning the whole answer (``{"output": ...}`` or ``{"text":
+    ...}``), or an exception instance, which is raised.
     """
 
     def __init__(self, steps: Sequence[Any] | Callable[..., Any] = (), *,
-                 response: Any = "done", protocol: str | None = None) -> None:
+                 response: Any = "done", protocol: str | None = None,
+                 outputs: Sequence[Any] | Callable[..., Any] = ()) -> None:
         self.steps = steps if callable(steps) else list(steps)
         self.response = response
         self.protocol = protocol
+        self.outputs = outputs if callable(outputs) else list(outputs)
+        self.generated = 0
+
+    async def generate(self, context: Mapping[str, Any], request: Mapping[str, Any]) -> Any:
+        """The next scripted output (see the class's docstring)."""
+        index = self.generated
+        self.generated += 1
+        if callable(self.outputs):
+            item: Any = self.outputs
+        elif not self.outputs:
+            raise RuntimeError("the scripted planner has no outputs to generate; "
+                               "give it outputs=[...]")
+        else:
+            item = self.outputs[min(index, len(self.outputs) - 1)]
+        if isinstance(item, BaseException):
+            raise item
+        if callable(item):
+            answer = item(context, request)
+            return await answer if inspect.isawaitable(answer) else answer
+        return {"output": item, "model": "scripted"}
 
     async def plan(self, context: Mapping[str, Any], request: Mapping[str, Any]) -> Any:
         index = int(context.get("round_index", 0))

@@ -3,6 +3,13 @@
 A planner may answer with a structured JSON plan or with a chat model's native tool
 calls; either way the flow receives an :class:`ActionDecision` whose calls are marked as
 coming from the model, so they may only narrow policy and only reach visible actions.
+What the model request cost (``usage``), the model's name (``model``) and the planner's
+own message (``model_message``, replayed in later rounds) are kept from a mapping answer.
+
+An answer with neither calls nor a response (no tool calls and no text; a plan with no
+calls and no response) is an ``execute`` decision without calls whose ``diagnostics``
+carry ``action_runtime.native_tool_calls.empty`` (or ``action_runtime.structured_plan.
+empty``): the flow records it as a ``skipped`` call and asks again in the next round.
 """
 
 from __future__ import annotations
@@ -41,6 +48,15 @@ class AgentlyActionRuntime:
         malformed calls are listed in ``decision.invalid``."""
         if isinstance(raw, ActionDecision):
             return raw
+        decision = self._normalize(raw, protocol, round_index)
+        if (decision.next_action == "response" and not decision.invalid
+                and _empty(decision.response)):
+            return decision.model_copy(update={
+                "next_action": "execute", "response": None,
+                "diagnostics": [*decision.diagnostics, _empty_answer(decision.protocol)]})
+        return decision
+
+    def _normalize(self, raw: Any, protocol: str, round_index: int | None) -> ActionDecision:
         if isinstance(raw, str):
             text = raw.strip()
             if not text.startswith(("{", "[")):  # a plain answer, even "42", stays a string
@@ -56,6 +72,11 @@ class AgentlyActionRuntime:
         if isinstance(raw, list):
             items, response, explicit = raw, None, None
         elif isinstance(raw, Mapping):
+            extras = _extras(raw)
+            if extras:
+                decision = self._normalize({k: v for k, v in raw.items() if k not in extras},
+                                           protocol, round_index)
+                return decision.model_copy(update=extras)
             if "tool_calls" in raw or "function" in raw:
                 protocol = "native_tool_calls"
                 items = raw.get("tool_calls") or ([raw] if "function" in raw else [])
@@ -85,16 +106,47 @@ class AgentlyActionRuntime:
             items = [items]
         calls: list[ActionCall] = []
         invalid: list[dict[str, Any]] = []
-        for item in items:
+        for index, item in enumerate(items):
             call, problem = _to_call(item, round_index)
             if call is not None:
                 calls.append(call)
             else:
-                invalid.append(problem)
+                invalid.append({**problem, "index": index})
         if not calls and not invalid:
             return ActionDecision(next_action="response", response=response, protocol=protocol)
         return ActionDecision(next_action="execute", calls=calls, response=response,
                               protocol=protocol, invalid=invalid)
+
+
+def _extras(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``usage``, ``model`` and ``model_message`` of a mapping answer, when well formed."""
+    extras: dict[str, Any] = {}
+    usage = raw.get("usage")
+    if isinstance(usage, Mapping):
+        extras["usage"] = {str(k): v for k, v in usage.items()}
+    model = raw.get("model")
+    if isinstance(model, str) and model:
+        extras["model"] = model
+    if raw.get("model_message") is not None:
+        extras["model_message"] = raw["model_message"]
+    return extras
+
+
+def _empty(response: Any) -> bool:
+    return response is None or (isinstance(response, str) and not response.strip())
+
+
+_EMPTY_MESSAGES = {
+    "native_tool_calls": "the answer had neither tool calls nor text, so nothing ran; "
+                         "call a tool or give the final answer",
+    "structured_plan": "the plan named no action and gave no response, so nothing ran; "
+                       "call an action or give the final response",
+}
+
+
+def _empty_answer(protocol: str) -> dict[str, Any]:
+    return {"code": f"action_runtime.{protocol}.empty",
+            "message": _EMPTY_MESSAGES.get(protocol, _EMPTY_MESSAGES["structured_plan"])}
 
 
 def _to_call(item: Any, round_index: int | None) -> tuple[ActionCall | None, dict[str, Any]]:

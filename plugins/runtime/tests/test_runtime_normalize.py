@@ -123,17 +123,79 @@ def test_explicit_response_ignores_calls(runtime) -> None:
 @pytest.mark.parametrize(
     ("raw", "response"),
     [
-        (None, None),
         ({"final_answer": "fa"}, "fa"),
         ({"content": "just text"}, "just text"),
-        ({"next_action": "execute", "action_calls": []}, None),
         (12.5, 12.5),
+        ({"next_action": "response", "response": {}}, {}),
+        ("0", "0"),
     ],
 )
 def test_nothing_to_do_is_a_response(runtime, raw, response) -> None:
     decision = runtime.normalize(raw)
     assert decision.next_action == "response"
     assert decision.response == response
+    assert decision.diagnostics == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "protocol"),
+    [
+        (None, "structured_plan"),
+        ("", "structured_plan"),
+        ("  \n", "structured_plan"),
+        ({}, "structured_plan"),
+        ([], "structured_plan"),
+        ({"next_action": "execute", "action_calls": []}, "structured_plan"),
+        ({"next_action": "response", "response": None}, "structured_plan"),
+        ({"next_action": "response", "response": " "}, "structured_plan"),
+        ({"tool_calls": [], "content": None}, "native_tool_calls"),
+        ({"tool_calls": [], "content": ""}, "native_tool_calls"),
+        ({"tool_calls": None}, "native_tool_calls"),
+    ],
+)
+def test_an_empty_answer_is_marked_for_skipping(runtime, raw, protocol) -> None:
+    """Neither calls nor a response: an execute decision without calls whose diagnostic
+    names the protocol (the flow records it as skipped and asks again)."""
+    decision = runtime.normalize(raw, protocol="structured_plan")
+    assert decision.next_action == "execute"
+    assert decision.calls == [] and decision.invalid == [] and decision.response is None
+    assert decision.protocol == protocol
+    [note] = decision.diagnostics
+    assert note["code"] == f"action_runtime.{protocol}.empty"
+    assert "nothing ran" in note["message"]
+
+
+def test_usage_model_and_message_are_kept_in_both_protocols(runtime) -> None:
+    message = {"role": "assistant", "content": None, "tool_calls": [{"id": "tc"}]}
+    extras = {"usage": {"input_tokens": 12, "output_tokens": 3}, "model": "m-1",
+              "model_message": message}
+    native = runtime.normalize({"tool_calls": [{"id": "tc", "type": "function", "function": {
+        "name": "add", "arguments": "{}"}}], "content": None, **extras})
+    structured = runtime.normalize({"next_action": "execute", "action_calls": [
+        {"action_id": "add", "action_input": {}}], **extras})
+    answer = runtime.normalize({"next_action": "response", "response": "r", **extras})
+    empty = runtime.normalize({"tool_calls": [], "content": None, **extras})
+    as_text = runtime.normalize(json.dumps({"content": "hi", **extras}))
+    for decision in (native, structured, answer, empty, as_text):
+        assert decision.usage == {"input_tokens": 12, "output_tokens": 3}
+        assert decision.model == "m-1" and decision.model_message == message
+    assert [c.action for c in native.calls] == ["add"] == [c.action for c in structured.calls]
+    assert answer.response == "r" and as_text.response == "hi"
+
+
+def test_malformed_extras_are_dropped_not_fatal(runtime) -> None:
+    decision = runtime.normalize({"content": "ok", "usage": "lots", "model": 5})
+    assert decision.response == "ok" and decision.usage is None and decision.model is None
+
+
+def test_invalid_calls_know_their_place_in_the_answer(runtime) -> None:
+    decision = runtime.normalize({"tool_calls": [
+        {"id": "a", "function": {"name": "add", "arguments": "{}"}},
+        {"id": "b", "function": {"name": "add", "arguments": "{oops"}},
+        {"id": "c", "function": {"name": "add", "arguments": "{}"}},
+        {"id": "d", "function": {"arguments": "{}"}}]})
+    assert [c.id for c in decision.calls] == ["a", "c"]
+    assert [(p["call_id"], p["index"]) for p in decision.invalid] == [("b", 1), ("d", 3)]
 
 
 def test_decision_passes_through(runtime) -> None:
