@@ -5,9 +5,11 @@ and resumed from that state in another process (:meth:`AgentlyActionFlow.resume_
 how durable executions continue where they stopped. The planning context's ``history``
 is rebuilt from the run's rounds and records, so a restored run replays the same history.
 
-Events (on the run's EventCenter, ids and counts only): ``flow.started``,
-``flow.round.started``, ``flow.round.completed``, ``flow.resumed`` and ``flow.completed``
-(also when the run pauses: ``stop_reason`` says so).
+Events (on the run's EventCenter, ids and counts only): ``run.started`` (``resumed``
+true when a paused run goes on), ``round.started``, ``round.completed`` and
+``run.completed`` (also when the run pauses: ``stop_reason`` says so), as
+docs/observability.md lists them; ``action.failed`` / ``action.skipped`` for the records
+the flow makes itself (invalid and empty answers).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class _State:
     run_id: str = ""
     #: The history entries of the rounds planned so far (rebuilt from ``result``).
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: The class name of what failed the run (``run.completed``'s ``error_type``).
+    error_type: str | None = None
 
 #: The version of :meth:`AgentlyActionFlow.export_state`'s format (version 1, without
 #: ``run_id``, is still restored).
@@ -69,8 +73,7 @@ class AgentlyActionFlow:
         state = _State(result=FlowResult(request=_plain(run.request)),
                        run_id=getattr(run.execution, "id", None) or new_id("run_"))
         _keep(run, state)
-        await _emit(run, "flow.started", run_id=state.run_id, agent_name=run.agent_name,
-                    max_rounds=run.max_rounds, planning_protocol=run.planning_protocol)
+        await _started(run, state, resumed=False)
         return await self._finish(run, state, await self._rounds(run, state))
 
     # -- durable state ---------------------------------------------------------------------
@@ -138,14 +141,14 @@ class AgentlyActionFlow:
 
     async def _continue(self, run: Any, state: _State, decision: ApprovalDecision
                         ) -> FlowResult:
-        await _emit(run, "flow.resumed", run_id=state.run_id, decision=decision.decision,
-                    request_id=decision.request_id)
+        await _started(run, state, resumed=True)
         return await self._finish(run, state, await self._resume(run, state, decision))
 
     async def _finish(self, run: Any, state: _State, result: FlowResult) -> FlowResult:
         usage = result.usage or {}
-        await _emit(run, "flow.completed", run_id=state.run_id, stop_reason=result.stop_reason,
-                    rounds=len(result.rounds), records=len(result.records), error=result.error,
+        await _emit(run, "run.completed", run_id=state.run_id, stop_reason=result.stop_reason,
+                    error_type=state.error_type if result.stop_reason == "failed" else None,
+                    rounds=len(result.rounds), records=len(result.records),
                     input_tokens=usage.get("input_tokens"),
                     output_tokens=usage.get("output_tokens"), requests=usage.get("requests"))
         return result
@@ -158,6 +161,7 @@ class AgentlyActionFlow:
             try:
                 context = await self._context(run, state, round_index)
             except Exception as exc:
+                state.error_type = type(exc).__name__
                 return _failed(result, f"env_state failed in round {round_index}: "
                                        f"{type(exc).__name__}: {exc}")
             request = {
@@ -165,19 +169,23 @@ class AgentlyActionFlow:
                 "action_list": run.action_list(),
                 "planning_protocol": run.planning_protocol,
             }
-            await _emit(run, "flow.round.started", run_id=state.run_id, round_index=round_index)
+            await _emit(run, "round.started", run_id=state.run_id, round_index=round_index)
             try:
                 decision = await run.runtime.plan(run.planner, context, request)
-            except ModelError as exc:  # says what to fix: shown as it is
-                return _failed(result, str(exc))
             except Exception as exc:
+                state.error_type = type(exc).__name__
+                await _emit(run, "round.completed", run_id=state.run_id,
+                            round_index=round_index, next_action=None, calls=0, invalid=0,
+                            error_type=state.error_type)
+                if isinstance(exc, ModelError):  # says what to fix: shown as it is
+                    return _failed(result, str(exc))
                 return _failed(result, f"planner failed in round {round_index}: "
                                        f"{type(exc).__name__}: {exc}")
             round_ = FlowRound(round_index=round_index, decision=decision)
             result.rounds.append(round_)
             _add_usage(result, decision.usage)
             invalid = [(p.get("index"), _invalid_record(p, round_index)) for p in decision.invalid]
-            await _announce(run, [record for _, record in invalid])
+            await _announce(run, state, [record for _, record in invalid])
             if decision.next_action == "response":
                 self._add(state, round_, [record for _, record in invalid], round_index)
                 await _round_done(run, state, decision, round_index)
@@ -186,7 +194,7 @@ class AgentlyActionFlow:
                 return result
             if not decision.calls and not invalid:
                 records = [_skipped_record(decision, round_index)]
-                await _announce(run, records)
+                await _announce(run, state, records)
             else:
                 records = _in_call_order(invalid, await self._execute(run, context,
                                                                       decision.calls))
@@ -347,24 +355,35 @@ def _add_usage(result: FlowResult, usage: Any) -> None:
     result.usage = total
 
 
+async def _started(run: Any, state: _State, *, resumed: bool) -> None:
+    planner = run.planner
+    await _emit(run, "run.started", run_id=state.run_id, agent_name=run.agent_name,
+                agent_id=getattr(getattr(run.dispatcher, "agent", None), "id", None),
+                planner=getattr(planner, "name", None) or type(planner).__name__,
+                max_rounds=run.max_rounds, planning_protocol=run.planning_protocol,
+                resumed=resumed)
+
+
 async def _round_done(run: Any, state: _State, decision: ActionDecision,
                       round_index: int) -> None:
     usage = decision.usage or {}
-    await _emit(run, "flow.round.completed", run_id=state.run_id, round_index=round_index,
+    await _emit(run, "round.completed", run_id=state.run_id, round_index=round_index,
                 next_action=decision.next_action, calls=len(decision.calls),
                 invalid=len(decision.invalid), model=decision.model,
                 input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"))
 
 
-async def _announce(run: Any, records: list[ActionRecord]) -> None:
+async def _announce(run: Any, state: _State, records: list[ActionRecord]) -> None:
     """The events of records the flow made itself (invalid and skipped calls), as the
     dispatcher announces the records of the calls it ran."""
     events = _events(run)
     if not records or events is None or not events.active:
         return
     for record in records:
-        await events.emit(f"action.{record.status}", "flow", call_id=record.call_id, action=record.action,
+        await events.emit(f"action.{record.status}", "flow",
+                          call_id=record.call_id, action=record.action,
                           status=record.status, error_type=record.error_type,
+                          run_id=state.run_id, round_index=record.round_index,
                           diagnostic_code=record.meta.get("diagnostic_code"))
 
 

@@ -282,19 +282,60 @@ def test_no_usage_reported_leaves_it_empty(agent) -> None:
 
 # -- flow events -----------------------------------------------------------------------------
 @pytest.mark.anyio
-async def test_flow_events(agent) -> None:
+async def test_run_and_round_events(agent) -> None:
+    """The run.* and round.* events docs/observability.md lists, with their payloads."""
     seen: list[Any] = []
-    agent.events.subscribe(seen.append, "flow.*")
+    agent.events.subscribe(seen.append, ["run.*", "round.*"])
     agent.set_planner(Recorder(answer(tool_call("t1", "echo", {"message": "a"}),
                                       usage={"input_tokens": 3, "output_tokens": 1})))
     result = await agent.async_run("x")
-    assert [e.type for e in seen] == ["flow.started", "flow.round.started",
-                                      "flow.round.completed", "flow.round.started",
-                                      "flow.round.completed", "flow.completed"]
+    assert [e.type for e in seen] == ["run.started", "round.started", "round.completed",
+                                      "round.started", "round.completed", "run.completed"]
     assert {e.payload["run_id"] for e in seen} == {result.execution_id}
-    assert seen[2].payload["calls"] == 1 and seen[2].payload["input_tokens"] == 3
-    assert seen[-1].payload["stop_reason"] == "response"
-    assert seen[-1].payload["requests"] == 1
+    started = seen[0].payload
+    assert started["agent_name"] == agent.name and started["agent_id"] == agent.id
+    assert started["planner"] == "Recorder" and started["resumed"] is False
+    assert started["max_rounds"] == 5 and started["planning_protocol"] == "structured_plan"
+    assert seen[2].payload["calls"] == 1 and seen[2].payload["invalid"] == 0
+    assert seen[2].payload["next_action"] == "execute" and seen[2].payload["input_tokens"] == 3
+    done = seen[-1].payload
+    assert done["stop_reason"] == "response" and done["error_type"] is None
+    assert (done["rounds"], done["input_tokens"], done["output_tokens"], done["requests"]) == (
+        2, 3, 1, 1)
+
+
+@pytest.mark.anyio
+async def test_a_failed_run_reports_the_error_type_only(agent) -> None:
+    seen: list[Any] = []
+    agent.events.subscribe(seen.append, ["run.*", "round.*", "action.*"])
+    agent.set_planner(Recorder(answer(tool_call("bad", "echo", "{oops")),
+                               ModelError("stand-in: 401 refused key sk-secret-123")))
+    result = await agent.async_run("x")
+    assert result.stop_reason == "failed"
+    done = seen[-1]
+    assert done.type == "run.completed" and done.payload["error_type"] == "ModelError"
+    assert seen[-2].type == "round.completed" and seen[-2].payload["error_type"] == "ModelError"
+    assert "sk-secret-123" not in repr([e.payload for e in seen])
+    [invalid] = [e for e in seen if e.type == "action.failed"]
+    assert invalid.payload["call_id"] == "bad" and invalid.payload["error_type"] == "InvalidCall"
+    assert invalid.payload["run_id"] == result.execution_id
+    assert invalid.payload["round_index"] == 0
+
+
+@pytest.mark.anyio
+async def test_a_resumed_run_starts_again_marked_resumed(make_agent) -> None:
+    ran: list[str] = []
+    agent = approval_agent(make_agent, ran)
+    seen: list[Any] = []
+    agent.events.subscribe(seen.append, "run.*")
+    agent.set_planner(Recorder(FIRST))
+    paused = await agent.async_run("ship", planning_protocol="native_tool_calls")
+    await agent.last_execution.continue_with("approved", resume_request_id="r1")
+    assert [(e.type, e.payload.get("resumed"), e.payload.get("stop_reason")) for e in seen] == [
+        ("run.started", False, None), ("run.completed", None, "approval_required"),
+        ("run.started", True, None), ("run.completed", None, "response")]
+    assert {e.payload["run_id"] for e in seen} == {paused.execution_id}
+    await agent.aclose()
 
 
 # -- pause and resume ------------------------------------------------------------------------
