@@ -34,7 +34,7 @@ class OpenRun:
     start: int
     last: int
     execution: Any = None  # weakref.ref of the Execution, for runs without run events
-    explicit: bool = False  # opened by run.started: run.completed ends it
+    explicit: bool = False  # seen in run.* events: run.completed ends it
     round: OpenSpan | None = None
     chats: list[OpenSpan] = field(default_factory=list)
     tools: dict[str, OpenSpan] = field(default_factory=dict)
@@ -50,8 +50,8 @@ class OpenRun:
 
 def settled(run: OpenRun) -> tuple[str, str | None, int, dict[str, Any]] | None:
     """``(stop reason, error type, end time, attributes)`` of a run whose execution closed
-    or paused, else ``None``. A run opened by ``run.started`` waits for its
-    ``run.completed`` unless its execution closed without one (cancelled)."""
+    or paused, else ``None``. A run the flow announced (``run.started``) waits
+    for its ``run.completed`` unless its execution closed without one (cancelled)."""
     execution = run.execution() if run.execution is not None else None
     if execution is None:
         return ("aborted", "aborted", run.last, {}) if run.execution is not None else None

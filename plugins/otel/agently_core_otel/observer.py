@@ -9,12 +9,13 @@ The span tree of one run, following the GenAI semantic conventions::
 
 Spans are correlated by the ids events carry (``run_id``, ``round_index``, ``call_id``)
 and, for events that carry no run id, by the execution the emitting task runs in. Their
-times are the events' own timestamps. A run ends with its ``run.completed`` event or,
-until flows emit one, when its execution closes or pauses for approval (checked at every
-new run and every ``poll_interval`` seconds by a daemon thread that lives only while
-spans are open). Open bookkeeping is bounded: an entry idle for ``idle_timeout`` seconds
-is ended, and past ``max_open_spans`` the least recently active run is ended, each marked
-``agently.span.incomplete``.
+times are the events' own timestamps. A run ends with its ``run.completed`` event (the
+flow emits it at the end and at a pause for approval), or when its execution closes
+without one (a cancelled run), or, for flows that emit no ``run.*`` events, when its
+execution closes or pauses (checked at every new run and every ``poll_interval`` seconds
+by a daemon thread that lives only while spans are open). Open bookkeeping is bounded: an
+entry idle for ``idle_timeout`` seconds is ended, and past ``max_open_spans`` the least
+recently active run is ended, each marked ``agently.span.incomplete``.
 
 Importing this module does not import OpenTelemetry: that happens at the first event.
 """
@@ -261,8 +262,8 @@ class SpanObserver:
         found = attr.pick(payload, attr.RUN_END_FIELDS)
         stop = found.pop(attr.STOP_REASON, "completed")
         error = attr.identifier(payload.get("error_type"))
-        if error is None and stop not in CLEAN_STOPS:
-            error = run.error_type or stop
+        if error is None and stop not in CLEAN_STOPS:  # the message gives its class name only
+            error = run.error_type or attr.error_name(payload.get("error")) or stop
         self._close_run(run, ns, stop=stop, error=error, attributes=found)
 
     # -- rounds ---------------------------------------------------------------------------
@@ -287,7 +288,8 @@ class SpanObserver:
         index = attr.count(payload.get("round_index"))
         if run is None or run.round is None or run.round.index != index:
             return
-        self._end(run.round, ns, attributes=attr.pick(payload, attr.ROUND_END_FIELDS))
+        self._end(run.round, ns, error=attr.identifier(payload.get("error_type")),
+                  attributes=attr.pick(payload, attr.ROUND_END_FIELDS))
         run.round = None
 
     # -- model requests -------------------------------------------------------------------

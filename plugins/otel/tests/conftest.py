@@ -106,6 +106,12 @@ class Tree:
                        if s.parent is not None and s.parent.span_id == span.context.span_id),
                       key=lambda s: s.start_time)
 
+    def run_of(self, span: Any) -> Any:
+        """The ``invoke_agent`` span above ``span``, if any."""
+        while span is not None and not span.name.startswith("invoke_agent"):
+            span = self.parent(span)
+        return span
+
     def roots(self) -> list[Any]:
         return [s for s in self.spans if s.parent is None]
 

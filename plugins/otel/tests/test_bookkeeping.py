@@ -160,8 +160,7 @@ def test_concurrent_runs_keep_their_own_spans(make_agent, exporter, read_tree) -
     assert len(by_call) == len(tree.named("execute_tool"))
     for span in tree.named("execute_tool"):
         run, record = by_call[span.attributes[attr.TOOL_CALL_ID]]
-        parent = tree.parent(span)
-        assert parent.attributes[attr.RUN_ID] == results[run].execution_id
+        assert tree.run_of(span).attributes[attr.RUN_ID] == results[run].execution_id
         assert record.result == f"{record.kwargs['run']}:{record.kwargs['call']}"
     assert observer.open_spans == 0
 

@@ -52,7 +52,7 @@ def test_the_setting_turns_spans_on_for_every_agent(make_agent, global_exporter,
     tree = read_tree(global_exporter)
     run = tree.one("invoke_agent")
     assert run.attributes[attr.RUN_ID] == result.execution_id
-    assert tree.parent(tree.one("execute_tool add")) is run
+    assert tree.run_of(tree.one("execute_tool add")) is run
     row = check()[0]
     assert row["ok"] and row["detail"].startswith("on")
 

@@ -138,7 +138,8 @@ def test_fields_outside_the_allowlist_never_reach_a_span(exporter, read_tree,
     async def main() -> None:
         await center.emit("run.started", "flow", run_id="run_1", agent_name="a",
                           planning_protocol=f"x {UNREGISTERED}", **extra)
-        await center.emit("round.started", "flow", run_id="run_1", round_index=0, **extra)
+        await center.emit("round.started", "flow", run_id="run_1", round_index=0,
+                          **extra)
         await center.emit("model.request", "planner", run_id="run_1", round_index=0,
                           model="m", planner="p", messages=3, tools=True, **extra)
         await center.emit("model.response", "planner", run_id="run_1", round_index=0,

@@ -110,8 +110,13 @@ def test_scripted_run_gives_a_run_span_with_tool_spans(agent, exporter, read_tre
     assert run.attributes[attr.STOP_REASON] == "response"
     assert run.attributes[attr.ROUNDS] == 2
     assert run.status.status_code == StatusCode.UNSET
-    tools = {s.attributes[attr.TOOL_NAME]: s for s in tree.children(run)}
+    tools = {s.attributes[attr.TOOL_NAME]: s for s in tree.named("execute_tool")}
     assert set(tools) == {"add", "explode", "drop_table"}
+    for span in tools.values():  # in the run, in a round span when the flow announces rounds
+        parent = tree.parent(span)
+        assert parent is run or (parent.name == "agently.round" and tree.parent(parent) is run)
+        if parent is not run:
+            assert parent.attributes[attr.ROUND_INDEX] == 0
     records = {r.action: r for r in result.records}
     for name, span in tools.items():
         assert span.name == f"execute_tool {name}"
