@@ -1,0 +1,219 @@
+"""What both OpenAI planners share: options, the key, the SDK client, failures.
+
+The ``openai`` package is imported when the first request is made, not before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from agently_core.errors import ConfigError
+from agently_core.planning import (
+    ModelError,
+    PlannerSettings,
+    RoundEvents,
+    failure_message,
+    mask,
+    read_api_key,
+    validate_options,
+)
+
+#: Where the SDK sends requests when ``base_url`` is not set.
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+#: Statuses the SDK retries (with backoff) before giving up.
+_RETRIED = {408, 409, 429}
+
+
+class OpenAIPlannerBase:
+    """Options, key, client and failures of a planner on ``openai.AsyncOpenAI``.
+
+    Subclasses set :attr:`name` and implement :meth:`_round`. The key is read from the
+    variable named by ``api_key_env`` (default ``OPENAI_API_KEY``) when the planner is
+    created; :meth:`bind` registers it with the agent's redactor. Without a key, requests
+    to a ``base_url`` (a local server such as Ollama) go without ``Authorization``; the
+    OpenAI API itself needs one (a :class:`ConfigError` at creation).
+    """
+
+    name = "openai"
+    #: The planner's own options besides :data:`agently_core.planning.COMMON_OPTIONS`.
+    extra_options: dict[str, tuple[Any, Any]] = {}
+
+    def __init__(self, **options: Any) -> None:
+        self.settings: PlannerSettings = validate_options(
+            self.name, options, api_key_env="OPENAI_API_KEY", extra=self.extra_options)
+        self.planning_protocol = self.settings.planning_protocol
+        self._key = read_api_key(self.settings)
+        if self._key is None and self.settings.base_url is None:
+            raise ConfigError(
+                f"{self.name}: no API key: {self.settings.api_key_env} is not set; put your "
+                f"OpenAI key there, or set base_url for a server that needs none (Ollama...)")
+        self.base_url = self.settings.base_url or OPENAI_BASE_URL
+        self._client: Any = None
+        self._client_loop: Any = None
+        self._events: Any = None
+        self._request_headers: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.settings.model!r}, base_url={self.base_url!r})"
+
+    def bind(self, agent: Any) -> None:
+        """Register the key (and the extra headers' values) with the agent's redactor, so
+        they are masked in every record, event, digest and log; keep the agent's events."""
+        redactor = getattr(agent, "redactor", None)
+        if redactor is not None:
+            if self._key:
+                redactor.add(self._key)
+            if self.settings.extra_headers:
+                redactor.add_mapping(self.settings.extra_headers, all_values=True)
+        self._events = getattr(agent, "events", None)
+
+    # -- the SDK ---------------------------------------------------------------------------
+    def client(self) -> Any:
+        """The ``AsyncOpenAI`` client of the running event loop (made on first use)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio (trio): one client
+            loop = None
+        if self._client is None or self._client_loop is not loop:
+            import openai
+
+            # Our own HTTP client: the SDK's default one closes itself when collected by
+            # scheduling the close on whatever loop runs then, which fails for a client
+            # of a loop that has ended.
+            self._client = openai.AsyncOpenAI(
+                api_key=self._key or "unset", base_url=self.base_url,
+                timeout=self.settings.timeout, max_retries=self.settings.max_retries,
+                default_headers=dict(self.settings.extra_headers) or None,
+                http_client=openai.DefaultAsyncHttpxClient(timeout=self.settings.timeout))
+            self._client_loop = loop
+            # No key: no Authorization header at all (the SDK would send the stand-in).
+            self._request_headers = None if self._key else {"Authorization": openai.Omit()}
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (its connections) if one was made on this loop."""
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is self._client_loop:
+                await client.close()
+
+    def request_options(self) -> dict[str, Any]:
+        """Per-request SDK options (``extra_headers`` dropping Authorization without a key)."""
+        return {"extra_headers": self._request_headers} if self._request_headers else {}
+
+    def protocol(self, request: Mapping[str, Any]) -> str:
+        """The planning protocol of this round: the planner's ``planning_protocol`` option
+        (default ``native_tool_calls``). The request's ``planning_protocol`` (the agent's
+        loop setting, ``structured_plan`` unless set) does not override it: a model planner
+        is configured through its options."""
+        return self.planning_protocol
+
+    # -- a round ---------------------------------------------------------------------------
+    async def plan(self, context: Mapping[str, Any], request: Mapping[str, Any]) -> dict[str, Any]:
+        """One planning round: one model request, its answer as a raw decision. A failed
+        request raises :class:`~agently_core.planning.ModelError` (``model.failed``)."""
+        events = RoundEvents(self.name, self.settings.model, context, self._events)
+        state = {"streaming": False}
+        try:
+            return await self._round(context, request, events, state)
+        except ModelError as exc:
+            await events.failed(str(exc))
+            raise
+        except Exception as exc:
+            error = self.model_error(exc, streaming=state["streaming"])
+            if error is None:
+                raise
+            await events.failed(str(error))
+            raise error from None
+
+    async def _round(self, context: Mapping[str, Any], request: Mapping[str, Any],
+                     events: RoundEvents, state: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def model_error(self, exc: BaseException, *, streaming: bool = False) -> ModelError | None:
+        """An SDK exception as a :class:`ModelError` a person can act on (the key masked),
+        or ``None`` when ``exc`` is not the SDK's."""
+        import openai
+
+        settings, url = self.settings, self.base_url
+        retries = settings.max_retries
+        if isinstance(exc, openai.APITimeoutError):
+            message = failure_message(settings, kind="timeout", base_url=url,
+                                      retries=0 if streaming else retries)
+        elif isinstance(exc, openai.APIConnectionError):
+            detail = _cause(exc)
+            message = failure_message(settings, kind="stream" if streaming else "connection",
+                                      base_url=url, detail=detail,
+                                      retries=0 if streaming else retries)
+        elif isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            again = retries if (status in _RETRIED or status >= 500) else 0
+            message = failure_message(settings, kind="status", base_url=url, status=status,
+                                      detail=_detail(exc), key_set=self._key is not None,
+                                      retries=again)
+        elif isinstance(exc, openai.APIError):  # an error event inside a stream
+            message = failure_message(settings, kind="stream", base_url=url, detail=_detail(exc))
+        else:
+            return None
+        return ModelError(mask(message, self._key, *settings.extra_headers.values()),
+                          planner=self.name, status=getattr(exc, "status_code", None))
+
+
+def _detail(exc: Any) -> str:
+    """The provider's own words for an error: the ``message`` of its error JSON."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, Mapping) and inner.get("message"):
+            return str(inner["message"])
+        if body.get("message"):
+            return str(body["message"])
+    if isinstance(body, str) and body.strip():
+        return body
+    return str(getattr(exc, "message", "") or exc)
+
+
+def _cause(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc.__context__
+    if cause is None:
+        return ""
+    text = str(cause) or type(cause).__name__
+    return f"{type(cause).__name__}: {text}" if text != type(cause).__name__ else text
+
+
+def arguments_json(text: str) -> str:
+    """Tool-call arguments as valid JSON to replay: the model's own text when it parses,
+    else an object holding it (a provider may refuse a past call it cannot parse; the
+    error in that call's result tells the model what went wrong)."""
+    if not text:
+        return "{}"
+    try:
+        json.loads(text)
+    except ValueError:
+        return json.dumps({"invalid_arguments": text[:4000]}, ensure_ascii=False)
+    return text
+
+
+def unique_id(wanted: str | None, seen: set[str]) -> str:
+    """``wanted`` when it is a fresh id, else a new one (a server may send none, or the
+    same twice)."""
+    if wanted and wanted not in seen:
+        seen.add(wanted)
+        return wanted
+    fresh = f"call_{os.urandom(8).hex()}"
+    seen.add(fresh)
+    return fresh
+
+
+def usage_of(input_tokens: Any, output_tokens: Any) -> dict[str, int] | None:
+    if input_tokens is None and output_tokens is None:
+        return None
+    return {"input_tokens": int(input_tokens or 0), "output_tokens": int(output_tokens or 0)}

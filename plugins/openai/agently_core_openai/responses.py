@@ -1,0 +1,262 @@
+"""``openai_responses``: a planner on the Responses API (``client.responses.create``).
+
+Stateless like ``openai_compatible``: every round sends the whole conversation as input
+items (the request, then each earlier round's output items, replayed without their
+server-side ids, each ``function_call`` followed by its ``function_call_output`` with the
+same ``call_id``), with the system prompt as ``instructions``. Nothing depends on the
+server keeping responses (``store`` is sent only when the option sets it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+
+from agently_core.planning import (
+    ModelError,
+    RoundEvents,
+    ToolNames,
+    Transcript,
+    Turn,
+    failure_message,
+    mask,
+    openai_responses_tools,
+    plan_schema,
+    request_text,
+    results_message,
+    system_prompt,
+    transcript,
+)
+
+from .base import OpenAIPlannerBase, unique_id, usage_of
+from .chat import decision
+
+_NOT_RUN = '{"status":"skipped","error":"this call did not run"}'
+
+
+def _optional_bool(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise ValueError(f"must be true or false, got {value!r}")
+
+
+def _structured_output(value: Any) -> str:
+    if value not in ("json_schema", "none"):
+        raise ValueError(f"must be json_schema or none, got {value!r}")
+    return str(value)
+
+
+class OpenAIResponsesPlanner(OpenAIPlannerBase):
+    """Plans with ``client.responses.create``.
+
+    Options: the common ones and ``structured_output`` (``json_schema``, the default,
+    sends the plan's schema as ``text.format``; ``none``: instructions and tolerant
+    parsing only), ``parallel_tool_calls`` and ``store`` (sent when set).
+    """
+
+    name = "openai_responses"
+    extra_options = {
+        "structured_output": (_structured_output, "json_schema"),
+        "parallel_tool_calls": (_optional_bool, None),
+        "store": (_optional_bool, None),
+    }
+
+    async def _round(self, context: Mapping[str, Any], request: Mapping[str, Any],
+                     events: RoundEvents, state: dict[str, Any]) -> dict[str, Any]:
+        settings = self.settings
+        protocol = self.protocol(request)
+        action_list = list(request.get("action_list") or ())
+        names = ToolNames(a["name"] for a in action_list)
+        user = request_text(request.get("input"))
+        prompt_args = {"agent_name": context.get("agent_name"), "protocol": protocol,
+                       "action_list": action_list, "env_state": context.get("env_state"),
+                       "instructions": settings.instructions}
+        prompt = system_prompt(**prompt_args)
+        turns = transcript(context.get("history"), max_result_chars=settings.max_result_chars,
+                           max_context_chars=settings.max_context_chars,
+                           fixed_chars=len(prompt) + len(user))
+        if turns.dropped:
+            prompt = system_prompt(**prompt_args, dropped_rounds=turns.dropped)
+        items: list[dict[str, Any]] = [{"role": "user", "content": user}]
+        items += replay(turns, protocol, names)
+        body: dict[str, Any] = {"model": settings.model, "instructions": prompt, "input": items}
+        tools: list[dict[str, Any]] = []
+        if protocol == "native_tool_calls":
+            if action_list:
+                tools = openai_responses_tools(action_list, names)
+                body["tools"] = tools
+                if settings.extra["parallel_tool_calls"] is not None:
+                    body["parallel_tool_calls"] = settings.extra["parallel_tool_calls"]
+        elif settings.extra["structured_output"] == "json_schema":
+            body["text"] = {"format": {"type": "json_schema", "name": "action_plan",
+                                       "schema": plan_schema(action_list), "strict": False}}
+        if settings.temperature is not None:
+            body["temperature"] = settings.temperature
+        if settings.max_tokens is not None:
+            body["max_output_tokens"] = settings.max_tokens
+        if settings.extra["store"] is not None:
+            body["store"] = settings.extra["store"]
+        client = self.client()
+        await events.request(messages=len(items), tools=len(tools), stream=settings.stream)
+        if settings.stream:
+            response, assembled = await self._streamed(client, body, events, state)
+        else:
+            response = await client.responses.create(**body, **self.request_options())
+            assembled = []
+        text, calls, model, usage, finish = self._read(response, assembled)
+        await events.response(model=model, usage=usage, tool_calls=len(calls),
+                              finish_reason=finish)
+        raw = decision(text, calls, model or settings.model, usage, protocol, names)
+        if raw.get("model_message") is not None:
+            raw["model_message"] = output_items(text, calls)
+        return raw
+
+    def _read(self, response: Any, assembled: list[Any]) -> tuple[Any, ...]:
+        """Text, calls ``(call_id, name, arguments)``, model, usage and status of a
+        finished response (its output, or the items assembled from the stream when the
+        server left the final output empty)."""
+        if getattr(response, "status", None) == "failed":
+            raise self._failed(response)
+        text: list[str] = []
+        calls: list[tuple[str, str, str]] = []
+        seen: set[str] = set()
+        for item in response.output or assembled:
+            kind = getattr(item, "type", None)
+            if kind == "message":
+                for part in item.content or ():
+                    if getattr(part, "type", None) == "output_text" and part.text:
+                        text.append(part.text)
+            elif kind == "function_call":
+                calls.append((unique_id(item.call_id, seen), item.name or "",
+                              item.arguments or ""))
+        usage = response.usage
+        finish = getattr(response, "status", None)
+        details = getattr(response, "incomplete_details", None)
+        if finish == "incomplete" and details is not None and getattr(details, "reason", None):
+            finish = f"incomplete: {details.reason}"
+        return ("".join(text) or None, calls, response.model,
+                usage_of(usage.input_tokens, usage.output_tokens) if usage else None, finish)
+
+    def _failed(self, response: Any) -> ModelError:
+        error = getattr(response, "error", None)
+        detail = f"{getattr(error, 'code', '')}: {getattr(error, 'message', '')}".strip(": ")
+        message = failure_message(self.settings, kind="stream", base_url=self.base_url,
+                                  detail=detail or "the response failed")
+        return ModelError(mask(message, self._key), planner=self.name)
+
+    async def _streamed(self, client: Any, body: dict[str, Any], events: RoundEvents,
+                        state: dict[str, Any]) -> tuple[Any, list[Any]]:
+        """Run the stream: text deltas become ``model.delta`` events, output items are
+        assembled from their deltas. Returns the final response and the assembled items."""
+        stream = await client.responses.create(**body, stream=True, **self.request_options())
+        state["streaming"] = True
+        live = events.active
+        final = None
+        items: dict[int, dict[str, Any]] = {}  # output_index -> assembled item
+        try:
+            async for event in stream:
+                kind = event.type
+                if kind == "response.output_text.delta":
+                    item = items.setdefault(event.output_index, {"type": "message", "text": []})
+                    item.setdefault("text", []).append(event.delta)
+                    if live:
+                        await events.delta(event.delta)
+                elif kind == "response.function_call_arguments.delta":
+                    item = items.setdefault(event.output_index, {"type": "function_call",
+                                                                 "arguments": []})
+                    item.setdefault("arguments", []).append(event.delta)
+                elif kind in ("response.output_item.added", "response.output_item.done"):
+                    done = event.item
+                    if getattr(done, "type", None) == "function_call":
+                        item = items.setdefault(event.output_index, {"arguments": []})
+                        item.update(type="function_call", call_id=done.call_id, name=done.name)
+                        if kind == "response.output_item.done" and done.arguments is not None:
+                            item["arguments"] = [done.arguments]
+                elif kind in ("response.completed", "response.incomplete", "response.failed"):
+                    final = event.response
+                elif kind == "error":
+                    detail = f"{getattr(event, 'code', '') or ''}: {getattr(event, 'message', '')}"
+                    raise ModelError(mask(failure_message(
+                        self.settings, kind="stream", base_url=self.base_url,
+                        detail=detail.strip(": ")), self._key), planner=self.name)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await stream.close()
+        if final is None:
+            raise ModelError(failure_message(
+                self.settings, kind="stream", base_url=self.base_url,
+                detail="the stream ended before response.completed"), planner=self.name)
+        return final, [_Item(items[i]) for i in sorted(items)]
+
+
+class _Item:
+    """An output item assembled from stream deltas (what ``_read`` reads)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.type = data.get("type")
+        self.call_id = data.get("call_id")
+        self.name = data.get("name")
+        self.arguments = "".join(data.get("arguments") or ())
+        self.content = [_Text("".join(data.get("text") or ()))]
+
+
+class _Text:
+    type = "output_text"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def output_items(text: str | None, calls: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    """An answer as input items to replay: the text as an assistant message, each call as
+    a ``function_call`` (arguments kept valid JSON; see
+    :func:`agently_core_openai.base.arguments_json`)."""
+    from .base import arguments_json
+
+    items: list[dict[str, Any]] = []
+    if text:
+        items.append({"role": "assistant", "content": text})
+    items += [{"type": "function_call", "call_id": call_id, "name": name,
+               "arguments": arguments_json(arguments)} for call_id, name, arguments in calls]
+    return items
+
+
+def _output(turn: Turn, protocol: str, names: ToolNames) -> list[dict[str, Any]]:
+    """An earlier round's output items: the planner's own, or rebuilt from its calls."""
+    message = turn.model_message
+    if isinstance(message, list) and all(isinstance(i, Mapping) for i in message):
+        return [{k: v for k, v in item.items() if k not in ("id", "status")} for item in message]
+    if protocol == "structured_plan" and turn.calls:
+        return [{"role": "assistant", "content": json.dumps({
+            "next_action": "execute",
+            "action_calls": [{"action_id": c.get("action"), "action_input": c.get("kwargs")}
+                             for c in turn.calls]})}]
+    items: list[dict[str, Any]] = []
+    if turn.response:
+        items.append({"role": "assistant", "content": str(turn.response)})
+    items += [{"type": "function_call", "call_id": c.get("id"),
+               "name": names.tool(str(c.get("action"))),
+               "arguments": json.dumps(c.get("kwargs") or {})} for c in turn.calls]
+    return items
+
+
+def replay(turns: Transcript, protocol: str, names: ToolNames) -> list[dict[str, Any]]:
+    """Earlier rounds as Responses input items."""
+    items: list[dict[str, Any]] = []
+    for turn in turns.turns:
+        answered: set[str] = set()
+        for item in _output(turn, protocol, names):
+            items.append(item)
+            if item.get("type") == "function_call":
+                call_id = item.get("call_id")
+                answered.add(call_id)
+                result = turn.result_for(call_id)
+                items.append({"type": "function_call_output", "call_id": call_id,
+                              "output": result.text if result is not None else _NOT_RUN})
+        rest = [r for r in turn.results if r.call_id not in answered]
+        if rest:
+            items.append({"role": "user", "content": results_message(turn.round_index, rest)})
+    return items
