@@ -40,6 +40,7 @@ class OpenRun:
     tools: dict[str, OpenSpan] = field(default_factory=dict)
     rounds: int = 0
     requests: int = 0
+    responses: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     error_type: str | None = None

@@ -234,6 +234,7 @@ class SpanObserver:
             totals[attr.ROUNDS] = run.rounds
         if run.requests:
             totals[attr.MODEL_REQUESTS] = run.requests
+        if run.responses:  # a failed request says nothing of its tokens
             totals[attr.INPUT_TOKENS] = run.input_tokens
             totals[attr.OUTPUT_TOKENS] = run.output_tokens
         if stop in {"idle_timeout", "evicted", "shutdown"}:
@@ -352,6 +353,7 @@ class SpanObserver:
         found[attr.DELTAS] = chat.deltas
         if chat.first_delta is not None:
             found[attr.TIME_TO_FIRST_CHUNK] = (chat.first_delta - chat.start) / 1e9
+        run.responses += 1
         run.input_tokens += found.get(attr.INPUT_TOKENS, 0)
         run.output_tokens += found.get(attr.OUTPUT_TOKENS, 0)
         self._end(chat, ns, attributes=found)

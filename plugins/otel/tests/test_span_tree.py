@@ -203,6 +203,7 @@ def test_model_error_ends_the_run_with_error_status(agent, exporter, read_tree) 
     assert failed_chat.status.status_code == StatusCode.ERROR
     assert failed_chat.attributes[attr.ERROR_TYPE] == "ModelError"
     assert attr.INPUT_TOKENS not in failed_chat.attributes
+    assert run.attributes[attr.INPUT_TOKENS] == 100  # the answered request only
     assert all(s.end_time is not None for s in tree.spans)
     assert observer.open_spans == 0
 
