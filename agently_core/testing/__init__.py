@@ -1,7 +1,8 @@
 """Testing kit for agently-core and its plugins.
 
 * Conformance suites, one per plugin type: :class:`ExecutorConformance`,
-  :class:`ProviderConformance`, :class:`RuntimeConformance` and
+  :class:`ProviderConformance`, :class:`RuntimeConformance`, :class:`PlannerConformance`
+  (model planners against a loopback stand-in server) and
   :class:`WorkspaceBackendConformance`, plus :class:`WorkspaceRaceConformance` (real
   processes racing on one durable store). Subclass one in a test module, supply its
   factories, and pytest runs the whole contract.
@@ -29,6 +30,8 @@ _LAZY = {
     "ExecutorConformance": ".executor_suite",
     "ProviderConformance": ".provider_suite",
     "RuntimeConformance": ".runtime_suite",
+    "PlannerConformance": ".planner_suite",
+    "StandIn": ".planner_suite",
     "WorkspaceBackendConformance": ".workspace_suite",
     "WorkspaceRaceConformance": ".workspace_races",
     "MemoryWorkspaceBackend": ".memory_workspace",
@@ -49,8 +52,10 @@ __all__ = [
     "MemoryProvider",
     "MemoryResource",
     "MemoryWorkspaceBackend",
+    "PlannerConformance",
     "ProviderConformance",
     "RuntimeConformance",
+    "StandIn",
     "TempdirProvider",
     "WorkspaceBackendConformance",
     "WorkspaceRaceConformance",
@@ -84,6 +89,7 @@ if TYPE_CHECKING:
     from .executor_suite import ExecutorConformance
     from .harness import Heartbeat, make_agent, make_plugin, make_plugin_manager, run_async
     from .memory_workspace import MemoryWorkspaceBackend
+    from .planner_suite import PlannerConformance, StandIn
     from .provider_suite import ProviderConformance
     from .runtime_suite import RuntimeConformance
     from .tempdir_provider import TempdirProvider

@@ -19,6 +19,7 @@ pytest.register_assert_rewrite(
     "agently_core.testing.executor_suite",
     "agently_core.testing.provider_suite",
     "agently_core.testing.runtime_suite",
+    "agently_core.testing.planner_suite",
     "agently_core.testing.workspace_suite",
 )
 

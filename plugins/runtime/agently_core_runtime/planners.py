@@ -18,8 +18,9 @@ class ScriptedPlanner:
     dict, a callable ``(context, request)`` returning either, or a string, which ends the
     loop as the response. After the last step the planner answers with ``response``.
 
-    With ``protocol="native_tool_calls"`` the calls are emitted as a chat model's native
-    tool calls, so both planning protocols can be exercised without a model.
+    With ``protocol="native_tool_calls"`` (or ``planning_protocol=``, the option's name
+    for model planners) the calls are emitted as a chat model's native tool calls, so both
+    planning protocols can be exercised without a model.
 
     ``outputs`` scripts :meth:`generate` (what ``@agent.auto_func`` asks for): one item per
     call, in order (the last one repeated); an item is the value itself, a callable
@@ -29,10 +30,11 @@ class ScriptedPlanner:
 
     def __init__(self, steps: Sequence[Any] | Callable[..., Any] = (), *,
                  response: Any = "done", protocol: str | None = None,
-                 outputs: Sequence[Any] | Callable[..., Any] = ()) -> None:
+                 outputs: Sequence[Any] | Callable[..., Any] = (),
+                 planning_protocol: str | None = None) -> None:
         self.steps = steps if callable(steps) else list(steps)
         self.response = response
-        self.protocol = protocol
+        self.protocol = protocol or planning_protocol
         self.outputs = outputs if callable(outputs) else list(outputs)
         self.generated = 0
 
