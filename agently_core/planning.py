@@ -66,6 +66,8 @@ __all__ = [
     "mask",
     "openai_chat_tools",
     "openai_responses_tools",
+    "output_system_prompt",
+    "output_turns",
     "parse_plan",
     "plan_instructions",
     "plan_schema",
@@ -608,6 +610,53 @@ def system_prompt(*, agent_name: str | None, protocol: str,
     if instructions:
         parts.append(instructions)
     return "\n\n".join(parts)
+
+
+def output_system_prompt(*, agent_name: str | None, env_state: str | None = None,
+                         instructions: str | None = None) -> str:
+    """The system prompt of ``generate`` (``@agent.auto_func``): produce a value as JSON."""
+    who = f"You are {agent_name}, an agent" if agent_name else "You are an agent"
+    parts = [f"{who} that computes the result of a function from its instruction and "
+             "input. Answer with the result as one JSON value and nothing else."]
+    if env_state:
+        parts.append(f"Environment state:\n{env_state}")
+    if instructions:
+        parts.append(instructions)
+    return "\n\n".join(parts)
+
+
+def output_turns(context: Mapping[str, Any], request: Mapping[str, Any], *,
+                 max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
+                 max_context_chars: int = DEFAULT_MAX_CONTEXT_CHARS) -> list[tuple[str, str]]:
+    """The conversation of one ``generate`` request as ``(role, text)`` turns (``user`` and
+    ``assistant``, starting and ending with ``user``): the task (instruction, input, the
+    output's JSON schema), what the action loop that ran first did (as text: its calls
+    and their results), then each earlier attempt and what was wrong with it."""
+    function = request.get("function")
+    task = [f"Compute the result of the function {function}." if function
+            else "Compute the result.", "Instruction:", str(request.get("instruction") or "")]
+    if request.get("input") not in (None, {}, []):
+        task.append(f"Input (JSON): {_dumps(request.get('input'))}")
+    ask = ("Answer with one JSON value matching this JSON schema, and nothing else: "
+           f"{_dumps(request.get('output_schema') or {})}")
+    turns = transcript(context.get("history"), max_result_chars=max_result_chars,
+                       max_context_chars=max_context_chars, fixed_chars=len("\n".join(task)))
+    done = []
+    for turn in turns.turns:
+        calls = {c.get("id"): c for c in turn.calls}
+        for result in turn.results:
+            call = calls.get(result.call_id) or {}
+            done.append(f"- {result.action}({_dumps(call.get('kwargs', {}))}): {result.text}")
+    if done:
+        task.append("Actions already run for this (calls and results):\n" + "\n".join(done))
+    task.append(ask)
+    conversation = [("user", "\n".join(task))]
+    for item in request.get("feedback") or ():
+        output = item.get("output") if isinstance(item, Mapping) else item
+        error = item.get("error") if isinstance(item, Mapping) else ""
+        conversation.append(("assistant", output if isinstance(output, str) else _dumps(output)))
+        conversation.append(("user", f"That answer is not valid: {error}\n{ask}"))
+    return conversation
 
 
 # -- events ---------------------------------------------------------------------------------

@@ -120,10 +120,21 @@ class OpenAIPlannerBase:
     async def plan(self, context: Mapping[str, Any], request: Mapping[str, Any]) -> dict[str, Any]:
         """One planning round: one model request, its answer as a raw decision. A failed
         request raises :class:`~agently_core.planning.ModelError` (``model.failed``)."""
+        return await self._guarded(self._round, context, request)
+
+    async def generate(self, context: Mapping[str, Any],
+                       request: Mapping[str, Any]) -> dict[str, Any]:
+        """A value for ``@agent.auto_func``: one request for JSON matching
+        ``request["output_schema"]`` (the provider's JSON-schema response format unless
+        ``structured_output`` says otherwise). Returns ``{"text", "model", "usage"}``."""
+        return await self._guarded(self._generate, context, request)
+
+    async def _guarded(self, step: Any, context: Mapping[str, Any],
+                       request: Mapping[str, Any]) -> dict[str, Any]:
         events = RoundEvents(self.name, self.settings.model, context, self._events)
         state = {"streaming": False}
         try:
-            return await self._round(context, request, events, state)
+            return await step(context, request, events, state)
         except ModelError as exc:
             await events.failed(str(exc))
             raise
@@ -136,6 +147,10 @@ class OpenAIPlannerBase:
 
     async def _round(self, context: Mapping[str, Any], request: Mapping[str, Any],
                      events: RoundEvents, state: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def _generate(self, context: Mapping[str, Any], request: Mapping[str, Any],
+                        events: RoundEvents, state: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
     def model_error(self, exc: BaseException, *, streaming: bool = False) -> ModelError | None:

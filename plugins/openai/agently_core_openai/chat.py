@@ -20,6 +20,8 @@ from agently_core.planning import (
     Transcript,
     Turn,
     openai_chat_tools,
+    output_system_prompt,
+    output_turns,
     parse_plan,
     plan_schema,
     request_text,
@@ -99,6 +101,34 @@ class OpenAICompatiblePlanner(OpenAIPlannerBase):
                     "name": "action_plan", "schema": plan_schema(action_list), "strict": False}}
             elif mode == "json_object":
                 body["response_format"] = {"type": "json_object"}
+        text, calls, model, usage, _ = await self._send(body, events, state, len(tools))
+        return decision(text, calls, model or settings.model, usage, protocol, names)
+
+    async def _generate(self, context: Mapping[str, Any], request: Mapping[str, Any],
+                        events: RoundEvents, state: dict[str, Any]) -> dict[str, Any]:
+        settings = self.settings
+        prompt = output_system_prompt(agent_name=context.get("agent_name"),
+                                      env_state=context.get("env_state"),
+                                      instructions=settings.instructions)
+        messages = [{"role": "system", "content": prompt}]
+        messages += [{"role": role, "content": text} for role, text in output_turns(
+            context, request, max_result_chars=settings.max_result_chars,
+            max_context_chars=settings.max_context_chars)]
+        body: dict[str, Any] = {"model": settings.model, "messages": messages}
+        schema = request.get("output_schema")
+        mode = settings.extra["structured_output"]
+        if isinstance(schema, Mapping) and schema.get("type") == "object" and mode != "none":
+            body["response_format"] = (
+                {"type": "json_schema", "json_schema": {"name": "output", "schema": dict(schema),
+                                                        "strict": False}}
+                if mode == "json_schema" else {"type": "json_object"})
+        text, _, model, usage, _ = await self._send(body, events, state, 0)
+        return {"text": text or "", "model": model or settings.model, "usage": usage}
+
+    async def _send(self, body: dict[str, Any], events: RoundEvents, state: dict[str, Any],
+                    tools: int) -> tuple[Any, ...]:
+        """One request with the common options; ``(text, calls, model, usage, finish)``."""
+        settings = self.settings
         if settings.temperature is not None:
             body["temperature"] = settings.temperature
         if settings.max_tokens is not None:
@@ -107,17 +137,18 @@ class OpenAICompatiblePlanner(OpenAIPlannerBase):
             key = "max_tokens" if settings.base_url else "max_completion_tokens"
             body[key] = settings.max_tokens
         client = self.client()
-        await events.request(messages=len(messages), tools=len(tools), stream=settings.stream)
+        await events.request(messages=len(body["messages"]), tools=tools,
+                             stream=settings.stream)
         if settings.stream:
             if settings.extra["stream_usage"]:
                 body["stream_options"] = {"include_usage": True}
             answer = await self._streamed(client, body, events, state)
         else:
             answer = await self._whole(client, body)
-        text, calls, model, usage, finish = answer
+        _, calls, model, usage, finish = answer
         await events.response(model=model, usage=usage, tool_calls=len(calls),
                               finish_reason=finish)
-        return decision(text, calls, model or settings.model, usage, protocol, names)
+        return answer
 
     async def _whole(self, client: Any, body: dict[str, Any]) -> tuple[Any, ...]:
         completion = await client.chat.completions.create(**body, **self.request_options())

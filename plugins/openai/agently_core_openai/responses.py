@@ -24,6 +24,8 @@ from agently_core.planning import (
     failure_message,
     mask,
     openai_responses_tools,
+    output_system_prompt,
+    output_turns,
     plan_schema,
     request_text,
     results_message,
@@ -93,6 +95,34 @@ class OpenAIResponsesPlanner(OpenAIPlannerBase):
         elif settings.extra["structured_output"] == "json_schema":
             body["text"] = {"format": {"type": "json_schema", "name": "action_plan",
                                        "schema": plan_schema(action_list), "strict": False}}
+        text, calls, model, usage, _ = await self._send(body, events, state, len(tools))
+        raw = decision(text, calls, model or settings.model, usage, protocol, names)
+        if raw.get("model_message") is not None:
+            raw["model_message"] = output_items(text, calls)
+        return raw
+
+    async def _generate(self, context: Mapping[str, Any], request: Mapping[str, Any],
+                        events: RoundEvents, state: dict[str, Any]) -> dict[str, Any]:
+        settings = self.settings
+        prompt = output_system_prompt(agent_name=context.get("agent_name"),
+                                      env_state=context.get("env_state"),
+                                      instructions=settings.instructions)
+        items = [{"role": role, "content": text} for role, text in output_turns(
+            context, request, max_result_chars=settings.max_result_chars,
+            max_context_chars=settings.max_context_chars)]
+        body: dict[str, Any] = {"model": settings.model, "instructions": prompt, "input": items}
+        schema = request.get("output_schema")
+        if (isinstance(schema, Mapping) and schema.get("type") == "object"
+                and settings.extra["structured_output"] == "json_schema"):
+            body["text"] = {"format": {"type": "json_schema", "name": "output",
+                                       "schema": dict(schema), "strict": False}}
+        text, _, model, usage, _ = await self._send(body, events, state, 0)
+        return {"text": text or "", "model": model or settings.model, "usage": usage}
+
+    async def _send(self, body: dict[str, Any], events: RoundEvents, state: dict[str, Any],
+                    tools: int) -> tuple[Any, ...]:
+        """One request with the common options; ``(text, calls, model, usage, finish)``."""
+        settings = self.settings
         if settings.temperature is not None:
             body["temperature"] = settings.temperature
         if settings.max_tokens is not None:
@@ -100,19 +130,17 @@ class OpenAIResponsesPlanner(OpenAIPlannerBase):
         if settings.extra["store"] is not None:
             body["store"] = settings.extra["store"]
         client = self.client()
-        await events.request(messages=len(items), tools=len(tools), stream=settings.stream)
+        await events.request(messages=len(body["input"]), tools=tools, stream=settings.stream)
         if settings.stream:
             response, assembled = await self._streamed(client, body, events, state)
         else:
             response = await client.responses.create(**body, **self.request_options())
             assembled = []
-        text, calls, model, usage, finish = self._read(response, assembled)
+        answer = self._read(response, assembled)
+        _, calls, model, usage, finish = answer
         await events.response(model=model, usage=usage, tool_calls=len(calls),
                               finish_reason=finish)
-        raw = decision(text, calls, model or settings.model, usage, protocol, names)
-        if raw.get("model_message") is not None:
-            raw["model_message"] = output_items(text, calls)
-        return raw
+        return answer
 
     def _read(self, response: Any, assembled: list[Any]) -> tuple[Any, ...]:
         """Text, calls ``(call_id, name, arguments)``, model, usage and status of a

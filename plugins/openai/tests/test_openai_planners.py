@@ -550,3 +550,61 @@ def test_discovery_does_not_import_the_sdk() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "['agently_core_openai', 'agently_core_openai.plugin']"
+
+
+# -- generate (auto_func) -------------------------------------------------------------------------
+@pytest.mark.parametrize("name", PLANNERS)
+async def test_generate_asks_for_the_output_schema_with_the_loop_and_the_feedback(
+        name, server, kit) -> None:
+    srv = server([Reply(text='{"result": 42}', usage={"input_tokens": 50, "output_tokens": 4})])
+    events = kit.Events()
+    schema = {"type": "object", "properties": {"result": {"type": "integer"}},
+              "required": ["result"]}
+    history = [{"round_index": 0, "model_message": None, "response": None, "invalid": [],
+                "calls": [{"id": "c1", "action": "count_rows", "kwargs": {"table": "apples"}}],
+                "records": [{"call_id": "c1", "action": "count_rows", "status": "success",
+                             "result": 42}]}]
+    answer = await kit.planner_of(name, model="m", base_url=srv.base_url).generate(
+        kit.context(history=history, events=events, env_state="db: fruit.db"),
+        {"instruction": "Count the apples.", "function": "count", "input": {"things": "apples"},
+         "output_schema": schema, "attempt": 1,
+         "feedback": [{"output": '{"result": "many"}',
+                       "error": "result: Input should be a valid integer"}]})
+    assert answer == {"text": '{"result": 42}', "model": "m",
+                      "usage": {"input_tokens": 50, "output_tokens": 4}}
+    body = srv.last_request.json
+    if name == "openai_compatible":
+        assert body["response_format"] == {"type": "json_schema", "json_schema": {
+            "name": "output", "schema": schema, "strict": False}}
+        system, *turns = body["messages"]
+        system = system["content"]
+    else:
+        assert body["text"]["format"]["schema"] == schema
+        system, turns = body["instructions"], body["input"]
+    assert "Environment state:\ndb: fruit.db" in system
+    assert "tools" not in body
+    assert [t["role"] for t in turns] == ["user", "assistant", "user"]
+    task = turns[0]["content"]
+    assert task.startswith("Compute the result of the function count.\nInstruction:\n"
+                           "Count the apples.\nInput (JSON): {\"things\":\"apples\"}")
+    assert '- count_rows({"table":"apples"}): {"status":"success","result":42}' in task
+    assert turns[1]["content"] == '{"result": "many"}'
+    assert turns[2]["content"].startswith("That answer is not valid: result: Input should be "
+                                          "a valid integer\nAnswer with one JSON value")
+    kinds = [e.type for e in events.seen]
+    assert kinds[0] == "model.request" and kinds[-1] == "model.response"
+    assert set(kinds[1:-1]) == {"model.delta"}
+
+
+@pytest.mark.parametrize("name", PLANNERS)
+def test_auto_func_end_to_end(name, server, make_agent) -> None:
+    srv = server([Reply(text='{"title": "Hello", "words": 2}')])
+    agent = make_agent()
+    agent.set_planner(name, model="m", base_url=srv.base_url)
+
+    @agent.auto_func(output={"title": (str, "a title", True), "words": (int, "", True)})
+    def summarize(text: str) -> dict:
+        """Give {text} a title and count its words."""
+
+    assert summarize("hello world") == {"title": "Hello", "words": 2}
+    assert "hello world" in srv.last_request.body.decode()
