@@ -1,0 +1,303 @@
+"""``anthropic_compatible``: a planner on the Anthropic Messages API
+(``anthropic.AsyncAnthropic``), for Claude and every Messages-compatible server.
+
+The ``anthropic`` package is imported when the first request is made, not before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+
+from agently_core.errors import ConfigError
+from agently_core.planning import (
+    ModelError,
+    PlannerSettings,
+    RoundEvents,
+    ToolNames,
+    anthropic_tools,
+    failure_message,
+    mask,
+    read_api_key,
+    request_text,
+    system_prompt,
+    transcript,
+    validate_options,
+)
+
+from .answer import Answer, StreamAssembler, read_message
+from .messages import conversation, decision, generate_messages, generate_prompt
+
+#: Where the SDK sends requests when ``base_url`` is not set.
+ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+#: ``max_tokens`` when the option is not set (the Messages API requires one).
+DEFAULT_MAX_TOKENS = 8192
+#: Statuses the SDK retries (with backoff) before giving up.
+_RETRIED = {408, 409, 429}
+
+
+def _optional_bool(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise ValueError(f"must be true or false, got {value!r}")
+
+
+class AnthropicCompatiblePlanner:
+    """Plans with ``client.messages.create`` (streamed by default).
+
+    Options: the common ones (see :data:`agently_core.planning.COMMON_OPTIONS`;
+    ``api_key_env`` defaults to ``ANTHROPIC_API_KEY``, ``max_tokens`` to
+    :data:`DEFAULT_MAX_TOKENS`) and ``parallel_tool_use`` (``false`` sends
+    ``tool_choice.disable_parallel_tool_use``).
+
+    Native tool calls send the actions as ``tools`` (``input_schema``) and read the
+    answer's ``tool_use`` blocks. The structured plan asks for the plan's JSON in the
+    system prompt and parses the answer tolerantly (fenced or chatty JSON): the Messages
+    API's own JSON-schema output needs closed object schemas, which an action's free-form
+    ``action_input`` is not, and Messages-compatible servers seldom offer it.
+
+    The key is read from the variable named by ``api_key_env`` when the planner is
+    created and passed to the SDK explicitly (so the SDK reads no credential of its own
+    from the environment or disk); :meth:`bind` registers it with the agent's redactor.
+    Without a key, requests to a ``base_url`` go without ``Authorization``; Anthropic's
+    own API needs one (a :class:`ConfigError` at creation).
+    """
+
+    name = "anthropic_compatible"
+    extra_options: dict[str, tuple[Any, Any]] = {"parallel_tool_use": (_optional_bool, None)}
+
+    def __init__(self, **options: Any) -> None:
+        self.settings: PlannerSettings = validate_options(
+            self.name, options, api_key_env="ANTHROPIC_API_KEY", extra=self.extra_options)
+        self.planning_protocol = self.settings.planning_protocol
+        self._key = read_api_key(self.settings)
+        if self._key is None and self.settings.base_url is None:
+            raise ConfigError(
+                f"{self.name}: no API key: {self.settings.api_key_env} is not set; put your "
+                "Anthropic key there, or set base_url for a server that needs none")
+        self.base_url = self.settings.base_url or ANTHROPIC_BASE_URL
+        self.max_tokens = self.settings.max_tokens or DEFAULT_MAX_TOKENS
+        self._client: Any = None
+        self._client_loop: Any = None
+        self._events: Any = None
+        self._request_headers: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.settings.model!r}, base_url={self.base_url!r})"
+
+    def bind(self, agent: Any) -> None:
+        """Register the key (and the extra headers' values) with the agent's redactor, so
+        they are masked in every record, event, digest and log; keep the agent's events."""
+        redactor = getattr(agent, "redactor", None)
+        if redactor is not None:
+            if self._key:
+                redactor.add(self._key)
+            if self.settings.extra_headers:
+                redactor.add_mapping(self.settings.extra_headers, all_values=True)
+        self._events = getattr(agent, "events", None)
+
+    # -- the SDK ---------------------------------------------------------------------------
+    def client(self) -> Any:
+        """The ``AsyncAnthropic`` client of the running event loop (made on first use)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio (trio): one client
+            loop = None
+        if self._client is None or self._client_loop is not loop:
+            import anthropic
+
+            settings = self.settings
+            # Our own HTTP client: the SDK's default one closes itself when collected by
+            # scheduling the close on whatever loop runs then. No SDK spans (the run's
+            # model.* events are the spans of agently-core-otel) and no trace headers.
+            self._client = anthropic.AsyncAnthropic(
+                api_key=self._key or "unset", base_url=self.base_url,
+                timeout=settings.timeout, max_retries=settings.max_retries,
+                default_headers=dict(settings.extra_headers) or None,
+                http_client=anthropic.DefaultAsyncHttpxClient(timeout=settings.timeout),
+                open_telemetry={"traces": False, "propagation": False})
+            self._client_loop = loop
+            # No key: no Authorization header at all (the SDK would send the stand-in).
+            self._request_headers = None if self._key else {"Authorization": anthropic.Omit()}
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (its connections) if one was made on this loop."""
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is self._client_loop:
+                await client.close()
+
+    def protocol(self, request: Mapping[str, Any]) -> str:
+        """The planning protocol: the planner's ``planning_protocol`` option (default
+        ``native_tool_calls``), as for every model planner; the request's (the agent's
+        loop setting) does not override it."""
+        return self.planning_protocol
+
+    # -- planning --------------------------------------------------------------------------
+    async def plan(self, context: Mapping[str, Any], request: Mapping[str, Any]) -> dict[str, Any]:
+        """One planning round: one Messages request, its answer as a raw decision. A
+        failed request raises :class:`~agently_core.planning.ModelError`."""
+        settings = self.settings
+        protocol = self.protocol(request)
+        action_list = list(request.get("action_list") or ())
+        names = ToolNames(a["name"] for a in action_list)
+        user = request_text(request.get("input"))
+        prompt_args = {"agent_name": context.get("agent_name"), "protocol": protocol,
+                       "action_list": action_list, "env_state": context.get("env_state"),
+                       "instructions": settings.instructions}
+        prompt = system_prompt(**prompt_args)
+        turns = transcript(context.get("history"), max_result_chars=settings.max_result_chars,
+                           max_context_chars=settings.max_context_chars,
+                           fixed_chars=len(prompt) + len(user))
+        if turns.dropped:
+            prompt = system_prompt(**prompt_args, dropped_rounds=turns.dropped)
+        body: dict[str, Any] = {"model": settings.model, "max_tokens": self.max_tokens,
+                                "system": prompt,
+                                "messages": conversation(user, turns, protocol, names)}
+        tools: list[dict[str, Any]] = []
+        if protocol == "native_tool_calls" and action_list:
+            tools = body["tools"] = anthropic_tools(action_list, names)
+            if settings.extra["parallel_tool_use"] is False:
+                body["tool_choice"] = {"type": "auto", "disable_parallel_tool_use": True}
+        answer = await self._ask(context, body, tools=len(tools))
+        return decision(answer, protocol, names, settings.model)
+
+    async def generate(self, context: Mapping[str, Any], request: Mapping[str, Any]
+                       ) -> dict[str, Any]:
+        """The value of an ``@agent.auto_func`` function: the model is asked for JSON
+        matching ``request["output_schema"]`` (each earlier invalid attempt follows with
+        its error). Returns ``{"text", "model", "usage"}``; the caller parses and checks
+        the text."""
+        settings = self.settings
+        prompt = generate_prompt(agent_name=context.get("agent_name"),
+                                 function=request.get("function"),
+                                 schema=request.get("output_schema") or {"type": "object"},
+                                 env_state=context.get("env_state"),
+                                 instructions=settings.instructions)
+        turns = transcript(context.get("history"), max_result_chars=settings.max_result_chars,
+                           max_context_chars=settings.max_context_chars,
+                           fixed_chars=len(prompt))
+        body = {"model": settings.model, "max_tokens": self.max_tokens, "system": prompt,
+                "messages": generate_messages(request, turns)}
+        answer = await self._ask(context, body, tools=0)
+        return {"text": answer.text or "", "model": answer.model or settings.model,
+                "usage": answer.usage}
+
+    # -- one request -----------------------------------------------------------------------
+    async def _ask(self, context: Mapping[str, Any], body: dict[str, Any], *,
+                   tools: int) -> Answer:
+        """Send ``body`` (streamed or not, as the options say) with the round's
+        ``model.*`` events; SDK failures become :class:`ModelError`."""
+        settings = self.settings
+        events = RoundEvents(self.name, settings.model, context, self._events)
+        if settings.temperature is not None:
+            # not a parameter of the SDK's messages.create: sent as a body field
+            body["extra_body"] = {"temperature": settings.temperature}
+        state = {"streaming": False}
+        try:
+            client = self.client()
+            await events.request(messages=len(body["messages"]), tools=tools,
+                                 stream=settings.stream)
+            if settings.stream:
+                on_text = events.delta if events.active else None
+                answer = await self._streamed(client, body, state, on_text)
+            else:
+                answer = read_message(await client.messages.create(
+                    **body, **self.request_options()))
+        except ModelError as exc:
+            await events.failed(str(exc))
+            raise
+        except Exception as exc:
+            error = self.model_error(exc, streaming=state["streaming"])
+            if error is None:
+                raise
+            await events.failed(str(error))
+            raise error from None
+        await events.response(model=answer.model, usage=answer.usage,
+                              tool_calls=len(answer.calls), finish_reason=answer.stop_reason)
+        return answer
+
+    def request_options(self) -> dict[str, Any]:
+        """Per-request SDK options (``extra_headers`` dropping Authorization without a key)."""
+        return {"extra_headers": self._request_headers} if self._request_headers else {}
+
+    async def _streamed(self, client: Any, body: dict[str, Any], state: dict[str, Any],
+                        on_text: Callable[[str], Awaitable[None]] | None) -> Answer:
+        """Run the stream: text deltas go to ``on_text`` (``model.delta`` events), tool
+        inputs are assembled from their ``input_json_delta`` pieces."""
+        stream = await client.messages.create(**body, stream=True, **self.request_options())
+        state["streaming"] = True
+        assembler = StreamAssembler(on_text)
+        try:
+            async for event in stream:
+                await assembler.feed(event)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await stream.close()
+        if not assembler.finished:
+            raise ModelError(mask(failure_message(
+                self.settings, kind="stream", base_url=self.base_url,
+                detail="the stream ended before message_stop"), self._key), planner=self.name)
+        return assembler.result()
+
+    # -- failures --------------------------------------------------------------------------
+    def model_error(self, exc: BaseException, *, streaming: bool = False) -> ModelError | None:
+        """An SDK exception as a :class:`ModelError` a person can act on (the key masked),
+        or ``None`` when ``exc`` is not the SDK's."""
+        import anthropic
+
+        settings, url = self.settings, self.base_url
+        retries = 0 if streaming else settings.max_retries
+        status = getattr(exc, "status_code", None)
+        if isinstance(exc, anthropic.APITimeoutError):
+            message = failure_message(settings, kind="timeout", base_url=url, retries=retries)
+        elif isinstance(exc, anthropic.APIConnectionError):
+            message = failure_message(settings, kind="stream" if streaming else "connection",
+                                      base_url=url, detail=_cause(exc), retries=retries)
+        elif isinstance(exc, anthropic.APIStatusError) and (status or 0) >= 400:
+            again = settings.max_retries if (status in _RETRIED or status >= 500) else 0
+            message = failure_message(settings, kind="status", base_url=url, status=status,
+                                      detail=_detail(exc), key_set=self._key is not None,
+                                      retries=again)
+            if status == 404 and url.endswith("/v1"):
+                message += ("; the Anthropic SDK adds /v1/messages to base_url: leave the /v1 "
+                            "out of it")
+        elif isinstance(exc, anthropic.APIError):  # an error event inside a stream
+            message = failure_message(settings, kind="stream", base_url=url, detail=_detail(exc))
+            status = None
+        else:
+            return None
+        return ModelError(mask(message, self._key, *settings.extra_headers.values()),
+                          planner=self.name, status=status)
+
+
+def _detail(exc: Any) -> str:
+    """The provider's own words for an error: ``error.type: error.message`` of its error
+    JSON for a stream's error event, ``error.message`` for an HTTP error."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, Mapping) and inner.get("message"):
+            message = str(inner["message"])
+            kind = inner.get("type")
+            status = getattr(exc, "status_code", None)
+            return f"{kind}: {message}" if kind and (status or 0) < 400 else message
+        if body.get("message"):
+            return str(body["message"])
+    if isinstance(body, str) and body.strip():
+        return body
+    return str(getattr(exc, "message", "") or exc)
+
+
+def _cause(exc: BaseException) -> str:
+    """What broke a connection, in the SDK's words (never the request itself)."""
+    text = str(exc)
+    return "" if text in ("Connection error.", "") else text
