@@ -159,43 +159,7 @@ def conversation(request: Any, turns: Transcript, protocol: str, names: ToolName
 
 
 # -- auto_func -------------------------------------------------------------------------------
-def generate_prompt(*, agent_name: str | None, function: str | None, schema: Any,
-                    env_state: str | None, instructions: str | None) -> str:
-    """The system prompt that asks for a function's value as JSON."""
-    who = f"You are {agent_name}, an agent" if agent_name else "You are an agent"
-    parts = [f"{who} that computes the value of the function {function or 'asked for'} "
-             "from its description and arguments.",
-             "Answer with one JSON object matching this JSON schema, and nothing else:\n"
-             + json.dumps(schema, ensure_ascii=False, separators=(",", ":"))]
-    if env_state:
-        parts.append(f"Environment state:\n{env_state}")
-    if instructions:
-        parts.append(instructions)
-    return "\n\n".join(parts)
-
-
-def generate_messages(request: Mapping[str, Any], turns: Transcript) -> list[dict[str, Any]]:
-    """The conversation that asks for a function's value: the instruction and arguments,
-    what the actions run for it found (as text: no tools are declared here), then each
-    earlier attempt and why it was not valid."""
-    parts = [str(request.get("instruction") or request.get("function") or "")]
-    arguments = request.get("input")
-    if arguments:
-        parts.append("Arguments: " + request_text(arguments))
-    for turn in turns.turns:
-        if turn.results:
-            parts.append(results_message(turn.round_index, turn.results))
-    messages: list[dict[str, Any]] = [{"role": "user", "content": "\n\n".join(p for p in parts
-                                                                             if p)}]
-    feedback: Sequence[Any] = request.get("feedback") or ()
-    for item in feedback:
-        if not isinstance(item, Mapping):
-            continue
-        output = item.get("output")
-        said = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False,
-                                                                 default=str)
-        messages.append({"role": "assistant", "content": said or "(an empty answer)"})
-        messages.append({"role": "user", "content": (
-            f"That answer is not valid: {item.get('error')}\n"
-            "Answer again with one JSON object matching the schema.")})
-    return messages
+def output_messages(turns: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """``generate``'s ``(role, text)`` turns as messages (an empty earlier answer is
+    named: the API refuses empty text)."""
+    return [{"role": role, "content": text or "(an empty answer)"} for role, text in turns]

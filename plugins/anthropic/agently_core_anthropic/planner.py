@@ -21,6 +21,8 @@ from agently_core.planning import (
     anthropic_tools,
     failure_message,
     mask,
+    output_system_prompt,
+    output_turns,
     read_api_key,
     request_text,
     system_prompt,
@@ -29,7 +31,7 @@ from agently_core.planning import (
 )
 
 from .answer import Answer, StreamAssembler, read_message
-from .messages import conversation, decision, generate_messages, generate_prompt
+from .messages import conversation, decision, output_messages
 
 #: Where the SDK sends requests when ``base_url`` is not set.
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
@@ -172,21 +174,19 @@ class AnthropicCompatiblePlanner:
 
     async def generate(self, context: Mapping[str, Any], request: Mapping[str, Any]
                        ) -> dict[str, Any]:
-        """The value of an ``@agent.auto_func`` function: the model is asked for JSON
-        matching ``request["output_schema"]`` (each earlier invalid attempt follows with
-        its error). Returns ``{"text", "model", "usage"}``; the caller parses and checks
-        the text."""
+        """The value of an ``@agent.auto_func`` function: one request for JSON matching
+        ``request["output_schema"]`` (the task, the action loop's calls and results, each
+        earlier invalid attempt with its error: :func:`agently_core.planning.output_turns`),
+        asked for in words, as the structured plan is. Returns ``{"text", "model",
+        "usage"}``; the caller parses and checks the text."""
         settings = self.settings
-        prompt = generate_prompt(agent_name=context.get("agent_name"),
-                                 function=request.get("function"),
-                                 schema=request.get("output_schema") or {"type": "object"},
-                                 env_state=context.get("env_state"),
-                                 instructions=settings.instructions)
-        turns = transcript(context.get("history"), max_result_chars=settings.max_result_chars,
-                           max_context_chars=settings.max_context_chars,
-                           fixed_chars=len(prompt))
+        prompt = output_system_prompt(agent_name=context.get("agent_name"),
+                                      env_state=context.get("env_state"),
+                                      instructions=settings.instructions)
+        turns = output_turns(context, request, max_result_chars=settings.max_result_chars,
+                             max_context_chars=settings.max_context_chars)
         body = {"model": settings.model, "max_tokens": self.max_tokens, "system": prompt,
-                "messages": generate_messages(request, turns)}
+                "messages": output_messages(turns)}
         answer = await self._ask(context, body, tools=0)
         return {"text": answer.text or "", "model": answer.model or settings.model,
                 "usage": answer.usage}

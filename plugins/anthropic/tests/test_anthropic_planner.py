@@ -537,48 +537,43 @@ async def test_max_tokens_and_temperature_reach_the_request(server, kit) -> None
 
 # -- generate (auto_func) ---------------------------------------------------------------------------
 @pytest.mark.parametrize("stream", [True, False])
-async def test_generate_asks_for_json_and_sends_the_feedback_back(stream, server, kit) -> None:
+async def test_generate_asks_for_the_output_schema_with_the_loop_and_the_feedback(
+        stream, server, kit) -> None:
     srv = server([Reply(text='```json\n{"result": 42}\n```',
-                        usage={"input_tokens": 30, "output_tokens": 6})])
+                        usage={"input_tokens": 50, "output_tokens": 4})])
     events = kit.Events()
-    planner = kit.planner_of(model="m", base_url=srv.url, stream=stream)
     schema = {"type": "object", "properties": {"result": {"type": "integer"}},
               "required": ["result"]}
-    answer = await planner.generate(
-        {"agent_name": "tester", "run_id": "af_1", "history": [], "events": events.center,
-         "env_state": "today: Monday"},
-        {"instruction": "Count the apples.", "function": "count", "input": {"things": "apples"},
-         "output_schema": schema, "attempt": 1,
-         "feedback": [{"output": "many", "error": "Input should be a valid integer"}]})
-    assert answer == {"text": '```json\n{"result": 42}\n```', "model": "m",
-                      "usage": {"input_tokens": 30, "output_tokens": 6}}
-    body = srv.last_request.json
-    assert "tools" not in body
-    assert body["system"].startswith("You are tester, an agent that computes the value of "
-                                     "the function count")
-    assert json.dumps(schema, separators=(",", ":")) in body["system"]
-    assert "Environment state:\ntoday: Monday" in body["system"]
-    assert body["messages"] == [
-        {"role": "user", "content": 'Count the apples.\n\nArguments: {"things":"apples"}'},
-        {"role": "assistant", "content": "many"},
-        {"role": "user", "content": "That answer is not valid: Input should be a valid "
-                                    "integer\nAnswer again with one JSON object matching the "
-                                    "schema."}]
-    assert [e["run_id"] for e in events.of("model.response")] == ["af_1"]
-
-
-async def test_generate_reads_the_actions_results(server, kit) -> None:
-    srv = server([Reply(text='{"result": 2}')])
     history = [{"round_index": 0, "model_message": None, "response": None, "invalid": [],
-                "calls": [{"id": "t1", "action": "add", "kwargs": {"a": 1, "b": 1}}],
-                "records": [{"call_id": "t1", "action": "add", "status": "success",
-                             "result": 2}]}]
-    await kit.planner_of(model="m", base_url=srv.url).generate(
-        kit.context(history=history), {"instruction": "Add one and one.", "function": "f",
-                                       "output_schema": {"type": "object"}})
-    assert srv.last_request.json["messages"] == [{"role": "user", "content": (
-        'Add one and one.\n\nResults of your action calls in round 0:\n- add (call t1): '
-        '{"status":"success","result":2}')}]
+                "calls": [{"id": "c1", "action": "count_rows", "kwargs": {"table": "apples"}}],
+                "records": [{"call_id": "c1", "action": "count_rows", "status": "success",
+                             "result": 42}]}]
+    answer = await kit.planner_of(model="m", base_url=srv.url, stream=stream).generate(
+        kit.context(history=history, events=events, env_state="db: fruit.db"),
+        {"instruction": "Count the apples.", "function": "count", "input": {"things": "apples"},
+         "output_schema": schema, "attempt": 2,
+         "feedback": [{"output": '{"result": "many"}',
+                       "error": "result: Input should be a valid integer"},
+                      {"output": "", "error": "the answer holds no JSON value"}]})
+    assert answer == {"text": '```json\n{"result": 42}\n```', "model": "m",
+                      "usage": {"input_tokens": 50, "output_tokens": 4}}
+    body = srv.last_request.json
+    assert "tools" not in body and "tool_choice" not in body
+    assert "Environment state:\ndb: fruit.db" in body["system"]
+    turns = body["messages"]
+    assert [t["role"] for t in turns] == ["user", "assistant", "user", "assistant", "user"]
+    task = turns[0]["content"]
+    assert task.startswith("Compute the result of the function count.\nInstruction:\n"
+                           "Count the apples.\nInput (JSON): {\"things\":\"apples\"}")
+    assert '- count_rows({"table":"apples"}): {"status":"success","result":42}' in task
+    assert json.dumps(schema, separators=(",", ":")) in task
+    assert turns[1]["content"] == '{"result": "many"}'
+    assert turns[2]["content"].startswith("That answer is not valid: result: Input should be "
+                                          "a valid integer\nAnswer with one JSON value")
+    assert turns[3]["content"] == "(an empty answer)"  # the API refuses empty text
+    kinds = [e.type for e in events.seen]
+    assert kinds[0] == "model.request" and kinds[-1] == "model.response"
+    assert set(kinds[1:-1]) == ({"model.delta"} if stream else set())
 
 
 async def test_generate_failures_are_model_errors(server, kit) -> None:
