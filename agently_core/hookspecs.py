@@ -131,7 +131,20 @@ def register_planners(register: Register) -> None:
     Called once at discovery. ``register(name, factory)``; ``factory(**options)`` returns an
     :class:`agently_core.protocols.Planner`: ``await planner.plan(context, request)`` gives
     the raw decision for one round, in either planning protocol. Model-backed planners are
-    published as plugins through this hook.
+    published as plugins through this hook (``openai_compatible``, ``openai_responses``,
+    ``anthropic_compatible``); register a lazy ``"module:attr"`` string so the SDK behind
+    it loads only when the planner is first created.
+
+    ``options`` come from the configuration (``[planner_options]``,
+    ``AGENTLY_PLANNER_OPTION_<KEY>``, ``create_agent(config={"planner_options": ...})``)
+    under ``agent.set_planner(name, **options)``; reject an unknown one with a
+    :class:`~agently_core.errors.ConfigError` naming the planner. A key is never an
+    option: read it from the environment variable an option names (``api_key_env``) and
+    register it in ``bind(agent)`` with ``agent.redactor.add(key)``, which the agent calls
+    after creating the planner. Raise :class:`~agently_core.errors.ModelError` for a failed
+    model request. ``generate(context, request)`` (optional, see
+    :class:`agently_core.protocols.OutputPlanner`) serves ``@agent.auto_func``. Prove it
+    with :class:`agently_core.testing.PlannerConformance`.
     """
 
 

@@ -64,21 +64,81 @@ class ExecutionEnvironmentProvider(Protocol):
 
 @runtime_checkable
 class Planner(Protocol):
-    """Chooses the next calls. ``plan(context, request)`` returns the raw decision in either
-    planning protocol:
+    """Chooses the next calls. ``plan(context, request)`` returns the raw decision of one
+    round in either planning protocol:
 
     * ``structured_plan``: ``{"next_action": "execute" | "response", "action_calls":
       [{"action_id", "action_input", "purpose", "todo_suggestion"}], "response": ...}``
       (``execution_commands`` is accepted for ``action_calls``);
-    * ``native_tool_calls``: ``{"tool_calls": [{"id", "function": {"name", "arguments"}}],
-      "content": ...}`` as a chat model returns them (``arguments`` a JSON string or dict).
+    * ``native_tool_calls``: ``{"tool_calls": [{"id", "type": "function", "function":
+      {"name", "arguments"}}], "content": ...}`` as a chat model returns them
+      (``arguments`` a JSON string or dict).
 
-    ``context`` carries ``agent_name``, ``round_index``, ``max_rounds``, ``done_plans`` and
-    ``last_round_records``; ``request`` carries ``input``, ``action_list`` (the visible
-    schemas) and ``planning_protocol``.
+    A mapping answer may also carry ``model`` (the model's name), ``usage``
+    (``{"input_tokens", "output_tokens"}``, plus ``requests`` when the round took more
+    than one request) and ``model_message`` (JSON: the provider-native message to replay
+    in later rounds); the runtime keeps them on the decision and the flow totals usage in
+    ``FlowResult.usage``. An answer with neither calls nor text (``{"tool_calls": [],
+    "content": None}``; a plan with no calls and no response) becomes a ``skipped``
+    record (``meta["diagnostic_code"] == "action_runtime.native_tool_calls.empty"`` or
+    ``"action_runtime.structured_plan.empty"``, no call id the model gave) and the loop
+    asks again.
+
+    ``request`` carries ``input`` (the user's request), ``action_list`` (the visible
+    actions: ``[{"name", "description", "kwargs": <JSON schema>}]``) and
+    ``planning_protocol`` (the agent's loop setting). ``context`` carries
+    ``agent_name``, ``round_index``, ``max_rounds``, ``done_plans``,
+    ``last_round_records``, ``execution_id`` and:
+
+    * ``run_id``: the run's id (its execution's), the same in every round and after a
+      resume;
+    * ``history``: every earlier round of the run, oldest first, each ``{"round_index",
+      "model_message", "response", "calls": [{"id", "action", "kwargs"}], "invalid":
+      [{"call_id", "action", "error"}], "records": [ActionRecord.model_dump(mode="json"),
+      ...]}`` (records in call order, under the model's tool-call ids; an invalid call has
+      a ``failed`` record with ``error_type="InvalidCall"``; a record with a ``digest`` is
+      sent back as its digest, not its raw result). A planner rebuilds its transcript from
+      it every round: it stays right across a pause/resume in another process;
+    * ``env_state``: a string describing the agent's environment, or None (a model
+      planner puts it in its system prompt);
+    * ``events``: the run's :class:`~agently_core.events.EventCenter` (``await
+      events.emit("model.request", "planner", ...)``).
+
+    A failed model request (refused key, missing model, bad request, timeout, unreachable
+    server, retries exhausted) raises :class:`~agently_core.errors.ModelError` with a
+    message a person can act on and no key in it; the run ends ``failed`` with it.
+
+    Optional: ``bind(agent)``, called when the agent takes the planner (a model planner
+    registers its key there: ``agent.redactor.add(key)``), and ``generate(context,
+    request)`` (:class:`OutputPlanner`, for ``@agent.auto_func``).
     """
 
     async def plan(self, context: Mapping[str, Any], request: Mapping[str, Any]) -> Any: ...
+
+
+@runtime_checkable
+class OutputPlanner(Protocol):
+    """A planner that produces a value for ``@agent.auto_func`` with one model request:
+    ``generate(context, request)``.
+
+    ``request``: ``instruction`` (the function's docstring with its arguments filled in),
+    ``function`` (its name), ``input`` (the arguments, JSON), ``output_schema`` (a JSON
+    schema of an object; a value that is not an object is asked for under ``"result"``),
+    ``attempt`` (0 first) and ``feedback`` (the earlier attempts' ``{"output", "error"}``:
+    tell the model what was wrong). ``context``: ``agent_name``, ``run_id``, ``history``
+    (of the action loop that ran first, or empty), ``env_state`` and ``events``, as for
+    :meth:`Planner.plan`.
+
+    Returns a mapping with ``output`` (the value, already parsed) or ``text`` (the model's
+    text; the JSON in it is read tolerantly: a fenced block or an object inside chatty
+    text), and optionally ``model`` and ``usage``. Failures raise
+    :class:`~agently_core.errors.ModelError`, as ``plan`` does.
+    """
+
+    async def plan(self, context: Mapping[str, Any], request: Mapping[str, Any]) -> Any: ...
+
+    async def generate(self, context: Mapping[str, Any],
+                       request: Mapping[str, Any]) -> Mapping[str, Any]: ...
 
 
 @runtime_checkable

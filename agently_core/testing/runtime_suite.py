@@ -253,6 +253,36 @@ class RuntimeConformance(ConformanceSuite):
             assert decision.next_action == "response" and not decision.calls
             assert decision.response == "done"
 
+    def test_an_empty_answer_is_marked_for_skipping(self) -> None:
+        """An answer with neither calls nor a response is an ``execute`` decision without
+        calls whose ``diagnostics`` carry ``action_runtime.<protocol>.empty`` (the flow
+        records it as ``skipped`` and asks again)."""
+        runtime = self.make_runtime()
+        empties = {NATIVE: {"tool_calls": [], "content": None},
+                   STRUCTURED: {"next_action": "execute", "action_calls": []}}
+        for protocol in self._protocols(runtime):
+            decision = self._normalize(runtime, empties[protocol], protocol)
+            assert decision.next_action == "execute", (
+                f"{protocol}: an empty answer must not end the loop as a response")
+            assert not decision.calls and not decision.invalid
+            codes = [d.get("code") for d in decision.diagnostics]
+            assert f"action_runtime.{protocol}.empty" in codes, (
+                f"{protocol}: diagnostics {decision.diagnostics!r} lack the empty-answer code")
+
+    def test_usage_model_and_message_are_kept(self) -> None:
+        """``usage``, ``model`` and ``model_message`` of a mapping answer reach the
+        decision, in both protocols."""
+        runtime = self.make_runtime()
+        extras = {"usage": {"input_tokens": 5, "output_tokens": 2}, "model": "m-1",
+                  "model_message": {"role": "assistant", "content": "x"}}
+        raws = {STRUCTURED: {**structured_plan(("add", {"a": 1})), **extras},
+                NATIVE: {**native_tool_calls(("tc", "add", {"a": 1})), **extras}}
+        for protocol in self._protocols(runtime):
+            decision = self._normalize(runtime, raws[protocol], protocol)
+            assert [c.action for c in decision.calls] == ["add"]
+            assert decision.usage == extras["usage"] and decision.model == "m-1"
+            assert decision.model_message == extras["model_message"]
+
     def test_calls_are_marked_as_coming_from_the_model(self) -> None:
         """Normalised calls have ``source == "model"``, so the dispatcher lets them reach
         only visible actions and only narrow policy."""
