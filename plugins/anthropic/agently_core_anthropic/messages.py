@@ -130,12 +130,25 @@ def _add(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]
     messages.append({"role": role, "content": blocks})
 
 
-def conversation(request: Any, turns: Transcript, protocol: str, names: ToolNames
-                 ) -> list[dict[str, Any]]:
-    """The round's messages: the request, then every earlier round (see the module)."""
+def _as_text(block: dict[str, Any]) -> dict[str, Any]:
+    """A tool_use block told in words (for a request that declares no tools)."""
+    if block["type"] != "tool_use":
+        return block
+    arguments = json.dumps(block["input"], ensure_ascii=False, separators=(",", ":"))
+    return {"type": "text", "text": f"[called {block['name']} (call {block['id']}) with "
+                                    f"{arguments}]"}
+
+
+def conversation(request: Any, turns: Transcript, protocol: str, names: ToolNames, *,
+                 tools: bool = True) -> list[dict[str, Any]]:
+    """The round's messages: the request, then every earlier round (see the module).
+    ``tools=False`` (a request that declares none, which the API then refuses
+    ``tool_use`` and ``tool_result`` blocks in) tells earlier calls and results in text."""
     messages: list[dict[str, Any]] = [{"role": "user", "content": request_text(request)}]
     for turn in turns.turns:
         blocks = assistant_blocks(turn, protocol, names)
+        if not tools:
+            blocks = [_as_text(b) for b in blocks]
         _add(messages, "assistant", blocks)
         answered: set[str] = set()
         results: list[dict[str, Any]] = []

@@ -161,12 +161,14 @@ class AnthropicCompatiblePlanner:
                            fixed_chars=len(prompt) + len(user))
         if turns.dropped:
             prompt = system_prompt(**prompt_args, dropped_rounds=turns.dropped)
-        body: dict[str, Any] = {"model": settings.model, "max_tokens": self.max_tokens,
-                                "system": prompt,
-                                "messages": conversation(user, turns, protocol, names)}
         tools: list[dict[str, Any]] = []
         if protocol == "native_tool_calls" and action_list:
-            tools = body["tools"] = anthropic_tools(action_list, names)
+            tools = anthropic_tools(action_list, names)
+        body: dict[str, Any] = {
+            "model": settings.model, "max_tokens": self.max_tokens, "system": prompt,
+            "messages": conversation(user, turns, protocol, names, tools=bool(tools))}
+        if tools:
+            body["tools"] = tools
             if settings.extra["parallel_tool_use"] is False:
                 body["tool_choice"] = {"type": "auto", "disable_parallel_tool_use": True}
         answer = await self._ask(context, body, tools=len(tools))

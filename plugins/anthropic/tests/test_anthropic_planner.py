@@ -527,6 +527,32 @@ async def test_history_from_another_planner_is_rebuilt_as_blocks(server, kit) ->
                                       "content": '{"status":"success","result":2}'}]}]
 
 
+@pytest.mark.parametrize("protocol", ["native_tool_calls", "structured_plan"])
+async def test_without_tools_earlier_calls_are_told_in_text(protocol, server, kit) -> None:
+    """The API refuses tool_use and tool_result blocks in a request that declares no
+    tools: with no action visible any more (or the structured plan after native rounds),
+    the earlier calls and their results go as text."""
+    srv = server([Reply(text="ok")])
+    raw = {"model_message": {"role": "assistant", "content": [
+        {"type": "text", "text": "Adding."},
+        {"type": "tool_use", "id": "toolu_9", "name": "add", "input": {"a": 1, "b": 2}}]},
+        "content": "Adding."}
+    history = history_of(raw, [{"call_id": "toolu_9", "action": "add", "status": "success",
+                                "result": 3}])
+    await kit.planner_of(model="m", base_url=srv.url, planning_protocol=protocol).plan(
+        kit.context(1, history), kit.request(actions=[] if protocol == "native_tool_calls"
+                                             else [kit.ADD]))
+    body = srv.last_request.json
+    assert "tools" not in body
+    assert body["messages"][1:] == [
+        {"role": "assistant", "content": [
+            {"type": "text", "text": "Adding."},
+            {"type": "text", "text": '[called add (call toolu_9) with {"a":1,"b":2}]'}]},
+        {"role": "user", "content": [{"type": "text", "text": (
+            'Results of your action calls in round 0:\n- add (call toolu_9): '
+            '{"status":"success","result":3}')}]}]
+
+
 async def test_max_tokens_and_temperature_reach_the_request(server, kit) -> None:
     srv = server([Reply(text="ok")])
     await kit.planner_of(model="m", base_url=srv.url, max_tokens=64, temperature=0.2).plan(
