@@ -402,8 +402,16 @@ class TurnResult:
     action: str
     status: str
     full: str
-    compact: str
+    record: Mapping[str, Any] = field(default_factory=dict, repr=False)
     shrunk: bool = False
+    _compact: str | None = field(default=None, repr=False)
+
+    @property
+    def compact(self) -> str:
+        """The short form (made when first needed: most transcripts fit their budget)."""
+        if self._compact is None:
+            self._compact = compact_record_text(self.record)
+        return self._compact
 
     @property
     def text(self) -> str:
@@ -455,8 +463,7 @@ def transcript(history: Sequence[Mapping[str, Any]] | None, *, max_result_chars:
         calls = [dict(c) for c in entry.get("calls") or ()]
         results = [TurnResult(call_id=str(r.get("call_id") or ""), action=str(r.get("action") or ""),
                               status=str(r.get("status") or ""),
-                              full=record_text(r, max_result_chars),
-                              compact=compact_record_text(r))
+                              full=record_text(r, max_result_chars), record=r)
                    for r in entry.get("records") or ()]
         turn = Turn(round_index=int(entry.get("round_index") or 0), model_message=message,
                     response=entry.get("response"), calls=calls, results=results)

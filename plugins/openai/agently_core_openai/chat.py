@@ -188,9 +188,12 @@ class OpenAICompatiblePlanner(OpenAIPlannerBase):
                         if live:
                             await events.delta(delta.content)
                     for piece in delta.tool_calls or ():
-                        slot = slots.get(piece.index)
+                        index = piece.index
+                        if index is None:  # a server that numbers no call: a new id opens one
+                            index = len(slots) if piece.id or not slots else max(slots)
+                        slot = slots.get(index)
                         if slot is None:
-                            slot = slots[piece.index] = [None, "", []]
+                            slot = slots[index] = [None, "", []]
                         if piece.id:
                             slot[0] = piece.id
                         function = piece.function

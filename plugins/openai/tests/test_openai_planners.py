@@ -608,3 +608,25 @@ def test_auto_func_end_to_end(name, server, make_agent) -> None:
 
     assert summarize("hello world") == {"title": "Hello", "words": 2}
     assert "hello world" in srv.last_request.body.decode()
+
+
+async def test_streamed_tool_calls_without_an_index_are_told_apart_by_their_ids(server,
+                                                                              kit) -> None:
+    def chunk(delta: dict, finish: str | None = None) -> str:
+        return "data: " + json.dumps({"id": "x", "object": "chat.completion.chunk", "created": 0,
+                                      "model": "m", "choices": [{"index": 0, "delta": delta,
+                                                                 "finish_reason": finish}]})
+
+    def call(**fields) -> dict:
+        return {"tool_calls": [{"type": "function", **fields}]}
+
+    body = "\n\n".join([
+        chunk(call(id="c1", function={"name": "add", "arguments": '{"a": 1,'})),
+        chunk(call(function={"arguments": ' "b": 2}'})),
+        chunk(call(id="c2", function={"name": "add", "arguments": '{"a": 3, "b": 4}'})),
+        chunk({}, "tool_calls"), "data: [DONE]", ""])
+    srv = server([Reply(body=body)])
+    raw = await kit.planner_of("openai_compatible", model="m", base_url=srv.base_url).plan(
+        kit.context(), kit.request())
+    assert [(c["id"], json.loads(c["function"]["arguments"])) for c in raw["tool_calls"]] == [
+        ("c1", {"a": 1, "b": 2}), ("c2", {"a": 3, "b": 4})]
