@@ -142,8 +142,10 @@ class OpenAIPlannerBase:
             error = self.model_error(exc, streaming=state["streaming"])
             if error is None:
                 raise
-            await events.failed(str(error))
-            raise error from None
+        # Raised out here, the SDK's exception is not its context: a traceback or an error
+        # tracker shows the message above, not the provider's body (which may echo the key).
+        await events.failed(str(error))
+        raise error
 
     async def _round(self, context: Mapping[str, Any], request: Mapping[str, Any],
                      events: RoundEvents, state: dict[str, Any]) -> dict[str, Any]:

@@ -145,7 +145,7 @@ async def test_401_names_the_key_variable_and_the_server(name, stream, server, k
     assert message == (f"{name}: the key in OPENAI_API_KEY was refused by {srv.base_url}: "
                        "401 Incorrect API key provided.")
     assert failed.value.status == 401 and failed.value.planner == name
-    assert failed.value.__cause__ is None and failed.value.__suppress_context__
+    assert failed.value.__cause__ is None and failed.value.__context__ is None
     assert len(srv.requests) == 1  # a refused key is not retried
     assert srv.requests[0].headers["authorization"] == f"Bearer {kit.KEY}"
     assert events.of("model.failed") == [{"planner": name, "model": "stand-in",
@@ -630,3 +630,33 @@ async def test_streamed_tool_calls_without_an_index_are_told_apart_by_their_ids(
         kit.context(), kit.request())
     assert [(c["id"], json.loads(c["function"]["arguments"])) for c in raw["tool_calls"]] == [
         ("c1", {"a": 1, "b": 2}), ("c2", {"a": 3, "b": 4})]
+
+
+async def test_an_error_inside_a_chat_stream_is_a_model_error(server, kit) -> None:
+    body = ('data: {"id":"x","object":"chat.completion.chunk","created":0,"model":"m",'
+            '"choices":[{"index":0,"delta":{"content":"par"},"finish_reason":null}]}\n\n'
+            f'data: {{"error":{{"message":"overloaded mid-stream, key {kit.KEY}",'
+            '"type":"server_error"}}\n\n')
+    srv = server([Reply(body=body)])
+    planner = kit.planner_of("openai_compatible", model="m", base_url=srv.base_url)
+    with pytest.raises(ModelError) as failed:
+        await planner.plan(kit.context(), kit.request())
+    assert str(failed.value) == (f"openai_compatible: the answer from {srv.base_url} broke off "
+                                 "or could not be read: overloaded mid-stream, key ***")
+
+
+async def test_a_failed_response_is_a_model_error(server, kit) -> None:
+    def event(kind: str, **fields) -> str:
+        return f"event: {kind}\ndata: " + json.dumps({"type": kind, **fields}) + "\n\n"
+
+    response = {"id": "r", "object": "response", "created_at": 0, "model": "m", "output": [],
+                "parallel_tool_calls": True, "tool_choice": "auto", "tools": []}
+    body = (event("response.created", sequence_number=0,
+                  response={**response, "status": "in_progress"})
+            + event("response.failed", sequence_number=1, response={
+                **response, "status": "failed",
+                "error": {"code": "server_error", "message": "the model gave up"}}))
+    srv = server([Reply(body=body)])
+    planner = kit.planner_of("openai_responses", model="m", base_url=srv.base_url)
+    with pytest.raises(ModelError, match="server_error: the model gave up"):
+        await planner.plan(kit.context(), kit.request())
