@@ -221,11 +221,14 @@ class AnthropicCompatiblePlanner:
             error = self.model_error(exc, streaming=state["streaming"])
             if error is None:
                 raise
-            await events.failed(str(error))
-            raise error from None
-        await events.response(model=answer.model, usage=answer.usage,
-                              tool_calls=len(answer.calls), finish_reason=answer.stop_reason)
-        return answer
+        else:
+            await events.response(model=answer.model, usage=answer.usage,
+                                  tool_calls=len(answer.calls), finish_reason=answer.stop_reason)
+            return answer
+        # Raised out here, the SDK's exception is not its context: a traceback or an error
+        # tracker shows the message above, not the provider's body (which may echo the key).
+        await events.failed(str(error))
+        raise error
 
     def request_options(self) -> dict[str, Any]:
         """Per-request SDK options (``extra_headers`` dropping Authorization without a key)."""

@@ -202,7 +202,7 @@ async def test_401_names_the_key_variable_and_the_server(stream, server, kit) ->
     assert message == (f"{NAME}: the key in ANTHROPIC_API_KEY was refused by {srv.url}: "
                        "401 invalid x-api-key")
     assert failed.value.status == 401 and failed.value.planner == NAME
-    assert failed.value.__cause__ is None and failed.value.__suppress_context__
+    assert failed.value.__cause__ is None and failed.value.__context__ is None
     assert len(srv.requests) == 1  # a refused key is not retried
     assert srv.requests[0].headers["authorization"] == f"Bearer {kit.KEY}"
     assert events.of("model.failed") == [{"planner": NAME, "model": "stand-in",
@@ -320,6 +320,25 @@ async def test_an_error_event_inside_the_stream_is_a_model_error(server, kit) ->
                                  "be read: overloaded_error: Overloaded")
     assert failed.value.status is None
     assert events.of("model.failed")[0]["error"] == str(failed.value)
+
+
+@pytest.mark.parametrize("where", ["status", "stream"])
+async def test_a_provider_body_echoing_the_key_is_in_no_traceback(where, server, kit) -> None:
+    import traceback
+
+    echo = f"invalid x-api-key {kit.KEY}"
+    if where == "status":
+        reply = Reply.failure(401, echo)
+    else:
+        reply = Reply(body='event: error\ndata: ' + json.dumps(
+            {"type": "error", "error": {"type": "authentication_error", "message": echo}})
+            + '\n\n')
+    srv = server([reply])
+    with pytest.raises(ModelError) as failed:
+        await kit.planner_of(model="m", base_url=srv.url).plan(kit.context(), kit.request())
+    assert failed.value.__context__ is None and failed.value.__cause__ is None
+    shown = "".join(traceback.format_exception(failed.value))
+    assert kit.KEY not in shown and "invalid x-api-key ***" in shown
 
 
 async def test_an_unreachable_server_says_so(kit) -> None:
