@@ -72,15 +72,16 @@ class LivePrinter:
             return
         self.shown.add(call_id)
         status = _field(record, "status")
-        duration = _field(record, "duration_ms") or 0.0
-        if status == "success":
+        duration = _field(record, "duration_ms")
+        digest = _field(record, "digest") or {}
+        if digest:  # an instruction-heavy call (code, a shell line): its compact form
+            detail = _short(digest.get("result_preview") or _field(record, "error"))
+        elif status == "success":
             detail = _short(_field(record, "result"))
-        elif _field(record, "digest"):
-            detail = _short((_field(record, "digest") or {}).get("result_preview")
-                            or _field(record, "error"))
         else:
             detail = f"{_field(record, 'error_type')}: {_short(_field(record, 'error'))}"
-        self._line(f"   {status:<8} {_field(record, 'action')}  {duration:.0f} ms  {detail}")
+        took = "" if duration is None else f"  {duration:.0f} ms"
+        self._line(f"   {status:<8} {_field(record, 'action')}{took}  {detail}")
 
     def finish(self, result: Any) -> None:
         for record in result.records:
