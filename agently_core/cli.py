@@ -592,11 +592,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
     records = agent.get_action_result()
     print()
     print(f"agent.get_action_result() returns the {len(records)} records of the last request.")
+    _demo_model(pm)
     _demo_sandboxes(pm)
     agent.close()
     print()
     print("Next: agently-core actions | agently-core call add --kwargs '{\"a\": 1, \"b\": 2}'")
     return 0
+
+
+def _demo_model(pm: Any) -> None:
+    """A model-driven loop through the real OpenAI SDK, against a loopback stand-in of a
+    Chat Completions server that scripts the model's side (no network, no key)."""
+    if "openai_compatible" not in pm.registrations("planner"):
+        return
+    from .cli_run import LivePrinter, _Watched
+    from .testing.model_servers import LoopbackModelServer, Reply, ToolCall
+
+    print()
+    print("[model] openai_compatible drives the loop through the openai SDK, against a "
+          "STAND-IN server on 127.0.0.1 that scripts the model's answers:")
+    replies = [Reply(text="I will add them. ", tool_calls=[ToolCall("add", {"a": 19, "b": 23})],
+                     chunk_chars=4),
+               Reply(text="19 + 23 = 42.", chunk_chars=4)]
+    with LoopbackModelServer(replies) as server:
+        agent = _new_agent(pm)
+        agent.use_actions("examples")
+        agent.set_planner("openai_compatible", model="stand-in", base_url=server.base_url)
+        printer = LivePrinter()
+        agent.events.subscribe(printer.delta, "model.delta")
+        agent._planner = _Watched(agent._planner, printer)
+        try:
+            printer.finish(agent.run("What is 19 + 23?", max_rounds=3))
+        finally:
+            agent.close()
+    print("  (a real model: agently-core run \"...\" --planner openai_compatible --model M)")
 
 
 def _demo_sandboxes(pm: Any) -> None:

@@ -96,7 +96,9 @@ class LivePrinter:
         else:
             self._line(f"stopped: {result.stop_reason}"
                        + (f": {result.error}" if result.error else ""))
-        self._line(f"({len(result.rounds)} rounds, {len(result.records)} calls{tokens})")
+        rounds, calls = len(result.rounds), len(result.records)
+        self._line(f"({rounds} round{'s' if rounds != 1 else ''}, {calls} "
+                   f"call{'s' if calls != 1 else ''}{tokens})")
 
 
 class _Watched:

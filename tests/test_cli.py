@@ -360,8 +360,11 @@ def test_demo_runs_every_installed_sandbox() -> None:
     done = subprocess.run([str(command), "demo"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    for section in ("[python]", "[bash]", "[nodejs]", "[mcp]", "[sqlite]"):
+    for section in ("[model]", "[python]", "[bash]", "[nodejs]", "[mcp]", "[sqlite]"):
         assert section in out, out
+    # a model-driven loop through the openai SDK, against a loopback stand-in, labelled so
+    assert "STAND-IN server on 127.0.0.1" in out
+    assert '-> add({"a":19,"b":23})' in out and "answer: 19 + 23 = 42." in out
     assert "-> [0, 1, 4, 9, 16]" in out  # run_python
     assert "-> fruit.txt" in out and "'curl' is not an allowed command" in out  # run_bash
     assert "'rm' is not an allowed command" in out  # inside a command substitution
