@@ -46,6 +46,8 @@ _EXPORTS = {
     "NotInstalledError": "agently_core.errors",
     "PluginConflictError": "agently_core.errors",
     "PluginError": "agently_core.errors",
+    "ModelError": "agently_core.errors",
+    "AutoFuncError": "agently_core.errors",
 }
 
 __all__ = ["__version__", *_EXPORTS]

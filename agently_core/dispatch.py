@@ -447,7 +447,9 @@ class ActionDispatcher:
         if self.events.active:
             await self.events.emit(_EVENT_FOR_STATUS[record.status], "dispatcher",
                                    call_id=record.call_id, action=record.action,
-                                   status=record.status, approval_request_id=record.approval_request_id)
+                                   status=record.status, error_type=record.error_type,
+                                   round_index=record.round_index,
+                                   approval_request_id=record.approval_request_id)
         return record
 
     async def record(self, call: ActionCall, status: str, *, error: str | None = None,

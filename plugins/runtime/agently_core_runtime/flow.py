@@ -429,7 +429,7 @@ def _for_planner(record: ActionRecord) -> dict[str, Any]:
         return record.model_dump()
     return {"call_id": record.call_id, "action": record.action, "status": record.status,
             "purpose": record.purpose, "round_index": record.round_index,
-            "error": record.error, "digest": record.digest}
+            "duration_ms": record.duration_ms, "error": record.error, "digest": record.digest}
 
 
 def _request_of(record: ActionRecord) -> ApprovalRequest | None:
