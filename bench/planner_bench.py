@@ -9,10 +9,10 @@ planner and its baseline, so machine noise hits both alike):
 * ``planner_overhead_ratio_<planner>_<streamed|whole>``: ``await planner.plan(context,
   request)`` for the third round of a run (two earlier rounds with a parallel call each in
   its history, one action) against a loopback server (agently_core.testing.model_servers),
-  beside the bare ``AsyncOpenAI().chat.completions.create`` (or ``responses.create``) of
-  the very body the planner sent, on the same server, streamed and not (a stream read to
-  its end, as the planner does). The value and the baseline are milliseconds per round;
-  the ratio is the figure (target <= 1.10).
+  beside the bare ``AsyncOpenAI().chat.completions.create`` (``responses.create``,
+  ``AsyncAnthropic().messages.create``) of the very body the planner sent, on the same
+  server, streamed and not (a stream read to its end, as the planner does). The value and
+  the baseline are milliseconds per round; the ratio is the figure (target <= 1.10).
 """
 
 from __future__ import annotations
@@ -58,11 +58,11 @@ def _history() -> list[dict[str, Any]]:
 
 
 async def _one(planner_name: str, stream: bool, repeat: int) -> dict[str, Any]:
-    import openai
-
     from agently_core.testing.model_servers import LoopbackModelServer, Reply, ToolCall
 
-    if planner_name == "openai_compatible":
+    if planner_name == "anthropic_compatible":
+        from agently_core_anthropic.planner import AnthropicCompatiblePlanner as Planner
+    elif planner_name == "openai_compatible":
         from agently_core_openai.chat import OpenAICompatiblePlanner as Planner
     else:
         from agently_core_openai.responses import OpenAIResponsesPlanner as Planner
@@ -70,17 +70,15 @@ async def _one(planner_name: str, stream: bool, repeat: int) -> dict[str, Any]:
                   tool_calls=[ToolCall("run_python", {"python_code": "print(sum(range(10)))"})],
                   usage={"input_tokens": 400, "output_tokens": 30}, chunk_chars=12)
     with LoopbackModelServer(responder=lambda body, headers: reply) as server:
-        planner = Planner(model="bench-model", base_url=server.base_url, stream=stream)
+        url = server.url if planner_name == "anthropic_compatible" else server.base_url
+        planner = Planner(model="bench-model", base_url=url, stream=stream)
         context = {"agent_name": "bench", "round_index": 2, "max_rounds": 10,
                    "run_id": "run_bench", "history": _history(), "events": None}
         request = {"input": "What is the sum of 0..9? Use Python.", "action_list": [ACTION],
                    "planning_protocol": "native_tool_calls"}
         await planner.plan(context, request)  # warm: client made, connection open
         body = dict(server.last_request.json)
-        client = openai.AsyncOpenAI(api_key=KEY, base_url=server.base_url,
-                                    http_client=openai.DefaultAsyncHttpxClient())
-        create = (client.chat.completions.create if planner_name == "openai_compatible"
-                  else client.responses.create)
+        client, create = _bare_client(planner_name, url)
 
         async def bare() -> None:
             answer = await create(**body)
@@ -107,10 +105,29 @@ async def _one(planner_name: str, stream: bool, repeat: int) -> dict[str, Any]:
                 "ms", statistics.median(theirs))
 
 
+def _bare_client(planner_name: str, url: str) -> tuple[Any, Any]:
+    """The SDK client of the baseline and its create method (the Anthropic client with
+    the planner's own client options: no SDK spans, no trace headers)."""
+    if planner_name == "anthropic_compatible":
+        import anthropic
+
+        client = anthropic.AsyncAnthropic(
+            api_key=KEY, base_url=url, http_client=anthropic.DefaultAsyncHttpxClient(),
+            open_telemetry={"traces": False, "propagation": False})
+        return client, client.messages.create
+    import openai
+
+    client = openai.AsyncOpenAI(api_key=KEY, base_url=url,
+                                http_client=openai.DefaultAsyncHttpxClient())
+    return client, (client.chat.completions.create if planner_name == "openai_compatible"
+                    else client.responses.create)
+
+
 async def planner_figures(repeat: int = 10) -> list[dict[str, Any]]:
     os.environ.setdefault("OPENAI_API_KEY", KEY)
+    os.environ.setdefault("ANTHROPIC_API_KEY", KEY)
     rows = []
-    for name in ("openai_compatible", "openai_responses"):
+    for name in ("openai_compatible", "openai_responses", "anthropic_compatible"):
         for stream in (True, False):
             rows.append(await _one(name, stream, repeat))
     return rows
