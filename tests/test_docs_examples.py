@@ -1,6 +1,9 @@
 """Every Python example in the docs runs as written (docs stay true to the code).
 
-Blocks that import the example plugin a guide asks the reader to create
+A ```` ```python ```` block is an example and must run offline; a ```` ```py ```` block is
+a fragment that needs something the tests cannot have (a real model provider's key, a
+reader's own program) and is only shown. Blocks that import the example plugin a guide
+asks the reader to create
 (``agently_core_command`` in plugin-authors.md) are exercised by that guide's own steps,
 not here.
 """
