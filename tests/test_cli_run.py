@@ -95,3 +95,37 @@ def test_a_loop_that_ends_without_a_response_exits_1(capsys, two_rounds) -> None
 def test_usage_and_configuration_errors_exit_2(capsys, argv) -> None:
     assert main(argv) == 2
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("planner", ["openai_compatible", "openai_responses",
+                                     "anthropic_compatible"])
+def test_each_model_planner_drives_run_python_through_the_command(planner, monkeypatch,
+                                                                   tmp_path) -> None:
+    """The issue's "done when": ``agently-core run`` drives run_python through each model
+    planner against a loopback server and prints the model's final answer (the real
+    command, the real SDKs, a real sandbox)."""
+    import subprocess
+    import sys
+
+    from agently_core.testing.model_servers import LoopbackModelServer, Reply, ToolCall
+
+    replies = [Reply(text="Computing. ", tool_calls=[ToolCall(
+                   "run_python", {"python_code": "print(sum(range(101)))"})]),
+               Reply(text="The sum of 1..100 is 5050.")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLY_")}
+    env.update({"OPENAI_API_KEY": "sk-cli-test-0000", "ANTHROPIC_API_KEY": "sk-cli-test-0000"})
+    command = Path(sys.executable).with_name("agently-core")
+    with LoopbackModelServer(replies) as server:
+        done = subprocess.run(
+            [str(command), "run", "Sum 1..100 with Python.", "--planner", planner,
+             "--model", "stand-in", "--base-url", server.base_url, "--enable", "python"],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+        sent = [request.json for request in server.requests]
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    out = done.stdout
+    assert "model: Computing." in out  # streamed text
+    assert '-> run_python({"python_code":' in out
+    assert "success  run_python" in out and "5050" in out  # the sandbox ran it
+    assert "answer: The sum of 1..100 is 5050." in out
+    assert len(sent) == 2 and all(body["model"] == "stand-in" for body in sent)
+    assert "sk-cli-test-0000" not in out + done.stderr
