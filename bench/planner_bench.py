@@ -13,6 +13,14 @@ planner and its baseline, so machine noise hits both alike):
   ``AsyncAnthropic().messages.create``) of the very body the planner sent, on the same
   server, streamed and not (a stream read to its end, as the planner does). The value and
   the baseline are milliseconds per round; the ratio is the figure (target <= 1.10).
+* ``loop_overhead_ms_per_round``: a whole model-driven round of ``agent.async_run``
+  through ``openai_compatible`` (streamed) against the loopback server, minus the model's
+  time (each request as the planner timed it around the SDK call: ``latency_ms`` of its
+  ``model.response`` event) and the action's own time (nil: an async function that
+  returns at once):
+  what the flow, the runtime, the planner's own work on the request and answer, the
+  dispatch and the records cost per round (target <= 2 ms). Its baseline is the model's
+  time per round.
 """
 
 from __future__ import annotations
@@ -123,6 +131,49 @@ def _bare_client(planner_name: str, url: str) -> tuple[Any, Any]:
                     else client.responses.create)
 
 
+async def loop_figure(repeat: int, rounds: int = 6) -> dict[str, Any]:
+    """``loop_overhead_ms_per_round`` (see the module docstring)."""
+    import agently_core
+    from agently_core.testing.model_servers import LoopbackModelServer, Reply, ToolCall
+
+    call = Reply(text="One more.", tool_calls=[ToolCall("noop", {"n": 1})],
+                 usage={"input_tokens": 300, "output_tokens": 20}, chunk_chars=12)
+    done = Reply(text="Done.", usage={"input_tokens": 300, "output_tokens": 5})
+
+    def answer(body: Any, headers: Any) -> Reply:
+        turns = sum(1 for m in body.get("messages", ()) if m.get("role") == "tool")
+        return call if turns < rounds - 1 else done
+
+    with LoopbackModelServer(responder=answer) as server:
+        agent = agently_core.create_agent(config={"providers": {}})
+
+        @agent.action_func
+        async def noop(n: int) -> int:
+            """Return n."""
+            return n  # returns at once: the action's own time is nil
+
+        agent.use_actions(["noop"])
+        agent.set_planner("openai_compatible", model="bench-model", base_url=server.base_url)
+        latencies: list[float] = []
+        agent.events.subscribe(lambda e: latencies.append(e.payload.get("latency_ms") or 0.0),
+                               "model.response")
+        overheads, models = [], []
+        for index in range(repeat + 1):
+            latencies.clear()
+            started = time.perf_counter()
+            result = await agent.async_run("Call noop until told to stop.",
+                                           max_rounds=rounds + 1)
+            wall = (time.perf_counter() - started) * 1000
+            assert result.stop_reason == "response", result.error
+            count = len(result.rounds)
+            if index:  # the first run warms the client and the connection
+                overheads.append((wall - sum(latencies)) / count)
+                models.append(sum(latencies) / count)
+        await agent.aclose()
+    return _row("loop_overhead_ms_per_round", statistics.median(overheads), "ms",
+                statistics.median(models))
+
+
 async def planner_figures(repeat: int = 10) -> list[dict[str, Any]]:
     os.environ.setdefault("OPENAI_API_KEY", KEY)
     os.environ.setdefault("ANTHROPIC_API_KEY", KEY)
@@ -130,6 +181,7 @@ async def planner_figures(repeat: int = 10) -> list[dict[str, Any]]:
     for name in ("openai_compatible", "openai_responses", "anthropic_compatible"):
         for stream in (True, False):
             rows.append(await _one(name, stream, repeat))
+    rows.append(await loop_figure(repeat))
     return rows
 
 

@@ -347,16 +347,19 @@ async def _nodejs_sandbox(repeat: int) -> list[dict]:
 
 
 def _sections(repeat: int) -> list[dict]:
-    """The figures that live in their own bench modules (MCP, SQLite, workspaces)."""
+    """The figures that live in their own bench modules (MCP, SQLite, model planners,
+    workspaces)."""
     sys.path.insert(0, str(Path(__file__).parent))
     from env_dispatch_bench import env_dispatch_figures
     from mcp_bench import mcp_figures
+    from planner_bench import planner_figures
     from sqlite_bench import sqlite_figures
     from workspace_bench import workspace_figures
 
     rows = list(env_dispatch_figures(repeat))
     rows.extend(asyncio.run(mcp_figures(repeat)))
     rows.extend(asyncio.run(sqlite_figures(repeat)))
+    rows.extend(asyncio.run(planner_figures(repeat)))
     rows.extend(workspace_figures(repeat))
     try:
         from postgres_bench import postgres_figures
