@@ -37,6 +37,7 @@ _SCALARS = {
     "approval_handler": str,
     "approval_timeout": float,
     "deprecation_warnings": bool,
+    "otel": bool,
 }
 _TABLES = ("executors", "providers", "plugins", "policy", "action", "planner_options")
 _PLUGIN_KEYS = {"allow", "block", "autoload"}
@@ -55,6 +56,8 @@ class Config:
     approval_handler: str | None = None
     approval_timeout: float | None = None
     deprecation_warnings: bool = True
+    #: Turn on the event observers registered for the ``otel`` setting (agently-core-otel).
+    otel: bool = False
     executors: Mapping[str, str] = field(default_factory=dict)
     providers: Mapping[str, str] = field(default_factory=dict)
     plugins_allow: tuple[str, ...] | None = None
@@ -74,7 +77,7 @@ class Config:
             "workspace_backend": self.workspace_backend,
             "approval_handler": self.approval_handler,
             "approval_timeout": self.approval_timeout,
-            "deprecation_warnings": self.deprecation_warnings,
+            "deprecation_warnings": self.deprecation_warnings, "otel": self.otel,
             "executors": dict(self.executors), "providers": dict(self.providers),
             "plugins_allow": None if self.plugins_allow is None else list(self.plugins_allow),
             "plugins_block": list(self.plugins_block), "autoload": self.autoload,

@@ -679,7 +679,11 @@ def get_manager() -> ExecutionEnvironmentManager:
 
 
 def subscribe_plugin_observers(events: EventCenter, plugins: PluginManager) -> None:
-    """Subscribe every observer registered through ``register_event_observers``."""
+    """Subscribe every observer registered through ``register_event_observers``; one
+    registered with ``setting="NAME"`` only when that boolean setting is on (``otel``)."""
     for registration in plugins.registrations("event_observer").values():
+        setting = registration.options.get("setting")
+        if setting is not None and not getattr(plugins.config, setting, False):
+            continue
         events.subscribe(registration.load(), registration.options.get("events", ("*",)),
                          name=f"{registration.plugin}:{registration.name}")

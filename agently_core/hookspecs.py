@@ -152,10 +152,13 @@ def register_planners(register: Register) -> None:
 def register_event_observers(register: Register) -> None:
     """Register event observers.
 
-    Called once at discovery. ``register(name, observer, events=("*",))``; ``observer(event)``
-    (sync or async) receives every :class:`~agently_core.models.Event` whose type matches one
-    of the ``events`` patterns (``fnmatch`` style, such as ``"action.*"``). An observer that
-    raises is isolated and reported; it never breaks the code that emitted the event.
+    Called once at discovery. ``register(name, observer, events=("*",), setting=None)``;
+    ``observer(event)`` (sync or async) receives every :class:`~agently_core.models.Event`
+    whose type matches one of the ``events`` patterns (``fnmatch`` style, such as
+    ``"action.*"``). With ``setting="NAME"`` the observer is subscribed only where that
+    boolean setting is on (``otel``: ``otel = true``, ``AGENTLY_OTEL=1``), so an installed
+    but disabled observer costs nothing. An observer that raises is isolated and reported;
+    it never breaks the code that emitted the event.
     """
 
 

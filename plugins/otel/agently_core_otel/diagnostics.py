@@ -11,7 +11,8 @@ from .settings import ENV, enabled
 
 
 def check() -> list[dict[str, Any]]:
-    """One row: whether ``AGENTLY_OTEL`` turns the observer on and the SDK is installed."""
+    """One row: whether the ``otel`` setting turns the observer on and the SDK is
+    installed."""
     try:
         on = enabled()
     except ConfigError as exc:
@@ -19,13 +20,13 @@ def check() -> list[dict[str, Any]]:
                  "fix": f"set {ENV}=1 to record spans, or unset it"}]
     if not on:
         return [{"name": "otel spans", "ok": True,
-                 "detail": f"installed, off ({ENV} is not set)",
+                 "detail": f"installed, off (set otel = true or {ENV}=1 to record spans)",
                  "fix": None}]
     if find_spec("opentelemetry.sdk") is None:
         return [{"name": "otel spans", "ok": False,
                  "detail": "on, but opentelemetry-sdk is not installed",
                  "fix": "pip install opentelemetry-sdk"}]
     return [{"name": "otel spans", "ok": True,
-             "detail": f"on ({ENV}); spans go to the global TracerProvider, which the host "
+             "detail": "on (the otel setting); spans go to the global TracerProvider, which the host "
                        "sets up with its exporters",
              "fix": None}]

@@ -35,9 +35,8 @@ from agently_core.execution import current_execution
 
 from . import attributes as attr
 from .bookkeeping import CLEAN_STOPS, OpenRun, OpenSpan, settled
+from .settings import EVENT_PATTERNS  # the event types it hears (fnmatch patterns)
 
-#: The event types the observer is subscribed to (fnmatch patterns).
-EVENT_PATTERNS = ("run.*", "round.*", "model.*", "action.*", "policy.approval.*")
 _FINAL_ACTION = {"action.completed": "success", "action.failed": "failed",
                  "action.blocked": "blocked", "action.approval_required": "approval_required",
                  "action.skipped": "skipped"}

@@ -1,20 +1,20 @@
 """Entry point of agently-core-otel: registers names only; imports nothing heavy.
 
-The observer is registered only when ``AGENTLY_OTEL`` is on when plugins are discovered,
-so an installed but disabled plugin adds no observer: emitting events stays free.
+The observer is registered for the ``otel`` setting (``otel = true`` in agently.toml,
+``AGENTLY_OTEL=1``, ``create_agent(config={"otel": True})``): an agent subscribes it only
+when the setting is on, so an installed but disabled plugin adds no observer and emitting
+events stays free.
 """
 
 from agently_core.hookspecs import hookimpl
 
-from .settings import enabled
+from .settings import EVENT_PATTERNS
 
 
 @hookimpl
 def register_event_observers(register):
-    if enabled():
-        from .observer import EVENT_PATTERNS
-
-        register("otel", "agently_core_otel.observer:default_observer", events=EVENT_PATTERNS)
+    register("otel", "agently_core_otel.observer:default_observer", events=EVENT_PATTERNS,
+             setting="otel")
 
 
 @hookimpl

@@ -1,5 +1,6 @@
-"""Enabled by installing the plugin and one setting (``AGENTLY_OTEL``); off, it adds no
-observer at all; OpenTelemetry is imported only when the observer is on and first used."""
+"""Enabled by installing the plugin and one setting (``otel``: ``AGENTLY_OTEL``, ``otel =
+true`` in agently.toml, ``create_agent(config={"otel": True})``); off, no agent subscribes
+its observer; OpenTelemetry is imported only when the observer is on and first used."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ def test_off_by_default_registers_no_observer(make_agent) -> None:
     try:
         info = next(p for p in agent.plugins.iter_plugins() if p.name == "otel")
         assert info.status == "loaded" and info.distribution == "agently-core-otel"
-        assert "otel" not in agent.plugins.registrations("event_observer")
-        assert not agent.events.active  # no observer: emitting an event costs one check
+        registration = agent.plugins.registrations("event_observer")["otel"]
+        assert registration.options["setting"] == "otel"  # registered for the setting
+        assert not agent.events.active  # not subscribed: emitting an event costs one check
     finally:
         agent.close()
     assert check()[0]["ok"] and "off" in check()[0]["detail"]
@@ -29,8 +31,8 @@ def test_off_by_default_registers_no_observer(make_agent) -> None:
 
 def test_the_setting_turns_spans_on_for_every_agent(make_agent, global_exporter, read_tree,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AGENTLY_OTEL", "1")
-    agent = make_agent()
+    monkeypatch.setenv("AGENTLY_OTEL", "1")  # for the doctor row below
+    agent = make_agent(otel=True)
     try:
         registration = agent.plugins.registrations("event_observer")["otel"]
         assert registration.options["events"]  # subscribed to its event types only
@@ -57,27 +59,39 @@ def test_the_setting_turns_spans_on_for_every_agent(make_agent, global_exporter,
     assert row["ok"] and row["detail"].startswith("on")
 
 
-def test_a_bad_value_fails_the_plugin_clearly_and_nothing_else(
-        make_agent, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bad_value_is_a_configuration_error_naming_the_variable(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from agently_core.config import Config
+    from agently_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="AGENTLY_OTEL"):
+        Config.load(env={"AGENTLY_OTEL": "maybe"})
     monkeypatch.setenv("AGENTLY_OTEL", "maybe")
-    agent = make_agent()
-    try:
-        info = next(p for p in agent.plugins.iter_plugins() if p.name == "otel")
-        assert info.status == "failed"
-        assert "AGENTLY_OTEL must be a boolean" in info.error and "'maybe'" in info.error
-
-        @agent.action_func
-        def ping() -> str:
-            """Ping."""
-            return "pong"
-
-        agent.use_actions(["ping"])
-        agent.set_planner([[("ping", {})], "ok"])
-        assert agent.run("ping").stop_reason == "response"  # the other plugins work
-    finally:
-        agent.close()
     row = check()[0]
     assert not row["ok"] and "AGENTLY_OTEL" in row["fix"]
+
+
+def test_the_setting_in_code_or_in_agently_toml(make_agent, global_exporter, read_tree,
+                                                tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import agently_core
+
+    agent = agently_core.create_agent(config={"otel": True})
+    try:
+        assert agent.events.active  # its own manager subscribed the observer
+    finally:
+        agent.close()
+    off = agently_core.create_agent(config={"otel": False})
+    try:
+        assert not off.events.active
+    finally:
+        off.close()
+    (tmp_path / "agently.toml").write_text("otel = true\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    from agently_core.config import Config
+
+    assert Config.load().otel is True
+    assert check()[0]["ok"] and check()[0]["detail"].startswith("on")
 
 
 _PROBE = """
@@ -98,7 +112,7 @@ assert agent.run("add").stop_reason == "response"
 after_run = loaded()
 agent.close()
 print(json.dumps({"discovery": after_discovery, "run": after_run,
-                  "observers": [n for n in agent.plugins.registrations("event_observer")]}))
+                  "observed": agent.manager.events.active}))
 """
 
 
@@ -113,9 +127,9 @@ def test_opentelemetry_is_imported_only_when_on_and_used(tmp_path: Path, setting
     found: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     assert found["discovery"] == []  # discovery and agent creation import none of it
     if setting:
-        assert found["observers"] == ["otel"]
+        assert found["observed"] is True
         assert "opentelemetry.trace" in found["run"]
         assert not any(m.startswith("opentelemetry.sdk") for m in found["run"])  # API only
     else:
-        assert found["observers"] == []
+        assert found["observed"] is False and found["run"] == []
         assert found["run"] == []
