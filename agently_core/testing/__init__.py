@@ -9,7 +9,9 @@
 * Reference implementations: :class:`MemoryWorkspaceBackend`, :class:`TempdirProvider` and
   the counting in-memory :class:`MemoryProvider`.
 * Helpers: :func:`make_plugin`, :func:`make_plugin_manager`, :func:`make_agent`,
-  :func:`run_async`, :class:`Heartbeat`, and fake installed distributions
+  :func:`run_async`, :class:`Heartbeat`; what a test needs from the machine
+  (:func:`require_program`, :func:`require_root`, :func:`require`: fail under CI, skip
+  elsewhere); and fake installed distributions
   (:func:`make_distribution`, :func:`activate`, :func:`deactivate`).
 
 The pytest plugin (``agently_core.testing.pytest_plugin``, entry point ``pytest11``) adds
@@ -43,6 +45,10 @@ _LAZY = {
     "make_plugin": ".harness",
     "make_plugin_manager": ".harness",
     "run_async": ".harness",
+    "in_ci": ".requirements",
+    "require": ".requirements",
+    "require_program": ".requirements",
+    "require_root": ".requirements",
 }
 
 __all__ = [
@@ -61,10 +67,14 @@ __all__ = [
     "WorkspaceRaceConformance",
     "activate",
     "deactivate",
+    "in_ci",
     "make_agent",
     "make_distribution",
     "make_plugin",
     "make_plugin_manager",
+    "require",
+    "require_program",
+    "require_root",
     "run_async",
 ]
 

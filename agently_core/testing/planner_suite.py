@@ -172,8 +172,8 @@ class PlannerConformance(ConformanceSuite):
     ``agently-core-runtime``'s plugin does (the scripted planner).
     ``protocols``: the planning protocols it speaks.
     ``api_key_env``: the variable its key is read from (the suite sets it to a fresh
-    secret for every test); ``None`` for a planner without a key (the key checks are
-    skipped).
+    secret for every test); ``None`` for a planner without a key (the key check is not
+    generated: a case that does not apply to a planner does not exist for it).
     ``faults``: which of ``unauthorized`` (401), ``server_error`` (500) and ``timeout``
     (no answer) to check.
     ``supports_generate``: whether it implements ``generate`` (``@agent.auto_func``).
@@ -297,9 +297,30 @@ class PlannerConformance(ConformanceSuite):
         """The stand-in's options, with the planning protocol the planner is to speak."""
         return {**stand_in.options, "planning_protocol": protocol}
 
-    def _need(self, protocol: str) -> None:
-        if protocol not in self.protocols:
-            pytest.skip(f"{self.planner_name} does not speak {protocol}")
+    #: Cases that exist only for a planner with the capability they check (a case that
+    #: does not apply is not generated: nothing is skipped).
+    _ONLY_WITH: ClassVar[dict[str, Any]] = {
+        "test_an_empty_answer_is_skipped_and_asked_again": lambda c: NATIVE in c.protocols,
+        "test_the_history_is_replayed_every_round": lambda c: NATIVE in c.protocols,
+        "test_the_history_survives_a_durable_resume": lambda c: NATIVE in c.protocols,
+        "test_a_model_failure_fails_the_run_clearly": lambda c: bool(c.faults),
+        "test_the_key_is_bound_and_never_leaks": lambda c: bool(c.api_key_env),
+        "test_generate_gives_auto_func_its_value": lambda c: c.supports_generate,
+    }
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, applies in cls._ONLY_WITH.items():
+            if not applies(cls):
+                setattr(cls, name, None)  # not collected
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        """Each case that takes a ``protocol`` runs once per protocol the planner speaks,
+        and the failure case once per fault it declares."""
+        if "protocol" in metafunc.fixturenames:
+            metafunc.parametrize("protocol", list(self.protocols))
+        if "fault" in metafunc.fixturenames:
+            metafunc.parametrize("fault", list(self.faults))
 
     # -- the contract --------------------------------------------------------------------
     def test_created_by_name_with_options(self) -> None:
@@ -322,11 +343,9 @@ class PlannerConformance(ConformanceSuite):
 
         self.run(check)
 
-    @pytest.mark.parametrize("protocol", [STRUCTURED, NATIVE])
     def test_calls_run_and_results_reach_the_model(self, protocol: str) -> None:
         """Two calls in one answer run; the next request holds both results (and, with
         native tool calls, their ids, which the records keep)."""
-        self._need(protocol)
         calls = [ToolCall("fingerprint", {"text": "alpha"}, id="call_conf_1"),
                  ToolCall("fingerprint", {"text": "beta"}, id="call_conf_2")]
         done = self.run(self._run, protocol, self._replies(protocol, (calls, None, None),
@@ -344,11 +363,9 @@ class PlannerConformance(ConformanceSuite):
             for call_id in ("call_conf_1", "call_conf_2"):
                 assert call_id in done.inputs[1], f"tool call id {call_id} was not echoed"
 
-    @pytest.mark.parametrize("protocol", [STRUCTURED, NATIVE])
     def test_invalid_calls_reach_the_model(self, protocol: str) -> None:
         """An unknown action and arguments that are not JSON become failed records (the
         loop goes on) and the model reads their errors in the next request."""
-        self._need(protocol)
         calls = [ToolCall("no_such_action", {}, id="call_bad_1"),
                  ToolCall("fingerprint", '{"text": ', id="call_bad_2"),
                  ToolCall("fingerprint", {"text": "gamma"}, id="call_ok_3")]
@@ -370,7 +387,6 @@ class PlannerConformance(ConformanceSuite):
     def test_an_empty_answer_is_skipped_and_asked_again(self) -> None:
         """An answer with neither tool calls nor text is a ``skipped`` record with
         ``action_runtime.native_tool_calls.empty``; the model is asked again."""
-        self._need(NATIVE)
         done = self.run(self._run, NATIVE, [Reply(text=None, usage=False),
                                             *self._replies(NATIVE, "second try")])
         result = done.result
@@ -380,10 +396,8 @@ class PlannerConformance(ConformanceSuite):
         assert skipped.meta.get("diagnostic_code") == EMPTY_CODE
         assert len(done.inputs) == 2
 
-    @pytest.mark.parametrize("protocol", [STRUCTURED, NATIVE])
     def test_usage_is_reported(self, protocol: str) -> None:
         """Each round's decision names the model and its token usage; the run totals it."""
-        self._need(protocol)
         calls = [ToolCall("fingerprint", {"text": "u"}, id="call_u")]
         done = self.run(self._run, protocol, self._replies(
             protocol, (calls, None, {"input_tokens": 11, "output_tokens": 7}),
@@ -399,7 +413,6 @@ class PlannerConformance(ConformanceSuite):
 
     def test_the_history_is_replayed_every_round(self) -> None:
         """The third request holds the request, both earlier calls and both results."""
-        self._need(NATIVE)
         nonce = os.urandom(4).hex()
         done = self.run(self._run, NATIVE, self._replies(
             NATIVE, ([ToolCall("fingerprint", {"text": "one"}, id="call_h1")], None, None),
@@ -423,7 +436,6 @@ class PlannerConformance(ConformanceSuite):
     def test_the_history_survives_a_durable_resume(self) -> None:
         """A run paused on an approval is saved; a new agent with a new planner loads
         it and resumes; its request replays the first round, the approved result in it."""
-        self._need(NATIVE)
 
         async def check() -> None:
             from ..workspace import Workspace
@@ -460,13 +472,10 @@ class PlannerConformance(ConformanceSuite):
 
         self.run(check)
 
-    @pytest.mark.parametrize("fault", FAULTS)
     def test_a_model_failure_fails_the_run_clearly(self, fault: str) -> None:
         """A refused key, a server error or a hang ends the run ``failed`` with the
         planner's ModelError message: no traceback, no key, the variable named for a
         refused key."""
-        if fault not in self.faults:
-            pytest.skip(f"{fault} is not checked for {self.planner_name}")
         started = time.monotonic()
         done = self.run(self._run, self.protocols[0], self.fault_reply(fault))
         result = done.result
@@ -487,9 +496,6 @@ class PlannerConformance(ConformanceSuite):
     def test_the_key_is_bound_and_never_leaks(self) -> None:
         """``bind`` registers the key with the agent's redactor; it is in no result,
         event, repr or str of the planner."""
-        if not self.api_key_env:
-            pytest.skip(f"{self.planner_name} reads no key")
-
         async def check() -> None:
             protocol = self.protocols[-1]
             stand_in = self.start_model(self._replies(
@@ -519,9 +525,6 @@ class PlannerConformance(ConformanceSuite):
     def test_generate_gives_auto_func_its_value(self) -> None:
         """``generate`` answers ``@agent.auto_func``; an invalid value is asked again
         with the validation error, which the model reads."""
-        if not self.supports_generate:
-            pytest.skip(f"{self.planner_name} has no generate()")
-
         async def check() -> None:
             stand_in = self.start_model([Reply(text='{"result": "many"}', usage=False),
                                          Reply(text='```json\n{"result": 42}\n```',

@@ -105,3 +105,12 @@ def agently_agent_factory(tmp_path: Path) -> Callable[..., Any]:
         return create_agent(plugins=PluginManager(config).load())
 
     return make
+
+
+@pytest.fixture
+def agently_needs_root() -> None:
+    """The test runs as root (CI does; elsewhere it is skipped when not root):
+    ``needs_root = pytest.mark.usefixtures("agently_needs_root")``."""
+    from .requirements import require_root
+
+    require_root("run this test (it mounts or changes owners)")

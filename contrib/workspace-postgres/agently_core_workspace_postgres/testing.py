@@ -51,7 +51,9 @@ class ServerUnavailable(RuntimeError):
 
 def in_ci() -> bool:
     """Is ``CI`` set to a true value (then a missing server must fail, not skip)?"""
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes", "on")
+    from agently_core.testing.requirements import in_ci as ci
+
+    return ci()
 
 
 @dataclass

@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 from agently_core_bash.package import default_commands
 from hypothesis import strategies as st
+
+from agently_core.testing import require_program
 
 BASH = "/usr/bin/bash" if os.path.exists("/usr/bin/bash") else "/bin/bash"
 #: The host-extended list: the default and the launchers a host may add.
@@ -43,13 +44,7 @@ LOADER = "/lib64/ld-linux-x86-64.so.2"
 def strace_path() -> str:
     """strace, which the observation needs: missing, the test fails under CI (where the
     set-up installs it) and is skipped elsewhere."""
-    found = shutil.which("strace")
-    if found is None:
-        message = "strace is not installed (apt-get install strace): the exec observer needs it"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    return require_program("strace")
 
 
 def host_commands() -> list[str]:

@@ -10,7 +10,6 @@ stopped by the analyser before anything runs (refused), the others by the sandbo
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 import uuid
@@ -24,6 +23,8 @@ from agently_core_bash.sandbox import BASH, BashSandbox
 from agently_core_isolation import testing
 from agently_core_isolation.sandbox import Limits
 from agently_core_isolation.testing import TIERS, Canary, dump, got_traffic
+
+from agently_core.testing import require_program
 
 REPO = Path(__file__).resolve().parents[3]
 COMMANDS = ["ls", "cat", "head", "wc", "grep", "touch", "mkdir", "cp", "ln", "printenv", "sleep",
@@ -222,10 +223,7 @@ def test_dev_tcp_to_a_service_on_host_loopback(attack: Any, tier: str) -> None:
 
 @pytest.mark.parametrize("tier", TIERS)
 def test_a_network_client_cannot_reach_the_host(attack: Any, tier: str) -> None:
-    if not shutil.which("curl"):  # ./dev installs it; CI must run this case
-        if os.environ.get("CI"):
-            pytest.fail("curl is not installed; ./dev setup installs it", pytrace=False)
-        pytest.skip("curl is not installed")
+    require_program("curl")
     agent = attack(tier, commands=["curl"])
     with testing.tcp_listener() as server:
         record = run(agent, f"curl -sS -m 2 http://127.0.0.1:{server.getsockname()[1]}/; "
@@ -330,10 +328,7 @@ def test_awk_system_finds_no_other_program(attack: Any, tier: str, canary: Canar
     # checker (under strace), the sandbox starts nothing but allowed programs (the PATH
     # inside holds only allowed names, and the kernel executes nothing else), and holds
     # outside files away
-    if testing.STRACE is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("strace is missing: apt-get install strace")
-        pytest.skip("strace is not installed")
+    require_program("strace")
     agent = attack(tier)
     line = ("awk 'BEGIN { system(\"rm -f x; id; python3 -c 1\") }'; "
             f"awk 'BEGIN {{ system(\"/usr/bin/rm -f {canary.file}; /usr/bin/id; "

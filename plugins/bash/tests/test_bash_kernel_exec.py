@@ -27,7 +27,9 @@ from agently_core_bash.sandbox import BashSandbox
 from agently_core_isolation import testing
 from agently_core_isolation.exec_view import elf_interpreter, exec_view
 from agently_core_isolation.sandbox import Isolation, Limits
-from agently_core_isolation.testing import STRACE, TIERS
+from agently_core_isolation.testing import TIERS
+
+from agently_core.testing import in_ci, require_program
 
 LOADER = elf_interpreter("/usr/bin/bash")[1] or "/lib64/ld-linux-x86-64.so.2"
 #: The line of issue 10 that ran /usr/bin/id past the analyser.
@@ -65,10 +67,7 @@ def run_line(box: BashSandbox, line: str, allowlist: Allowlist | None = None) ->
 
 
 def need_strace() -> None:
-    if STRACE is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("strace is missing: apt-get install strace (the exec observations need it)")
-        pytest.skip("strace is not installed")
+    require_program("strace")
 
 
 def plant(path: Path, uid: int | None, *, source: str | None = None, text: str = "") -> None:
@@ -157,7 +156,7 @@ DEFAULT_USES: dict[str, tuple[str, str]] = {
 
 def test_every_default_program_has_a_use() -> None:
     assert set(DEFAULT_USES) == set(DEFAULT_COMMANDS)
-    if os.environ.get("CI") == "true":  # the set-up installs them all (tree included)
+    if in_ci():  # the set-up installs them all (tree included)
         assert default_commands() == list(DEFAULT_COMMANDS)
 
 

@@ -27,9 +27,10 @@ import pytest
 from agently_core_isolation import testing
 from agently_core_isolation.exec_view import ExecViewError, elf_interpreter, exec_view
 from agently_core_isolation.sandbox import Isolation, Limits, SandboxSpec, allocate_uid, run
-from agently_core_isolation.testing import STRACE, TIERS, Box
+from agently_core_isolation.testing import TIERS, Box
 
 import agently_core
+from agently_core.testing import require_program, require_root
 
 box = pytest.fixture(testing.box)
 ALLOWED = ["/usr/bin/bash", "/usr/bin/cat", "/usr/bin/ls", "/usr/bin/find", "/usr/bin/sort",
@@ -40,10 +41,7 @@ LOADER = elf_interpreter("/usr/bin/bash")[1] or "/lib64/ld-linux-x86-64.so.2"
 
 @pytest.fixture(autouse=True)
 def _strace() -> None:
-    if STRACE is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("strace is missing: apt-get install strace (the exec observations need it)")
-        pytest.skip("strace is not installed")
+    require_program("strace")
 
 
 @pytest.fixture
@@ -195,8 +193,7 @@ def test_the_view_is_the_closure_of_the_programs() -> None:
 def test_a_host_without_root_uses_a_user_namespace(tier: str, root: Path) -> None:
     """Run the library as an unprivileged host user: the noexec mounts come from a user
     namespace of its own, and the allowlist holds the same."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to become another user")
+    require_root("become another user")
     uid = allocate_uid()
     workdir = Path(tempfile.mkdtemp(prefix="agently-nonroot-", dir="/tmp"))
     try:

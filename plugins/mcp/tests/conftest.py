@@ -9,13 +9,14 @@ A missing peer skips its tests on a developer's machine and fails them loudly in
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from agently_core_mcp.testing import HttpPeer, everything_path, node_path, time_server_path
+
+from agently_core.testing import require as present
 
 EVERYTHING = everything_path()
 TIME_SERVER = time_server_path()
@@ -24,12 +25,7 @@ NODE = node_path()
 
 def require(path: Path | str, what: str) -> None:
     """Skip (developer) or fail (CI) when a peer is missing."""
-    if Path(path).exists():
-        return
-    message = f"{what} is not installed at {path}; run ./dev setup"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI: {message}", pytrace=False)
-    pytest.skip(message)
+    present(Path(path).exists(), f"{what} is not installed at {path}; run ./dev setup")
 
 
 @pytest.fixture(autouse=True)

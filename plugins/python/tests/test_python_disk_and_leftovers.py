@@ -23,7 +23,8 @@ from agently_core_isolation.testing import TIERS, Leftovers
 
 MiB = 1 << 20
 markers = pytest.fixture(testing.markers)
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the workspace bound needs root")
+#: The workspace bound is a tmpfs the host mounts: root (CI fails without it).
+needs_root = pytest.mark.usefixtures("agently_needs_root")
 
 FILL = """
 import os, tempfile

@@ -14,19 +14,15 @@ from typing import Any
 import pytest
 from agently_core_workspace_local.tree import remove_tree
 
+from agently_core.testing import require_root
+
 #: A uid in the range the sandboxes' dedicated uids come from (1_200_000 and up), used
 #: where a test models what a sandbox leaves in a shared root.
 SANDBOX_UID = 1_299_917
 NOBODY = 65534
 
 
-def need_root(what: str) -> None:
-    """Fail under CI (which runs as root), skip elsewhere, when not root."""
-    if os.geteuid() == 0:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"CI runs as root and must {what}", pytrace=False)
-    pytest.skip(f"needs root to {what}")
+need_root = require_root
 
 
 @pytest.fixture

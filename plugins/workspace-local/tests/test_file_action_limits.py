@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from agently_core_workspace_local.confined import ConfinedRoot
 from agently_core_workspace_local.tree import DIR_FLAGS, remove_tree, usage
 
-from agently_core.testing import make_agent, make_plugin_manager
+from agently_core.testing import make_agent, make_plugin_manager, require_program, require_root
 
 
 @pytest.fixture
@@ -171,10 +170,8 @@ def test_a_full_disk_is_a_clear_refusal(tmp_path, file_calls):
     """A real 64 KiB tmpfs as the root: ENOSPC becomes a clear refusal, the partial
     temporary file is gone, the next write that fits works."""
     call, refused = file_calls
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI runs as root and must mount a tmpfs", pytrace=False)
-        pytest.skip("mounting a tmpfs needs root")
+    require_root("mount a tmpfs")
+    require_program("mount", "util-linux")
     small = tmp_path / "small"
     small.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(small)],

@@ -15,6 +15,8 @@ import pytest
 from agently_core_isolation import testing
 from agently_core_isolation.testing import TIERS, dump
 
+from agently_core.testing import require_root
+
 SPECIAL = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
 
 
@@ -49,8 +51,7 @@ def bash(agent, cmd: str) -> str:
 @pytest.mark.parametrize("tier", TIERS)
 def test_write_file_over_a_sandbox_setuid_program(shared, shared_root: Path, tier: str,
                                                   run_as_nobody) -> None:
-    if os.geteuid() != 0 and os.environ.get("CI"):
-        pytest.fail("CI runs as root: this attack needs the host to be root", pytrace=False)
+    require_root("run the attack as the host's root")
     agent = shared(tier)
     made = bash(agent, "touch tool && chmod 4755 tool && mkdir drop && chmod 2777 drop && "
                        "stat -c '%u %a' tool drop").split()
