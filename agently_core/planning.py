@@ -54,8 +54,10 @@ except ImportError:  # pragma: no cover - only before the core defines it
 __all__ = [
     "COMMON_OPTIONS",
     "ModelError",
+    "ModelPlanner",
     "PlannerSettings",
     "RoundEvents",
+    "RoundInput",
     "ToolNames",
     "Transcript",
     "Turn",
@@ -664,6 +666,134 @@ def output_turns(context: Mapping[str, Any], request: Mapping[str, Any], *,
         conversation.append(("assistant", output if isinstance(output, str) else _dumps(output)))
         conversation.append(("user", f"That answer is not valid: {error}\n{ask}"))
     return conversation
+
+
+# -- the shared part of a model planner -------------------------------------------------------
+@dataclass(frozen=True)
+class RoundInput:
+    """What a round asks the model, before it is put in a provider's shape: the protocol,
+    the visible actions and their tool names, the user's request, the system prompt and
+    the transcript of the earlier rounds (within the context budget)."""
+
+    protocol: str
+    action_list: list[dict[str, Any]]
+    names: ToolNames
+    user: str
+    prompt: str
+    turns: Transcript
+
+
+class ModelPlanner:
+    """What every SDK-backed model planner shares: its options (:func:`validate_options`),
+    the key read from ``api_key_env`` only, :meth:`bind` (the key and the extra headers'
+    values registered with the agent's redactor), one SDK client per event loop (made on
+    first use by :meth:`new_client`), the planning protocol, and a round's input
+    (:meth:`round_input`). Subclasses set the class attributes and implement
+    :meth:`new_client` and ``plan``."""
+
+    name = "model"
+    #: The variable the key is read from unless ``api_key_env`` says.
+    default_key_env = ""
+    #: Where requests go unless ``base_url`` says.
+    default_base_url = ""
+    #: Who issues the key (for the error without one), and servers that need none.
+    provider = "the provider's"
+    keyless_servers = ""
+    #: The planner's own options besides :data:`COMMON_OPTIONS`.
+    extra_options: dict[str, tuple[Any, Any]] = {}
+
+    def __init__(self, **options: Any) -> None:
+        self.settings: PlannerSettings = validate_options(
+            self.name, options, api_key_env=self.default_key_env, extra=self.extra_options)
+        self.planning_protocol = self.settings.planning_protocol
+        self._key = read_api_key(self.settings)
+        if self._key is None and self.settings.base_url is None:
+            raise ConfigError(
+                f"{self.name}: no API key: {self.settings.api_key_env} is not set; put your "
+                f"{self.provider} key there, or set base_url for a server that needs none"
+                f"{self.keyless_servers}")
+        self.base_url = self.settings.base_url or self.default_base_url
+        self._client: Any = None
+        self._client_loop: Any = None
+        self._events: Any = None
+        self._request_headers: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.settings.model!r}, base_url={self.base_url!r})"
+
+    def bind(self, agent: Any) -> None:
+        """Register the key (and the extra headers' values) with the agent's redactor, so
+        they are masked in every record, event, digest and log; keep the agent's events."""
+        redactor = getattr(agent, "redactor", None)
+        if redactor is not None:
+            if self._key:
+                redactor.add(self._key)
+            if self.settings.extra_headers:
+                redactor.add_mapping(self.settings.extra_headers, all_values=True)
+        self._events = getattr(agent, "events", None)
+
+    # -- the SDK client ------------------------------------------------------------------------
+    def new_client(self) -> tuple[Any, dict[str, Any] | None]:
+        """A new SDK client with the settings, and the per-request headers that drop
+        ``Authorization`` when there is no key (``None`` when there is one)."""
+        raise NotImplementedError
+
+    def client(self) -> Any:
+        """The SDK client of the running event loop (made on first use)."""
+        import asyncio
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio (trio): one client
+            loop = None
+        if self._client is None or self._client_loop is not loop:
+            self._client, self._request_headers = self.new_client()
+            self._client_loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (its connections) if one was made on this loop."""
+        import asyncio
+
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is self._client_loop:
+                await client.close()
+
+    def request_options(self) -> dict[str, Any]:
+        """Per-request SDK options (``extra_headers`` dropping Authorization without a key)."""
+        return {"extra_headers": self._request_headers} if self._request_headers else {}
+
+    # -- a round -------------------------------------------------------------------------------
+    def protocol(self, request: Mapping[str, Any]) -> str:
+        """The planning protocol of this round: the planner's ``planning_protocol`` option
+        (default ``native_tool_calls``). The request's ``planning_protocol`` (the agent's
+        loop setting, ``structured_plan`` unless set) does not override it: a model planner
+        is configured through its options."""
+        return self.planning_protocol
+
+    def round_input(self, context: Mapping[str, Any], request: Mapping[str, Any]) -> RoundInput:
+        """The round's protocol, actions, request, system prompt and transcript (the
+        prompt says how many early rounds the context budget left out)."""
+        settings = self.settings
+        protocol = self.protocol(request)
+        action_list = list(request.get("action_list") or ())
+        user = request_text(request.get("input"))
+        prompt_args = {"agent_name": context.get("agent_name"), "protocol": protocol,
+                       "action_list": action_list, "env_state": context.get("env_state"),
+                       "instructions": settings.instructions}
+        prompt = system_prompt(**prompt_args)
+        turns = transcript(context.get("history"), max_result_chars=settings.max_result_chars,
+                           max_context_chars=settings.max_context_chars,
+                           fixed_chars=len(prompt) + len(user))
+        if turns.dropped:
+            prompt = system_prompt(**prompt_args, dropped_rounds=turns.dropped)
+        return RoundInput(protocol, action_list, ToolNames(a["name"] for a in action_list),
+                          user, prompt, turns)
 
 
 # -- events ---------------------------------------------------------------------------------

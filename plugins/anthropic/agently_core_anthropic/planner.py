@@ -6,28 +6,20 @@ The ``anthropic`` package is imported when the first request is made, not before
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
 
-from agently_core.errors import ConfigError
 from agently_core.planning import (
     ModelError,
-    PlannerSettings,
+    ModelPlanner,
     RoundEvents,
-    ToolNames,
     anthropic_tools,
     failure_message,
     mask,
     output_system_prompt,
     output_turns,
-    read_api_key,
-    request_text,
-    system_prompt,
-    transcript,
-    validate_options,
 )
 
 from .answer import Answer, StreamAssembler, read_message
@@ -47,7 +39,7 @@ def _optional_bool(value: Any) -> bool | None:
     raise ValueError(f"must be true or false, got {value!r}")
 
 
-class AnthropicCompatiblePlanner:
+class AnthropicCompatiblePlanner(ModelPlanner):
     """Plans with ``client.messages.create`` (streamed by default).
 
     Options: the common ones (see :data:`agently_core.planning.COMMON_OPTIONS`;
@@ -69,104 +61,46 @@ class AnthropicCompatiblePlanner:
     """
 
     name = "anthropic_compatible"
+    default_key_env = "ANTHROPIC_API_KEY"
+    default_base_url = ANTHROPIC_BASE_URL
+    provider = "Anthropic"
     extra_options: dict[str, tuple[Any, Any]] = {"parallel_tool_use": (_optional_bool, None)}
 
     def __init__(self, **options: Any) -> None:
-        self.settings: PlannerSettings = validate_options(
-            self.name, options, api_key_env="ANTHROPIC_API_KEY", extra=self.extra_options)
-        self.planning_protocol = self.settings.planning_protocol
-        self._key = read_api_key(self.settings)
-        if self._key is None and self.settings.base_url is None:
-            raise ConfigError(
-                f"{self.name}: no API key: {self.settings.api_key_env} is not set; put your "
-                "Anthropic key there, or set base_url for a server that needs none")
-        self.base_url = self.settings.base_url or ANTHROPIC_BASE_URL
+        super().__init__(**options)
         self.max_tokens = self.settings.max_tokens or DEFAULT_MAX_TOKENS
-        self._client: Any = None
-        self._client_loop: Any = None
-        self._events: Any = None
-        self._request_headers: dict[str, Any] | None = None
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(model={self.settings.model!r}, base_url={self.base_url!r})"
+    def new_client(self) -> tuple[Any, dict[str, Any] | None]:
+        """An ``AsyncAnthropic`` client, and headers dropping Authorization without a key."""
+        import anthropic
 
-    def bind(self, agent: Any) -> None:
-        """Register the key (and the extra headers' values) with the agent's redactor, so
-        they are masked in every record, event, digest and log; keep the agent's events."""
-        redactor = getattr(agent, "redactor", None)
-        if redactor is not None:
-            if self._key:
-                redactor.add(self._key)
-            if self.settings.extra_headers:
-                redactor.add_mapping(self.settings.extra_headers, all_values=True)
-        self._events = getattr(agent, "events", None)
-
-    # -- the SDK ---------------------------------------------------------------------------
-    def client(self) -> Any:
-        """The ``AsyncAnthropic`` client of the running event loop (made on first use)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not asyncio (trio): one client
-            loop = None
-        if self._client is None or self._client_loop is not loop:
-            import anthropic
-
-            settings = self.settings
-            # Our own HTTP client: the SDK's default one closes itself when collected by
-            # scheduling the close on whatever loop runs then. No SDK spans (the run's
-            # model.* events are the spans of agently-core-otel) and no trace headers.
-            self._client = anthropic.AsyncAnthropic(
-                api_key=self._key or "unset", base_url=self.base_url,
-                timeout=settings.timeout, max_retries=settings.max_retries,
-                default_headers=dict(settings.extra_headers) or None,
-                http_client=anthropic.DefaultAsyncHttpxClient(timeout=settings.timeout),
-                open_telemetry={"traces": False, "propagation": False})
-            self._client_loop = loop
-            # No key: no Authorization header at all (the SDK would send the stand-in).
-            self._request_headers = None if self._key else {"Authorization": anthropic.Omit()}
-        return self._client
-
-    async def aclose(self) -> None:
-        """Close the HTTP client (its connections) if one was made on this loop."""
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                loop = None
-            if loop is self._client_loop:
-                await client.close()
-
-    def protocol(self, request: Mapping[str, Any]) -> str:
-        """The planning protocol: the planner's ``planning_protocol`` option (default
-        ``native_tool_calls``), as for every model planner; the request's (the agent's
-        loop setting) does not override it."""
-        return self.planning_protocol
+        settings = self.settings
+        # Our own HTTP client: the SDK's default one closes itself when collected by
+        # scheduling the close on whatever loop runs then. No SDK spans (the run's model.*
+        # events are the spans of agently-core-otel) and no trace headers.
+        client = anthropic.AsyncAnthropic(
+            api_key=self._key or "unset", base_url=self.base_url,
+            timeout=settings.timeout, max_retries=settings.max_retries,
+            default_headers=dict(settings.extra_headers) or None,
+            http_client=anthropic.DefaultAsyncHttpxClient(timeout=settings.timeout),
+            open_telemetry={"traces": False, "propagation": False})
+        # No key: no Authorization header at all (the SDK would send the stand-in).
+        return client, None if self._key else {"Authorization": anthropic.Omit()}
 
     # -- planning --------------------------------------------------------------------------
     async def plan(self, context: Mapping[str, Any], request: Mapping[str, Any]) -> dict[str, Any]:
         """One planning round: one Messages request, its answer as a raw decision. A
         failed request raises :class:`~agently_core.planning.ModelError`."""
         settings = self.settings
-        protocol = self.protocol(request)
-        action_list = list(request.get("action_list") or ())
-        names = ToolNames(a["name"] for a in action_list)
-        user = request_text(request.get("input"))
-        prompt_args = {"agent_name": context.get("agent_name"), "protocol": protocol,
-                       "action_list": action_list, "env_state": context.get("env_state"),
-                       "instructions": settings.instructions}
-        prompt = system_prompt(**prompt_args)
-        turns = transcript(context.get("history"), max_result_chars=settings.max_result_chars,
-                           max_context_chars=settings.max_context_chars,
-                           fixed_chars=len(prompt) + len(user))
-        if turns.dropped:
-            prompt = system_prompt(**prompt_args, dropped_rounds=turns.dropped)
+        given = self.round_input(context, request)
+        protocol, names = given.protocol, given.names
         tools: list[dict[str, Any]] = []
-        if protocol == "native_tool_calls" and action_list:
-            tools = anthropic_tools(action_list, names)
+        if protocol == "native_tool_calls" and given.action_list:
+            tools = anthropic_tools(given.action_list, names)
         body: dict[str, Any] = {
-            "model": settings.model, "max_tokens": self.max_tokens, "system": prompt,
-            "messages": conversation(user, turns, protocol, names, tools=bool(tools))}
+            "model": settings.model, "max_tokens": self.max_tokens, "system": given.prompt,
+            "messages": conversation(given.user, given.turns, protocol, names,
+                                     tools=bool(tools))}
         if tools:
             body["tools"] = tools
             if settings.extra["parallel_tool_use"] is False:
@@ -230,9 +164,6 @@ class AnthropicCompatiblePlanner:
         await events.failed(str(error))
         raise error
 
-    def request_options(self) -> dict[str, Any]:
-        """Per-request SDK options (``extra_headers`` dropping Authorization without a key)."""
-        return {"extra_headers": self._request_headers} if self._request_headers else {}
 
     async def _streamed(self, client: Any, body: dict[str, Any], state: dict[str, Any],
                         on_text: Callable[[str], Awaitable[None]] | None) -> Answer:

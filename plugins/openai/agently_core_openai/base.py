@@ -5,21 +5,17 @@ The ``openai`` package is imported when the first request is made, not before.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Mapping
 from typing import Any
 
-from agently_core.errors import ConfigError
 from agently_core.planning import (
     ModelError,
-    PlannerSettings,
+    ModelPlanner,
     RoundEvents,
     failure_message,
     mask,
-    read_api_key,
-    validate_options,
 )
 
 #: Where the SDK sends requests when ``base_url`` is not set.
@@ -28,7 +24,7 @@ OPENAI_BASE_URL = "https://api.openai.com/v1"
 _RETRIED = {408, 409, 429}
 
 
-class OpenAIPlannerBase:
+class OpenAIPlannerBase(ModelPlanner):
     """Options, key, client and failures of a planner on ``openai.AsyncOpenAI``.
 
     Subclasses set :attr:`name` and implement :meth:`_round`. The key is read from the
@@ -39,82 +35,26 @@ class OpenAIPlannerBase:
     """
 
     name = "openai"
-    #: The planner's own options besides :data:`agently_core.planning.COMMON_OPTIONS`.
-    extra_options: dict[str, tuple[Any, Any]] = {}
+    default_key_env = "OPENAI_API_KEY"
+    default_base_url = OPENAI_BASE_URL
+    provider = "OpenAI"
+    keyless_servers = " (Ollama...)"
 
-    def __init__(self, **options: Any) -> None:
-        self.settings: PlannerSettings = validate_options(
-            self.name, options, api_key_env="OPENAI_API_KEY", extra=self.extra_options)
-        self.planning_protocol = self.settings.planning_protocol
-        self._key = read_api_key(self.settings)
-        if self._key is None and self.settings.base_url is None:
-            raise ConfigError(
-                f"{self.name}: no API key: {self.settings.api_key_env} is not set; put your "
-                f"OpenAI key there, or set base_url for a server that needs none (Ollama...)")
-        self.base_url = self.settings.base_url or OPENAI_BASE_URL
-        self._client: Any = None
-        self._client_loop: Any = None
-        self._events: Any = None
-        self._request_headers: dict[str, Any] | None = None
+    def new_client(self) -> tuple[Any, dict[str, Any] | None]:
+        """An ``AsyncOpenAI`` client, and headers dropping Authorization without a key."""
+        import openai
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(model={self.settings.model!r}, base_url={self.base_url!r})"
-
-    def bind(self, agent: Any) -> None:
-        """Register the key (and the extra headers' values) with the agent's redactor, so
-        they are masked in every record, event, digest and log; keep the agent's events."""
-        redactor = getattr(agent, "redactor", None)
-        if redactor is not None:
-            if self._key:
-                redactor.add(self._key)
-            if self.settings.extra_headers:
-                redactor.add_mapping(self.settings.extra_headers, all_values=True)
-        self._events = getattr(agent, "events", None)
-
-    # -- the SDK ---------------------------------------------------------------------------
-    def client(self) -> Any:
-        """The ``AsyncOpenAI`` client of the running event loop (made on first use)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not asyncio (trio): one client
-            loop = None
-        if self._client is None or self._client_loop is not loop:
-            import openai
-
-            # Our own HTTP client: the SDK's default one closes itself when collected by
-            # scheduling the close on whatever loop runs then, which fails for a client
-            # of a loop that has ended.
-            self._client = openai.AsyncOpenAI(
-                api_key=self._key or "unset", base_url=self.base_url,
-                timeout=self.settings.timeout, max_retries=self.settings.max_retries,
-                default_headers=dict(self.settings.extra_headers) or None,
-                http_client=openai.DefaultAsyncHttpxClient(timeout=self.settings.timeout))
-            self._client_loop = loop
-            # No key: no Authorization header at all (the SDK would send the stand-in).
-            self._request_headers = None if self._key else {"Authorization": openai.Omit()}
-        return self._client
-
-    async def aclose(self) -> None:
-        """Close the HTTP client (its connections) if one was made on this loop."""
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                loop = None
-            if loop is self._client_loop:
-                await client.close()
-
-    def request_options(self) -> dict[str, Any]:
-        """Per-request SDK options (``extra_headers`` dropping Authorization without a key)."""
-        return {"extra_headers": self._request_headers} if self._request_headers else {}
-
-    def protocol(self, request: Mapping[str, Any]) -> str:
-        """The planning protocol of this round: the planner's ``planning_protocol`` option
-        (default ``native_tool_calls``). The request's ``planning_protocol`` (the agent's
-        loop setting, ``structured_plan`` unless set) does not override it: a model planner
-        is configured through its options."""
-        return self.planning_protocol
+        settings = self.settings
+        # Our own HTTP client: the SDK's default one closes itself when collected by
+        # scheduling the close on whatever loop runs then, which fails for a client of a
+        # loop that has ended.
+        client = openai.AsyncOpenAI(
+            api_key=self._key or "unset", base_url=self.base_url,
+            timeout=settings.timeout, max_retries=settings.max_retries,
+            default_headers=dict(settings.extra_headers) or None,
+            http_client=openai.DefaultAsyncHttpxClient(timeout=settings.timeout))
+        # No key: no Authorization header at all (the SDK would send the stand-in).
+        return client, None if self._key else {"Authorization": openai.Omit()}
 
     # -- a round ---------------------------------------------------------------------------
     async def plan(self, context: Mapping[str, Any], request: Mapping[str, Any]) -> dict[str, Any]:

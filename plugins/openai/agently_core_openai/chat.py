@@ -24,10 +24,7 @@ from agently_core.planning import (
     output_turns,
     parse_plan,
     plan_schema,
-    request_text,
     results_message,
-    system_prompt,
-    transcript,
 )
 
 from .base import OpenAIPlannerBase, arguments_json, unique_id, usage_of
@@ -68,24 +65,11 @@ class OpenAICompatiblePlanner(OpenAIPlannerBase):
     async def _round(self, context: Mapping[str, Any], request: Mapping[str, Any],
                      events: RoundEvents, state: dict[str, Any]) -> dict[str, Any]:
         settings = self.settings
-        protocol = self.protocol(request)
-        action_list = list(request.get("action_list") or ())
-        names = ToolNames(a["name"] for a in action_list)
-        user = request_text(request.get("input"))
-        prompt = system_prompt(agent_name=context.get("agent_name"), protocol=protocol,
-                               action_list=action_list, env_state=context.get("env_state"),
-                               instructions=settings.instructions)
-        turns = transcript(context.get("history"), max_result_chars=settings.max_result_chars,
-                           max_context_chars=settings.max_context_chars,
-                           fixed_chars=len(prompt) + len(user))
-        if turns.dropped:
-            prompt = system_prompt(agent_name=context.get("agent_name"), protocol=protocol,
-                                   action_list=action_list, env_state=context.get("env_state"),
-                                   instructions=settings.instructions,
-                                   dropped_rounds=turns.dropped)
-        messages: list[dict[str, Any]] = [{"role": "system", "content": prompt},
-                                          {"role": "user", "content": user}]
-        messages += replay(turns, protocol, names)
+        given = self.round_input(context, request)
+        protocol, action_list, names = given.protocol, given.action_list, given.names
+        messages: list[dict[str, Any]] = [{"role": "system", "content": given.prompt},
+                                          {"role": "user", "content": given.user}]
+        messages += replay(given.turns, protocol, names)
         body: dict[str, Any] = {"model": settings.model, "messages": messages}
         tools: list[dict[str, Any]] = []
         if protocol == "native_tool_calls":

@@ -27,10 +27,7 @@ from agently_core.planning import (
     output_system_prompt,
     output_turns,
     plan_schema,
-    request_text,
     results_message,
-    system_prompt,
-    transcript,
 )
 
 from .base import OpenAIPlannerBase, unique_id, usage_of
@@ -69,22 +66,12 @@ class OpenAIResponsesPlanner(OpenAIPlannerBase):
     async def _round(self, context: Mapping[str, Any], request: Mapping[str, Any],
                      events: RoundEvents, state: dict[str, Any]) -> dict[str, Any]:
         settings = self.settings
-        protocol = self.protocol(request)
-        action_list = list(request.get("action_list") or ())
-        names = ToolNames(a["name"] for a in action_list)
-        user = request_text(request.get("input"))
-        prompt_args = {"agent_name": context.get("agent_name"), "protocol": protocol,
-                       "action_list": action_list, "env_state": context.get("env_state"),
-                       "instructions": settings.instructions}
-        prompt = system_prompt(**prompt_args)
-        turns = transcript(context.get("history"), max_result_chars=settings.max_result_chars,
-                           max_context_chars=settings.max_context_chars,
-                           fixed_chars=len(prompt) + len(user))
-        if turns.dropped:
-            prompt = system_prompt(**prompt_args, dropped_rounds=turns.dropped)
-        items: list[dict[str, Any]] = [{"role": "user", "content": user}]
-        items += replay(turns, protocol, names)
-        body: dict[str, Any] = {"model": settings.model, "instructions": prompt, "input": items}
+        given = self.round_input(context, request)
+        protocol, action_list, names = given.protocol, given.action_list, given.names
+        items: list[dict[str, Any]] = [{"role": "user", "content": given.user}]
+        items += replay(given.turns, protocol, names)
+        body: dict[str, Any] = {"model": settings.model, "instructions": given.prompt,
+                                "input": items}
         tools: list[dict[str, Any]] = []
         if protocol == "native_tool_calls":
             if action_list:
