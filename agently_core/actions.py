@@ -124,6 +124,20 @@ class ActionRegistry:
         return len(self._actions)
 
 
+async def resolve_env_state(value: Any) -> str | None:
+    """The text of an environment state: a string, ``None``, or a callable (sync or
+    async) that returns one, asked each time. TypeError for anything else."""
+    if callable(value):
+        value = value()
+        import inspect
+
+        if inspect.isawaitable(value):
+            value = await value
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"env_state must be a string or None, got {type(value).__name__}")
+    return value
+
+
 @dataclass
 class FlowRun:
     """Everything an ActionFlow needs for one request."""

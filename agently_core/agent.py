@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from .actions import ActionRegistry, FlowRun, RegisteredAction
+from .actions import ActionRegistry, FlowRun, RegisteredAction, resolve_env_state
 from .config import Config
 from .dispatch import ActionDispatcher
 from .environments import ExecutionEnvironmentManager, get_manager, subscribe_plugin_observers
@@ -541,14 +541,7 @@ class Agent:
         return self
 
     async def _current_env_state(self) -> str | None:
-        value = self._env_state
-        if callable(value):
-            value = value()
-            if inspect.isawaitable(value):
-                value = await value
-        if value is not None and not isinstance(value, str):
-            raise TypeError(f"env_state must be a string or None, got {type(value).__name__}")
-        return value
+        return await resolve_env_state(self._env_state)
 
     # -- model-produced functions ------------------------------------------------------
     def auto_func(self, fn: Callable[..., Any] | None = None, /, *, output: Any = None,

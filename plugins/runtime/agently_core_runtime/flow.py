@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agently_core.actions import resolve_env_state
 from agently_core.errors import ModelError
 from agently_core.models import (
     ActionCall,
@@ -326,14 +327,7 @@ async def _emit(run: Any, event_type: str, **payload: Any) -> None:
 async def _env_state(run: Any) -> str | None:
     """The run's environment state: ``settings["env_state"]``, a string or a callable
     that returns one (asked every round)."""
-    value = (getattr(run, "settings", None) or {}).get("env_state")
-    if callable(value):
-        value = value()
-        if inspect.isawaitable(value):
-            value = await value
-    if value is not None and not isinstance(value, str):
-        raise TypeError(f"env_state must be a string or None, got {type(value).__name__}")
-    return value
+    return await resolve_env_state((getattr(run, "settings", None) or {}).get("env_state"))
 
 
 def _failed(result: FlowResult, error: str) -> FlowResult:
