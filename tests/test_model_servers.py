@@ -19,17 +19,8 @@ TOOLS = [{"type": "function", "function": {"name": "add", "parameters": {
 
 
 @pytest.fixture
-def server():
-    started = []
-
-    def start(replies=(), **options):
-        instance = LoopbackModelServer(replies, **options).start()
-        started.append(instance)
-        return instance
-
-    yield start
-    for instance in started:
-        instance.close()
+def server(agently_model_server):
+    return agently_model_server
 
 
 @pytest.fixture

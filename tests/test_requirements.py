@@ -16,7 +16,7 @@ def test_ci_is_a_true_value_of_CI(monkeypatch, value: str, ci: bool) -> None:
 
 def test_a_missing_part_fails_under_ci_and_skips_elsewhere(monkeypatch) -> None:
     monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="CI must have it.*the widget"):
+    with pytest.raises(pytest.fail.Exception, match=r"CI must have it.*the widget"):
         require(False, "the widget")
     with pytest.raises(pytest.fail.Exception, match="no-such-program-x is not installed"):
         require_program("no-such-program-x")

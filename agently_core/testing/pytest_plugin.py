@@ -91,20 +91,45 @@ def agently_clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
 
 @pytest.fixture
-def agently_agent_factory(tmp_path: Path) -> Callable[..., Any]:
+def agently_agent_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """``make(**settings)``: an agent with every installed plugin whose configuration
-    reads only ``settings`` (no environment variables, no file outside ``tmp_path``)."""
+    reads only ``settings`` (no environment variables, no file outside ``tmp_path``);
+    every agent made is closed after the test."""
     from agently_core import Config, PluginManager, create_agent
 
     home = tmp_path / "agently-home"
     home.mkdir(exist_ok=True)
     (home / "agently.toml").write_text("", encoding="utf-8")
+    made: list[Any] = []
 
     def make(**settings: Any) -> Any:
         config = Config.load(env={}, cwd=home, overrides=settings or None)
-        return create_agent(plugins=PluginManager(config).load())
+        agent = create_agent(plugins=PluginManager(config).load())
+        made.append(agent)
+        return agent
 
-    return make
+    yield make
+    for agent in made:
+        agent.close()
+
+
+@pytest.fixture
+def agently_model_server() -> Iterator[Callable[..., Any]]:
+    """``start(replies, **options)``: a started
+    :class:`~agently_core.testing.model_servers.LoopbackModelServer` (a stand-in model
+    provider on 127.0.0.1), closed after the test."""
+    from .model_servers import LoopbackModelServer
+
+    started: list[Any] = []
+
+    def start(replies: Any = (), **options: Any) -> Any:
+        server = LoopbackModelServer(replies, **options).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
 
 
 @pytest.fixture

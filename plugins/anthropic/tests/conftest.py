@@ -4,7 +4,7 @@ build planning contexts and collect events."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -31,33 +31,16 @@ def _isolated(agently_clean_environment: None, monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.fixture
-def server() -> Iterator[Callable[..., LoopbackModelServer]]:
+def server(agently_model_server: Callable[..., LoopbackModelServer]
+           ) -> Callable[..., LoopbackModelServer]:
     """``server(replies, **options)``: a started loopback server, closed after the test."""
-    started: list[LoopbackModelServer] = []
-
-    def start(replies: Any = (), **options: Any) -> LoopbackModelServer:
-        instance = LoopbackModelServer(replies, **options).start()
-        started.append(instance)
-        return instance
-
-    yield start
-    for instance in started:
-        instance.close()
+    return agently_model_server
 
 
 @pytest.fixture
-def make_agent(agently_agent_factory: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+def make_agent(agently_agent_factory: Callable[..., Any]) -> Callable[..., Any]:
     """``make_agent(**settings)``: an agent reading only ``settings``, closed afterwards."""
-    agents: list[Any] = []
-
-    def make(**settings: Any) -> Any:
-        agent = agently_agent_factory(**settings)
-        agents.append(agent)
-        return agent
-
-    yield make
-    for agent in agents:
-        agent.close()
+    return agently_agent_factory
 
 
 def planner_of(**options: Any) -> Any:
