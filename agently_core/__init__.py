@@ -29,6 +29,7 @@ _EXPORTS = {
     "Redactor": "agently_core.redaction",
     "ExecutionSnapshot": "agently_core.models",
     "PolicyApproval": "agently_core.policy_approval",
+    "configure_policy_approval": "agently_core.policy_approval",
     "ActionCall": "agently_core.models",
     "ActionDecision": "agently_core.models",
     "ActionRecord": "agently_core.models",
@@ -54,21 +55,35 @@ __all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str) -> object:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agently_core' has no attribute {name!r}")
+    """An exported name, or a public submodule (``agently_core.execution_environment``,
+    ``agently_core.policy_approval``, ...), imported on first use."""
     import importlib
 
-    value = getattr(importlib.import_module(module), name)
+    module = _EXPORTS.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+    elif not name.startswith("_") and name.isidentifier():
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise  # the submodule exists but something it imports is missing
+            raise AttributeError(f"module 'agently_core' has no attribute {name!r}") from None
+    else:
+        raise AttributeError(f"module 'agently_core' has no attribute {name!r}")
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    import pkgutil
+
+    submodules = (m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    return sorted({*__all__, *submodules})
 
 
 if TYPE_CHECKING:
+    from . import execution_environment, policy_approval
     from .actions import ActionContext
     from .agent import Action, ActionPackage, Agent, create_agent
     from .config import Config
@@ -99,6 +114,6 @@ if TYPE_CHECKING:
         Policy,
     )
     from .plugins import PluginManager, get_plugin_manager
-    from .policy_approval import PolicyApproval
+    from .policy_approval import PolicyApproval, configure_policy_approval
     from .redaction import Redactor
     from .workspace import Workspace, create_workspace

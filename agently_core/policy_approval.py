@@ -17,10 +17,16 @@ Built-in handlers:
 ``input``
     Asks on the terminal and waits for an answer.
 
-The module functions :func:`register_handler` and :func:`set_default` apply to the whole
-process: every :class:`PolicyApproval` (each agent's ``agent.approval``, each manager's)
-falls back to the handlers registered here, and to the default set here when it has none of
-its own (from the ``approval_handler`` setting or ``set_default`` on it).
+The module functions :func:`register_handler` and :func:`configure_policy_approval` (also
+``agently_core.configure_policy_approval``) apply to the whole process: every
+:class:`PolicyApproval` (each agent's ``agent.approval``, each manager's) falls back to the
+handlers registered here, and to the default handler chosen here when it has none of its own
+(from the ``approval_handler`` setting or ``set_default`` on it)::
+
+    import agently_core as Agently
+
+    Agently.policy_approval.register_handler("my_handler", handler)
+    Agently.configure_policy_approval(handler="my_handler")
 """
 
 from __future__ import annotations
@@ -102,11 +108,17 @@ def register_handler(name: str, handler: Handler) -> None:
     _registered[name] = handler
 
 
-def set_default(name: str | None) -> None:
-    """Make ``name`` the default handler of every :class:`PolicyApproval` without a default
-    of its own (``None`` restores ``input_timeout_fail``). The name must be a registered or
-    built-in handler, or one a plugin registers; otherwise this is a :class:`ConfigError`."""
+def configure_policy_approval(*, handler: str | None) -> None:
+    """Make ``handler`` (a name) the default handler of every :class:`PolicyApproval`
+    without a default of its own (``None`` restores ``input_timeout_fail``). The name must
+    be a registered or built-in handler, or one a plugin registers; otherwise this is a
+    :class:`ConfigError`. Register a function first with :func:`register_handler`."""
     global _process_default
+    name = handler
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"configure_policy_approval(handler=...) takes a handler's name, got "
+                        f"{type(name).__name__}; register the function with "
+                        "register_handler(name, handler) first")
     if name is not None and name not in _registered and name not in BUILTIN_HANDLERS:
         from .plugins import get_plugin_manager
 
@@ -138,7 +150,7 @@ class PolicyApproval:
     Handlers come from code (:meth:`register_handler`, then the process-wide
     :func:`register_handler`), from plugins (``register_policy_approval_handlers``) and the
     built-ins, looked up in that order. The default is this object's own (``default=``,
-    :meth:`set_default`), else the process-wide one (:func:`set_default`). ``decide`` never
+    :meth:`set_default`), else the process-wide one (:func:`configure_policy_approval`). ``decide`` never
     raises because of a handler: a handler that fails or returns nonsense denies, with the
     reason in the decision.
     """

@@ -271,7 +271,7 @@ async def test_process_wide_handlers_reach_every_approval(process_registry, make
 @pytest.mark.anyio
 async def test_process_wide_default(process_registry, make_agent, no_terminal) -> None:
     assert pa.get_default() == "input_timeout_fail"
-    pa.set_default("auto_approve")
+    pa.configure_policy_approval(handler="auto_approve")
     agent, configured = make_agent(), make_agent(approval_handler="fail_closed")
     assert pa.get_default() == agent.approval.default == agent.manager.approval.default == "auto_approve"
     assert (await agent.approval.decide(request())).decision == "approved"
@@ -281,7 +281,7 @@ async def test_process_wide_default(process_registry, make_agent, no_terminal) -
     own = PolicyApproval()
     own.set_default("input")
     assert own.default == "input"
-    pa.set_default(None)
+    pa.configure_policy_approval(handler=None)
     assert agent.approval.default == "input_timeout_fail"
     assert (await agent.approval.decide(request())).decision == "denied"  # no terminal
     agent.close()
@@ -290,7 +290,7 @@ async def test_process_wide_default(process_registry, make_agent, no_terminal) -
 
 def test_process_wide_registration_rejects_bad_input(process_registry) -> None:
     with pytest.raises(ConfigError, match=r"unknown approval handler 'nobody'.*auto_approve"):
-        pa.set_default("nobody")
+        pa.configure_policy_approval(handler="nobody")
     assert pa.get_default() == "input_timeout_fail"  # unchanged
     with pytest.raises(TypeError, match="must be callable"):
         pa.register_handler("x", "not callable")
