@@ -35,24 +35,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import AgentlyError, ConfigError
-
-try:  # the core's ModelError (issue 11); until it lands, the same class here
-    from .errors import ModelError  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - only before the core defines it
-    class ModelError(AgentlyError):  # type: ignore[no-redef]
-        """A model request failed (refused key, timeout, unreachable server, retries
-        exhausted). The message says what to do; it never holds the key."""
-
-        def __init__(self, message: str, *, planner: str | None = None,
-                     status: int | None = None) -> None:
-            super().__init__(message)
-            self.planner = planner
-            self.status = status
-
+from .errors import ConfigError, ModelError
 
 __all__ = [
     "COMMON_OPTIONS",
+    "NOT_RUN_TEXT",
     "ModelError",
     "ModelPlanner",
     "PlannerSettings",
@@ -66,8 +53,10 @@ __all__ = [
     "compact_record_text",
     "failure_message",
     "mask",
+    "one_of",
     "openai_chat_tools",
     "openai_responses_tools",
+    "optional_bool",
     "output_system_prompt",
     "output_turns",
     "parse_plan",
@@ -135,6 +124,26 @@ def _boolean(value: Any) -> bool:
     raise ValueError(f"must be true or false, got {value!r}")
 
 
+def optional_bool(value: Any) -> bool | None:
+    """Option check: ``None`` (not set), ``True`` or ``False``; anything else is a
+    ValueError saying so (``option NAME must be true or false``)."""
+    if value is None or isinstance(value, bool):
+        return value
+    raise ValueError(f"must be true or false, got {value!r}")
+
+
+def one_of(*choices: str) -> Callable[[Any], str]:
+    """Option check: one of ``choices`` (a ValueError listing them otherwise)."""
+    if not choices:
+        raise ValueError("one_of() needs at least one choice")
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+    return check
+
+
 def _env_name(value: Any) -> str:
     text = _string(value)
     if not _ENV_NAME.match(text):
@@ -161,12 +170,6 @@ def _headers(value: Any) -> dict[str, str]:
     return headers
 
 
-def _protocol(value: Any) -> str:
-    if value not in PROTOCOLS:
-        raise ValueError(f"must be one of {', '.join(PROTOCOLS)}, got {value!r}")
-    return str(value)
-
-
 def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def optional(value: Any) -> Any:
         return None if value is None else check(value)
@@ -184,7 +187,7 @@ COMMON_OPTIONS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "max_retries": (_number(0, 20, integer=True), 2),
     "stream": (_boolean, True),
     "extra_headers": (_headers, None),
-    "planning_protocol": (_protocol, "native_tool_calls"),
+    "planning_protocol": (one_of(*PROTOCOLS), "native_tool_calls"),
     "max_context_chars": (_number(1000, integer=True), DEFAULT_MAX_CONTEXT_CHARS),
     "max_result_chars": (_number(200, integer=True), DEFAULT_MAX_RESULT_CHARS),
     "instructions": (_optional(_string), None),
@@ -351,6 +354,11 @@ def _cut(text: str, limit: int, artifacts: Sequence[str] = ()) -> str:
     return text[:max(0, limit - len(marker))] + marker
 
 
+def _artifact_ids(record: Mapping[str, Any]) -> list[str]:
+    """The ids of a record's ``artifact_refs``."""
+    return [ref["artifact_id"] for ref in record.get("artifact_refs") or ()]
+
+
 def record_text(record: Mapping[str, Any], max_chars: int = DEFAULT_MAX_RESULT_CHARS) -> str:
     """One action record as a tool result's text: compact JSON of its status and its
     digest when it has one, else its result (success) or error, cut to ``max_chars``."""
@@ -368,7 +376,7 @@ def record_text(record: Mapping[str, Any], max_chars: int = DEFAULT_MAX_RESULT_C
         payload["error"] = record.get("error")
         if record.get("result") is not None:
             payload["result"] = record["result"]
-    artifacts = list(record.get("artifacts") or ())
+    artifacts = _artifact_ids(record)
     if artifacts and record.get("digest") is None:
         payload["artifacts"] = artifacts
     return _cut(_dumps(payload), max_chars, artifacts)
@@ -382,7 +390,7 @@ def compact_record_text(record: Mapping[str, Any], max_chars: int = 600) -> str:
                                "note": "left out to fit the context budget"}
     if record.get("error"):
         payload["error"] = str(record["error"]).splitlines()[0][:200]
-    artifacts = list(record.get("artifacts") or ())
+    artifacts = _artifact_ids(record)
     if artifacts:
         payload["artifacts"] = artifacts
     return _cut(_dumps(payload), max_chars)
@@ -396,6 +404,11 @@ def request_text(request: Any) -> str:
 
 
 # -- the transcript --------------------------------------------------------------------------
+#: The tool result of a call the model made that has no record (it never ran): every
+#: provider needs an answer to each of its tool calls.
+NOT_RUN_TEXT = '{"status":"skipped","error":"this call did not run"}'
+
+
 @dataclass
 class TurnResult:
     """One record of a round, as its tool result (full, or compact once shrunk)."""
@@ -441,6 +454,12 @@ class Turn:
             if result.call_id == call_id:
                 return result
         return None
+
+    def result_text(self, call_id: str) -> str:
+        """The text the model gets back for tool call ``call_id``: its result, or
+        :data:`NOT_RUN_TEXT` when the round has no record of it."""
+        result = self.result_for(call_id)
+        return result.text if result is not None else NOT_RUN_TEXT
 
 
 @dataclass

@@ -10,12 +10,15 @@ import pytest
 from agently_core.errors import ConfigError
 from agently_core.events import EventCenter
 from agently_core.planning import (
+    NOT_RUN_TEXT,
     RoundEvents,
     ToolNames,
     anthropic_tools,
     failure_message,
+    one_of,
     openai_chat_tools,
     openai_responses_tools,
+    optional_bool,
     parse_plan,
     plan_schema,
     read_api_key,
@@ -31,6 +34,38 @@ def settings(**options):
 
 
 # -- options -----------------------------------------------------------------------------------
+def test_optional_bool_takes_none_and_booleans_only() -> None:
+    assert [optional_bool(v) for v in (None, True, False)] == [None, True, False]
+    for bad in ("yes", 1, 0, "true"):
+        with pytest.raises(ValueError, match=r"^must be true or false, got "):
+            optional_bool(bad)
+
+
+def test_one_of_lists_the_choices() -> None:
+    check = one_of("json_schema", "none")
+    assert check("none") == "none"
+    for bad in ("json", None, 3, ["none"]):
+        with pytest.raises(ValueError, match=r"^must be one of json_schema, none, got "):
+            check(bad)
+    with pytest.raises(ValueError, match="at least one choice"):
+        one_of()
+
+
+def test_planner_options_use_the_shared_checks() -> None:
+    extra = {"store": (optional_bool, None), "mode": (one_of("a", "b"), "a")}
+    s = validate_options("demo_planner", {"model": "m", "store": False}, api_key_env="K",
+                         extra=extra)
+    assert s.extra == {"store": False, "mode": "a"}
+    for options, words in (({"store": "no"}, "option store must be true or false, got 'no'"),
+                           ({"mode": "c"}, "option mode must be one of a, b, got 'c'"),
+                           ({"planning_protocol": "x"}, "option planning_protocol must be "
+                            "one of native_tool_calls, structured_plan, got 'x'")):
+        with pytest.raises(ConfigError) as failed:
+            validate_options("demo_planner", {"model": "m", **options}, api_key_env="K",
+                             extra=extra)
+        assert str(failed.value) == f"demo_planner: {words}"
+
+
 def test_defaults_and_values_from_environment_strings() -> None:
     s = settings(timeout="30", stream="false", max_retries="0", temperature=0,
                  extra_headers='{"X-Team": "blue"}')
@@ -113,7 +148,7 @@ def test_tool_definitions_per_provider() -> None:
 def test_record_text_uses_the_digest_when_there_is_one() -> None:
     digest = {"action": "run_python", "result_preview": "42"}
     text = record_text({"status": "success", "result": {"stdout": "huge"}, "digest": digest,
-                        "artifacts": ["art_1"]})
+                        "artifact_refs": [{"artifact_id": "art_1"}]})
     assert json.loads(text) == {"status": "success", "digest": digest}
     assert record_text({"status": "success", "result": [1, 2]}) == \
         '{"status":"success","result":[1,2]}'
@@ -124,7 +159,8 @@ def test_record_text_uses_the_digest_when_there_is_one() -> None:
 
 
 def test_record_text_is_cut_to_its_cap_naming_the_artifacts() -> None:
-    text = record_text({"status": "success", "result": "x" * 5000, "artifacts": ["art_9"]},
+    text = record_text({"status": "success", "result": "x" * 5000,
+                        "artifact_refs": [{"artifact_id": "art_9"}]},
                        max_chars=300)
     assert len(text) == 300
     assert text.endswith("...[cut: 5054 characters in all; the full result is in artifacts "
@@ -135,7 +171,19 @@ def _round(i: int, size: int = 1000) -> dict:
     return {"round_index": i, "model_message": {"role": "assistant", "content": f"r{i}"},
             "response": None, "calls": [], "invalid": [],
             "records": [{"call_id": f"c{i}", "action": "a", "status": "success",
-                         "result": "x" * size, "artifacts": [f"art_{i}"]}]}
+                         "result": "x" * size,
+                         "artifact_refs": [{"artifact_id": f"art_{i}"}]}]}
+
+
+def test_a_turn_answers_every_call_id_with_its_result_or_not_run() -> None:
+    history = [{"round_index": 0, "calls": [{"id": "a", "action": "x", "kwargs": {}},
+                                             {"id": "b", "action": "x", "kwargs": {}}],
+                "records": [{"call_id": "a", "action": "x", "status": "success",
+                             "result": 7}]}]
+    turn = transcript(history, max_result_chars=1000, max_context_chars=10_000).turns[0]
+    assert turn.result_text("a") == turn.result_for("a").text == '{"status":"success","result":7}'
+    assert turn.result_text("b") == NOT_RUN_TEXT
+    assert json.loads(NOT_RUN_TEXT) == {"status": "skipped", "error": "this call did not run"}
 
 
 def test_transcript_within_budget_is_whole() -> None:

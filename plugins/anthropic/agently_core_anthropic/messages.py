@@ -27,7 +27,6 @@ from agently_core.planning import (
 
 from .answer import Answer
 
-_NOT_RUN = '{"status":"skipped","error":"this call did not run"}'
 #: How much of a malformed tool input is kept to replay it.
 _KEPT_INPUT = 4000
 
@@ -158,7 +157,7 @@ def conversation(request: Any, turns: Transcript, protocol: str, names: ToolName
             answered.add(block["id"])
             result = turn.result_for(block["id"])
             results.append({"type": "tool_result", "tool_use_id": block["id"],
-                            "content": result.text if result is not None else _NOT_RUN,
+                            "content": turn.result_text(block["id"]),
                             **({} if result is not None and result.status == "success"
                                else {"is_error": True})})
         rest = [r for r in turn.results if r.call_id not in answered]

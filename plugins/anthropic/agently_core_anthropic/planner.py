@@ -18,6 +18,7 @@ from agently_core.planning import (
     anthropic_tools,
     failure_message,
     mask,
+    optional_bool,
     output_system_prompt,
     output_turns,
 )
@@ -31,12 +32,6 @@ ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 DEFAULT_MAX_TOKENS = 8192
 #: Statuses the SDK retries (with backoff) before giving up.
 _RETRIED = {408, 409, 429}
-
-
-def _optional_bool(value: Any) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    raise ValueError(f"must be true or false, got {value!r}")
 
 
 class AnthropicCompatiblePlanner(ModelPlanner):
@@ -64,7 +59,7 @@ class AnthropicCompatiblePlanner(ModelPlanner):
     default_key_env = "ANTHROPIC_API_KEY"
     default_base_url = ANTHROPIC_BASE_URL
     provider = "Anthropic"
-    extra_options: dict[str, tuple[Any, Any]] = {"parallel_tool_use": (_optional_bool, None)}
+    extra_options: dict[str, tuple[Any, Any]] = {"parallel_tool_use": (optional_bool, None)}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -19,7 +19,9 @@ from agently_core.planning import (
     ToolNames,
     Transcript,
     Turn,
+    one_of,
     openai_chat_tools,
+    optional_bool,
     output_system_prompt,
     output_turns,
     parse_plan,
@@ -28,20 +30,6 @@ from agently_core.planning import (
 )
 
 from .base import OpenAIPlannerBase, arguments_json, unique_id, usage_of
-
-_NOT_RUN = '{"status":"skipped","error":"this call did not run"}'
-
-
-def _structured_output(value: Any) -> str:
-    if value not in ("json_schema", "json_object", "none"):
-        raise ValueError(f"must be json_schema, json_object or none, got {value!r}")
-    return str(value)
-
-
-def _optional_bool(value: Any) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    raise ValueError(f"must be true or false, got {value!r}")
 
 
 class OpenAICompatiblePlanner(OpenAIPlannerBase):
@@ -57,9 +45,9 @@ class OpenAICompatiblePlanner(OpenAIPlannerBase):
 
     name = "openai_compatible"
     extra_options = {
-        "structured_output": (_structured_output, "json_schema"),
-        "parallel_tool_calls": (_optional_bool, None),
-        "stream_usage": (_optional_bool, True),
+        "structured_output": (one_of("json_schema", "json_object", "none"), "json_schema"),
+        "parallel_tool_calls": (optional_bool, None),
+        "stream_usage": (optional_bool, True),
     }
 
     async def _round(self, context: Mapping[str, Any], request: Mapping[str, Any],
@@ -263,9 +251,8 @@ def replay(turns: Transcript, protocol: str, names: ToolNames) -> list[dict[str,
             for call in assistant.get("tool_calls") or ():
                 call_id = call.get("id")
                 answered.add(call_id)
-                result = turn.result_for(call_id)
                 messages.append({"role": "tool", "tool_call_id": call_id,
-                                 "content": result.text if result is not None else _NOT_RUN})
+                                 "content": turn.result_text(call_id)})
         rest = [r for r in turn.results if r.call_id not in answered]
         if rest:
             messages.append({"role": "user", "content": results_message(turn.round_index, rest)})

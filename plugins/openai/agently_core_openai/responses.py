@@ -23,7 +23,9 @@ from agently_core.planning import (
     Turn,
     failure_message,
     mask,
+    one_of,
     openai_responses_tools,
+    optional_bool,
     output_system_prompt,
     output_turns,
     plan_schema,
@@ -32,20 +34,6 @@ from agently_core.planning import (
 
 from .base import OpenAIPlannerBase, unique_id, usage_of
 from .chat import decision
-
-_NOT_RUN = '{"status":"skipped","error":"this call did not run"}'
-
-
-def _optional_bool(value: Any) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    raise ValueError(f"must be true or false, got {value!r}")
-
-
-def _structured_output(value: Any) -> str:
-    if value not in ("json_schema", "none"):
-        raise ValueError(f"must be json_schema or none, got {value!r}")
-    return str(value)
 
 
 class OpenAIResponsesPlanner(OpenAIPlannerBase):
@@ -58,9 +46,9 @@ class OpenAIResponsesPlanner(OpenAIPlannerBase):
 
     name = "openai_responses"
     extra_options = {
-        "structured_output": (_structured_output, "json_schema"),
-        "parallel_tool_calls": (_optional_bool, None),
-        "store": (_optional_bool, None),
+        "structured_output": (one_of("json_schema", "none"), "json_schema"),
+        "parallel_tool_calls": (optional_bool, None),
+        "store": (optional_bool, None),
     }
 
     async def _round(self, context: Mapping[str, Any], request: Mapping[str, Any],
@@ -268,9 +256,8 @@ def replay(turns: Transcript, protocol: str, names: ToolNames) -> list[dict[str,
             if item.get("type") == "function_call":
                 call_id = item.get("call_id")
                 answered.add(call_id)
-                result = turn.result_for(call_id)
                 items.append({"type": "function_call_output", "call_id": call_id,
-                              "output": result.text if result is not None else _NOT_RUN})
+                              "output": turn.result_text(call_id)})
         rest = [r for r in turn.results if r.call_id not in answered]
         if rest:
             items.append({"role": "user", "content": results_message(turn.round_index, rest)})
