@@ -76,9 +76,9 @@ KNOWN_DISTRIBUTIONS: dict[tuple[str, str], str] = {
     ("workspace_backend", "postgres"): "agently-core-workspace-postgres",
     ("action_package", "workspace_files"): "agently-core-workspace-local",
     ("action_executor", "bash"): "agently-core-bash",
-    ("action_executor", "nodejs"): "agently-core-nodejs",
+    ("action_executor", "node"): "agently-core-nodejs",
     ("environment_provider", "bash"): "agently-core-bash",
-    ("environment_provider", "nodejs"): "agently-core-nodejs",
+    ("environment_provider", "node"): "agently-core-nodejs",
     ("environment_provider", "python"): "agently-core-python",
     ("environment_provider", "sqlite"): "agently-core-sqlite",
 }

@@ -311,7 +311,7 @@ async def _nodejs_sandbox(repeat: int) -> list[dict]:
         t = time.perf_counter()
         await execute("run_nodejs", {"js_code": "1"})
         warm.append((time.perf_counter() - t) * 1000)
-    worker = next(iter(agent.manager.list(kind="nodejs")))
+    worker = next(iter(agent.manager.list(kind="node")))
     rss = _tree_rss_mb(agent.manager.resource(worker).process.pid)
     # eight calls awaiting a 0.5 s timer, all in the one warm worker at once
     calls = [{"action": "run_nodejs", "kwargs": {"js_code": "await new Promise((r) => "

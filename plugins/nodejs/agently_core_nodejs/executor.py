@@ -1,4 +1,4 @@
-"""The ``nodejs`` ActionExecutor: ``run_nodejs(js_code, args)`` in the call's warm worker."""
+"""The ``node`` ActionExecutor: ``run_nodejs(js_code, args)`` in the call's warm worker."""
 
 from __future__ import annotations
 
@@ -29,11 +29,11 @@ class NodeExecutor:
     run looser. A write the workspace's bound refused gets a note on stderr.
     """
 
-    kind = "nodejs"
+    kind = "node"
     enforced_policy = WORKER_POLICY_FIELDS
 
     async def execute(self, spec: Any, kwargs: dict[str, Any], context: Any) -> Any:
-        worker = context.execution_environment_resources.get("nodejs")
+        worker = context.execution_environment_resources.get("node")
         if not isinstance(worker, NodeWorker):
             raise ActionError(f"{spec.name!r} has no Node.js sandbox; mount it with "
                               "agent.enable_nodejs()")

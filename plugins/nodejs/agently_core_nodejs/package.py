@@ -25,9 +25,10 @@ def mount(agent: Any, *, scope: str = "agent", timeout: float = 30.0, network: b
           env_passthrough: list[str] | None = None, tier: str | None = None,
           allow_trusted_local: bool = False, max_output_bytes: int = 100_000,
           disk_mb: int | None = None, name: str = "run_nodejs") -> list[str]:
-    """Register ``run_nodejs`` with a warm worker per ``scope`` owner."""
+    """Register ``run_nodejs`` (executor and environment kind ``node``) with a warm worker
+    per ``scope`` owner."""
     return mount_worker_action(
-        agent, kind="nodejs", name=name, description=DESCRIPTION, scope=scope,
+        agent, kind="node", name=name, description=DESCRIPTION, scope=scope,
         input_schema={
             "type": "object", "additionalProperties": False, "required": ["js_code"],
             "properties": {

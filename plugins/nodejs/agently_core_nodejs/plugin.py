@@ -5,12 +5,12 @@ from agently_core.hookspecs import hookimpl
 
 @hookimpl
 def register_execution_environment_providers(register):
-    register("nodejs", "agently_core_nodejs.provider:NodeSandboxProvider")
+    register("node", "agently_core_nodejs.provider:NodeSandboxProvider")
 
 
 @hookimpl
 def register_action_executors(register):
-    register("nodejs", "agently_core_nodejs.executor:NodeExecutor")
+    register("node", "agently_core_nodejs.executor:NodeExecutor")
 
 
 @hookimpl

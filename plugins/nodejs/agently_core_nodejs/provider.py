@@ -1,4 +1,4 @@
-"""The ``nodejs`` ExecutionEnvironmentProvider: one warm, isolated worker per requirement."""
+"""The ``node`` ExecutionEnvironmentProvider: one warm, isolated worker per requirement."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ class NodeSandboxProvider:
     hold together, where the host is root), ``env_passthrough``.
     """
 
-    kind = "nodejs"
-    name = "nodejs"
+    kind = "node"
+    name = "node"
 
     async def ensure(self, requirement: Any) -> NodeWorker:
         config = dict(requirement.config or {})

@@ -52,7 +52,7 @@ def reported(record: Any) -> Any:
 
 
 def worker_of(agent: Any) -> NodeWorker:
-    return testing.only_resource(agent, "nodejs")
+    return testing.only_resource(agent, "node")
 
 
 def next_call_works(agent: Any) -> None:

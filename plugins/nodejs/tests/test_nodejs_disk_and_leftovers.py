@@ -51,7 +51,7 @@ def test_a_full_workspace_fails_with_enospc_and_a_note(node_agent: Any, tier: st
     assert "ENOSPC" in record.error, record.error
     stderr = record.result["stderr"]
     assert "at most 16 MiB" in stderr and "enable_nodejs(disk_mb=...)" in stderr, stderr
-    worker = testing.only_resource(agent, "nodejs")
+    worker = testing.only_resource(agent, "node")
     assert worker.workspace_bytes == 16 * MiB
     assert used(worker.workspace.root) <= 16 * MiB
     cleaned = call(agent, "var fs = require('fs'), os = require('os');\n"
@@ -67,7 +67,7 @@ def test_calls_that_leave_children_leave_nothing(node_agent: Any, tier: str, mar
     for nap in naps:
         record = call(agent, LEAVE.format(nap=nap))
         assert record.status == "success" and record.result["value"] == "'left'", record.error
-    uid = testing.only_resource(agent, "nodejs").uid
+    uid = testing.only_resource(agent, "node").uid
     time.sleep(0.3)  # the orphans have ended: their zombies must be reaped already
     assert not watch.new_zombies({uid}), watch.new_zombies({uid})
     assert all(testing.running(nap) for nap in naps)

@@ -33,7 +33,7 @@ def call(agent: Any, code: str, args: Any = None, **options: Any) -> Any:
 
 
 def worker_of(agent: Any) -> NodeWorker:
-    worker = testing.only_resource(agent, "nodejs")
+    worker = testing.only_resource(agent, "node")
     assert isinstance(worker, NodeWorker)
     return worker
 
@@ -204,7 +204,7 @@ async def test_calls_on_one_worker_run_concurrently(agently_agent_factory: Any) 
             assert records[n].result["stdout"] == f"start {n}\nend {n}\n"
             assert records[n].result["value"].startswith(f"[ {n}, ")
         assert len({records[n].result["value"].split(", ")[1] for n in range(4)}) == 1  # one pid
-        assert len(agent.manager.list(kind="nodejs")) == 1
+        assert len(agent.manager.list(kind="node")) == 1
         hits = await agent.action.async_execute_action("run_nodejs", {"js_code": "hits"})
         assert hits.result["value"] == "4"
     finally:
@@ -218,7 +218,7 @@ def test_calls_on_different_scopes_get_their_own_workers(node_agent: Any) -> Non
     records = agent.action.execute_actions(calls, concurrency=3)
     assert [r.status for r in records] == ["success"] * 3, [r.error for r in records]
     assert len({r.result["value"] for r in records}) == 3  # three workers, three uids
-    assert agent.manager.list(kind="nodejs") == []  # action_call workers are released
+    assert agent.manager.list(kind="node") == []  # action_call workers are released
 
 
 # == the worker's lifecycle ================================================================
@@ -299,7 +299,7 @@ def test_closing_the_agent_kills_the_worker_and_removes_its_workdir(node_agent: 
         time.sleep(0.02)
     assert not alive(pid) and not running(nap), "a process of the worker survived aclose()"
     assert not workdir.exists()
-    assert agent.manager.list(kind="nodejs") == []
+    assert agent.manager.list(kind="node") == []
 
 
 def test_the_memory_limit_is_rlimit_data_not_address_space(node_agent: Any) -> None:
@@ -433,7 +433,7 @@ def test_max_cpu_seconds_is_not_enforceable_and_blocks(node_agent: Any) -> None:
     record = call(agent, "console.log('ran')")
     assert record.status == "blocked" and record.error_type == "PolicyNotEnforceable"
     assert "max_cpu_seconds" in record.error
-    assert agent.manager.list(kind="nodejs") == []  # refused before any sandbox started
+    assert agent.manager.list(kind="node") == []  # refused before any sandbox started
     agent.set_policy(max_cpu_seconds=None)
     assert call(agent, "console.log('ran')").result["stdout"] == "ran\n"
 
@@ -442,7 +442,7 @@ def test_too_little_memory_for_node_is_a_clear_error(node_agent: Any) -> None:
     agent = node_agent(memory_mb=32)
     record = call(agent, "1")
     assert record.status == "failed" and "Node.js needs at least 64 MB" in record.error
-    assert agent.manager.list(kind="nodejs") == []
+    assert agent.manager.list(kind="node") == []
 
 
 def test_no_isolation_tier_is_a_clear_error_and_nothing_runs(node_agent: Any,
@@ -452,7 +452,7 @@ def test_no_isolation_tier_is_a_clear_error_and_nothing_runs(node_agent: Any,
     record = call(agent, "console.log('ran')")
     assert record.status == "failed" and record.result is None
     assert "IsolationUnavailable" in record.error and "allow_trusted_local=True" in record.error
-    assert agent.manager.list(kind="nodejs") == []
+    assert agent.manager.list(kind="node") == []
     monkeypatch.undo()
     assert call(agent, "console.log('ran')").result["stdout"] == "ran\n"
 
