@@ -43,7 +43,7 @@ class ActionContext:
     def add_artifact(self, kind: str, content: Any, *, media_type: str = "text/plain") -> None:
         """Keep ``content`` (text, bytes or JSON-able data) as an artifact of this call,
         e.g. the full output behind a truncated result. The dispatcher redacts and stores
-        it after the call; its id lands in the record's ``artifacts`` and digest. Output
+        it after the call; its ref lands in the record's ``artifact_refs`` and digest. Output
         that was cut at its end before it reached you goes through :meth:`redact` with
         ``cut=True`` first."""
         self.pending_artifacts.append((kind, content, media_type))

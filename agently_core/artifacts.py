@@ -4,9 +4,9 @@ An *instruction-heavy* action (its spec names the argument that holds the instru
 ``meta={"instruction": "python_code"}``: code, a shell line, a query) gets two extra
 things on its record:
 
-* a **digest**: a compact summary for the next planning round (purpose, status, a preview
-  of the instruction and of the result, redaction notes, artifact ids), so a planner does
-  not re-read whole programs and outputs;
+* a **digest**: a compact summary for the next planning round (the action, the call id,
+  purpose, status, a preview of the instruction and of the result, redaction notes,
+  artifact refs), so a planner does not re-read whole programs and outputs;
 * **artifacts**: the full instruction, the full result and whatever the executor kept
   (:meth:`~agently_core.actions.ActionContext.add_artifact`, e.g. output cut from the
   record), redacted like the record, in an :class:`ArtifactStore` with a retention bound.
@@ -60,6 +60,13 @@ class Artifact:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.info(), "content": self.content}
+
+    def ref(self) -> dict[str, Any]:
+        """How records and digests point at it (``record["artifact_refs"]``): enough to
+        read it back and to know what it is, without the content."""
+        return {"artifact_id": self.id, "action_call_id": self.action_call_id,
+                "kind": self.kind, "media_type": self.media_type, "size": self.size,
+                "truncated": self.truncated}
 
 
 def _measure(content: Any) -> int:

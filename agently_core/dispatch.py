@@ -299,17 +299,17 @@ class ActionDispatcher:
         from .artifacts import preview, result_preview
 
         store = self.artifacts
-        ids: list[str] = []
+        refs: list[dict[str, Any]] = []
         notes: list[str] = []
         text = record.kwargs.get(instruction) if instruction else None
         if isinstance(text, str):
-            ids.append(store.put(call.id, call.action, "instruction", text).id)
+            refs.append(store.put(call.id, call.action, "instruction", text).ref())
             original = call.kwargs.get(instruction) if isinstance(call.kwargs, dict) else None
             if original != text:
                 notes.append("secret values were masked in the instruction")
         if instruction and full is not None:
-            ids.append(store.put(call.id, call.action, "result", full,
-                                 media_type="application/json").id)
+            refs.append(store.put(call.id, call.action, "result", full,
+                                  media_type="application/json").ref())
             if self.redactor is not None and self.redactor.active and full != raw:
                 notes.append("secret values were masked in the result")
         if context.masked:  # the executor masked its output itself, before cutting it
@@ -320,20 +320,21 @@ class ActionDispatcher:
             kept = self._redact(_jsonable(content), call)
             if kept != content and "secret values were masked in the output" not in notes:
                 notes.append("secret values were masked in the output")
-            ids.append(store.put(call.id, call.action, kind, kept, media_type=media_type).id)
-        record.artifacts = ids
+            refs.append(store.put(call.id, call.action, kind, kept, media_type=media_type).ref())
+        record.artifact_refs = refs
         if instruction:
             if record.meta.get("truncated"):
                 notes.append(f"the result was cut to {call.action}'s max_output_bytes; the full "
                              "result is an artifact")
             record.digest = {
                 "action": call.action,
+                "call_id": call.id,
                 "purpose": record.purpose or entry.spec.description.split(". ")[0][:160],
                 "status": record.status,
                 "instruction_preview": preview(text),
                 "result_preview": result_preview(record.result, record.error),
                 "redaction_notes": notes,
-                "artifacts": ids,
+                "artifact_refs": [dict(ref) for ref in refs],
             }
 
     async def _ensure_environments(self, call: ActionCall, entry: RegisteredAction,
@@ -510,7 +511,7 @@ class ActionDispatcher:
             "result": result, "error": error, "error_type": error_type, "purpose": purpose,
             "round_index": call.round_index, "started_at": started, "duration_ms": duration,
             "approval_request_id": approval_request.id if approval_request else None,
-            "digest": None, "artifacts": [], "meta": meta or {},
+            "digest": None, "artifact_refs": [], "meta": meta or {},
         })
 
 

@@ -372,7 +372,13 @@ class ActionCall(_Model):
 
 class ActionRecord(_Model):
     """The outcome of one call. ``status`` is one of success, failed, approval_required,
-    blocked, skipped; ``error`` says why when it is not success."""
+    blocked, skipped; ``error`` says why when it is not success.
+
+    A record reads like a dict too: ``record["result"]``, ``record.get("digest")``,
+    ``dict(record)``. ``artifact_refs`` lists what the call kept in full, each ref a dict
+    with ``artifact_id`` and ``action_call_id`` (read one back with
+    ``agent.action.read_action_artifact(artifact_id=..., action_call_id=...)``), plus its
+    ``kind``, ``media_type``, ``size`` and ``truncated``."""
 
     call_id: str
     action: str
@@ -387,12 +393,32 @@ class ActionRecord(_Model):
     duration_ms: float = 0.0
     approval_request_id: str | None = None
     digest: dict[str, Any] | None = None
-    artifacts: list[str] = Field(default_factory=_list)
+    artifact_refs: list[dict[str, Any]] = Field(default_factory=_list)
     meta: dict[str, Any] = Field(default_factory=_dict)
 
     @property
     def ok(self) -> bool:
         return self.status == "success"
+
+    def __getitem__(self, key: str) -> Any:
+        """A field by name (``record["artifact_refs"]``); KeyError for anything else."""
+        if not isinstance(key, str) or key not in type(self).model_fields:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A field by name, or ``default`` when the record has no such field."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def keys(self) -> list[str]:
+        """The field names (with item access, ``dict(record)`` gives the fields)."""
+        return list(type(self).model_fields)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in type(self).model_fields
 
 
 class ActionDecision(_Model):

@@ -53,15 +53,18 @@ def _history() -> list[dict[str, Any]]:
         ids = [f"call_{i}a", f"call_{i}b"]
         calls = [{"id": c, "action": "run_python", "kwargs": {"python_code": f"print({i})"}}
                  for c in ids]
-        digest = {"action": "run_python", "purpose": "run code", "status": "success",
-                  "instruction_preview": f"print({i})", "result_preview": f'{{"stdout": "{i}"}}',
-                  "redaction_notes": [], "artifacts": ["art_1", "art_2"]}
+        refs = [{"artifact_id": a, "action_call_id": ids[0], "kind": "result"}
+                for a in ("art_1", "art_2")]
+        digest = {"action": "run_python", "call_id": ids[0], "purpose": "run code",
+                  "status": "success", "instruction_preview": f"print({i})",
+                  "result_preview": f'{{"stdout": "{i}"}}', "redaction_notes": [],
+                  "artifact_refs": refs}
         rounds.append({
             "round_index": i, "model_message": None, "response": "Running code.",
             "calls": calls, "invalid": [],
             "records": [{"call_id": c, "action": "run_python", "status": "success",
                          "result": {"stdout": f"{i}\n"}, "digest": digest,
-                         "artifacts": ["art_1", "art_2"]} for c in ids]})
+                         "artifact_refs": refs} for c in ids]})
     return rounds
 
 

@@ -117,12 +117,14 @@ def test_an_instruction_heavy_call_gets_a_digest_and_artifacts(agent: Any) -> No
     assert record.status == "success"
     digest = record.digest
     assert digest["action"] == "interpret" and digest["status"] == "success"
+    assert digest["call_id"] == record.call_id
     assert digest["purpose"] == "check it"
     assert digest["instruction_preview"] == "print(1)"
     assert "ran: print(1)" in digest["result_preview"]
     assert digest["redaction_notes"] == []
-    assert digest["artifacts"] == record.artifacts and len(record.artifacts) == 2
-    kinds = {agent.action.read_action_artifact(a)["kind"]: a for a in record.artifacts}
+    assert digest["artifact_refs"] == record.artifact_refs and len(record.artifact_refs) == 2
+    assert {ref["action_call_id"] for ref in record.artifact_refs} == {record.call_id}
+    kinds = {ref["kind"]: ref["artifact_id"] for ref in record.artifact_refs}
     assert set(kinds) == {"instruction", "result"}
     assert agent.action.read_action_artifact(kinds["instruction"])["content"] == "print(1)"
     assert agent.action.read_action_artifact(
@@ -143,7 +145,7 @@ def test_a_plain_action_gets_neither(build_agent: Callable[..., Any]) -> None:
         return a + b
 
     record = agent.action.execute_action("add", {"a": 1, "b": 2})
-    assert record.digest is None and record.artifacts == []
+    assert record.digest is None and record.artifact_refs == []
     assert agent.action.read_action_artifact(action_call_id=record.call_id) == []
 
 
@@ -152,7 +154,8 @@ def test_a_failed_call_still_has_a_digest_with_its_error(agent: Any) -> None:
     assert record.status == "failed"
     assert record.digest["status"] == "failed"
     assert "the code failed on purpose" in record.digest["result_preview"]
-    assert [agent.action.read_action_artifact(a)["kind"] for a in record.artifacts] == ["instruction"]
+    assert [agent.action.read_action_artifact(a["artifact_id"])["kind"]
+            for a in record.artifact_refs] == ["instruction"]
 
 
 def test_the_full_result_survives_the_output_cap(build_agent: Callable[..., Any]) -> None:
@@ -202,18 +205,20 @@ def test_reading_bad_ids_is_a_clear_error(agent: Any) -> None:
     with pytest.raises(ArtifactNotFound, match="no artifact 'art_nope'"):
         agent.action.read_action_artifact("art_nope")
     with pytest.raises(ArtifactNotFound, match="does not belong"):
-        agent.action.read_action_artifact(record.artifacts[0], action_call_id=other.call_id)
+        agent.action.read_action_artifact(record.artifact_refs[0]["artifact_id"],
+                                          action_call_id=other.call_id)
     with pytest.raises(TypeError, match="artifact_id or action_call_id"):
         agent.action.read_action_artifact()
     # nothing is lost: both calls' artifacts are still there
-    assert agent.action.read_action_artifact(record.artifacts[0])["content"] == "a"
+    assert agent.action.read_action_artifact(
+        record.artifact_refs[0]["artifact_id"])["content"] == "a"
 
 
 def test_agents_do_not_share_artifacts(build_agent: Callable[..., Any], agent: Any) -> None:
     record = agent.action.execute_action("interpret", {"code": "mine"})
     stranger = build_agent()
     with pytest.raises(ArtifactNotFound):
-        stranger.action.read_action_artifact(record.artifacts[0])
+        stranger.action.read_action_artifact(record.artifact_refs[0]["artifact_id"])
 
 
 def test_the_next_round_sees_the_digest_not_the_whole_output(agent: Any) -> None:
@@ -231,8 +236,10 @@ def test_the_next_round_sees_the_digest_not_the_whole_output(agent: Any) -> None
     assert "result" not in entry and "kwargs" not in entry
     assert entry["digest"]["instruction_preview"] == "long"
     assert len(entry["digest"]["result_preview"]) < 400
-    full = agent.action.read_action_artifact(entry["digest"]["artifacts"][1],
-                                             action_call_id=entry["call_id"])
+    ref = entry["digest"]["artifact_refs"][1]
+    assert ref["action_call_id"] == entry["call_id"] == entry["digest"]["call_id"]
+    full = agent.action.read_action_artifact(artifact_id=ref["artifact_id"],
+                                             action_call_id=ref["action_call_id"])
     assert full["content"]["stdout"].count("ran: long") == 200
 
 
@@ -250,7 +257,36 @@ def test_an_instruction_with_a_lone_surrogate_is_a_record_not_an_exception() -> 
     entry.spec.meta["instruction"] = "code"
     record = agent.action.execute_action("run", {"code": "SELECT '\ud800'" + "x" * 100})
     assert record.status == "success", record.error
-    assert record.artifacts  # stored, not raised
-    text = agent.action.read_action_artifact(record.artifacts[0], action_call_id=record.call_id)
+    assert record.artifact_refs  # stored, not raised
+    text = agent.action.read_action_artifact(record.artifact_refs[0]["artifact_id"],
+                                             action_call_id=record.call_id)
     assert "SELECT" in str(text)
     agent.close()
+
+
+def test_records_read_as_the_reference_uses_them(agent: Any) -> None:
+    """``records[0]["artifact_refs"][0]`` holds ``artifact_id`` and ``action_call_id``,
+    and those two read the artifact back."""
+    agent.action.execute_action("interpret", {"code": "print(2)"})
+    records = agent.get_action_result()
+    ref = records[0]["artifact_refs"][0]
+    raw = agent.action.read_action_artifact(artifact_id=ref["artifact_id"],
+                                            action_call_id=ref["action_call_id"])
+    assert ref["action_call_id"] == records[0]["call_id"] == records[0].call_id
+    assert raw["content"] == "print(2)" and raw["kind"] == ref["kind"] == "instruction"
+    assert records[0].get("nope", "fallback") == "fallback" and "digest" in records[0]
+    assert dict(records[0])["digest"] == records[0].digest
+    with pytest.raises(KeyError):
+        records[0]["nope"]
+    with pytest.raises(KeyError):
+        records[0][0]
+
+
+def test_the_digest_carries_every_field_the_reference_lists(agent: Any) -> None:
+    record = agent.action.execute_action("interpret", {"code": "print(3)"}, purpose="three")
+    assert list(record.digest) == ["action", "call_id", "purpose", "status",
+                                   "instruction_preview", "result_preview", "redaction_notes",
+                                   "artifact_refs"]
+    assert record.digest["call_id"] == record.call_id
+    assert all(set(ref) >= {"artifact_id", "action_call_id"}
+               for ref in record.digest["artifact_refs"])

@@ -12,7 +12,7 @@ def test_construct_matches_model_construct() -> None:
         "call_id": "c1", "action": "add", "status": "success", "kwargs": {"a": 1},
         "result": 2, "error": None, "error_type": None, "purpose": "", "round_index": 0,
         "started_at": 1.0, "duration_ms": 0.5, "approval_request_id": None, "digest": None,
-        "artifacts": [], "meta": {},
+        "artifact_refs": [], "meta": {},
     }
     fast = construct(ActionRecord, dict(values))
     slow = ActionRecord.model_construct(**values)

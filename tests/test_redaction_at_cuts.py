@@ -32,7 +32,8 @@ def leaks(agent: Any, record: Any) -> list[str]:
     its artifacts."""
     found = []
     texts = {"record": json.dumps(record.result) + str(record.error)}
-    for artifact_id in record.artifacts:
+    for ref in record.artifact_refs:
+        artifact_id = ref["artifact_id"]
         texts[artifact_id] = str(agent.action.read_action_artifact(
             artifact_id, action_call_id=record.call_id))
     for where, text in texts.items():

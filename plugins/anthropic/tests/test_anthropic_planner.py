@@ -499,7 +499,8 @@ async def test_the_context_budget_shrinks_then_drops_the_oldest_results(server, 
         return {"round_index": i, "response": None, "invalid": [], "model_message": None,
                 "calls": [{"id": call_id, "action": "add", "kwargs": {"a": i, "b": i}}],
                 "records": [{"call_id": call_id, "action": "add", "status": "success",
-                             "result": f"r{i}:" + "x" * 3000, "artifacts": [f"art_{i}"]}]}
+                             "result": f"r{i}:" + "x" * 3000,
+                             "artifact_refs": [{"artifact_id": f"art_{i}"}]}]}
 
     await planner.plan(kit.context(30, [round_(i) for i in range(30)]), kit.request())
     body = srv.last_request.json

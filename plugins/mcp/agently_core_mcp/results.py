@@ -104,7 +104,7 @@ def shape(result: Any, max_bytes: int | None, artifact_bytes: int,
         "bytes": sink.total, "sha256": sink.digest.hexdigest(), "artifact": "result",
         "artifact_truncated": sink.cut,
         "note": "the tool's whole result (content, structured_content, is_error) is this "
-        "call's artifact (record.artifacts; agent.action.read_action_artifact)"
+        "call's artifact (record.artifact_refs; agent.action.read_action_artifact)"
         + (f", cut to its first {sink.kept} bytes" if sink.cut else ""),
     }
     artifact = sink.text()

@@ -283,8 +283,8 @@ def test_a_large_result_is_kept_as_an_artifact_with_a_digest(agent: Any,
     image = next(block for block in result["content"] if block["type"] == "image")
     assert image["data"] is None and image["omitted_characters"] > 2000
     assert len(json.dumps(result)) <= 2000
-    assert len(record.artifacts) == 1
-    artifact = agent.action.read_action_artifact(record.artifacts[0],
+    assert len(record.artifact_refs) == 1
+    artifact = agent.action.read_action_artifact(record.artifact_refs[0]["artifact_id"],
                                                  action_call_id=record.call_id)
     assert artifact["media_type"] == "application/json" and artifact["kind"] == "result"
     full = artifact["content"]
@@ -294,7 +294,7 @@ def test_a_large_result_is_kept_as_an_artifact_with_a_digest(agent: Any,
     picture = next(block for block in whole["content"] if block["type"] == "image")
     assert base64.b64decode(picture["data"]).startswith(b"\x89PNG")
     small = call(agent, "echo", {"message": "short"})
-    assert small.artifacts == [] and "truncated" not in small.result
+    assert small.artifact_refs == [] and "truncated" not in small.result
 
 
 # -- secrets ---------------------------------------------------------------------------------

@@ -223,7 +223,7 @@ took = time.monotonic() - started
 full = record.result.get("full_result") if isinstance(record.result, dict) else None
 print(json.dumps({"status": record.status, "error": record.error, "before": before,
                   "peak": peak(), "took": took, "full": full,
-                  "artifacts": len(record.artifacts), "size": len(record.model_dump_json())}))
+                  "artifacts": len(record.artifact_refs), "size": len(record.model_dump_json())}))
 agent.close()
 """
 

@@ -182,7 +182,7 @@ def test_agently_client_on_agently_server(agent: Any, tmp_path: Path) -> None:
     assert record.status == "success", record.error
     assert record.result["structured_content"]["stdout"] == "hi\n"
     assert record.digest is not None and record.digest["action"] == "run_python"
-    assert len(record.artifacts) == 2  # the instruction and the whole result
+    assert len(record.artifact_refs) == 2  # the instruction and the whole result
     # a JSON-RPC error from the server (a tool it does not have) is a failed record too
     agent.action.register_action(ActionSpec(
         name="ghost", kind="mcp", execution_environments=spec.execution_environments,

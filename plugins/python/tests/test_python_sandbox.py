@@ -258,7 +258,8 @@ def test_cut_output_is_kept_whole_as_an_artifact(python_agent: Any) -> None:
     digest = record.digest
     assert digest["instruction_preview"].startswith("print('***')")
     assert "secret values were masked in the output" in digest["redaction_notes"]
-    assert set(digest["artifacts"]) == set(record.artifacts)
+    assert digest["artifact_refs"] == record.artifact_refs
+    assert digest["call_id"] == record.call_id
 
 
 def test_configured_env_and_passthrough_together(python_agent: Any,
