@@ -33,6 +33,7 @@ from .errors import (
     EnvironmentNotFound,
     EnvironmentStartError,
     ManagerClosedError,
+    PluginError,
 )
 from .events import EventCenter
 from .models import (
@@ -42,6 +43,7 @@ from .models import (
     Policy,
     construct,
 )
+from .protocols import ProviderHandle
 from .redaction import Redactor
 
 if TYPE_CHECKING:
@@ -59,7 +61,7 @@ _KNOWN_SIZE = 1024
 class _Slot:
     """One live resource and the references to it."""
 
-    __slots__ = ("closed", "created_at", "handle_id", "key", "leases", "lock", "loop",
+    __slots__ = ("checked", "closed", "created_at", "handle_id", "key", "leases", "lock", "loop",
                  "owner_lease", "provider", "provider_name", "requirement", "resource", "status",
                  "template")
 
@@ -71,6 +73,9 @@ class _Slot:
         self.provider_name = provider_name
         self.handle_id = f"envh_{next(_lease_numbers)}_{time.time_ns():x}"
         self.resource: Any = None
+        #: What the provider's health check receives for the current resource (made once
+        #: per start: a reuse creates nothing).
+        self.checked: ProviderHandle | None = None
         self.status = "pending"
         self.closed = False
         self.leases: set[str] = set()
@@ -120,7 +125,8 @@ class ExecutionEnvironmentManager:
     ) -> None:
         self._plugins = plugins
         self._providers: dict[str, tuple[Any, str]] = {
-            kind: (provider, getattr(provider, "name", type(provider).__name__))
+            kind: (_checked_provider(provider, kind), getattr(provider, "name",
+                                                              type(provider).__name__))
             for kind, provider in (providers or {}).items()
         }
         self.redactor = redactor or Redactor()
@@ -166,7 +172,8 @@ class ExecutionEnvironmentManager:
         found = self._providers.get(cache_key)
         if found is None:
             registration = self.plugins.select("environment_provider", name, kind=kind)
-            found = self._providers[cache_key] = (registration.load()(), registration.name)
+            provider = _checked_provider(registration.load()(), kind, registration)
+            found = self._providers[cache_key] = (provider, registration.name)
         return found
 
     # -- declare -----------------------------------------------------------------------
@@ -250,6 +257,7 @@ class ExecutionEnvironmentManager:
             slot.status = "ensuring"
             await self._emit(events, "execution_environment.ensuring", slot)
             slot.resource = await slot.provider.ensure(requirement)
+            slot.checked = ProviderHandle(slot.handle_id, requirement, slot.resource)
             slot.loop = self._keep_loop()
         except BaseException as exc:
             slot.closed = True
@@ -322,8 +330,10 @@ class ExecutionEnvironmentManager:
         self._approved.add(requirement_id)
 
     async def _healthy(self, slot: _Slot) -> bool:
+        """The provider's ``async_health_check`` of the slot's resource; an exception is
+        an unhealthy answer."""
         try:
-            return bool(await slot.provider.health_check(slot.requirement, slot.resource))
+            return bool(await slot.provider.async_health_check(slot.checked))
         except Exception:
             return False
 
@@ -399,7 +409,7 @@ class ExecutionEnvironmentManager:
 
     async def _stop(self, slot: _Slot, events: EventCenter | None) -> None:
         """Release the slot's current resource exactly once (caller holds the lock)."""
-        resource, slot.resource = slot.resource, None
+        resource, slot.resource, slot.checked = slot.resource, None, None
         slot.status = "releasing"
         with anyio.CancelScope(shield=True):
             await self._emit(events, "execution_environment.releasing", slot)
@@ -636,6 +646,25 @@ class ExecutionEnvironmentManager:
                                   requirement_id=req.id, kind=req.kind, scope=req.scope,
                                   owner_id=req.owner_id, resource_key=req.resource_key,
                                   status=slot.status, ref_count=len(slot.leases), **extra)
+
+
+def _checked_provider(provider: Any, kind: str, registration: Any = None) -> Any:
+    """``provider``, once it has the coroutines the manager calls; otherwise a
+    :class:`~agently_core.errors.PluginError` that says what is missing (a health check
+    that cannot be called would make every reuse restart the resource)."""
+    import inspect
+
+    missing = [name for name in ("ensure", "async_health_check", "release")
+               if not inspect.iscoroutinefunction(getattr(provider, name, None))]
+    if not missing:
+        return provider
+    where = (f"provider {registration.name!r} of plugin {registration.plugin!r}"
+             if registration is not None else f"provider {type(provider).__name__}")
+    hint = (" (health_check(requirement, resource) is now async_health_check(handle), with "
+            "handle.requirement and handle.resource)"
+            if "async_health_check" in missing and hasattr(provider, "health_check") else "")
+    raise PluginError(f"{where} for kind {kind!r} lacks the async method(s) "
+                      f"{', '.join(missing)}{hint}")
 
 
 def _fields(requirement: EnvironmentRequirement) -> tuple[Any, ...]:

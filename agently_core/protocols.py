@@ -8,6 +8,7 @@ The conformance suites in :mod:`agently_core.testing` check them for real.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -44,20 +45,56 @@ class ActionExecutor(Protocol):
                       context: ActionContext) -> Any: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderHandle:
+    """The provider's view of one ready resource, as ``async_health_check`` receives it.
+
+    ``id`` is the handle id the manager's events and records show
+    (:class:`~agently_core.models.EnvironmentHandle` ``.id``), ``requirement`` the
+    requirement the resource was started for, and ``resource`` the live object the
+    provider's ``ensure`` returned. It never leaves the manager and its provider: the
+    :class:`~agently_core.models.EnvironmentHandle` that goes into events, records and
+    snapshots carries ids and status only, never the resource.
+    """
+
+    id: str
+    requirement: EnvironmentRequirement
+    resource: Any = field(repr=False)
+
+    @property
+    def kind(self) -> str:
+        return self.requirement.kind
+
+    @property
+    def scope(self) -> str:
+        return self.requirement.scope
+
+    @property
+    def owner_id(self) -> str | None:
+        return self.requirement.owner_id
+
+
 @runtime_checkable
 class ExecutionEnvironmentProvider(Protocol):
     """Starts, checks and releases live resources of one kind.
 
-    ``ensure`` returns the live resource (kept by the manager, never put in a model);
-    ``health_check`` answers with a real round trip; ``release`` frees everything
-    ``ensure`` made and is called exactly once per resource.
+    * ``ensure(requirement)`` starts a resource and returns the live object (kept by the
+      manager, never put in a model); on failure it raises with a clear message and leaves
+      nothing behind.
+    * ``async_health_check(handle)`` answers whether a ready resource still works, with a
+      real round trip. The manager calls it before every reuse of a ready handle, with a
+      :class:`ProviderHandle` (``handle.resource``, ``handle.requirement``, ``handle.id``);
+      ``False`` or an exception makes the manager emit ``execution_environment.unhealthy``,
+      release that resource and start a fresh one.
+    * ``release(requirement, resource)`` frees everything ``ensure`` made; the manager calls
+      it exactly once per resource.
     """
 
     kind: str
 
     async def ensure(self, requirement: EnvironmentRequirement) -> Any: ...
 
-    async def health_check(self, requirement: EnvironmentRequirement, resource: Any) -> bool: ...
+    async def async_health_check(self, handle: ProviderHandle) -> bool: ...
 
     async def release(self, requirement: EnvironmentRequirement, resource: Any) -> None: ...
 

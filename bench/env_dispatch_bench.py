@@ -54,6 +54,7 @@ async def _figures(repeat: int) -> list[dict[str, Any]]:
     import agently_core
     from agently_core.environments import ExecutionEnvironmentManager
     from agently_core.models import ActionCall, EnvironmentRequirement
+    from agently_core.protocols import ProviderHandle
     from agently_core.testing.memory_provider import MemoryProvider
 
     provider = MemoryProvider()
@@ -113,6 +114,7 @@ async def _figures(repeat: int) -> list[dict[str, Any]]:
         call = ActionCall(action="tool", kwargs=kwargs)
         ensure, release = manager.async_ensure, manager.async_release
         resource = provider.live[0]
+        checked = ProviderHandle("envh_bench", requirement, resource)
         pairs, checks = [], []
         for _ in range(max(3, repeat)):
             t = time.perf_counter()
@@ -122,7 +124,7 @@ async def _figures(repeat: int) -> list[dict[str, Any]]:
             pairs.append((time.perf_counter() - t) / N * 1e6)
             t = time.perf_counter()
             for _ in range(N):
-                await provider.health_check(requirement, resource)
+                await provider.async_health_check(checked)
             checks.append((time.perf_counter() - t) / N * 1e6)
         assert len(provider.live) == 1 and not provider.double_releases
     finally:

@@ -29,12 +29,14 @@ from agently_core.errors import (
     EnvironmentNotFound,
     EnvironmentStartError,
     ManagerClosedError,
+    PluginError,
 )
 from agently_core.events import EventCenter
 from agently_core.hookspecs import hookimpl
 from agently_core.models import EnvironmentHandle, EnvironmentRequirement
 from agently_core.plugins import PluginManager
 from agently_core.policy_approval import PolicyApproval
+from agently_core.protocols import ProviderHandle
 from agently_core.testing.memory_provider import MemoryProvider
 
 OWNED_SCOPES = ("request", "execution", "session", "agent")
@@ -384,9 +386,97 @@ async def test_unhealthy_resource_is_replaced_before_reuse(manager, provider, ev
 
 
 @pytest.mark.anyio
+async def test_async_health_check_gets_a_provider_handle_before_every_reuse(events) -> None:
+    """The reference's ``provider.async_health_check(handle)``: the handle carries the
+    requirement and the live resource for the provider, and the handle id the events show;
+    the EnvironmentHandle that events and records carry holds no resource."""
+
+    class Watching(MemoryProvider):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[ProviderHandle] = []
+
+        async def async_health_check(self, handle: ProviderHandle) -> bool:
+            self.seen.append(handle)
+            return await super().async_health_check(handle)
+
+    watching = Watching()
+    mgr = ExecutionEnvironmentManager(providers={"memory": watching})
+    mgr.events.subscribe(events.append)
+    requirement = req(scope="session", owner_id="s1", config={"n": 1})
+    first = await mgr.async_ensure(requirement)
+    assert watching.seen == []  # a fresh resource is not checked
+    second = await mgr.async_ensure(requirement)
+    third = await mgr.async_ensure(requirement)
+    assert len(watching.seen) == 2
+    checked = watching.seen[0]
+    assert isinstance(checked, ProviderHandle)
+    assert checked.resource is mgr.resource(first) is watching.started[0]
+    assert checked.requirement is requirement
+    assert (checked.id, checked.kind, checked.scope, checked.owner_id) == (
+        first.id, "memory", "session", "s1")
+    assert watching.seen[1] is checked  # made once per start: a reuse allocates nothing
+    assert "MemoryResource" not in repr(checked)  # the live object stays out of reprs
+    assert "resource" not in EnvironmentHandle.model_fields
+    assert all("resource" not in e.payload for e in events)
+    # an unhealthy answer: released, a fresh resource, a fresh provider handle
+    watching.make_unhealthy(watching.started[0])
+    fourth = await mgr.async_ensure(requirement)
+    assert len(watching.started) == 2 and watching.seen[-1].resource is watching.started[0]
+    fifth = await mgr.async_ensure(requirement)
+    assert watching.seen[-1].resource is watching.started[1] is mgr.resource(fifth)
+    for handle in (first, second, third, fourth, fifth):
+        await mgr.async_release(handle)
+    await mgr.async_release_scope("session", "s1")
+    assert_clean(mgr, watching)
+    await mgr.aclose()
+
+
+def test_a_provider_without_async_health_check_is_refused_clearly(plugins) -> None:
+    class OldStyle:
+        kind = "old"
+        name = "old"
+
+        async def ensure(self, requirement: Any) -> Any:
+            return object()
+
+        async def health_check(self, requirement: Any, resource: Any) -> bool:
+            return True
+
+        async def release(self, requirement: Any, resource: Any) -> None:
+            pass
+
+    with pytest.raises(PluginError, match=r"lacks the async method\(s\) async_health_check "
+                       r"\(health_check\(requirement, resource\) is now "
+                       r"async_health_check\(handle\)"):
+        ExecutionEnvironmentManager(providers={"old": OldStyle()})
+
+    class SyncRelease(OldStyle):
+        async def async_health_check(self, handle: Any) -> bool:
+            return True
+
+        def release(self, requirement: Any, resource: Any) -> None:  # type: ignore[override]
+            pass
+
+    with pytest.raises(PluginError, match=r"provider SyncRelease for kind 'old' lacks the "
+                       r"async method\(s\) release$"):
+        ExecutionEnvironmentManager(providers={"old": SyncRelease()})
+
+    class OldPlugin:
+        @hookimpl
+        def register_execution_environment_providers(self, register: Any) -> None:
+            register("old", OldStyle)
+
+    plugins.register(OldPlugin(), name="old-plugin")
+    manager = ExecutionEnvironmentManager(plugins)
+    with pytest.raises(PluginError, match="provider 'old' of plugin 'old-plugin'"):
+        manager.declare(req(kind="old"))
+
+
+@pytest.mark.anyio
 async def test_health_check_that_raises_counts_as_unhealthy(manager, provider) -> None:
     class Flaky(MemoryProvider):
-        async def health_check(self, requirement: Any, resource: Any) -> bool:
+        async def async_health_check(self, handle: Any) -> bool:
             raise OSError("probe failed")
 
     flaky = Flaky()

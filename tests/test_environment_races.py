@@ -165,10 +165,10 @@ class GatedProvider(MemoryProvider):
         await self.start_gate.wait()
         return await super().ensure(requirement)
 
-    async def health_check(self, requirement: Any, resource: Any) -> bool:
+    async def async_health_check(self, handle: Any) -> bool:
         if self.health_gate is not None:
             await self.health_gate.wait()
-        return await super().health_check(requirement, resource)
+        return await super().async_health_check(handle)
 
 
 @pytest.mark.anyio
@@ -315,9 +315,9 @@ class SlowProvider(MemoryProvider):
         self.release_delay = release_delay
         self.health_delay = health_delay
 
-    async def health_check(self, requirement: Any, resource: Any) -> bool:
+    async def async_health_check(self, handle: Any) -> bool:
         await anyio.sleep(self.health_delay)
-        return await super().health_check(requirement, resource)
+        return await super().async_health_check(handle)
 
     async def release(self, requirement: Any, resource: Any) -> None:
         await anyio.sleep(self.release_delay)
@@ -475,7 +475,7 @@ async def test_concurrent_releases_by_handle_id_each_drop_a_reference() -> None:
 
     async with anyio.create_task_group() as group:
         group.start_soon(_append, third, manager.async_ensure(requirement))
-        await anyio.wait_all_tasks_blocked()  # that ensure holds the lock, in health_check
+        await anyio.wait_all_tasks_blocked()  # that ensure holds the lock, in async_health_check
         group.start_soon(release_by_id)
         group.start_soon(release_by_id)
         await anyio.wait_all_tasks_blocked()

@@ -110,8 +110,8 @@ class ScratchProvider:
         _seen("provider.ensure", requirement.id)
         return {"requirement": requirement.id, "open": True}
 
-    async def health_check(self, requirement: Any, resource: Any) -> bool:
-        return bool(resource["open"])
+    async def async_health_check(self, handle: Any) -> bool:
+        return bool(handle.resource["open"])
 
     async def release(self, requirement: Any, resource: Any) -> None:
         resource["open"] = False
@@ -348,6 +348,7 @@ def test_function_action_with_approval_required_goes_to_the_plugin_approver(pm):
 
 def test_provider_from_the_plugin(pm):
     from agently_core import EnvironmentRequirement
+    from agently_core.protocols import ProviderHandle
 
     provider = pm.create("environment_provider", kind="scratch")
     assert isinstance(provider, ScratchProvider)
@@ -356,9 +357,10 @@ def test_provider_from_the_plugin(pm):
 
     async def lifecycle():
         resource = await provider.ensure(requirement)
-        assert await provider.health_check(requirement, resource)
+        handle = ProviderHandle("envh_scratch", requirement, resource)
+        assert await provider.async_health_check(handle)
         await provider.release(requirement, resource)
-        assert not await provider.health_check(requirement, resource)
+        assert not await provider.async_health_check(handle)
 
     anyio.run(lifecycle)
     assert SEEN["provider.ensure"] == SEEN["provider.release"] == [requirement.id]

@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 from agently_core.models import EnvironmentRequirement
+from agently_core.protocols import ProviderHandle
 from agently_core.testing import ProviderConformance, TempdirProvider
 from agently_core.testing.tempdir_provider import DEFAULT_PREFIX, TempdirError
 
@@ -93,10 +94,56 @@ def test_health_check_is_false_for_a_directory_removed_behind_its_back(tmp_path:
 
     async def main() -> tuple[bool, bool]:
         path = await provider.ensure(requirement)
-        before = await provider.health_check(requirement, path)
+        handle = ProviderHandle("envh_tempdir", requirement, path)
+        before = await provider.async_health_check(handle)
         path.rmdir()
-        after = await provider.health_check(requirement, path)
+        after = await provider.async_health_check(handle)
         await provider.release(requirement, path)
         return before, after
 
     assert anyio.run(main) == (True, False)
+
+
+# -- the suite's manager cases catch what they are for -------------------------------------
+class LeaksWhenCancelledWhileStarting(TempdirProvider):
+    """Makes its directory, then does more start-up work; a cancellation in between leaves
+    the directory behind (the bug the cancellation case is for)."""
+
+    async def ensure(self, requirement: Any) -> Path:
+        path = await super().ensure(requirement)
+        await anyio.sleep(0.2)  # e.g. waiting for a child process to say it is ready
+        return path
+
+
+class NeverHealthy(TempdirProvider):
+    async def async_health_check(self, handle: ProviderHandle) -> bool:
+        return False
+
+
+def _suite_case(provider_class: type, case: str, tmp_path: Path, **attributes: Any) -> None:
+    suite_class = type("Case", (TestTempdirProviderConformance,),
+                       {"make_provider": lambda self: provider_class(), **attributes})
+    suite = suite_class()
+    suite.tmp_path = tmp_path
+    getattr(suite, case)()
+
+
+def test_the_cancellation_case_catches_a_start_that_leaks_when_cancelled(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match=r"never released|left behind"):
+        _suite_case(LeaksWhenCancelledWhileStarting,
+                    "test_manager_ensure_cancelled_while_starting_leaks_nothing", tmp_path,
+                    start_cancel_delays=(0.05,))
+    _suite_case(TempdirProvider, "test_manager_ensure_cancelled_while_starting_leaks_nothing",
+                tmp_path)  # the same case passes for the real provider
+
+
+def test_the_reuse_case_catches_a_health_check_that_never_passes(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match="two ensures of one key started 2"):
+        _suite_case(NeverHealthy,
+                    "test_manager_reuses_one_resource_per_key_and_counts_references", tmp_path)
+
+
+def test_the_release_case_catches_a_double_provider_release(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match=r"released .* more than once"):
+        _suite_case(TempdirProvider, "test_manager_release_twice_releases_the_resource_once",
+                    tmp_path, resource_identity=lambda self, resource: "same")

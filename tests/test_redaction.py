@@ -255,7 +255,7 @@ class VaultProvider:
         raise ConnectionError(f"vault login failed for https://admin:{password}@vault.local "
                               f"(password={quote(password)})")
 
-    async def health_check(self, requirement: Any, resource: Any) -> bool:
+    async def async_health_check(self, handle: Any) -> bool:
         return True
 
     async def release(self, requirement: Any, resource: Any) -> None:

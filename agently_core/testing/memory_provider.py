@@ -10,7 +10,7 @@ released each one. Faults are injected through the requirement's config:
 ``start_delay``
     Seconds ``ensure`` sleeps first (a window for races and cancellation).
 ``unhealthy``
-    ``health_check`` answers False.
+    ``async_health_check`` answers False.
 
 Or through the provider's attributes at run time (:attr:`fail_next_starts`,
 :meth:`make_unhealthy`).
@@ -19,9 +19,12 @@ Or through the provider's attributes at run time (:attr:`fail_next_starts`,
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
+
+if TYPE_CHECKING:
+    from ..protocols import ProviderHandle
 
 _ids = itertools.count(1)
 
@@ -78,10 +81,11 @@ class MemoryProvider:
         self.started.append(resource)
         return resource
 
-    async def health_check(self, requirement: Any, resource: MemoryResource) -> bool:
+    async def async_health_check(self, handle: ProviderHandle) -> bool:
         self.health_checks += 1
-        return resource.healthy and not resource.released and not (requirement.config or {}).get(
-            "unhealthy")
+        resource: MemoryResource = handle.resource
+        return resource.healthy and not resource.released and not (
+            handle.requirement.config or {}).get("unhealthy")
 
     async def release(self, requirement: Any, resource: MemoryResource) -> None:
         resource.released += 1

@@ -17,10 +17,16 @@ SCENARIOS = ("default", "bad_config")
 class ProviderConformance(ConformanceSuite):
     """Proves a provider keeps the
     :class:`~agently_core.protocols.ExecutionEnvironmentProvider` contract: ``ensure`` gives
-    a live resource that ``health_check`` confirms; ``release`` (called exactly once per
-    resource, as the manager does) frees it, after which ``health_check`` answers ``False``
-    or raises; a bad configuration fails ``ensure`` with a clear error and leaves nothing
-    behind; concurrent ``ensure`` calls give independent resources.
+    a live resource that ``async_health_check`` confirms; ``release`` (called exactly once
+    per resource, as the manager does) frees it, after which ``async_health_check`` answers
+    ``False`` or raises; a bad configuration fails ``ensure`` with a clear error and leaves
+    nothing behind; concurrent ``ensure`` calls give independent resources.
+
+    The ``test_manager_*`` cases run the provider through an
+    :class:`~agently_core.environments.ExecutionEnvironmentManager`, as a host does: two
+    ensures of one key share one resource and count references; releasing one handle twice
+    releases the resource once (the second release answers ``False``); an ensure cancelled
+    while the provider starts leaves nothing behind and the next ensure works.
 
     Subclass it in a test module and supply::
 
@@ -53,6 +59,9 @@ class ProviderConformance(ConformanceSuite):
     concurrent_ensures: ClassVar[int] = 4
     #: The longest any single provider call may take.
     operation_timeout: ClassVar[float] = 30.0
+    #: Seconds after the provider's ``ensure`` began at which the cancellation test cancels
+    #: it (``0``: at its first suspension point); one case per delay.
+    start_cancel_delays: ClassVar[tuple[float, ...]] = (0.0, 0.05)
 
     # -- what a subclass supplies --------------------------------------------------------
     def make_provider(self) -> Any:
@@ -114,8 +123,11 @@ class ProviderConformance(ConformanceSuite):
             await self.close_provider(provider)
 
     async def _healthy(self, tracker: _Tracker, requirement: Any, resource: Any) -> Any:
+        from ..protocols import ProviderHandle
+
+        handle = ProviderHandle(f"envh_conformance_{id(resource):x}", requirement, resource)
         with anyio.fail_after(self.operation_timeout):
-            return await tracker.provider.health_check(requirement, resource)
+            return await tracker.provider.async_health_check(handle)
 
     # -- the contract --------------------------------------------------------------------
     def test_kind_attribute_and_protocol(self) -> None:
@@ -130,7 +142,7 @@ class ProviderConformance(ConformanceSuite):
             assert isinstance(provider, ExecutionEnvironmentProvider), (
                 f"{type(provider).__name__} does not satisfy "
                 "protocols.ExecutionEnvironmentProvider: it needs `kind` and async `ensure`, "
-                "`health_check` and `release`")
+                "`async_health_check` and `release`")
 
         self.run(self._with_provider, body)
 
@@ -154,20 +166,21 @@ class ProviderConformance(ConformanceSuite):
         self.run(check)
 
     def test_ensure_gives_a_live_healthy_resource(self) -> None:
-        """``ensure`` returns a resource and ``health_check`` on it answers ``True``."""
+        """``ensure`` returns a resource and ``async_health_check`` on it answers ``True``."""
 
         async def body(provider: Any, tracker: _Tracker) -> None:
             requirement = self._requirement("default")
             resource = await tracker.ensure(requirement)
             assert resource is not None, "ensure() returned None instead of the live resource"
             healthy = await self._healthy(tracker, requirement, resource)
-            assert healthy is True, f"health_check on a fresh resource gave {healthy!r}"
+            assert healthy is True, (
+                f"async_health_check on a fresh resource gave {healthy!r}")
 
         self.run(self._with_provider, body)
 
     def test_release_frees_the_resource(self) -> None:
-        """After one ``release`` the resource is gone: ``health_check`` answers ``False`` or
-        raises, and :meth:`live_resources` is back where it started."""
+        """After one ``release`` the resource is gone: ``async_health_check`` answers
+        ``False`` or raises, and :meth:`live_resources` is back where it started."""
 
         async def body(provider: Any, tracker: _Tracker) -> None:
             before = self._live()
@@ -182,7 +195,7 @@ class ProviderConformance(ConformanceSuite):
                 healthy = await self._healthy(tracker, requirement, resource)
             except Exception:
                 healthy = False  # an error is an acceptable answer for a released resource
-            assert healthy is False, f"health_check after release gave {healthy!r}"
+            assert healthy is False, f"async_health_check after release gave {healthy!r}"
             after = self._live()
             if before is not None and after is not None:
                 assert after == before, f"release() left behind: {sorted(map(str, after - before))}"
@@ -249,6 +262,135 @@ class ProviderConformance(ConformanceSuite):
 
         self.run(self._with_provider, body)
 
+    # -- through the manager -------------------------------------------------------------
+    def _managed_requirement(self, **update: Any) -> Any:
+        """A working requirement for the manager: the provider under test serves it (no
+        pinned provider name), with ``update`` applied."""
+        return self._requirement("default").model_copy(update={"provider": None, **update})
+
+    async def _with_manager(self, body: Any) -> None:
+        from ..environments import ExecutionEnvironmentManager
+
+        provider = self.make_provider()
+        counted = _Counted(provider, self.resource_identity)
+        before = self._live()
+        try:
+            async with ExecutionEnvironmentManager(providers={self._kind(): counted}) as manager:
+                with anyio.fail_after(self.operation_timeout * 4):
+                    await body(manager, counted)
+            assert not counted.double_releases(), (
+                f"the provider released {counted.double_releases()} more than once")
+            assert not counted.unreleased(), (
+                f"resources the provider started were never released: {counted.unreleased()!r}")
+            after = self._live()
+            if before is not None and after is not None:
+                assert after == before, (
+                    f"left behind after the manager closed: {sorted(map(str, after - before))}")
+        finally:
+            await self.close_provider(provider)
+
+    def test_manager_reuses_one_resource_per_key_and_counts_references(self) -> None:
+        """Two ensures of one reuse key give one resource (one provider ``ensure``, health
+        checked before the reuse) with two references; it is released once, when the last
+        reference goes."""
+
+        async def body(manager: Any, counted: _Counted) -> None:
+            before = self._live()
+            requirement = self._managed_requirement(scope="action_call")
+            first = await manager.async_ensure(requirement)
+            second = await manager.async_ensure(requirement)
+            assert first.id == second.id and first.lease_id != second.lease_id
+            assert (first.ref_count, second.ref_count) == (1, 2), (
+                f"ref counts {first.ref_count}, {second.ref_count}; expected 1, 2")
+            assert manager.resource(first) is manager.resource(second)
+            assert counted.ensures == 1, f"two ensures of one key started {counted.ensures}"
+            assert counted.health_checks >= 1, "the reuse was not health-checked"
+            assert first.status == second.status == "ready"
+            during = self._live()
+            if before is not None and during is not None:
+                assert len(during - before) == 1, (
+                    f"one shared resource expected, live_resources() grew by "
+                    f"{len(during - before)}")
+            assert await manager.async_release(first) is True
+            assert manager.inspect(second.id).ref_count == 1
+            assert counted.releases() == 0, "released while a reference was still held"
+            third = await manager.async_ensure(requirement)  # the resource still works
+            assert third.id == first.id and counted.ensures == 1
+            assert await manager.async_release(second) is True
+            assert await manager.async_release(third) is True
+            assert counted.releases() == 1 and manager.list() == []
+            after = self._live()
+            if before is not None and after is not None:
+                assert after == before, f"left behind: {sorted(map(str, after - before))}"
+
+        self.run(self._with_manager, body)
+
+    def test_manager_release_twice_releases_the_resource_once(self) -> None:
+        """Releasing a handle a second time answers ``False`` and never calls the
+        provider's ``release`` again; the same for a scope released twice."""
+
+        async def body(manager: Any, counted: _Counted) -> None:
+            handle = await manager.async_ensure(self._managed_requirement(scope="action_call"))
+            assert await manager.async_release(handle) is True
+            assert await manager.async_release(handle) is False
+            assert await manager.async_release(handle.lease_id) is False
+            assert await manager.async_release(handle.id) is False
+            assert counted.releases() == 1
+
+            owned = self._managed_requirement(scope="session", owner_id="conformance")
+            pinned = await manager.async_ensure(owned)
+            assert pinned.ref_count == 2, "a session resource holds the caller's and the owner's"
+            assert await manager.async_release(pinned) is True
+            assert await manager.async_release(pinned) is False
+            assert counted.releases() == 1, "released while its owner still held it"
+            assert await manager.async_release_scope("session", "conformance") == 1
+            assert await manager.async_release_scope("session", "conformance") == 0
+            assert counted.releases() == 2 and manager.list() == []
+
+        self.run(self._with_manager, body)
+
+    def test_manager_ensure_cancelled_while_starting_leaks_nothing(self) -> None:
+        """An ensure cancelled while the provider's ``ensure`` runs leaves no resource
+        behind (what the provider had started is released, or was never made) and no
+        reference in the manager; the next ensure of the same key works."""
+        delays = self.start_cancel_delays
+
+        async def body(manager: Any, counted: _Counted) -> None:
+            before = self._live()
+            requirement = self._managed_requirement(scope="action_call")
+            for delay in delays:
+                counted.entered = anyio.Event()
+                got: list[Any] = []
+
+                async def attempt(got: list[Any]) -> None:
+                    got.append(await manager.async_ensure(requirement))
+
+                async with anyio.create_task_group() as group:
+                    group.start_soon(attempt, got)
+                    await counted.entered.wait()
+                    if delay:
+                        await anyio.sleep(delay)
+                    group.cancel_scope.cancel()
+                for handle in got:  # it finished before the cancellation reached it
+                    assert await manager.async_release(handle) is True
+                assert manager.list() == [], f"a cancelled ensure left {manager.list()!r}"
+                assert not counted.unreleased(), (
+                    f"cancelled {delay}s into start, the provider's resource was never "
+                    f"released: {counted.unreleased()!r}")
+                after = self._live()
+                if before is not None and after is not None:
+                    assert after == before, (
+                        f"cancelled {delay}s into start, left behind: "
+                        f"{sorted(map(str, after - before))}")
+            handle = await manager.async_ensure(requirement)
+            assert handle.status == "ready"
+            resource = manager.resource(handle)
+            assert await self._healthy(_Tracker(counted.provider, self.operation_timeout),
+                                       requirement, resource) is True
+            assert await manager.async_release(handle) is True
+
+        self.run(self._with_manager, body)
+
 
 class _Tracker:
     """Ensures and releases through the provider; each resource is released exactly once."""
@@ -283,6 +425,46 @@ class _Tracker:
                 await self.release(requirement, resource)
             except Exception:
                 pass  # cleanup after a failed test; the failure is already reported
+
+
+class _Counted:
+    """The provider under test as the manager sees it, counting every call it gets."""
+
+    def __init__(self, provider: Any, identity: Any) -> None:
+        self.provider = provider
+        self.kind = provider.kind
+        self.name = getattr(provider, "name", type(provider).__name__)
+        self.identity = identity
+        self.started: list[Any] = []
+        self.released: dict[Hashable, int] = {}
+        self.ensures = 0
+        self.health_checks = 0
+        self.entered = anyio.Event()
+
+    async def ensure(self, requirement: Any) -> Any:
+        self.ensures += 1
+        self.entered.set()
+        resource = await self.provider.ensure(requirement)
+        self.started.append(resource)
+        return resource
+
+    async def async_health_check(self, handle: Any) -> bool:
+        self.health_checks += 1
+        return await self.provider.async_health_check(handle)
+
+    async def release(self, requirement: Any, resource: Any) -> None:
+        key = self.identity(resource)
+        self.released[key] = self.released.get(key, 0) + 1
+        await self.provider.release(requirement, resource)
+
+    def releases(self) -> int:
+        return sum(self.released.values())
+
+    def unreleased(self) -> list[Any]:
+        return [r for r in self.started if self.identity(r) not in self.released]
+
+    def double_releases(self) -> list[Any]:
+        return [key for key, count in self.released.items() if count > 1]
 
 
 __all__ = ["SCENARIOS", "ProviderConformance"]

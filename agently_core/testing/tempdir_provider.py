@@ -1,7 +1,7 @@
 """``tempdir``: a small, real ExecutionEnvironmentProvider - the reference for provider
 authors, and the provider the provider conformance suite is proven against.
 
-``ensure`` creates a private temporary directory (mode 0700), ``health_check`` writes and
+``ensure`` creates a private temporary directory (mode 0700), ``async_health_check`` writes and
 removes a probe file in it, ``release`` deletes it with everything inside. Configuration
 (``EnvironmentRequirement.config``):
 
@@ -23,11 +23,14 @@ import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
 from ..errors import AgentlyError
+
+if TYPE_CHECKING:
+    from ..protocols import ProviderHandle
 
 DEFAULT_PREFIX = "agently-tempdir-"
 CONFIG_KEYS = ("base", "prefix")
@@ -80,9 +83,9 @@ class TempdirProvider:
         self._live.add(created)
         return created
 
-    async def health_check(self, requirement: Any, resource: Any) -> bool:
+    async def async_health_check(self, handle: ProviderHandle) -> bool:
         """``True`` when the directory exists and a file can be written in it."""
-        path = Path(resource)
+        path = Path(handle.resource)
         if path not in self._live:
             return False
         try:

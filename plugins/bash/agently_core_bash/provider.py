@@ -7,6 +7,7 @@ from typing import Any
 from agently_core_isolation.sandbox import Isolation
 
 from agently_core.models import Policy
+from agently_core.protocols import ProviderHandle
 
 from .sandbox import BashSandbox
 
@@ -34,8 +35,9 @@ class BashSandboxProvider:
         return BashSandbox(isolation, roots=config.get("roots") or None, env=config.get("env"),
                            workspace_bytes=policy.max_workspace_bytes)
 
-    async def health_check(self, requirement: Any, resource: BashSandbox) -> bool:
-        return resource.healthy()
+    async def async_health_check(self, handle: ProviderHandle) -> bool:
+        sandbox: BashSandbox = handle.resource
+        return sandbox.healthy()
 
     async def release(self, requirement: Any, resource: BashSandbox) -> None:
         resource.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from agently_core.protocols import ProviderHandle
+
 from .session import McpConnection
 
 
@@ -19,7 +21,7 @@ class McpSessionProvider:
     wherever they would appear. A stdio server runs under a subreaper supervisor: nothing
     it starts outlives the session (:mod:`agently_core_mcp._supervisor`).
 
-    ``health_check`` is cheap on the hot path (the session is open, the stdio server's
+    ``async_health_check`` is cheap on the hot path (the session is open, the stdio server's
     process runs); it sends an MCP ping when the session has been idle for
     ``ping_interval`` seconds or a call on it timed out, so a dead or hung server is
     replaced before the next call rather than failing it.
@@ -31,7 +33,8 @@ class McpSessionProvider:
     async def ensure(self, requirement: Any) -> McpConnection:
         return await McpConnection(dict(requirement.config or {})).start()
 
-    async def health_check(self, requirement: Any, connection: McpConnection) -> bool:
+    async def async_health_check(self, handle: ProviderHandle) -> bool:
+        connection: McpConnection = handle.resource
         return await connection.healthy()
 
     async def release(self, requirement: Any, connection: McpConnection) -> None:

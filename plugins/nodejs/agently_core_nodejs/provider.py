@@ -8,6 +8,7 @@ from agently_core_isolation.sandbox import Isolation
 from agently_core_isolation.worker_policy import worker_env, worker_limits
 
 from agently_core.models import Policy
+from agently_core.protocols import ProviderHandle
 
 from .sandbox import NodeWorker
 
@@ -35,7 +36,8 @@ class NodeSandboxProvider:
                             env=env, passed=passed, workspace_bytes=policy.max_workspace_bytes)
         return await worker.start()
 
-    async def health_check(self, requirement: Any, worker: NodeWorker) -> bool:
+    async def async_health_check(self, handle: ProviderHandle) -> bool:
+        worker: NodeWorker = handle.resource
         return not worker.dead and await worker.ping()
 
     async def release(self, requirement: Any, worker: NodeWorker) -> None:

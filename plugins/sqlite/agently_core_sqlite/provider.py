@@ -1,7 +1,7 @@
 """``sqlite``: live SQLite connections as managed execution environments.
 
 ``ensure`` opens one connection per requirement (the manager keeps it for the
-requirement's scope), ``health_check`` is a real ``SELECT 1`` round trip, ``release``
+requirement's scope), ``async_health_check`` is a real ``SELECT 1`` round trip, ``release``
 closes the connection exactly once. Configuration (``EnvironmentRequirement.config``):
 
 ``database`` (required)
@@ -42,6 +42,7 @@ import anyio
 import anyio.to_thread
 
 from agently_core.errors import ActionError, AgentlyError
+from agently_core.protocols import ProviderHandle
 
 from .pool import (
     SQLiteBusyError,
@@ -289,7 +290,8 @@ class SQLiteProvider:
         config = settings(getattr(requirement, "config", None))
         return await anyio.to_thread.run_sync(SQLiteConnection, config)
 
-    async def health_check(self, requirement: Any, resource: Any) -> bool:
+    async def async_health_check(self, handle: ProviderHandle) -> bool:
+        resource = handle.resource
         if not isinstance(resource, SQLiteConnection) or resource.closed:
             return False
         try:

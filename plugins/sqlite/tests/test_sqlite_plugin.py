@@ -26,7 +26,7 @@ from agently_core_sqlite.provider import (
 from agently_core import Config, PluginManager
 from agently_core.errors import ConfigError
 from agently_core.models import ActionCall, EnvironmentRequirement
-from agently_core.protocols import ActionExecutor, ExecutionEnvironmentProvider
+from agently_core.protocols import ActionExecutor, ExecutionEnvironmentProvider, ProviderHandle
 from agently_core.testing import Heartbeat, ProviderConformance
 
 _HELPERS: list[Any] = []
@@ -216,12 +216,14 @@ def test_health_check_is_a_round_trip_and_release_happens_once(database) -> None
     async def scenario() -> None:
         connection = await provider.ensure(requirement)
         assert isinstance(connection, SQLiteConnection)
-        assert await provider.health_check(requirement, connection) is True
+        handle = ProviderHandle("envh_sqlite", requirement, connection)
+        assert await provider.async_health_check(handle) is True
         assert connection.close() is True
         assert connection.close() is False  # exactly once
         await provider.release(requirement, connection)  # no error, no second close
-        assert await provider.health_check(requirement, connection) is False
-        assert await provider.health_check(requirement, object()) is False
+        assert await provider.async_health_check(handle) is False
+        assert await provider.async_health_check(
+            ProviderHandle("envh_other", requirement, object())) is False
 
     anyio.run(scenario)
     assert not _fds_on(database.resolve())
