@@ -27,6 +27,7 @@ _EXPORTS = {
     "create_workspace": "agently_core.workspace",
     "ExecutionEnvironmentManager": "agently_core.environments",
     "Redactor": "agently_core.redaction",
+    "summarize_records": "agently_core.records",
     "ExecutionSnapshot": "agently_core.models",
     "PolicyApproval": "agently_core.policy_approval",
     "configure_policy_approval": "agently_core.policy_approval",
@@ -115,5 +116,6 @@ if TYPE_CHECKING:
     )
     from .plugins import PluginManager, get_plugin_manager
     from .policy_approval import PolicyApproval, configure_policy_approval
+    from .records import summarize_records
     from .redaction import Redactor
     from .workspace import Workspace, create_workspace

@@ -152,6 +152,30 @@ class Action:
             return [artifact.to_dict() for artifact in store.for_call(action_call_id)]
         raise TypeError("read_action_artifact() needs artifact_id or action_call_id")
 
+    @staticmethod
+    def to_action_results(records: Iterable[Any]) -> list[dict[str, Any]]:
+        """The records as a follow-up reply sees them: the digest of an instruction-heavy
+        call, the plain result of any other (see
+        :func:`agently_core.records.to_action_results`)."""
+        from .records import to_action_results
+
+        return to_action_results(records)
+
+    def summarize_records(self, records: Iterable[Any] | None = None, *,
+                          validation_command_markers: Iterable[str] = ()) -> dict[str, Any]:
+        """The evidence of ``records`` (default: the last request's): statuses, failures,
+        the commands attempted and run, the validation runs among them (commands holding
+        one of ``validation_command_markers``, such as ``"pytest"``) and the latest one's
+        outcome (see :func:`agently_core.records.summarize_records`)."""
+        from .records import summarize_records
+
+        fields = {entry.spec.name: entry.spec.meta["instruction"]
+                  for entry in self._agent.registry
+                  if isinstance(entry.spec.meta.get("instruction"), str)}
+        return summarize_records(self._agent._last_records if records is None else records,
+                                 validation_command_markers=validation_command_markers,
+                                 instruction_fields=fields)
+
     def execute_actions(self, calls: Iterable[ActionCall | Mapping[str, Any]], *,
                         concurrency: int | None = None) -> list[ActionRecord]:
         from ._sync import run_sync
