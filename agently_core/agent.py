@@ -74,10 +74,14 @@ class Action:
         *,
         validate: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         visible: bool = True,
+        tags: Iterable[str] | None = None,
     ) -> ActionSpec:
-        """Register an action from a spec (any executor kind) and its live target."""
+        """Register an action from a spec (any executor kind) and its live target.
+        ``tags`` are added to the spec's own (see :meth:`get_action_info`)."""
         if not isinstance(spec, ActionSpec):
             spec = ActionSpec.model_validate(dict(spec))
+        if tags is not None:
+            spec = spec.model_copy(update={"tags": _with_tags(spec.tags, tags)})
         self._agent.dispatcher.policy.merge(spec.policy)  # a bad policy fails at registration
         for requirement in spec.execution_environments:
             self._agent.redactor.add_from_config(requirement.config)
@@ -87,9 +91,21 @@ class Action:
         self._agent.registry.add(entry)
         return spec
 
-    def get_action_info(self, *, include_hidden: bool = False) -> list[dict[str, Any]]:
-        """The schemas a planner sees: name, description and ``kwargs`` (JSON schema)."""
-        return [e.spec.info() for e in self._agent.registry if e.visible or include_hidden]
+    def get_action_info(self, *, tags: Iterable[str] | None = None,
+                        include_hidden: bool = False) -> list[dict[str, Any]]:
+        """The schemas a planner sees (name, description and ``kwargs``, a JSON schema) of
+        every visible action: the agent's functions, MCP tools and the ``enable_*``
+        packages. ``tags=[...]`` narrows them to the actions carrying any of those tags
+        (``action_func(tags=...)``, ``register_action(..., tags=...)``, a package's own)."""
+        wanted = None if tags is None else set(_tag_list(tags))
+        return [e.spec.info() for e in self._agent.registry
+                if (e.visible or include_hidden)
+                and (wanted is None or not wanted.isdisjoint(e.spec.tags))]
+
+    def get_tool_info(self, *, tags: Iterable[str] | None = None,
+                      include_hidden: bool = False) -> list[dict[str, Any]]:
+        """The same schemas as :meth:`get_action_info`, under the older surface's name."""
+        return self.get_action_info(tags=tags, include_hidden=include_hidden)
 
     async def async_execute_action(self, name: str, kwargs: Mapping[str, Any] | None = None, *,
                                    timeout: float | None = None, purpose: str = "") -> ActionRecord:
@@ -315,7 +331,8 @@ class Agent:
         spec = ActionSpec(name=schema.name, description=schema.description,
                           input_schema=schema.input_schema, kind="function",
                           approval_required=approval_required, policy=spec_policy,
-                          tags=list(tags), execution_environments=list(execution_environments))
+                          tags=_tag_list(tags),
+                          execution_environments=list(execution_environments))
         entry = RegisteredAction(spec, schema.validate, target=func, visible=visible,
                                  injects_context=schema.injects_context)
         return self.registry.add(entry)
@@ -379,17 +396,22 @@ class Agent:
 
     # -- built-in capabilities ---------------------------------------------------------
     def enable(self, package: str, *, desc: str | None = None,
-               desc_mode: str = "append", **options: Any) -> list[str]:
+               desc_mode: str = "append", tags: Iterable[str] | None = None,
+               **options: Any) -> list[str]:
         """Mount an installed action package with options (what ``enable_python`` and the
         other ``enable_*`` helpers do) and return the names of the actions it mounted.
 
         ``desc`` adjusts their descriptions: appended to the built-in one (``desc_mode=
         "append"``, the default), replacing it (``"override"``), or ignored
-        (``"default"``)."""
+        (``"default"``). ``tags`` are added to the tags the package gives its actions."""
         if desc_mode not in {"append", "override", "default"}:
             raise ValueError(f"desc_mode must be 'append', 'override' or 'default', got {desc_mode!r}")
+        added = None if tags is None else _tag_list(tags)
         registration = self.plugins.get("action_package", package)
         names = self._mount_package(registration, options)
+        for name in names if added else ():
+            entry = self.registry.require(name)
+            entry.spec = entry.spec.model_copy(update={"tags": _with_tags(entry.spec.tags, added)})
         if desc and desc_mode != "default":
             for name in names:
                 entry = self.registry.require(name)
@@ -1009,6 +1031,23 @@ def create_agent(name: str | None = None, **options: Any) -> Agent:
     dict of settings that override files and environment, such as ``{"planner":
     "openai_compatible", "planner_options": {"model": "gpt-4o-mini"}}``), ``policy``."""
     return Agent(name, **options)
+
+
+def _tag_list(tags: Iterable[str]) -> list[str]:
+    """``tags`` as a list of non-empty strings (TypeError for a bare string or a
+    non-string tag, which would otherwise become letters or be lost)."""
+    if isinstance(tags, str) or not isinstance(tags, Iterable):
+        raise TypeError(f"tags must be a list of strings, got {tags!r}")
+    found = list(tags)
+    for tag in found:
+        if not isinstance(tag, str) or not tag.strip():
+            raise TypeError(f"a tag must be a non-empty string, got {tag!r}")
+    return found
+
+
+def _with_tags(current: Iterable[str], added: Iterable[str]) -> list[str]:
+    tags = list(current)
+    return tags + [tag for tag in _tag_list(added) if tag not in tags]
 
 
 def _layer(policy: Policy | Mapping[str, Any] | None) -> dict[str, Any]:

@@ -81,6 +81,67 @@ def test_get_action_info_shape(make_agent) -> None:
     assert info["kwargs"]["required"] == ["x", "y"]
 
 
+def test_get_tool_info_is_get_action_info(make_agent) -> None:
+    agent = make_agent()
+    agent.use_actions([multiply, negate])
+    agent.action_func(lambda: 1, name="hidden_one")
+    assert agent.action.get_tool_info() == agent.action.get_action_info()
+    assert [i["name"] for i in agent.action.get_tool_info()] == ["multiply", "negate"]
+    assert [i["name"] for i in agent.action.get_tool_info(include_hidden=True)] == [
+        "multiply", "negate", "hidden_one"]
+    assert agent.action.get_tool_info(tags=["nothing"]) == []
+
+
+def test_get_action_info_narrowed_by_tags(make_agent) -> None:
+    agent = make_agent()
+
+    @agent.action_func(tags=["math"])
+    def add(a: int, b: int) -> int:
+        """Add."""
+        return a + b
+
+    agent.action.register_action(
+        ActionSpec(name="shout", input_schema={"type": "object", "properties": {
+            "text": {"type": "string"}}}, tags=["text"]),
+        lambda text: text.upper(), tags=["loud", "text"])
+    agent.use_actions([add, multiply])
+    assert agent.registry.require("shout").spec.tags == ["text", "loud"]
+    assert [i["name"] for i in agent.action.get_action_info()] == ["add", "shout", "multiply"]
+    assert [i["name"] for i in agent.action.get_action_info(tags=["math"])] == ["add"]
+    assert [i["name"] for i in agent.action.get_action_info(tags=["loud", "math"])] == [
+        "add", "shout"]
+    assert [i["name"] for i in agent.action.get_tool_info(tags=("text",))] == ["shout"]
+    assert agent.action.get_action_info(tags=[]) == []
+
+
+def test_packages_tag_their_actions_and_enable_adds_tags(make_agent) -> None:
+    import importlib.util
+
+    from agently_core.testing.requirements import require
+
+    require(importlib.util.find_spec("agently_core_python") is not None,
+            "agently-core-python (the python action package)")
+    agent = make_agent()
+    agent.enable_python(tags=["mine"])
+    agent.use_actions(multiply)
+    assert [i["name"] for i in agent.action.get_action_info(tags=["sandbox"])] == ["run_python"]
+    assert [i["name"] for i in agent.action.get_action_info(tags=["mine"])] == ["run_python"]
+    assert agent.registry.require("run_python").spec.tags == ["python", "sandbox", "mine"]
+
+
+def test_bad_tags_are_a_clear_error(make_agent) -> None:
+    agent = make_agent()
+    with pytest.raises(TypeError, match="tags must be a list of strings"):
+        agent.action_func(multiply, tags="math")
+    with pytest.raises(TypeError, match="non-empty string"):
+        agent.action_func(negate, tags=["ok", 3])
+    with pytest.raises(TypeError, match="tags must be a list of strings"):
+        agent.action.get_action_info(tags="math")
+    with pytest.raises(TypeError, match="tags must be a list of strings"):
+        agent.action.register_action(ActionSpec(name="x"), lambda: 1, tags="a")
+    assert agent.registry.get("x") is None
+
+
 def test_use_actions_with_a_function(make_agent) -> None:
     agent = make_agent()
     assert agent.use_actions(multiply) is agent

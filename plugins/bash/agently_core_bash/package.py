@@ -148,7 +148,8 @@ def mount(agent: Any, *, root: Any = None, commands: Iterable[str] | None = None
                             "root (default: the first root)."},
             },
         },
-        execution_environments=[requirement], meta={"instruction": "cmd"},
+        tags=["bash", "shell", "sandbox"], execution_environments=[requirement],
+        meta={"instruction": "cmd"},
     )
     agent.action.register_action(spec)
     return [name]

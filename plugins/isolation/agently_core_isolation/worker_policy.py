@@ -146,7 +146,8 @@ def mount_worker_action(agent: Any, *, kind: str, name: str, description: str, s
     )
     spec = ActionSpec(
         name=name, description=description, kind=kind, policy=policy, input_schema=input_schema,
-        execution_environments=[requirement], meta={"instruction": instruction},
+        tags=[kind, "sandbox"], execution_environments=[requirement],
+        meta={"instruction": instruction},
     )
     agent.action.register_action(spec)
     return [name]
