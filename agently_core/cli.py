@@ -4,16 +4,23 @@ Commands::
 
     agently-core plugins [--json]                 every discovered plugin and its status
     agently-core actions [--json] [--enable P,..] installed action packages and their schemas
-    agently-core call NAME --kwargs JSON [--enable P,..] [--timeout S]
+    agently-core call NAME --kwargs JSON [--enable P,..] [--option P.KEY=VALUE] [--timeout S]
                                                   run one action, print its ActionRecord
+    agently-core run PROMPT [...]                 a model-driven action loop (cli_run.py)
     agently-core doctor [--json]                  what is installed, what is missing
-    agently-core demo                             a short scripted action loop
+    agently-core demo                             a short scripted action loop (demo.py)
+
+Plugins add commands with the ``register_commands`` hook (``serve-mcp`` comes from
+agently-core-mcp that way; see :mod:`agently_core.cli_commands`); this module imports no
+plugin. A command's handler gets an agent with :func:`open_agent` and reports a bad
+command line with :class:`UsageError`.
 
 Exit codes: 0 success; 1 a failed action (``call``), an unusable installation
-(``doctor``) or a plugin error; 2 a usage or configuration error.
+(``doctor``), a plugin that failed or collides (``plugins``) or a plugin error; 2 a usage
+or configuration error.
 
-Only :mod:`argparse` and :mod:`json` load at start-up; everything else is imported by the
-command that needs it.
+Only :mod:`argparse` and :mod:`json` load at start-up, plus the plugin manager to find
+the plugins' commands; everything else is imported by the command that needs it.
 """
 
 from __future__ import annotations
@@ -21,10 +28,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 PROG = "agently-core"
+
+#: The commands of the core itself; a plugin command cannot take these names.
+BUILTIN_COMMANDS = ("plugins", "actions", "call", "run", "doctor", "demo")
 
 #: What the core needs to run an action loop: (role, kind, default name, title).
 _REQUIRED = (
@@ -40,7 +51,11 @@ _OPTIONAL = (
 
 
 class UsageError(Exception):
-    """A bad command line that argparse could not catch (bad JSON, unknown package...)."""
+    """A bad command line that argparse could not catch (bad JSON, unknown package...);
+    the command exits 2 with its message."""
+
+#: The plugin manager of the running ``main()`` call, shared by its commands.
+_invocation: Any = None
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -61,12 +76,51 @@ def _split_names(values: Sequence[str] | None) -> list[str] | None:
 
 
 def _plugin_manager() -> Any:
-    """A fresh manager for this invocation, from the configuration of the working
-    directory and the environment (never the process-wide cached one)."""
+    """The manager of this invocation (``main`` made it to find the plugins' commands), or
+    a fresh one from the configuration of the working directory and the environment
+    (never the process-wide cached one)."""
+    if _invocation is not None:
+        return _invocation
     from .config import Config
     from .plugins import PluginManager
 
     return PluginManager(Config.load()).load()
+
+
+def _parse_options(values: Sequence[str] | None) -> dict[str, dict[str, Any]]:
+    """``--option sqlite.database=x.db`` -> ``{"sqlite": {"database": "x.db"}}``; a value
+    that is JSON (``5``, ``true``, ``[1]``) is decoded, anything else stays a string."""
+    options: dict[str, dict[str, Any]] = {}
+    for item in values or ():
+        target, equals, text = item.partition("=")
+        package, dot, key = target.strip().partition(".")
+        if not equals or not dot or not package or not key.isidentifier():
+            raise UsageError(f"--option {item!r} must look like PACKAGE.KEY=VALUE, "
+                             "for example --option sqlite.database=shop.db")
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = text
+        options.setdefault(package, {})[key] = value
+    return options
+
+
+@contextmanager
+def open_agent(enable: Sequence[str] | None = None,
+               options: Sequence[str] | None = None) -> Iterator[Any]:
+    """An agent for a command, closed when the ``with`` block ends: the plugins of this
+    invocation, and the action packages of ``enable`` (the raw ``--enable`` values) mounted
+    with the ``--option PACKAGE.KEY=VALUE`` values of ``options``; without ``enable`` every
+    installed package that mounts (one that needs options and has none is left out)."""
+    names = _split_names(enable)
+    package_options = _parse_options(options)
+    pm = _plugin_manager()
+    agent = _new_agent(pm)
+    try:
+        _mount(agent, pm, names, package_options)
+        yield agent
+    finally:
+        agent.close()  # sandboxes and other environments go with the command
 
 
 def _core_version() -> str:
@@ -100,31 +154,46 @@ def _new_agent(pm: Any) -> Any:
     return create_agent(plugins=pm)
 
 
-def _mount(agent: Any, pm: Any, names: list[str] | None) -> list[dict[str, Any]]:
-    """Mount the named action packages (all installed ones when ``names`` is None).
+#: What a package that needs options raises when mounted without them.
+_NEEDS_OPTIONS = (ValueError, TypeError)
+
+
+def _mount(agent: Any, pm: Any, names: list[str] | None,
+           options: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Mount the named action packages (all installed ones when ``names`` is None), each
+    with its ``options``; returns the packages left out, with why.
 
     An unknown name given on the command line is a usage error; a package that fails to
-    mount is an error when named explicitly, and a warning otherwise."""
+    mount is an error when named explicitly. Otherwise a package that needs options it was
+    not given is left out quietly, and any other failure is a warning."""
     from .errors import ActionNotFoundError, ConfigError
 
     packages = pm.registrations("action_package")
+    options = options or {}
     problems: list[dict[str, Any]] = []
     explicit = names is not None
     if not explicit and not packages:
         print(f"{PROG}: warning: no action packages are installed "
               "(pip install agently-core-function provides 'examples')", file=sys.stderr)
-    for name in names if explicit else list(packages):
+    chosen = names if explicit else list(packages)
+    stray = sorted(set(options) - set(chosen))
+    if stray:
+        where = "--enable" if explicit else "the installed action packages"
+        raise UsageError(f"--option names action package(s) {', '.join(stray)}, which are "
+                         f"not among {where}: {', '.join(chosen) or 'none'}")
+    for name in chosen:
         if explicit and name not in packages and agent.registry.get(name) is None:
             known = ", ".join(sorted(packages)) or "none installed"
             raise UsageError(f"unknown action package {name!r} in --enable; known: {known}")
         try:
-            agent.use_actions(name)
+            agent.use_actions(name, **options.get(name, {}))
         except ActionNotFoundError as exc:
             raise UsageError(str(exc)) from exc
-        except ConfigError as exc:  # the package needs options (a database, a root...)
-            if explicit:
-                raise
-            problems.append({"package": name, "error": f"needs options: {exc}"})
+        except (ConfigError, *_NEEDS_OPTIONS) as exc:  # it needs options (a database, a root)
+            if explicit or name in options:
+                raise _options_error(name, exc) from exc
+            problems.append({"package": name, "needs_options": True,
+                             "error": f"{type(exc).__name__}: {exc}"})
         except Exception as exc:
             if explicit:
                 raise _mount_error(name, exc) from exc
@@ -132,6 +201,33 @@ def _mount(agent: Any, pm: Any, names: list[str] | None) -> list[dict[str, Any]]
             print(f"{PROG}: warning: action package {name!r} could not be mounted: "
                   f"{type(exc).__name__}: {exc}", file=sys.stderr)
     return problems
+
+
+def _options_error(name: str, exc: BaseException) -> Exception:
+    from .errors import ConfigError
+
+    if isinstance(exc, ConfigError):
+        return ConfigError(f"action package {name!r}: {exc}; pass its options with "
+                           f"--option {name}.KEY=VALUE")
+    return ConfigError(f"action package {name!r} could not be mounted with these options: "
+                       f"{type(exc).__name__}: {exc}; pass its options with "
+                       f"--option {name}.KEY=VALUE")
+
+
+def _unmounted_action(name: str, pm: Any, left_out: list[dict[str, Any]]) -> Exception | None:
+    """The error for ``call NAME`` when NAME is not mounted because the package that
+    declares it (``register(..., actions=[...])``) was left out for want of options."""
+    from .errors import ConfigError
+
+    packages = pm.registrations("action_package")
+    for problem in left_out:
+        package = problem["package"]
+        if problem.get("needs_options") and name in (
+                packages[package].options.get("actions") or ()):
+            return ConfigError(
+                f"action {name!r} is in action package {package!r}, which needs options: "
+                f"{problem['error']}; pass them with --option {package}.KEY=VALUE")
+    return None
 
 
 def _mount_error(name: str, exc: BaseException) -> Exception:
@@ -145,12 +241,16 @@ def _mount_error(name: str, exc: BaseException) -> Exception:
 
 # -- plugins ------------------------------------------------------------------------------
 def cmd_plugins(args: argparse.Namespace) -> int:
+    """Exit 1 when a plugin failed to load, two collide, or a plugin's command is unusable."""
     pm = _plugin_manager()
     rows = _report(pm)
     conflicts = _conflicts(pm)
+    commands = _command_problems(pm)
+    healthy = not conflicts and not commands and all(r["status"] != "failed" for r in rows)
+    code = 0 if healthy else 1
     if args.json:
-        _print_json({"plugins": rows, "conflicts": conflicts})
-        return 0
+        _print_json({"plugins": rows, "conflicts": conflicts, "command_problems": commands})
+        return code
     if not rows:
         print("no plugins found")
     for row in rows:
@@ -164,7 +264,18 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print("conflicts:")
         for conflict in conflicts:
             print(f"    {conflict['message']}")
-    return 0
+    if commands:
+        print("commands left out:")
+        for problem in commands:
+            print(f"    {problem['error']}")
+            print(f"        fix: {problem['fix']}")
+    return code
+
+
+def _command_problems(pm: Any) -> list[dict[str, Any]]:
+    from .cli_commands import load_commands
+
+    return load_commands(pm, BUILTIN_COMMANDS, PROG)[1]
 
 
 # -- actions ------------------------------------------------------------------------------
@@ -241,10 +352,15 @@ def cmd_call(args: argparse.Namespace) -> int:
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
     names = _split_names(args.enable)
+    options = _parse_options(args.option)
     pm = _plugin_manager()
     agent = _new_agent(pm)
     try:
-        _mount(agent, pm, names)
+        left_out = _mount(agent, pm, names, options)
+        if agent.registry.get(args.name) is None:
+            missing = _unmounted_action(args.name, pm, left_out)
+            if missing is not None:
+                raise missing
         record = agent.action.execute_action(args.name, kwargs, timeout=args.timeout)
     finally:
         agent.close()  # sandboxes and other environments go with the command
@@ -261,42 +377,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-rounds must be 1 or more, got {args.max_rounds}")
     options = {key: value for key, value in (("model", args.model), ("base_url", args.base_url))
                if value is not None}
-    names = _split_names(args.enable)
-    pm = _plugin_manager()
-    agent = _new_agent(pm)
-    try:
-        _mount(agent, pm, names)
+    with open_agent(args.enable, args.option) as agent:
         agent.use_actions(list(agent.registry.names()))  # the model may call every one
         return run(agent, args.prompt, planner=args.planner, options=options,
                    max_rounds=args.max_rounds, as_json=args.json)
-    finally:
-        agent.close()
-
-
-# -- serve-mcp ----------------------------------------------------------------------------
-def cmd_serve_mcp(args: argparse.Namespace) -> int:
-    """Serve the agent's actions as MCP tools (the server lives in agently-core-mcp)."""
-    try:
-        from agently_core_mcp.server import serve
-    except ImportError as exc:
-        from .errors import ConfigError
-
-        raise ConfigError("serve-mcp needs the MCP plugin; install it with: pip install "
-                          f"agently-core-mcp ({exc})") from None
-    if args.port is not None and not 0 <= args.port <= 65535:
-        raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
-    names = _split_names(args.enable)
-    pm = _plugin_manager()
-    agent = _new_agent(pm)
-    try:
-        _mount(agent, pm, names)
-        return int(serve(agent, transport=args.transport, host=args.host, port=args.port,
-                         auth=not args.no_auth, allow_remote=args.allow_remote,
-                         allowed_hosts=args.allowed_host or (),
-                         client_approval=args.client_approval, max_sessions=args.max_sessions,
-                         idle_timeout=args.idle_timeout) or 0)
-    finally:
-        agent.close()
 
 
 # -- doctor -------------------------------------------------------------------------------
@@ -307,8 +391,10 @@ def _check(pm: Any, role: str, kind: str | None, default: str, title: str,
     from .plugins import KNOWN_DISTRIBUTIONS
 
     name = default if exact else pm.configured_name(role, kind)
-    if name is None and kind is None and default in pm.registrations(role):
-        name = default  # the rule of PluginManager.select_default
+    if name is None and kind is None:
+        installed = pm.registrations(role)
+        if default in installed or not installed:
+            name = default  # the rule of PluginManager.select_default
     check: dict[str, Any] = {"role": role, "kind": kind, "title": title, "name": name,
                              "ok": False, "provided_by": None, "error": None, "install": None}
     try:
@@ -326,9 +412,10 @@ def _check(pm: Any, role: str, kind: str | None, default: str, title: str,
 
 
 def _plugin_problems(pm: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Plugins that failed, plus registrations whose lazy factory cannot be imported."""
+    """Plugins that failed, registrations whose lazy factory cannot be imported, and
+    plugin commands left out of the command line."""
     from .errors import AgentlyError
-    from .plugins import ROLES
+    from .plugins import ROLES, load_fix
 
     problems: list[dict[str, Any]] = []
     for row in rows:
@@ -342,22 +429,15 @@ def _plugin_problems(pm: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]
             try:
                 registration.load()
             except AgentlyError as exc:
-                dist = registration.distribution
-                problems.append({
-                    "plugin": registration.plugin, "distribution": dist,
-                    "error": str(exc),
-                    "fix": _missing_module_hint(exc)
-                    or (f"pip install --force-reinstall {dist}" if dist else "fix the plugin"),
-                })
+                problems.append({"plugin": registration.plugin,
+                                 "distribution": registration.distribution,
+                                 "error": str(exc), "fix": load_fix(registration, exc)})
+    reported = {problem["error"] for problem in problems}
+    for problem in _command_problems(pm):
+        if problem["error"] not in reported:  # a factory that cannot load is listed above
+            problems.append({key: problem[key]
+                             for key in ("plugin", "distribution", "error", "fix")})
     return problems
-
-
-def _missing_module_hint(exc: BaseException) -> str | None:
-    cause = exc.__cause__
-    if isinstance(cause, ModuleNotFoundError) and cause.name:
-        top = cause.name.split(".")[0]
-        return f"install the distribution that provides module {top!r} (pip install {top}?)"
-    return None
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -483,63 +563,8 @@ def _check_line(check: dict[str, Any]) -> str:
 
 
 # -- demo ---------------------------------------------------------------------------------
-class _Recording:
-    """Wraps a planner and keeps what it returned in round 0, to show the raw protocol."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.first: Any = None
-
-    async def plan(self, context: Any, request: Any) -> Any:
-        raw = await self.inner.plan(context, request)
-        if self.first is None:
-            self.first = raw
-        return raw
-
-
-def _short(value: Any, width: int = 60) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False,
-                                                           default=repr)
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def _call_text(action: str, kwargs: dict[str, Any]) -> str:
-    return f"{action}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
-
-
-#: Error types of records that were stopped before they ran.
-_GATE_ERRORS = frozenset({"ActionNotFoundError", "ArgumentsError", "PolicyError", "InvalidCall",
-                          "ApprovalDenied", "ApprovalRequired"})
-
-
-def _print_run(result: Any) -> None:
-    by_id = {record.call_id: record for record in result.records}
-    for round_ in result.rounds:
-        decision = round_.decision
-        if decision.next_action == "response":
-            print(f"  round {round_.round_index}: final response: {_short(decision.response, 80)}")
-            continue
-        records = [by_id[call_id] for call_id in round_.record_ids]
-        ran = sum(1 for r in records if r.error_type not in _GATE_ERRORS)
-        count = len(records)
-        how = f", {ran} dispatched in parallel" if ran > 1 else ""
-        print(f"  round {round_.round_index}: {count} call{'s' if count != 1 else ''}{how}")
-        calls = [_call_text(r.action, r.kwargs) for r in records]
-        width = max(map(len, calls), default=0)
-        for record, text in zip(records, calls, strict=True):
-            outcome = f"-> {_short(record.result, 40)}" if record.status == "success" else ""
-            print(f"    {record.status:<8}{text:<{width}}  {record.duration_ms:5.1f} ms  "
-                  f"{outcome}".rstrip())
-            if record.status != "success":
-                print(f"            {record.error_type}: {record.error}")
-    statuses: dict[str, int] = {}
-    for record in result.records:
-        statuses[record.status] = statuses.get(record.status, 0) + 1
-    summary = ", ".join(f"{n} {s}" for s, n in statuses.items()) or "no records"
-    print(f"  stop: {result.stop_reason}; {len(result.records)} records ({summary})")
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Say what to install when the demo cannot run; else run it (see :mod:`.demo`)."""
     from .errors import NotInstalledError
 
     pm = _plugin_manager()
@@ -548,193 +573,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if missing:
         needs = "; ".join(f"{c['title']}: {c['install'] or c['error']}" for c in missing)
         raise NotInstalledError(f"the demo needs: {needs}")
-    agent = _new_agent(pm)
-    agent.use_actions("examples")
+    from .demo import run_demo
 
-    def final(context: Any, request: Any) -> str:
-        done = context["done_plans"]
-        ok = sum(1 for p in done if p["status"] == "success")
-        return f"{ok} of {len(done)} calls succeeded; the invalid call became a failed record"
-
-    def second(context: Any, request: Any) -> list[dict[str, Any]]:
-        # Uses round 0's results: the planner sees every record of the last round.
-        total, product = (r["result"] for r in context["last_round_records"])
-        return [{"action": "add", "kwargs": {"a": total, "b": product}},
-                {"action": "add", "kwargs": {"a": "two", "b": 3}}]
-
-    script = [
-        [{"action": "add", "kwargs": {"a": 2, "b": 3}},
-         {"action": "multiply", "kwargs": {"a": 4, "b": 5}}],
-        second,
-        final,
-    ]
-    print("agently-core demo: a scripted planner drives the action loop "
-          "(actions from package 'examples')")
-    shown = {"structured_plan": "", "native_tool_calls": ""}
-    for protocol in shown:
-        planner = pm.create("planner", "scripted",
-                            steps=script if protocol == "structured_plan" else [
-                                [{"action": "echo", "kwargs": {"message": "hi", "repeat": 2}},
-                                 {"action": "word_count", "kwargs": {"text": "one two three"}}],
-                                "both tool calls answered",
-                            ])
-        recording = _Recording(planner)
-        agent.set_planner(recording)
-        request = ("compute (2+3) + (4*5), then try a bad call"
-                   if protocol == "structured_plan" else "echo and count words")
-        result = agent.run(request, planning_protocol=protocol, max_rounds=4)
-        print()
-        print(f"[{protocol}] the planner's first answer:")
-        print(f"  {_short(recording.first, 100)}")
-        _print_run(result)
-        if result.error:
-            print(f"  error: {result.error}")
-    records = agent.get_action_result()
-    print()
-    print(f"agent.get_action_result() returns the {len(records)} records of the last request.")
-    _demo_model(pm)
-    _demo_sandboxes(pm)
-    agent.close()
-    print()
-    print("Next: agently-core actions | agently-core call add --kwargs '{\"a\": 1, \"b\": 2}'")
-    return 0
-
-
-def _demo_model(pm: Any) -> None:
-    """A model-driven loop through the real OpenAI SDK, against a loopback stand-in of a
-    Chat Completions server that scripts the model's side (no network, no key)."""
-    if "openai_compatible" not in pm.registrations("planner"):
-        return
-    from .cli_run import LivePrinter, _Watched
-    from .testing.model_servers import LoopbackModelServer, Reply, ToolCall
-
-    print()
-    print("[model] openai_compatible drives the loop through the openai SDK, against a "
-          "STAND-IN server on 127.0.0.1 that scripts the model's answers:")
-    replies = [Reply(text="I will add them. ", tool_calls=[ToolCall("add", {"a": 19, "b": 23})],
-                     chunk_chars=4),
-               Reply(text="19 + 23 = 42.", chunk_chars=4)]
-    with LoopbackModelServer(replies) as server:
-        agent = _new_agent(pm)
-        agent.use_actions("examples")
-        agent.set_planner("openai_compatible", model="stand-in", base_url=server.base_url)
-        printer = LivePrinter()
-        agent.events.subscribe(printer.delta, "model.delta")
-        agent._planner = _Watched(agent._planner, printer)
-        try:
-            printer.finish(agent.run("What is 19 + 23?", max_rounds=3))
-        finally:
-            agent.close()
-    print("  (a real model: agently-core run \"...\" --planner openai_compatible --model M)")
-
-
-def _demo_sandboxes(pm: Any) -> None:
-    """The sandboxed actions, each when its plugin is installed."""
-    packages = pm.registrations("action_package")
-    if "python" in packages:
-        agent = _new_agent(pm)
-        agent.enable_python()
-        print()
-        print("[python] run_python in an isolated, warm worker (state persists between calls):")
-        for code in ("import platform\nsquares = [n * n for n in range(5)]\nprint(squares)",
-                     "sum(squares)",
-                     "open('/etc/shadow').read()"):
-            record = agent.action.execute_action("run_python", {"python_code": code})
-            result = record.result or {}
-            shown = (result.get("stdout") or "").strip() or result.get("value")
-            outcome = f"-> {shown}" if record.status == "success" else f"-> {record.error}"
-            print(f"    {record.status:<8}{_short(code.splitlines()[-1], 40):<42}"
-                  f"{record.duration_ms:7.1f} ms  {outcome}")
-        agent.close()
-    if "bash" in packages:
-        agent = _new_agent(pm)
-        agent.enable_shell(commands=["echo", "ls", "wc", "sort", "head", "cat"])
-        print()
-        print("[bash] run_bash in an isolated shell; every command checked against the allowlist:")
-        for line in ("echo 'pear apple plum' > fruit.txt && ls",
-                     "cat fruit.txt | wc -w",
-                     "cat fruit.txt; curl http://example.com",
-                     "echo $(rm -rf ~)"):
-            record = agent.action.execute_action("run_bash", {"cmd": line})
-            result = record.result or {}
-            outcome = (f"-> {(result.get('stdout') or '').strip()}" if record.status == "success"
-                       else f"-> {record.error}")
-            print(f"    {record.status:<8}{_short(line, 40):<42}"
-                  f"{record.duration_ms:7.1f} ms  {_short(outcome, 70)}")
-        agent.close()
-    if "nodejs" in packages:
-        agent = _new_agent(pm)
-        agent.enable_nodejs()
-        print()
-        print("[nodejs] run_nodejs in an isolated, warm Node.js worker:")
-        for code in ("globalThis.total = [1, 2, 3].reduce((a, b) => a + b)",
-                     "total * 2",
-                     "require('fs').readFileSync('/etc/shadow', 'utf8')"):
-            record = agent.action.execute_action("run_nodejs", {"js_code": code})
-            result = record.result or {}
-            outcome = (f"-> {result.get('value')}" if record.status == "success"
-                       else f"-> {record.error}")
-            print(f"    {record.status:<8}{_short(code, 40):<42}"
-                  f"{record.duration_ms:7.1f} ms  {_short(outcome, 70)}")
-        agent.close()
-    if "mcp" in packages:
-        _demo_mcp(pm)
-    if "sqlite" in packages:
-        import sqlite3
-        import tempfile
-        from pathlib import Path
-
-        with tempfile.TemporaryDirectory() as folder:
-            database = Path(folder) / "demo.db"
-            with sqlite3.connect(database) as connection:
-                connection.execute("CREATE TABLE fruit (name TEXT, price REAL)")
-                connection.executemany("INSERT INTO fruit VALUES (?, ?)",
-                                       [("apple", 1.2), ("pear", 0.8), ("plum", 2.5)])
-            connection.close()
-            agent = _new_agent(pm)
-            agent.enable_sqlite(database=str(database))
-            print()
-            print("[sqlite] query_sqlite on a read-only database:")
-            for query in ("SELECT name, price FROM fruit WHERE price > ? ORDER BY price",
-                          "WITH x AS (SELECT 1) DELETE FROM fruit"):
-                params = [1.0] if "?" in query else None
-                record = agent.action.execute_action("query_sqlite",
-                                                     {"query": query, "params": params})
-                outcome = (f"-> {record.result['rows']}" if record.status == "success"
-                           else f"-> {record.error}")
-                print(f"    {record.status:<8}{_short(query, 40):<42}"
-                      f"{record.duration_ms:7.1f} ms  {_short(outcome, 70)}")
-            agent.close()
-
-
-def _demo_mcp(pm: Any) -> None:
-    """A tool of a real MCP server (mcp-server-time from PyPI), when one is installed."""
-    import shutil
-    from pathlib import Path
-
-    server = shutil.which("mcp-server-time") or str(Path(sys.executable).with_name("mcp-server-time"))
-    if not Path(server).exists():
-        print()
-        print("[mcp] no MCP server to show: pip install mcp-server-time")
-        return
-    agent = _new_agent(pm)
-    try:
-        names = agent.use_mcp([server, "--local-timezone", "UTC"])
-        print()
-        print(f"[mcp] use_mcp(mcp-server-time): one managed session, tools {', '.join(names)}:")
-        for kwargs in ({"timezone": "Europe/Paris"}, {"timezone": "Mars/Olympus"}):
-            record = agent.action.execute_action("get_current_time", kwargs)
-            result = record.result or {}
-            shown = result.get("structured_content") or result.get("text")
-            outcome = f"-> {shown}" if record.status == "success" else f"-> {record.error}"
-            print(f"    {record.status:<8}{_short(f'get_current_time({kwargs})', 40):<42}"
-                  f"{record.duration_ms:7.1f} ms  {_short(str(outcome), 70)}")
-    finally:
-        agent.close()
+    return run_demo(pm)
 
 
 # -- entry point --------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
+#: The help of ``--option``, for every command that mounts action packages.
+OPTION_HELP = ("an option of an action package, PACKAGE.KEY=VALUE (VALUE is JSON or a "
+               "string; repeatable), e.g. sqlite.database=shop.db")
+#: The help of ``--enable`` for a command that mounts action packages.
+ENABLE_HELP = "mount these action packages (comma-separated; default: every installed one)"
+
+
+def build_parser(pm: Any = None) -> argparse.ArgumentParser:
+    """The command line: the built-in commands, plus the commands the plugins of ``pm``
+    register (none without a manager)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Inspect agently-core plugins and run actions.",
@@ -744,7 +598,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_core_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("plugins", help="list every discovered plugin, its status and error")
+    p = sub.add_parser("plugins", help="list every discovered plugin, its status and error "
+                       "(exit 1 when one failed or two collide)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_plugins)
 
@@ -758,8 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME", help="the action to run")
     p.add_argument("--kwargs", default="{}", metavar="JSON",
                    help="the arguments, a JSON object ('-' reads it from stdin; default {})")
-    p.add_argument("--enable", action="append", metavar="PACKAGE,...",
-                   help="mount these action packages (default: every installed one)")
+    p.add_argument("--enable", action="append", metavar="PACKAGE,...", help=ENABLE_HELP)
+    p.add_argument("--option", action="append", metavar="PACKAGE.KEY=VALUE", help=OPTION_HELP)
     p.add_argument("--timeout", type=float, metavar="S", help="per-call timeout in seconds")
     p.set_defaults(func=cmd_call)
 
@@ -769,32 +624,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the planner (default: the planner setting), e.g. openai_compatible")
     p.add_argument("--model", metavar="M", help="the model (planner option model)")
     p.add_argument("--base-url", metavar="URL", help="the model server (planner option base_url)")
-    p.add_argument("--enable", action="append", metavar="PACKAGE,...",
-                   help="mount these action packages (default: every installed one)")
+    p.add_argument("--enable", action="append", metavar="PACKAGE,...", help=ENABLE_HELP)
+    p.add_argument("--option", action="append", metavar="PACKAGE.KEY=VALUE", help=OPTION_HELP)
     p.add_argument("--max-rounds", type=int, metavar="N", help="planning rounds at most")
     p.add_argument("--json", action="store_true", help="print only the FlowResult as JSON")
     p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("serve-mcp", help="serve the actions as MCP tools (stdio or HTTP)")
-    p.add_argument("--transport", choices=("stdio", "http"), default="stdio")
-    p.add_argument("--host", default="127.0.0.1", help="HTTP: the address to listen on")
-    p.add_argument("--port", type=int, default=None, help="HTTP: the port (default 8000)")
-    p.add_argument("--enable", action="append", metavar="PACKAGE,...",
-                   help="serve these action packages (default: every installed one)")
-    p.add_argument("--allow-remote", action="store_true",
-                   help="HTTP: allow a non-loopback --host (0.0.0.0, ::, a LAN address)")
-    p.add_argument("--allowed-host", action="append", metavar="NAME[:PORT]",
-                   help="HTTP: another Host header value to accept (repeatable)")
-    p.add_argument("--no-auth", action="store_true",
-                   help="HTTP, loopback only: require no bearer token (any local process "
-                   "can then call the actions)")
-    p.add_argument("--client-approval", action="store_true",
-                   help="let the MCP client approve calls that need approval (elicitation)")
-    p.add_argument("--max-sessions", type=int, metavar="N",
-                   help="HTTP: open sessions at most (default 100)")
-    p.add_argument("--idle-timeout", type=float, metavar="S",
-                   help="HTTP: close a session idle this many seconds (default 900)")
-    p.set_defaults(func=cmd_serve_mcp)
 
     p = sub.add_parser("doctor", help="what is installed, what is missing and how to get it")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -802,19 +636,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run a short scripted action loop and show what happened")
     p.set_defaults(func=cmd_demo)
+
+    if pm is not None:
+        from .cli_commands import add_commands, load_commands
+
+        add_commands(sub, load_commands(pm, BUILTIN_COMMANDS, PROG)[0])
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    global _invocation
+    from .errors import ActionNotFoundError, AgentlyError, ConfigError
+
+    try:
+        pm = _plugin_manager()
+    except ConfigError:
+        pm = None  # the built-in commands still parse; the one that runs reports it
+    parser = build_parser(pm)
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2
-    from .errors import ActionNotFoundError, AgentlyError, ConfigError
-
+    _invocation = pm
     try:
-        return int(args.func(args))
+        return int(args.func(args) or 0)
     except UsageError as exc:
         return _fail(parser, str(exc), 2)
     except (ConfigError, ActionNotFoundError) as exc:
@@ -825,6 +670,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        _invocation = None
 
 
 def _fail(parser: argparse.ArgumentParser, message: str, code: int) -> int:
@@ -833,5 +680,7 @@ def _fail(parser: argparse.ArgumentParser, message: str, code: int) -> int:
     return code
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m agently_core.cli: run the module plugins import
+    from agently_core.cli import main as _main
+
+    sys.exit(_main())

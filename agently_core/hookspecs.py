@@ -24,9 +24,13 @@ The behaviour each factory must produce is described by the protocols in
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
+
+if TYPE_CHECKING:
+    import argparse
 
 PROJECT_NAME = "agently_core"
 ENTRY_POINT_GROUP = "agently_core"
@@ -39,6 +43,25 @@ class Register(Protocol):
     """The callback every registration hook receives."""
 
     def __call__(self, name: str, factory: Any, /, **options: Any) -> None: ...
+
+
+#: What a command's handler returns: the exit code (``None`` means 0).
+CommandHandler = Callable[["argparse.Namespace"], "int | None"]
+
+
+class CommandFactory(Protocol):
+    """What :func:`register_commands` registers: called with the command's own
+    :class:`argparse.ArgumentParser`, it adds the command's arguments and returns the
+    handler that runs it with the parsed arguments."""
+
+    def __call__(self, parser: argparse.ArgumentParser, /) -> CommandHandler: ...
+
+
+class CommandRegister(Protocol):
+    """The callback :func:`register_commands` receives."""
+
+    def __call__(self, name: str, factory: CommandFactory | str, /, *, help: str,
+                 description: str = "") -> None: ...
 
 
 @hookspec
@@ -170,4 +193,26 @@ def register_diagnostics(register: Register) -> None:
     dicts ``{"name", "ok", "detail", "fix"}``: what was checked, whether it works here,
     what was found, and how to fix it when it does not (for example which isolation tiers
     work on this machine). Keep checks quick and free of side effects on the host.
+    """
+
+
+@hookspec
+def register_commands(register: CommandRegister) -> None:
+    """Register ``agently-core`` subcommands (``agently-core serve-mcp`` comes from
+    agently-core-mcp this way).
+
+    Called once at discovery. ``register(name, factory, help="...", description="")``:
+    ``name`` is lowercase words joined by ``-``; ``help`` is the line ``agently-core
+    --help`` shows. Each time the command line is built, ``factory(parser)`` (a
+    :class:`CommandFactory`; prefer a lazy ``"module:attr"`` string to a module that imports
+    only :mod:`argparse`) adds the command's arguments to its own
+    :class:`argparse.ArgumentParser`, each with ``help=``, and returns the handler;
+    ``handler(args)`` runs the command and returns its exit code. Import what the command
+    needs inside the handler, and use :func:`agently_core.cli.open_agent` for an agent with
+    the ``--enable``d packages mounted. Raise :class:`~agently_core.cli.UsageError` or
+    :class:`~agently_core.errors.ConfigError` for a bad command line (exit 2) and another
+    :class:`~agently_core.errors.AgentlyError` for a failure (exit 1). A factory that cannot
+    be loaded or raises, and a name taken by a built-in command or by another plugin, leave
+    the command out and are reported by ``agently-core plugins`` (exit 1) and ``doctor``;
+    the other commands still work.
     """

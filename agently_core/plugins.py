@@ -50,6 +50,7 @@ ROLES: dict[str, Role] = {
         Role("planner", "register_planners", "Planner"),
         Role("event_observer", "register_event_observers", "event observer"),
         Role("diagnostic", "register_diagnostics", "doctor check"),
+        Role("command", "register_commands", "CLI command"),
     )
 }
 
@@ -70,6 +71,7 @@ KNOWN_DISTRIBUTIONS: dict[tuple[str, str], str] = {
     ("action_executor", "python"): "agently-core-python",
     ("action_executor", "sqlite"): "agently-core-sqlite",
     ("action_package", "mcp"): "agently-core-mcp",
+    ("command", "serve-mcp"): "agently-core-mcp",
     ("action_executor", "mcp"): "agently-core-mcp",
     ("environment_provider", "mcp"): "agently-core-mcp",
     ("workspace_backend", "local"): "agently-core-workspace-local",
@@ -156,6 +158,67 @@ def _import_string(path: str, registration: Registration) -> Any:
             f"{type(exc).__name__}: {exc}"
         ) from exc
     return obj
+
+
+def load_fix(registration: Registration, exc: BaseException) -> str:
+    """How to fix a registration whose factory could not be loaded (``exc``, raised by
+    :meth:`Registration.load`): the misspelt part of its ``"module:attr"`` string, the
+    missing distribution, or a reinstall."""
+    path = registration.factory if isinstance(registration.factory, str) else ""
+    module_name, _, attr = path.partition(":")
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    where = f"the register({registration.name!r}, {path!r}) call of plugin {registration.plugin!r}"
+    if path and isinstance(cause, ModuleNotFoundError) and cause.name:
+        missing = cause.name
+        if module_name == missing or module_name.startswith(missing + "."):
+            parent, _, last = missing.rpartition(".")
+            close = _close(last, _submodules(parent))
+            if parent and _importable(parent):
+                return f"correct the misspelt module {last!r} in {where}{close}"
+            return (f"correct the module {missing!r} in {where}{close}, or install the "
+                    f"distribution that provides it (pip install {missing}?)")
+        top = missing.split(".")[0]
+        return f"install the distribution that provides module {top!r} (pip install {top}?)"
+    if path and isinstance(cause, AttributeError):
+        try:
+            obj: Any = importlib.import_module(module_name)
+        except Exception:
+            obj = None
+        for part in attr.split(".") if obj is not None else ():
+            if not hasattr(obj, part):
+                close = _close(part, [n for n in dir(obj) if not n.startswith("_")])
+                return f"correct the misspelt name {part!r} in {where}{close}"
+            obj = getattr(obj, part)
+    dist = registration.distribution
+    return f"pip install --force-reinstall {dist}" if dist else "fix the plugin"
+
+
+def _close(word: str, candidates: Iterable[str]) -> str:
+    import difflib
+
+    found = difflib.get_close_matches(word, list(candidates), n=1)
+    return f" (did you mean {found[0]!r}?)" if found else ""
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _submodules(package: str) -> list[str]:
+    import pkgutil
+
+    if not package:
+        return []
+    try:
+        paths = importlib.import_module(package).__path__
+    except Exception:
+        return []
+    return [info.name for info in pkgutil.iter_modules(paths)]
 
 
 class PluginManager:
@@ -301,6 +364,8 @@ class PluginManager:
                     f"{ROLES[role].title} {name!r}: lazy factory {factory!r} must look like "
                     "'package.module:attribute'"
                 )
+            if role == "command":
+                _check_command(name, options)
             staged.append(
                 Registration(role, name, factory, info.name, info.distribution, info.version,
                              dict(options))
@@ -379,7 +444,7 @@ class PluginManager:
             raise PluginConflictError(conflict_message(role, conflicted[0][0].name, conflicted[0]))
         what = f"{spec.title} for kind {kind!r}" if kind else spec.title
         if not candidates:
-            raise NotInstalledError(self._missing_message(role, kind or "", kind=kind))
+            raise NotInstalledError(self._missing_message(role, None, kind=kind))
         listing = ", ".join(f"{r.name} ({r.source})" for r in candidates)
         setting = _setting_hint(role, kind)
         raise PluginError(f"several {what} are installed: {listing}; choose one with {setting}")
@@ -400,7 +465,10 @@ class PluginManager:
             "workspace_backend": config.workspace_backend,
         }.get(role)
 
-    def _missing_message(self, role: str, name: str, *, kind: str | None = None) -> str:
+    def _missing_message(self, role: str, name: str | None, *,
+                         kind: str | None = None) -> str:
+        """Why ``name`` (or, with ``name=None``, any registration) of ``role`` cannot be
+        had; it never shows an empty name."""
         spec = ROLES[role]
         installed = self._registry[role]
         if kind is not None:
@@ -410,8 +478,9 @@ class PluginManager:
             what = f"no {spec.title} is installed for kind {kind!r}"
         else:
             listing = ", ".join(f"{n} ({r.source})" for n, r in installed.items()) or "none"
-            what = f"{spec.title} {name!r} is not installed"
-        hint = KNOWN_DISTRIBUTIONS.get((role, kind or name))
+            what = (f"{spec.title} {name!r} is not installed" if name
+                    else f"no {spec.title} is installed")
+        hint = KNOWN_DISTRIBUTIONS.get((role, kind or name or ""))
         install = f"; install it with: pip install {hint}" if hint else ""
         blocked = [p.name for p in self.plugins.values() if p.status in {"blocked", "not_allowed"}]
         note = f"; blocked or not allowed: {', '.join(blocked)}" if blocked else ""
@@ -488,6 +557,22 @@ def _unknown_hooks(plugin: Any) -> list[str]:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         problems.append(f"unknown hook {attr!r}{hint}")
     return problems
+
+
+def _check_command(name: str, options: dict[str, Any]) -> None:
+    """A CLI command needs a word for a name (``serve-mcp``) and a line of help."""
+    import re
+
+    if not re.fullmatch(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*", name):
+        raise PluginError(f"CLI command {name!r}: a name is lowercase words joined by '-', "
+                          "such as 'serve-mcp'")
+    help_text = options.get("help")
+    if not isinstance(help_text, str) or not help_text.strip():
+        raise PluginError(f"CLI command {name!r} needs help=\"one line saying what it does\"")
+    unknown = sorted(set(options) - {"help", "description"})
+    if unknown:
+        raise PluginError(f"CLI command {name!r}: unknown option(s) {', '.join(unknown)}; "
+                          "a command takes help= and description=")
 
 
 def _role(role: str) -> str:

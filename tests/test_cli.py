@@ -109,7 +109,7 @@ def test_plugins_report_failures_and_conflicts(capsys, fake_distributions):
     fake_distributions("agently-core-clitwin", entry_points={"clitwin": "cli_twin_plugin.plugin"},
                        modules={"cli_twin_plugin.plugin": TWIN_PLUGIN})
     code, out, _ = run(capsys, "plugins", "--json")
-    assert code == 0
+    assert code == 1  # the README: 1 for a plugin error
     data = json.loads(out)
     plugins = {p["name"]: p for p in data["plugins"]}
     broken = plugins["clibroken"]
@@ -123,8 +123,23 @@ def test_plugins_report_failures_and_conflicts(capsys, fake_distributions):
     assert set(conflict["registered_by"]) == {"agently-core-runtime", "agently-core-clitwin"}
 
     code, out, _ = run(capsys, "plugins")
+    assert code == 1
     assert "failed" in out and "broken on purpose" in out
     assert "conflicts:" in out and "agently-core-clitwin" in out
+
+
+@pytest.mark.parametrize("which", ["failed", "conflict"])
+def test_plugins_exits_1_for_a_failed_or_colliding_plugin(capsys, fake_distributions, which):
+    if which == "failed":
+        fake_distributions("agently-core-clibroken",
+                           entry_points={"clibroken": "cli_broken_plugin"},
+                           modules={"cli_broken_plugin": BROKEN_PLUGIN})
+    else:
+        fake_distributions("agently-core-clitwin",
+                           entry_points={"clitwin": "cli_twin_plugin.plugin"},
+                           modules={"cli_twin_plugin.plugin": TWIN_PLUGIN})
+    assert run(capsys, "plugins")[0] == 1
+    assert run(capsys, "plugins", "--json")[0] == 1
 
 
 def test_plugins_blocked_by_environment(capsys, monkeypatch):
@@ -209,6 +224,57 @@ def test_call_unknown_action_exits_1(capsys):
     record = json.loads(out)
     assert record["status"] == "failed"
     assert "unknown action 'no_such_action'" in record["error"]
+
+
+def test_call_without_enable_does_not_warn_about_packages_that_need_options(capsys):
+    # sqlite needs a database and workspace_files a file root: neither is a problem here
+    from agently_core import Config, PluginManager
+
+    installed = set(PluginManager(Config.load()).registrations("action_package"))
+    assert {"sqlite", "workspace_files"} <= installed
+    code, out, err = run(capsys, "call", "add", "--kwargs", '{"a": 1, "b": 2}')
+    assert code == 0 and json.loads(out)["result"] == 3
+    assert err == ""
+
+
+def test_call_query_sqlite_without_a_database_says_what_to_pass(capsys, monkeypatch, isolated):
+    monkeypatch.delenv("AGENTLY_SQLITE_DATABASE", raising=False)
+    code, out, err = run(capsys, "call", "query_sqlite", "--kwargs", '{"query": "SELECT 1"}')
+    assert code == 2 and out == ""
+    assert "unknown action" not in err
+    assert "action 'query_sqlite' is in action package 'sqlite'" in err
+    assert "needs database=PATH" in err and "--option sqlite.KEY=VALUE" in err
+    # the same with --enable sqlite
+    code, _, err = run(capsys, "call", "query_sqlite", "--enable", "sqlite")
+    assert code == 2 and "needs database=PATH" in err and "--option sqlite.KEY=VALUE" in err
+
+    import sqlite3
+
+    database = isolated / "shop.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE fruit (name TEXT)")
+        connection.execute("INSERT INTO fruit VALUES ('pear')")
+    connection.close()
+    code, out, err = run(capsys, "call", "query_sqlite", "--kwargs",
+                         '{"query": "SELECT name FROM fruit"}',
+                         "--option", f"sqlite.database={database}")
+    assert code == 0, err
+    assert json.loads(out)["result"]["rows"] == [["pear"]]
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--option", "sqlite"], "must look like PACKAGE.KEY=VALUE"),
+    (["--option", "database=x.db"], "must look like PACKAGE.KEY=VALUE"),
+    (["--option", "sqlite.2x=1"], "must look like PACKAGE.KEY=VALUE"),
+    (["--enable", "examples", "--option", "sqlite.database=x.db"],
+     "--option names action package(s) sqlite, which are not among --enable: examples"),
+    (["--enable", "examples,sqlite", "--option", "sqlite.colour=1"],
+     "action package 'sqlite' could not be mounted with these options: TypeError"),
+])
+def test_call_bad_options_exit_2(capsys, argv, needle):
+    code, out, err = run(capsys, "call", "add", "--kwargs", '{"a": 1, "b": 2}', *argv)
+    assert code == 2 and out == ""
+    assert needle in err
 
 
 def test_call_timeout_holds(capsys, fake_distributions):
@@ -302,6 +368,65 @@ def test_doctor_says_what_is_missing_and_how_to_get_it(capsys, monkeypatch):
     assert {"name": "examples", "distribution": "agently-core-function",
             "install": "pip install agently-core-function"} in (
         data["roles"]["action_package"]["missing"])
+
+
+def test_doctor_never_prints_an_empty_name(capsys, monkeypatch):
+    monkeypatch.setenv("AGENTLY_PLUGINS_BLOCK", "runtime")
+    code, out, _ = run(capsys, "doctor")
+    assert code == 1
+    assert "''" not in out
+    assert "ActionRuntime 'agently' is not installed" in out
+    code, out, _ = run(capsys, "doctor", "--json")
+    checks = {c["role"]: c for c in json.loads(out)["required"]}
+    assert checks["action_runtime"]["name"] == "agently"
+    assert "''" not in checks["action_flow"]["error"]
+
+
+def test_selecting_from_an_empty_role_names_no_empty_name(tmp_path):
+    from agently_core import Config, PluginManager
+    from agently_core.errors import NotInstalledError
+
+    pm = PluginManager(Config.load(env={}, cwd=tmp_path), autoload=False, builtins=False)
+    with pytest.raises(NotInstalledError) as exc:
+        pm.select("action_runtime")
+    assert str(exc.value).startswith("no ActionRuntime is installed. Installed: none")
+
+
+TYPO_PLUGIN = """
+from agently_core.hookspecs import hookimpl
+
+
+class Planner:
+    async def plan(self, context, request):
+        return "done"
+
+
+@hookimpl
+def register_planners(register):
+    register("typo-attr", "cli_typo_plugin.plugin:Plannr")
+    register("typo-module", "cli_typo_plugin.plugn:Planner")
+    register("typo-nested", "cli_typo_plugin.plugin:Planner.plam")
+    register("no-dependency", "cli_typo_missing_dependency:Planner")
+"""
+
+
+def test_doctor_names_a_misspelt_lazy_factory(capsys, fake_distributions):
+    fake_distributions("agently-core-clitypo", entry_points={"clitypo": "cli_typo_plugin.plugin"},
+                       modules={"cli_typo_plugin.plugin": TYPO_PLUGIN})
+    code, out, _ = run(capsys, "doctor", "--json")
+    assert code == 0
+    fixes = {p["error"].split("'")[1]: p["fix"] for p in json.loads(out)["problems"]}
+    assert fixes["typo-attr"] == ("correct the misspelt name 'Plannr' in the "
+                                  "register('typo-attr', 'cli_typo_plugin.plugin:Plannr') call "
+                                  "of plugin 'clitypo' (did you mean 'Planner'?)")
+    assert "misspelt module 'plugn'" in fixes["typo-module"]
+    assert "did you mean 'plugin'?" in fixes["typo-module"]
+    assert "misspelt name 'plam'" in fixes["typo-nested"]
+    assert "did you mean 'plan'?" in fixes["typo-nested"]
+    assert "pip install cli_typo_missing_dependency?" in fixes["no-dependency"]
+    assert not any("--force-reinstall" in fix for fix in fixes.values())
+    code, out, _ = run(capsys, "doctor")
+    assert "fix: correct the misspelt name 'Plannr'" in out
 
 
 def test_doctor_lists_plugins_that_failed(capsys, fake_distributions):

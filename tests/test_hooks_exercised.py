@@ -1,12 +1,13 @@
 """Every registration hook, exercised for real by one plugin.
 
-``PLUGIN`` below implements all nine ``register_*`` hooks of :mod:`agently_core.hookspecs`
-with small, working factories. The test registers it in a plugin manager with autoload
-off, selects each registration by configuration, and uses it: an action of kind ``echo``
+``PLUGIN`` below implements ten ``register_*`` hooks of :mod:`agently_core.hookspecs`
+with small, working factories (``register_diagnostics`` has its own test module). The
+test registers it in a plugin manager with autoload off, selects each registration by
+configuration, and uses it: an action of kind ``echo``
 from the plugin's action package runs through an agent whose runtime, flow and planner
 come from the plugin, the plugin's approval handler decides, the plugin's observer sees
-the events, and the provider and workspace backend are created and driven through their
-protocol methods.
+the events, the provider and workspace backend are created and driven through their
+protocol methods, and the plugin's command runs from the command line's parser.
 """
 
 from __future__ import annotations
@@ -204,7 +205,17 @@ def observer(event: Any) -> None:
     _seen("events", event.type)
 
 
-# -- the plugin: all nine hooks ----------------------------------------------------------
+def echo_command(parser: Any) -> Any:
+    parser.add_argument("text", help="what to echo")
+
+    def run(args: Any) -> int:
+        _seen("command", args.text)
+        return 7
+
+    return run
+
+
+# -- the plugin: ten hooks ----------------------------------------------------------
 class AllHooksPlugin:
     @hookimpl
     def register_action_runtimes(self, register):
@@ -242,6 +253,10 @@ class AllHooksPlugin:
     def register_event_observers(self, register):
         register("hooktest-observer", observer, events=("action.*", "policy.approval.*"))
 
+    @hookimpl
+    def register_commands(self, register):
+        register("hooktest-echo", f"{__name__}:echo_command", help="echo a word")
+
 
 PLUGIN = AllHooksPlugin()
 
@@ -255,6 +270,7 @@ ROLE_NAMES = {
     "approval_handler": "hooktest-approver",
     "planner": "hooktest",
     "event_observer": "hooktest-observer",
+    "command": "hooktest-echo",
 }
 
 
@@ -274,7 +290,7 @@ def pm(tmp_path):
 
 def test_every_hook_registers(pm):
     info = pm.plugins["hooktest"]
-    assert len(info.hooks) == 9
+    assert len(info.hooks) == 10
     for role, name in ROLE_NAMES.items():
         registration = pm.registrations(role)[name]
         assert registration.distribution == DIST
@@ -397,3 +413,11 @@ def test_factories_satisfy_the_protocols(pm):
     assert isinstance(pm.create("action_flow"), ActionFlow)
     assert isinstance(pm.create("action_executor", kind="echo"), ActionExecutor)
     assert isinstance(pm.create("planner"), Planner)
+
+
+def test_command_from_the_plugin(pm):
+    from agently_core.cli import build_parser
+
+    args = build_parser(pm).parse_args(["hooktest-echo", "hi"])
+    assert args.func(args) == 7
+    assert SEEN["command"] == ["hi"]

@@ -91,8 +91,10 @@ def _wheel(directory: Path, distribution: str) -> Path:
     return wheel
 
 
-def _plugins(cli: Path, cwd: Path) -> dict[str, dict[str, Any]]:
-    proc = _run([cli, "plugins", "--json"], cwd=cwd)
+def _plugins(cli: Path, cwd: Path, code: int = 0) -> dict[str, dict[str, Any]]:
+    """``plugins --json``, which exits 1 when a plugin failed."""
+    proc = _run([cli, "plugins", "--json"], cwd=cwd, check=False)
+    assert proc.returncode == code, proc.stdout + proc.stderr
     data = json.loads(proc.stdout)
     assert data["conflicts"] == []
     return {p["name"]: p for p in data["plugins"]}
@@ -158,7 +160,7 @@ def test_installed_wheels_are_exactly_what_is_discovered(tmp_path: Path) -> None
     # 5. A broken plugin is reported with its error; everything else still works.
     _run([*uv, "pip", "install", "--quiet", "--python", python,
           built["agently-core-function"], built["agently-core-broken"]], cwd=work)
-    plugins = _plugins(cli, work)
+    plugins = _plugins(cli, work, code=1)
     assert set(plugins) == {"agently-core", "runtime", "function", "broken"}
     broken = plugins["broken"]
     assert broken["status"] == "failed"

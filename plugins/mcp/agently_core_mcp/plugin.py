@@ -18,3 +18,9 @@ def register_action_packages(register):
     register("mcp", "agently_core_mcp.package:mount",
              description="MCP servers' tools as actions: agent.use_mcp(server, ...) with a "
              "command, an HTTP/SSE URL or an mcpServers config.")
+
+
+@hookimpl
+def register_commands(register):
+    register("serve-mcp", "agently_core_mcp.cli:serve_mcp",
+             help="serve the actions as MCP tools (stdio or HTTP)")

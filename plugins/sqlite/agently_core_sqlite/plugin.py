@@ -17,4 +17,5 @@ def register_execution_environment_providers(register):
 def register_action_packages(register):
     register("sqlite", "agently_core_sqlite.package:mount",
              description="query_sqlite (read-only SQL on a SQLite file); execute_sqlite "
-                         "(writes, behind approval) when the host opts in.")
+                         "(writes, behind approval) when the host opts in.",
+             actions=("query_sqlite", "execute_sqlite"))

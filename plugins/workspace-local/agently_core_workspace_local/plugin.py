@@ -12,4 +12,5 @@ def register_workspace_backends(register):
 def register_action_packages(register):
     register("workspace_files", "agently_core_workspace_local.file_actions:mount",
              description="list_files, read_file, search_files and write_file over the "
-                         "workspace's file root, confined to it.")
+                         "workspace's file root, confined to it.",
+             actions=("list_files", "read_file", "search_files", "write_file"))
