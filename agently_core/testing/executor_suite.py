@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -12,12 +13,19 @@ from ._base import ConformanceSuite, close_quietly, fail
 from .harness import Heartbeat, make_agent, make_plugin, make_plugin_manager
 
 SCENARIOS = ("echo", "raises", "slow", "concurrent")
+#: The scenarios every executor's test supplies; the others are optional.
+REQUIRED_SCENARIOS = ("echo", "raises")
+#: The owner the suite's own environment ensures (outside a dispatcher) are made for.
+SUITE_OWNER = "executor-conformance"
 
 
 class ExecutorConformance(ConformanceSuite):
     """Proves an executor keeps the :class:`~agently_core.protocols.ActionExecutor`
     contract, running it the way the core does: registered through a plugin manager and
-    driven by the real :class:`~agently_core.dispatch.ActionDispatcher` of an agent.
+    driven by the real :class:`~agently_core.dispatch.ActionDispatcher` of an agent, with
+    the execution environments its actions declare ensured by the agent's
+    :class:`~agently_core.environments.ExecutionEnvironmentManager` from the provider the
+    test supplies.
 
     Subclass it in a test module (the name must start with ``Test``) and supply::
 
@@ -30,7 +38,9 @@ class ExecutorConformance(ConformanceSuite):
     ``make_action(scenario)`` returns ``(spec, target)`` (``spec`` an
     :class:`~agently_core.models.ActionSpec` or a dict; ``target`` is what the executor
     finds as ``context.target``, ``None`` if it needs none). The spec's ``kind`` must be
-    :attr:`kind`, and each scenario needs its own action name:
+    :attr:`kind`, and each scenario needs its own action name. The suite calls each
+    scenario's action with the keyword arguments below, passed through
+    :meth:`make_kwargs`, and compares what came back through :meth:`result_value`:
 
     ============== ================================= ======================================
     scenario       keyword arguments the suite sends what the action must do
@@ -39,15 +49,39 @@ class ExecutorConformance(ConformanceSuite):
     ``raises``     ``message: str``                  fail (raise ``ActionError`` or any
                                                      exception) with ``message`` in the error
     ``slow``       ``seconds: float``                run at least ``seconds`` (the suite
-                                                     times it out long before)
+                                                     times it out, or cancels its caller,
+                                                     long before)
     ``concurrent`` ``seconds: float, message: str``  wait ``seconds`` without holding other
                                                      calls back, then return ``message``
     ============== ================================= ======================================
 
+    ``echo`` and ``raises`` are required; list the scenarios you supply in
+    :attr:`scenarios`: a case that needs one you do not supply is not generated.
+
+    **Executors that run code or queries.** Override :meth:`make_kwargs` to turn the
+    scenario's values into the action's own arguments (``{"python_code": ...}``, a query
+    and its parameters) and :meth:`result_value` to pick the scenario's answer out of the
+    result (``result["stdout"]``, the first cell of the first row).
+
+    **Executors backed by an environment.** When the actions declare
+    ``execution_environments`` (a sandbox worker, a connection, an MCP session), return
+    the :class:`~agently_core.protocols.ExecutionEnvironmentProvider` of their kind from
+    :meth:`make_provider`. The suite registers it beside the executor, so the agent's
+    environment manager ensures, reuses and releases the environments exactly as in
+    production, and the direct ``execute`` case ensures them through an
+    ``ExecutionEnvironmentManager`` of its own and puts the handles and resources in the
+    :class:`~agently_core.actions.ActionContext` under each requirement's resource key, as
+    the dispatcher does. Every environment ensured must be released when the agent closes.
+
+    Cases that hold for any executor, whether or not it runs code: arguments that break
+    the action's input schema give a ``failed`` record naming the problem; a ``raises``
+    failure is a ``failed`` record and does not stop the executor; results survive JSON;
+    a timeout, and a caller that gives up (cancellation), end the call on time.
+
     Tunables (class attributes): :attr:`timeout_seconds`, :attr:`deadline_grace`,
     :attr:`slow_seconds`, :attr:`concurrent_calls`, :attr:`concurrent_seconds`,
     :attr:`max_loop_block`. Executors with an ``aclose()`` or ``close()`` are closed after
-    each test; override :meth:`close_executor` to do more.
+    each test; override :meth:`close_executor` to do more (and :meth:`close_provider`).
     """
 
     __test__ = False
@@ -56,6 +90,8 @@ class ExecutorConformance(ConformanceSuite):
     kind: ClassVar[str] = ""
     #: The name it is registered under; defaults to :attr:`kind`.
     executor_name: ClassVar[str | None] = None
+    #: The scenarios :meth:`make_action` supplies (``echo`` and ``raises`` at least).
+    scenarios: ClassVar[tuple[str, ...]] = SCENARIOS
     #: The per-call timeout used against the ``slow`` scenario.
     timeout_seconds: ClassVar[float] = 0.3
     #: How late after the timeout the record may arrive.
@@ -74,6 +110,20 @@ class ExecutorConformance(ConformanceSuite):
         'ünïcödé ✓ "quoted" \\ back\\slash\nsecond line\t{"json": [1, 2]}',
     )
 
+    #: Cases generated only for the scenarios (or the provider) they need.
+    _NEEDS: ClassVar[dict[str, Any]] = {
+        "test_timeout_holds": lambda c: "slow" in c.scenarios,
+        "test_a_caller_that_gives_up_ends_the_call": lambda c: "slow" in c.scenarios,
+        "test_concurrent_calls_do_not_block_each_other": lambda c: "concurrent" in c.scenarios,
+        "test_environments_are_reused_and_released": lambda c: c._has_provider(),
+    }
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, applies in cls._NEEDS.items():
+            if not applies(cls):
+                setattr(cls, name, None)  # not collected
+
     # -- what a subclass supplies --------------------------------------------------------
     def make_executor(self) -> Any:
         """Return a new executor."""
@@ -83,11 +133,43 @@ class ExecutorConformance(ConformanceSuite):
         """Return ``(spec, target)`` for ``scenario`` (see the class docstring)."""
         raise NotImplementedError(f"{type(self).__name__} must define make_action(scenario)")
 
+    def make_provider(self) -> Any:
+        """Return the environment provider the actions' ``execution_environments`` need
+        (its ``kind`` attribute names the kind it serves), or ``None`` (the default) when
+        they declare none."""
+        return None
+
+    def make_kwargs(self, scenario: str, **values: Any) -> dict[str, Any]:
+        """The action's keyword arguments for the scenario's ``values`` (default: the
+        values themselves)."""
+        return dict(values)
+
+    def result_value(self, scenario: str, result: Any) -> Any:
+        """The scenario's answer in the action's result (default: the result itself)."""
+        return result
+
     async def close_executor(self, executor: Any) -> None:
         """Release an executor the suite made (default: its ``aclose()``/``close()``)."""
         await close_quietly(executor)
 
+    async def close_provider(self, provider: Any) -> None:
+        """Release a provider the suite made (default: its ``aclose()``/``close()``)."""
+        await close_quietly(provider)
+
     # -- plumbing ------------------------------------------------------------------------
+    @classmethod
+    def _has_provider(cls) -> bool:
+        return cls.make_provider is not ExecutorConformance.make_provider
+
+    def _scenarios(self, *needed: str) -> None:
+        missing = [s for s in dict.fromkeys((*REQUIRED_SCENARIOS, *needed))
+                   if s not in self.scenarios]
+        unknown = [s for s in self.scenarios if s not in SCENARIOS]
+        if missing or unknown:
+            fail(f"{type(self).__name__}.scenarios is {self.scenarios!r}: "
+                 + (f"it must include {missing}" if missing else f"unknown {unknown}; "
+                    f"the scenarios are {SCENARIOS}"))
+
     def _action(self, scenario: str) -> tuple[Any, Any]:
         from ..models import ActionSpec
 
@@ -108,34 +190,80 @@ class ExecutorConformance(ConformanceSuite):
             fail(f"{type(self).__name__} must set the class attribute `kind`")
         return self.kind
 
-    async def _check(self, body: Any, *scenarios: str) -> None:
-        """Run ``body(agent, names)`` with an agent whose only executor is the one under
-        test, registered through a plugin manager, and the scenarios' actions mounted."""
-        kind = self._kind()
-        made: list[Any] = []
+    def _kwargs(self, scenario: str, **values: Any) -> dict[str, Any]:
+        made = self.make_kwargs(scenario, **values)
+        if not isinstance(made, Mapping):
+            fail(f"make_kwargs({scenario!r}, ...) must return a dict, got {made!r}")
+        return dict(made)
 
-        def factory() -> Any:
+    def _provider(self) -> tuple[Any, str] | None:
+        """A new provider from :meth:`make_provider` and the kind it serves."""
+        provider = self.make_provider()
+        if provider is None:
+            return None
+        kind = getattr(provider, "kind", None)
+        if not isinstance(kind, str) or not kind:
+            fail(f"{type(provider).__name__}.kind must name the environment kind it serves, "
+                 f"got {kind!r}")
+        return provider, kind
+
+    def _plugin(self, made: list[Any], provider: tuple[Any, str] | None) -> Any:
+        """An in-code plugin registering the executor (and the provider) under test."""
+        kind = self._kind()
+
+        def executor_factory() -> Any:
             executor = self.make_executor()
             made.append(executor)
             return executor
 
-        name = self.executor_name or kind
-        plugin = make_plugin(f"conformance_{kind}_executor",
-                             action_executor={name: (factory, {"kind": kind})})
-        agent = make_agent(make_plugin_manager(plugin))
+        roles: dict[str, Any] = {
+            "action_executor": {self.executor_name or kind: (executor_factory, {"kind": kind})}}
+        if provider is not None:
+            instance, provider_kind = provider
+            name = getattr(instance, "name", None) or provider_kind
+            roles["environment_provider"] = {name: (lambda: instance, {"kind": provider_kind})}
+        return make_plugin(f"conformance_{kind}_executor", **roles)
+
+    async def _check(self, body: Any, *scenarios: str) -> None:
+        """Run ``body(agent, names)`` with an agent whose only executor is the one under
+        test (and whose only provider the one :meth:`make_provider` gives), registered
+        through a plugin manager, and the scenarios' actions mounted. The agent is closed
+        afterwards, releasing its environments."""
+        self._scenarios(*scenarios)
+        made: list[Any] = []
+        provider = self._provider()
+        agent = make_agent(make_plugin_manager(self._plugin(made, provider)))
         names: dict[str, str] = {}
-        for scenario in scenarios:
-            spec, target = self._action(scenario)
-            if spec.name in names.values():
-                fail(f"make_action() gives scenarios {sorted(names)} and {scenario!r} the same "
-                     f"action name {spec.name!r}; give each scenario its own name")
-            agent.action.register_action(spec, target)
-            names[scenario] = spec.name
         try:
+            for scenario in scenarios:
+                spec, target = self._action(scenario)
+                if spec.name in names.values():
+                    fail(f"make_action() gives scenarios {sorted(names)} and {scenario!r} the "
+                         f"same action name {spec.name!r}; give each scenario its own name")
+                if spec.execution_environments and provider is None:
+                    fail(f"the {scenario!r} action declares execution environments "
+                         f"{[r.kind for r in spec.execution_environments]}; return their "
+                         f"provider from {type(self).__name__}.make_provider()")
+                agent.action.register_action(spec, target)
+                names[scenario] = spec.name
             await body(agent, names)
         finally:
-            for executor in made:
-                await self.close_executor(executor)
+            with anyio.CancelScope(shield=True):
+                await agent.aclose()
+                for executor in made:
+                    await self.close_executor(executor)
+                if provider is not None:
+                    await self.close_provider(provider[0])
+
+    async def _call(self, agent: Any, names: dict[str, str], scenario: str, *,
+                    timeout: float | None = None, **values: Any) -> Any:
+        return await agent.action.async_execute_action(
+            names[scenario], self._kwargs(scenario, **values), timeout=timeout)
+
+    def _assert_echo(self, record: Any, message: str) -> None:
+        assert record.status == "success", f"echo failed: {record.error_type}: {record.error}"
+        found = self.result_value("echo", record.result)
+        assert found == message, f"echo returned {found!r}, sent {message!r}"
 
     # -- the contract --------------------------------------------------------------------
     def test_kind_attribute(self) -> None:
@@ -189,25 +317,51 @@ class ExecutorConformance(ConformanceSuite):
         self.run(check)
 
     def test_execute_returns_the_result(self) -> None:
-        """``await executor.execute(spec, kwargs, context)`` returns the action's value."""
+        """``await executor.execute(spec, kwargs, context)`` returns the action's value, with
+        the spec's environments ensured through an ``ExecutionEnvironmentManager`` and put
+        in the context under their resource keys, as the dispatcher does."""
         from ..actions import ActionContext
+        from ..environments import ExecutionEnvironmentManager
         from ..models import ActionCall, Policy
 
+        self._scenarios()
         spec, target = self._action("echo")
 
         async def check() -> None:
             executor = self.make_executor()
+            provider = self._provider()
+            manager = ExecutionEnvironmentManager(
+                make_plugin_manager(),
+                providers={provider[1]: provider[0]} if provider is not None else None)
             try:
                 for message in self.echo_messages:
-                    kwargs = {"message": message}
-                    context = ActionContext(ActionCall(action=spec.name, kwargs=kwargs), spec,
-                                            Policy(), target)
-                    pending = executor.execute(spec, dict(kwargs), context)
-                    assert inspect.isawaitable(pending), "execute() must be a coroutine"
-                    result = await pending
-                    assert result == message, f"echo returned {result!r}, sent {message!r}"
+                    kwargs = self._kwargs("echo", message=message)
+                    call = ActionCall(action=spec.name, kwargs=kwargs)
+                    context = ActionContext(call, spec, Policy(), target)
+                    leases = []
+                    try:
+                        for requirement in spec.execution_environments:
+                            handle = await manager.async_ensure(_owned(requirement, call.id))
+                            leases.append(handle)
+                            key = requirement.resource_key or requirement.kind
+                            context.execution_environment_handles[key] = handle
+                            context.execution_environment_resources[key] = manager.resource(handle)
+                        pending = executor.execute(spec, dict(kwargs), context)
+                        assert inspect.isawaitable(pending), "execute() must be a coroutine"
+                        result = await pending
+                    finally:
+                        for handle in leases:
+                            await manager.async_release(handle)
+                    found = self.result_value("echo", result)
+                    assert found == message, f"echo returned {found!r}, sent {message!r}"
+                    json.dumps(result)  # JSON-able as it comes from the executor
             finally:
-                await self.close_executor(executor)
+                with anyio.CancelScope(shield=True):
+                    await manager.aclose()
+                    assert manager.list() == [], "the manager kept environments after closing"
+                    await self.close_executor(executor)
+                    if provider is not None:
+                        await self.close_provider(provider[0])
 
         self.run(check)
 
@@ -218,15 +372,42 @@ class ExecutorConformance(ConformanceSuite):
 
         async def body(agent: Any, names: dict[str, str]) -> None:
             for message in self.echo_messages:
-                record = await agent.action.async_execute_action(names["echo"],
-                                                                 {"message": message})
-                assert record.status == "success", (
-                    f"echo failed: {record.error_type}: {record.error}")
-                assert record.result == message, f"result {record.result!r} != {message!r}"
+                record = await self._call(agent, names, "echo", message=message)
+                self._assert_echo(record, message)
                 assert record.error is None and record.action == names["echo"]
                 assert record.duration_ms >= 0
+                assert json.loads(json.dumps(record.result)) == record.result, (
+                    f"the result does not survive JSON: {record.result!r}")
                 again = ActionRecord.model_validate_json(record.model_dump_json())
-                assert again.result == message
+                assert self.result_value("echo", again.result) == message
+
+        self.run(self._check, body, "echo")
+
+    def test_bad_kwargs_give_a_clear_error(self) -> None:
+        """Arguments that break the action's input schema give a ``failed`` record that
+        names the problem (none of its arguments; one it does not take when its schema
+        allows no others), never an exception or a success, and the executor keeps
+        working."""
+
+        async def body(agent: Any, names: dict[str, str]) -> None:
+            name = names["echo"]
+            good = self._kwargs("echo", message="ok")
+            record = await agent.action.async_execute_action(name, {})
+            assert record.status == "failed", (
+                f"a call without its arguments {sorted(good)} gave {record.status}: "
+                f"{record.result!r}")
+            assert record.error_type and record.error
+            assert any(key in record.error for key in good), (
+                f"the error should name the missing argument(s) {sorted(good)}: {record.error!r}")
+            schema = agent.action.get_action_info(include_hidden=True)
+            kwargs_schema = next(i["kwargs"] for i in schema if i["name"] == name)
+            if kwargs_schema.get("additionalProperties") is False:
+                record = await agent.action.async_execute_action(
+                    name, {**good, "no_such_argument": 1})
+                assert record.status == "failed" and record.error_type == "ArgumentsError", (
+                    record.status, record.error_type, record.error)
+                assert "no_such_argument" in (record.error or ""), record.error
+            self._assert_echo(await self._call(agent, names, "echo", message="ok"), "ok")
 
         self.run(self._check, body, "echo")
 
@@ -236,16 +417,16 @@ class ExecutorConformance(ConformanceSuite):
         message = "conformance failure #42"
 
         async def body(agent: Any, names: dict[str, str]) -> None:
-            record = await agent.action.async_execute_action(names["raises"],
-                                                             {"message": message})
+            record = await self._call(agent, names, "raises", message=message)
             assert record.status == "failed", f"expected failed, got {record.status}"
             assert record.error and message in record.error, (
                 f"the error should carry the action's message {message!r}, got {record.error!r}")
             assert record.error_type, "a failed record names its error_type"
-            assert record.result is None
-            after = await agent.action.async_execute_action(names["echo"], {"message": "ok"})
-            assert after.status == "success" and after.result == "ok", (
+            json.dumps(record.model_dump(mode="json"))
+            after = await self._call(agent, names, "echo", message="ok")
+            assert after.status == "success", (
                 f"the executor stopped working after a failure: {after.error}")
+            self._assert_echo(after, "ok")
 
         self.run(self._check, body, "raises", "echo")
 
@@ -255,29 +436,33 @@ class ExecutorConformance(ConformanceSuite):
 
         async def body(agent: Any, names: dict[str, str]) -> None:
             calls = [
-                ActionCall(action=names["echo"], kwargs={"message": "first"}),
-                ActionCall(action=names["raises"], kwargs={"message": "middle"}),
-                ActionCall(action=names["echo"], kwargs={"message": "last"}),
+                ActionCall(action=names["echo"], kwargs=self._kwargs("echo", message="first")),
+                ActionCall(action=names["raises"],
+                           kwargs=self._kwargs("raises", message="middle")),
+                ActionCall(action=names["echo"], kwargs=self._kwargs("echo", message="last")),
             ]
             records = await agent.action.async_execute_actions(calls, concurrency=3)
             assert [r.status for r in records] == ["success", "failed", "success"], (
                 [(r.status, r.error) for r in records])
             assert [r.call_id for r in records] == [c.id for c in calls]
-            assert (records[0].result, records[2].result) == ("first", "last")
+            self._assert_echo(records[0], "first")
+            self._assert_echo(records[2], "last")
 
         self.run(self._check, body, "raises", "echo")
 
     def test_timeout_holds(self) -> None:
-        """A call past its timeout gives the caller a ``failed`` ``TimeoutError`` record by
-        the deadline (plus :attr:`deadline_grace`), and the executor keeps working."""
+        """A call past its timeout gives the caller a ``failed`` ``TimeoutError`` record (or
+        one of the executor's own ``...TimeoutError`` when it stops the call at the same
+        deadline itself) by the deadline (plus :attr:`deadline_grace`), and the executor
+        keeps working."""
         timeout = self.timeout_seconds
 
         async def body(agent: Any, names: dict[str, str]) -> None:
             started = anyio.current_time()
             record = None
             with anyio.move_on_after(timeout + self.deadline_grace + 5):
-                record = await agent.action.async_execute_action(
-                    names["slow"], {"seconds": self.slow_seconds}, timeout=timeout)
+                record = await self._call(agent, names, "slow", timeout=timeout,
+                                          seconds=self.slow_seconds)
             elapsed = anyio.current_time() - started
             if record is None:
                 fail(f"no record {elapsed:.1f}s after a call with a {timeout}s timeout")
@@ -286,10 +471,41 @@ class ExecutorConformance(ConformanceSuite):
                 f"{timeout}s (grace {self.deadline_grace}s)")
             assert record.status == "failed", (
                 f"a call past its timeout must fail, got {record.status} {record.result!r}")
-            assert record.error_type == "TimeoutError", (record.error_type, record.error)
-            after = await agent.action.async_execute_action(names["echo"], {"message": "ok"})
-            assert after.status == "success" and after.result == "ok", (
+            # the dispatcher's TimeoutError, or the executor's own when it enforces the same
+            # deadline itself and gets there first (SQLiteTimeoutError)
+            assert record.error_type and record.error_type.endswith("TimeoutError"), (
+                f"a call past its timeout must fail with a TimeoutError, got "
+                f"{record.error_type}: {record.error}")
+            after = await self._call(agent, names, "echo", message="ok")
+            assert after.status == "success", (
                 f"the executor stopped working after a timeout: {after.error}")
+            self._assert_echo(after, "ok")
+
+        self.run(self._check, body, "slow", "echo")
+
+    def test_a_caller_that_gives_up_ends_the_call(self) -> None:
+        """A caller cancelled while the call runs (no timeout on the call) gets control
+        back by :attr:`deadline_grace`; the call's ``action_call`` environments are
+        released, and the executor keeps working."""
+
+        async def body(agent: Any, names: dict[str, str]) -> None:
+            gave_up = self.timeout_seconds
+            started = anyio.current_time()
+            with anyio.move_on_after(gave_up) as scope:
+                await self._call(agent, names, "slow", seconds=self.slow_seconds)
+            elapsed = anyio.current_time() - started
+            assert elapsed <= gave_up + self.deadline_grace, (
+                f"the caller gave up after {gave_up}s and got control back only after "
+                f"{elapsed:.2f}s: the executor does not honour cancellation")
+            assert scope.cancelled_caught, (
+                f"the slow scenario returned within {elapsed:.2f}s, before its caller gave up "
+                f"after {gave_up}s")
+            left = agent.manager.list(scope="action_call")
+            assert left == [], f"environments of the cancelled call are still live: {left}"
+            after = await self._call(agent, names, "echo", message="ok")
+            assert after.status == "success", (
+                f"the executor stopped working after a cancelled call: {after.error}")
+            self._assert_echo(after, "ok")
 
         self.run(self._check, body, "slow", "echo")
 
@@ -302,7 +518,8 @@ class ExecutorConformance(ConformanceSuite):
 
         async def body(agent: Any, names: dict[str, str]) -> None:
             calls = [ActionCall(action=names["concurrent"],
-                                kwargs={"seconds": seconds, "message": f"call-{i}"})
+                                kwargs=self._kwargs("concurrent", seconds=seconds,
+                                                    message=f"call-{i}"))
                      for i in range(count)]
             started = anyio.current_time()
             async with Heartbeat() as beat:
@@ -310,7 +527,8 @@ class ExecutorConformance(ConformanceSuite):
             elapsed = anyio.current_time() - started
             assert [r.status for r in records] == ["success"] * count, (
                 [(r.status, r.error) for r in records])
-            assert [r.result for r in records] == [f"call-{i}" for i in range(count)]
+            found = [self.result_value("concurrent", r.result) for r in records]
+            assert found == [f"call-{i}" for i in range(count)], found
             assert elapsed < seconds * 2, (
                 f"{count} calls of {seconds}s took {elapsed:.2f}s (serial: {count * seconds}s): "
                 "calls block each other")
@@ -319,6 +537,68 @@ class ExecutorConformance(ConformanceSuite):
 
         self.run(self._check, body, "concurrent")
 
+    def test_environments_are_reused_and_released(self) -> None:
+        """The environments the calls declare are ensured through the provider, reused
+        from call to call (healthy, not restarted) unless they are of ``action_call``
+        scope, released right after their call when they are, and all released cleanly
+        (the provider's ``release`` not failing) when the agent closes."""
+        seen: list[tuple[str, dict[str, Any]]] = []
 
-__all__ = ["SCENARIOS", "ExecutorConformance"]
+        def observe(event: Any) -> None:
+            seen.append((event.type, dict(event.payload)))
+
+        def handles(event_type: str) -> dict[str, str]:
+            return {p["handle_id"]: p["scope"] for t, p in seen if t == event_type}
+
+        async def body(agent: Any, names: dict[str, str]) -> None:
+            agent.manager.events.subscribe(observe, "execution_environment.*")
+            for message in ("one", "two", "three"):
+                self._assert_echo(await self._call(agent, names, "echo", message=message),
+                                  message)
+            await self._call(agent, names, "raises", message="fails")
+            self._assert_echo(await self._call(agent, names, "echo", message="four"), "four")
+            ready = handles("execution_environment.ready")
+            assert ready, ("no environment was ensured: the actions declare none, or the "
+                           "provider was not used")
+            unhealthy = handles("execution_environment.unhealthy")
+            assert not unhealthy, (
+                f"environments failed their health check on reuse and were restarted: "
+                f"{unhealthy}; the provider's async_health_check must pass for a live resource")
+            kept = [h for h, scope in ready.items() if scope != "action_call"]
+            declared = _long_lived(agent, names)
+            assert len(kept) <= declared, (
+                f"{len(kept)} long-lived environments started for {declared} declared "
+                "requirement(s) over five calls: they are not reused")
+            per_call = {h for h, scope in ready.items() if scope == "action_call"}
+            released = set(handles("execution_environment.released"))
+            assert per_call <= released, (
+                f"action_call environments not released after their call: {per_call - released}")
+
+        self.run(self._check, body, "echo", "raises")
+        ready = handles("execution_environment.ready")
+        released = handles("execution_environment.released")
+        assert set(ready) <= set(released), (
+            f"environments still held after the agent closed: {set(ready) - set(released)}")
+        failed = [p.get("error") for t, p in seen if t == "execution_environment.failed"]
+        assert not failed, f"the provider failed to release environments: {failed}"
+
+
+def _long_lived(agent: Any, names: dict[str, str]) -> int:
+    """How many environment requirements other than ``action_call`` ones the mounted
+    scenarios declare."""
+    return sum(1 for name in names.values()
+               for requirement in agent.registry.get(name).spec.execution_environments
+               if requirement.scope != "action_call")
+
+
+def _owned(requirement: Any, call_id: str) -> Any:
+    """``requirement`` with an owner, as the dispatcher gives one (the call for
+    ``action_call`` scope, the suite otherwise)."""
+    if requirement.owner_id is not None or requirement.scope == "global":
+        return requirement
+    owner = call_id if requirement.scope == "action_call" else SUITE_OWNER
+    return requirement.model_copy(update={"owner_id": owner, "id": f"{requirement.id}@{owner}"})
+
+
+__all__ = ["REQUIRED_SCENARIOS", "SCENARIOS", "ExecutorConformance"]
 

@@ -1,10 +1,7 @@
 """The plugin, its provider and its package: discovery, the provider contract, mounting.
 
-The provider runs the ProviderConformance suite (read-only and read-write). The executor
-does not run ExecutorConformance: that suite registers only the executor (no environment
-provider) and calls ``execute`` with an empty context, while every sqlite call needs an
-ensured connection, and its scenarios (echo a string, sleep) are not SQL. Its contract is
-covered here and in the other modules through real agents instead."""
+The provider runs the ProviderConformance suite (read-only and read-write); the executor
+runs ExecutorConformance with this provider in test_sqlite_executor_conformance.py."""
 
 from __future__ import annotations
 
