@@ -451,20 +451,26 @@ class Agent:
         """The :class:`~agently_core.workspace.Workspace` set by :meth:`use_workspace`."""
         return self.__dict__.get("_workspace")
 
-    def use_workspace(self, workspace: Any = None, /, *, record_events: bool = False,
-                      **options: Any) -> Agent:
-        """Use a workspace: a :class:`~agently_core.workspace.Workspace`, a backend object,
-        or a backend name with its options (``agent.use_workspace("local", path="./ws")``).
-        With ``record_events=True`` every event this agent emits inside a flow execution is
-        appended to the workspace, read back with ``workspace.read_events(execution_id)``.
-        Close a workspace made here from a name with ``agent.workspace.close()``."""
-        from .workspace import Workspace
+    def use_workspace(self, workspace: Any = None, /, *, provider: str | None = None,
+                      provider_options: Mapping[str, Any] | None = None,
+                      read_only: bool = False, record_events: bool = False) -> Agent:
+        """Bind a workspace (:attr:`workspace`). ``workspace`` is one of:
 
-        if not isinstance(workspace, Workspace):
-            options.setdefault("plugins", self.plugins)
-            workspace = Workspace(workspace, **options)
-        elif options:
-            raise TypeError(f"options {sorted(options)} are for a backend name, not a Workspace")
+        * a :class:`~agently_core.workspace.Workspace`: a shared instance, used as it is;
+        * a backend object (the ``WorkspaceBackend`` protocol): used directly;
+        * a root (a directory, or a string such as a connection string): the backend
+          ``provider`` makes, a name registered with
+          ``agently_core.workspace.register_backend_provider(name, factory)`` or by a plugin
+          (default: the ``workspace_backend`` setting, else ``local``), called as
+          ``factory(root, **provider_options)``;
+        * nothing: ``provider``'s backend without a root (``provider="memory"``).
+
+        ``read_only=True`` opens the backend read-only and refuses every write. With
+        ``record_events=True`` every event this agent emits inside a flow execution is
+        appended to the workspace, read back with
+        ``workspace.query_runtime_events(execution_id)``. Close a workspace made here with
+        ``agent.workspace.close()``."""
+        workspace = self._bound_workspace(workspace, provider, provider_options, read_only)
         recorder = workspace.record_events(self.events) if record_events else None
         stop = self.__dict__.pop("_workspace_recorder", None)
         if stop is not None:
@@ -473,6 +479,42 @@ class Agent:
         if recorder is not None:
             self.__dict__["_workspace_recorder"] = recorder
         return self
+
+    def _bound_workspace(self, workspace: Any, provider: str | None,
+                         provider_options: Mapping[str, Any] | None, read_only: bool) -> Any:
+        """The Workspace :meth:`use_workspace` binds, its arguments checked."""
+        import os
+
+        from .workspace import Workspace, WorkspaceError
+
+        if provider is not None and (not isinstance(provider, str) or not provider):
+            raise WorkspaceError(f"provider must be a backend provider name, got {provider!r}")
+        if provider_options is not None and not isinstance(provider_options, Mapping):
+            raise WorkspaceError("provider_options must be a mapping of the provider's "
+                                 f"options, got {type(provider_options).__name__}")
+        if isinstance(workspace, Workspace) or not (
+                workspace is None or isinstance(workspace, (str, os.PathLike))):
+            if provider is not None or provider_options:
+                raise WorkspaceError("provider and provider_options choose the backend for a "
+                                     "root; this workspace or backend is already made")
+            if isinstance(workspace, Workspace):
+                if read_only and not workspace.read_only:
+                    raise WorkspaceError("read_only=True needs a read-only Workspace here: "
+                                         "this shared one is writable")
+                return workspace
+            return Workspace(workspace, read_only=read_only)
+        if provider is None and isinstance(workspace, str) and self._names_a_backend(workspace):
+            raise WorkspaceError(f"use_workspace({workspace!r}): a positional string is the "
+                                 f"workspace root; to choose the backend {workspace!r}, pass "
+                                 f"provider={workspace!r}")
+        return Workspace(provider, root=workspace, read_only=read_only, plugins=self.plugins,
+                         **dict(provider_options or {}))
+
+    def _names_a_backend(self, text: str) -> bool:
+        from .workspace import backend_provider_names
+
+        return (text in backend_provider_names()
+                or text in self.plugins.registrations("workspace_backend"))
 
     def enable_workspace_file_actions(self, *, read: bool = True, write: bool = False,
                                       search: bool = True, **options: Any) -> Agent:
@@ -654,7 +696,8 @@ class Agent:
         saves it there, and :meth:`load_execution` resumes it in another process.
         ``require_distributed_provider=True`` refuses (``CapabilityMissing``) a workspace
         that does not report compare-and-set, leases, range reads, retention, event
-        sequences, durability and multi-process safety."""
+        sequences, durability and multi-process safety. ``workspace=False`` (or ``None``,
+        the default) binds no workspace, not even :attr:`workspace`."""
         durable: dict[str, Any] = {}
         if lease_ttl is not None:
             durable["lease_ttl"] = lease_ttl
@@ -675,7 +718,7 @@ class Agent:
                                    lease_ttl: float | None = None) -> Execution:
         """Load a durable execution saved in ``workspace`` (default: :attr:`workspace`),
         typically by another process, to resume it here with ``await
-        execution.continue_with(decision, resume_request_id=...)``.
+        execution.async_continue_with(decision, resume_request_id=...)``.
 
         Loading claims the execution's lease (``ExecutionBusy`` while another process
         holds it), ensures its execution-scoped environments again and rebuilds the
@@ -788,7 +831,7 @@ class Agent:
         return state
 
     async def _save_paused(self, execution: Execution) -> None:
-        """Save a durable execution that just paused (inside a resume, ``continue_with``
+        """Save a durable execution that just paused (inside a resume, ``async_continue_with``
         saves when the resume ends)."""
         if execution.workspace is not None and execution.paused and not execution.resuming:
             await execution.save()
@@ -803,7 +846,7 @@ class Agent:
         execution (durable with ``workspace``; see :meth:`create_execution`), or inside
         ``execution``, one of this agent's not yet used. A run that stops on a pending
         approval leaves ``agent.last_execution`` paused: resume it with
-        ``continue_with(decision, resume_request_id=...)``. ``env_state`` describes the
+        ``async_continue_with(decision, resume_request_id=...)``. ``env_state`` describes the
         environment to the planner for this run (instead of :meth:`set_env_state`'s)."""
         if request is None:
             request = self._input
@@ -928,7 +971,7 @@ class Agent:
 
     async def _close_execution(self, execution: Execution) -> None:
         self._executions.discard(execution)
-        await execution.aclose()  # releases its execution- and request-scoped environments
+        await execution.async_close()  # releases its execution- and request-scoped environments
         if not execution.paused:
             self.dispatcher.owners.difference_update(
                 {("execution", execution.id), ("request", execution.id)})

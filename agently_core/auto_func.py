@@ -128,7 +128,7 @@ async def _use_actions(agent: Any, name: str, instruction: str,
     if result.stop_reason == "approval_required":
         raise AutoFuncError(f"auto_func {name}: a call waits for approval (execution "
                             f"{result.execution_id}); resume it with agent.last_execution."
-                            "continue_with(...) and call the function again")
+                            "async_continue_with(...) and call the function again")
     return history_of(result), result.execution_id or new_id("autofunc_")
 
 

@@ -3,7 +3,7 @@
 An execution ensures its execution-scoped environments when it starts, injects their
 live resources into :attr:`Execution.resources` under their resource keys (beside the
 host's unmanaged ``runtime_resources``), and releases them when it closes. A run that
-stops on a pending approval leaves its execution *paused*; ``continue_with(decision,
+stops on a pending approval leaves its execution *paused*; ``async_continue_with(decision,
 resume_request_id=...)`` resumes it once per resume id.
 
 With a workspace the execution is *durable*: a pause saves its state (redacted) to the
@@ -47,6 +47,9 @@ current_session: ContextVar[str | None] = ContextVar("agently_session", default=
 
 Resume = Callable[[ApprovalDecision], Awaitable[Any]]
 
+#: The phases of a resume request in the resume ledger, in order (the last is one of the
+#: two): see :meth:`Execution.async_continue_with`.
+RESUME_PHASES = ("accepted", "dispatched", "completed", "dispatch_failed")
 #: The format of a saved execution (the snapshot ``execution:<id>`` of a workspace).
 SAVED_FORMAT = "agently.execution/1"
 #: Seconds a process holds the lease of an execution it loaded or resumes (heartbeaten
@@ -80,13 +83,14 @@ def saved_key(execution_id: str) -> str:
 class Execution:
     """A flow execution. Create one with ``agent.create_execution(...)`` or
     :func:`create_execution`; use it as ``async with execution:`` or call
-    :meth:`start` and :meth:`aclose`.
+    :meth:`start` and :meth:`async_close`.
 
     With ``workspace`` (a :class:`~agently_core.workspace.Workspace` reporting snapshots,
     compare-and-set and leases; with ``require_distributed_provider=True`` also everything
     in :data:`~agently_core.workspace.DISTRIBUTED_CAPABILITIES`, else
     :class:`~agently_core.workspace.CapabilityMissing` here) it is durable: see
-    :meth:`save`, :meth:`load` and :meth:`continue_with`."""
+    :meth:`save`, :meth:`load` and :meth:`async_continue_with`. ``workspace=False`` (or
+    ``None``, the default) binds no workspace."""
 
     def __init__(
         self,
@@ -103,8 +107,8 @@ class Execution:
         require_distributed_provider: bool = False,
         lease_ttl: float = DEFAULT_LEASE_TTL,
     ) -> None:
-        #: The workspace a pause is saved to (``None``: not durable).
-        self.workspace = (None if workspace is None
+        #: The workspace a pause is saved to (``None``: none bound, not durable).
+        self.workspace = (None if workspace is None or workspace is False
                           else _durable_workspace(workspace, require_distributed_provider))
         if not lease_ttl > 0:
             raise ValueError(f"lease_ttl must be a positive number of seconds, got {lease_ttl!r}")
@@ -139,7 +143,7 @@ class Execution:
         self.granted: list[str] = []
         #: The version of the saved execution this copy last read or wrote (0: unsaved).
         self.state_version = 0
-        #: Turns a saved result (JSON) back into what ``continue_with`` returns.
+        #: Turns a saved result (JSON) back into what ``async_continue_with`` returns.
         self.restore_result: Callable[[Any], Any] | None = None
         #: Why a resume of this durable execution raised (saved with it), or ``None``.
         self.error: str | None = None
@@ -148,10 +152,27 @@ class Execution:
         self._resuming = False
 
     # -- lifecycle -----------------------------------------------------------------------
-    async def start(self) -> Execution:
+    async def start(self, *, execution_environments: Iterable[
+            EnvironmentRequirement | Mapping[str, Any]] = ()) -> Execution:
         """Ensure the execution-scoped environments and inject their resources. A pending
-        approval pauses the execution (see :attr:`pending`) instead of raising."""
+        approval pauses the execution (see :attr:`pending`) instead of raising.
+
+        ``execution_environments`` adds requirements here as well as at creation (each
+        resource key once; a sealed execution takes no more); starting again ensures
+        the ones added since."""
         self._require("open", "sealed")
+        added = [_execution_scoped(r, self.id) for r in execution_environments]
+        if added:
+            self._require("open")
+            keys = {r.resource_key or r.kind for r in self.requirements}
+            for requirement in added:
+                key = requirement.resource_key or requirement.kind
+                if key in keys:
+                    raise ValueError(f"execution {self.id} already has an environment with "
+                                     f"resource key {key!r}")
+                keys.add(key)
+            self.requirements.extend(added)
+            self._started = False
         if self._started:
             return self
         for requirement in self.requirements:
@@ -184,10 +205,15 @@ class Execution:
         return self
 
     def seal(self) -> Execution:
-        """No more environments or runtime resources may be added."""
+        """Open -> sealed: no more environments or runtime resources may be added; work
+        already under way (and resuming a paused run) goes on. Idempotent."""
         self._require("open", "sealed")
         self.state = "sealed"
         return self
+
+    async def async_seal(self) -> Execution:
+        """:meth:`seal` from async code (the reference's async form)."""
+        return self.seal()
 
     def add_runtime_resource(self, key: str, value: Any) -> None:
         """Add an unmanaged live object (the host owns its lifecycle)."""
@@ -195,7 +221,7 @@ class Execution:
         self.runtime_resources[key] = value
         self.resources[key] = value
 
-    async def aclose(self) -> ExecutionSnapshot:
+    async def async_close(self) -> ExecutionSnapshot:
         """Release the execution's environments and return its snapshot. Idempotent.
 
         Closing a durable execution that is paused lets go of it *here* only (its
@@ -217,16 +243,17 @@ class Execution:
         return self.snapshot()
 
     def close(self) -> ExecutionSnapshot:
+        """:meth:`async_close` from sync code."""
         from ._sync import run_sync
 
-        return run_sync(self.aclose)
+        return run_sync(self.async_close)
 
     async def __aenter__(self) -> Execution:
         await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+        await self.async_close()
 
     def bind(self) -> _Bound:
         """Make this the current execution of the calling task (``with execution.bind():``)."""
@@ -239,7 +266,7 @@ class Execution:
 
     @property
     def resuming(self) -> bool:
-        """Is :meth:`continue_with` running the resumed work now?"""
+        """Is :meth:`async_continue_with` running the resumed work now?"""
         return self._resuming
 
     def suspend(self, requests: Iterable[ApprovalRequest], resume: Resume, *,
@@ -252,8 +279,8 @@ class Execution:
         if state is not _KEEP:
             self.resume_state = state
 
-    async def continue_with(self, decision: ApprovalDecision | str | bool, *,
-                            resume_request_id: str, actor: str | None = None) -> Any:
+    async def async_continue_with(self, decision: ApprovalDecision | str | bool, *,
+                                  resume_request_id: str, actor: str | None = None) -> Any:
         """Resume a paused execution with a person's decision. The same
         ``resume_request_id`` resumes once: a repeat returns the first result.
 
@@ -262,7 +289,21 @@ class Execution:
         knows (:class:`ExecutionConflict` if another process resumed it meanwhile; a
         repeat of the resume id that process used returns its result). When the resumed
         work ends or pauses again, the new state is saved with compare-and-set and the
-        lease is released."""
+        lease is released.
+
+        The resume ledger: in a durable execution each resume request appends the
+        RuntimeEvents ``execution.resume.accepted`` (the checks passed), ``.dispatched``
+        (the resumed work starts) and ``.completed`` (its new state is saved) or
+        ``.dispatch_failed`` (it raised, or its state could not be saved) under the
+        execution's id, each carrying ``resume_request_id`` and ``actor`` (read them with
+        ``workspace.query_runtime_events(execution.id)``; :data:`RESUME_PHASES`). A
+        request refused before acceptance (busy, conflict, not paused) writes none, and a
+        repeat of a completed one writes none and dispatches nothing."""
+        if not isinstance(resume_request_id, str) or not resume_request_id:
+            raise ValueError("resume_request_id must be a non-empty string (stable per "
+                             f"callback or approval ticket), got {resume_request_id!r}")
+        if actor is not None and not isinstance(actor, str):
+            raise TypeError(f"actor must be a string or None, got {type(actor).__name__}")
         async with self._resume_lock:
             if resume_request_id in self._resumed:
                 return self._resumed[resume_request_id]
@@ -271,11 +312,20 @@ class Execution:
             if not self.pending or self._resume is None:
                 raise ExecutionStateError(f"execution {self.id} is not waiting for approval")
             decision = self._decision(decision, actor)
+            ledger: _ResumeLedger | None = None
             if self.workspace is not None:
                 found, stored = await self._hold(resume_request_id)
                 if found:
                     self._resumed[resume_request_id] = stored
                     return stored
+                ledger = _ResumeLedger(self, resume_request_id, decision)
+                try:  # both before anything changes here: a failed write can be retried
+                    await ledger.record("accepted")
+                    await ledger.record("dispatched")
+                except BaseException:
+                    with anyio.CancelScope(shield=True):
+                        await self._let_go()
+                    raise
             self.decisions.append(decision)
             resume, self._resume = self._resume, None
             self._resumed_requests, self.pending = self.pending, []
@@ -284,7 +334,7 @@ class Execution:
                                        execution_id=self.id, request_id=decision.request_id,
                                        resume_request_id=resume_request_id,
                                        decision=decision.decision)
-            if self.workspace is None:
+            if ledger is None:
                 result = await resume(decision)
                 self._resumed[resume_request_id] = result
                 return result
@@ -295,14 +345,22 @@ class Execution:
                 self._resuming = False
                 with anyio.CancelScope(shield=True):
                     await self._save_failure(exc)
+                    await ledger.record("dispatch_failed", error=self.error, quiet=True)
                 raise
             self._resuming = False
             self._resumed[resume_request_id] = result
             try:
                 await self.save()
+            except BaseException as exc:
+                with anyio.CancelScope(shield=True):
+                    await ledger.record("dispatch_failed", quiet=True, error=(
+                        f"the resumed work ran but its state could not be saved: "
+                        f"{type(exc).__name__}: {exc}"))
+                raise
             finally:
                 with anyio.CancelScope(shield=True):
                     await self._let_go()
+            await ledger.record("completed")
             return result
 
     def _decision(self, decision: ApprovalDecision | str | bool, actor: str | None
@@ -320,7 +378,7 @@ class Execution:
         """Save this execution's state (redacted) to its workspace with compare-and-set
         and return the new state version; :class:`ExecutionConflict` when the saved state
         changed since this copy read or wrote it. Inside a resume this does nothing:
-        ``continue_with`` saves when the resumed work ends or pauses again."""
+        ``async_continue_with`` saves when the resumed work ends or pauses again."""
         from .workspace import VersionConflict
 
         if self.workspace is None:
@@ -329,7 +387,7 @@ class Execution:
             return self.state_version
         document = self.document()
         try:
-            self.state_version = await self.workspace.write_snapshot(
+            self.state_version = await self.workspace.put_snapshot(
                 saved_key(self.id), document, expected_state_version=self.state_version)
         except VersionConflict as exc:
             raise ExecutionConflict(
@@ -374,7 +432,7 @@ class Execution:
         execution-scoped environments again (unless it paused before they started) and
         restore its pending approvals, decisions and used resume ids. Rebuild what
         resumes it with :meth:`suspend` (``agent.load_execution`` does), then call
-        :meth:`continue_with`.
+        :meth:`async_continue_with`.
 
         ``execution_environments`` gives requirements again (matched by resource key),
         which is required for those whose configuration held secrets: secrets are not
@@ -435,7 +493,7 @@ class Execution:
             execution.result = execution._restored(document.get("result"))
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await execution.aclose()
+                await execution.async_close()
             raise
         return execution
 
@@ -548,6 +606,45 @@ class Execution:
                 f"execution {self.id} is {self.state}; this needs {' or '.join(states)}")
 
 
+class _ResumeLedger:
+    """The RuntimeEvents one resume request of a durable execution appends (see
+    :meth:`Execution.async_continue_with`); idempotent per request and phase."""
+
+    def __init__(self, execution: Execution, resume_request_id: str,
+                 decision: ApprovalDecision) -> None:
+        self.execution = execution
+        self.resume_request_id = resume_request_id
+        self.decision = decision
+        self.lease_owner = execution._lease.owner if execution._lease is not None else None
+
+    async def record(self, phase: str, *, error: str | None = None,
+                     quiet: bool = False) -> None:
+        """Append the phase's event; with ``quiet`` a workspace error is swallowed (the
+        caller is already raising the error that matters)."""
+        from .workspace import WorkspaceError
+
+        execution = self.execution
+        payload: dict[str, Any] = {
+            "type": f"execution.resume.{phase}", "phase": phase,
+            "execution_id": execution.id, "resume_request_id": self.resume_request_id,
+            "actor": self.decision.actor, "request_id": self.decision.request_id,
+            "decision": self.decision.decision,
+            "state_version": execution.state_version,
+            "snapshot_ref": saved_key(execution.id),
+            "lease_owner_id": self.lease_owner,
+            "at": time.time(),
+        }
+        if error is not None:
+            payload["error"] = error
+        payload = execution.manager.redactor.redact(payload)
+        try:
+            await execution.workspace.append_runtime_event(
+                execution.id, f"resume:{self.resume_request_id}:{phase}", payload)
+        except WorkspaceError:
+            if not quiet:
+                raise
+
+
 class _Bound:
     def __init__(self, execution: Execution) -> None:
         self._execution = execution
@@ -583,6 +680,9 @@ def _durable_workspace(workspace: Any, require_distributed_provider: bool) -> An
         WorkspaceClosedError,
     )
 
+    if workspace is True:
+        raise TypeError("workspace=True is not a workspace: pass a Workspace, or False (or "
+                        "None) for none")
     if isinstance(workspace, str):
         raise TypeError("workspace must be a Workspace (agently_core.Workspace(...) or "
                         f"agent.workspace), not the name {workspace!r}")

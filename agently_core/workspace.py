@@ -8,6 +8,13 @@ holds the vocabulary every backend shares: capability names, :class:`Lease` and 
 exceptions. It stays tiny (no pydantic, no anyio, no I/O at import) so a backend can import
 it at no cost.
 
+The facade speaks the reference's names; a backend keeps its own, shorter protocol names
+(which third-party backends already implement): ``Workspace.put_snapshot`` calls the
+backend's ``write_snapshot``, ``append_runtime_event`` / ``query_runtime_events`` call
+``append_event`` / ``read_events``, ``put_artifact_ref`` calls ``put_artifact``, and
+``link_evidence`` is ``add_link`` with relation :data:`EVIDENCE`. ``latest_checkpoint``,
+``get_data`` and ``ref_envelope`` are built on the backend's other methods.
+
 The backend contract, proven by :class:`agently_core.testing.WorkspaceBackendConformance`
 (the optional parts only when the backend reports their capability):
 
@@ -124,6 +131,10 @@ DISTRIBUTED_CAPABILITIES = frozenset({COMPARE_AND_SET, LEASES, RANGE_READS, RETE
                                       EVENT_SEQUENCES, DURABLE, MULTI_PROCESS})
 #: The relation of an evidence link.
 EVIDENCE = "evidence"
+#: The ``format`` of an envelope made by :meth:`Workspace.ref_envelope`.
+ENVELOPE_FORMAT = "agently.ref_envelope/1"
+#: Characters of a payload a ref envelope keeps as its preview by default.
+DEFAULT_PREVIEW_CHARS = 200
 
 
 class WorkspaceError(AgentlyError):
@@ -194,7 +205,10 @@ _PROVIDERS: dict[str, Any] = {
 
 def register_backend_provider(name: str, factory: Callable[..., Any] | str, *,
                               replace: bool = False) -> None:
-    """Make ``Workspace(name, **options)`` call ``factory(**options)`` in this process.
+    """Make ``Workspace(name, root=root, **options)`` (and ``agent.use_workspace(root,
+    provider=name, provider_options=options)``) call ``factory(root, **options)`` in this
+    process (``factory(**options)`` without a root). The factory returns a backend
+    implementing :class:`~agently_core.protocols.WorkspaceBackend`.
 
     ``factory`` is a callable or a lazy ``"module:attribute"`` string. Names registered
     here are looked up before those plugins register through ``register_workspace_backends``.
@@ -215,6 +229,12 @@ def unregister_backend_provider(name: str) -> None:
     _PROVIDERS.pop(name, None)
 
 
+def backend_provider_names() -> frozenset[str]:
+    """The names registered with :func:`register_backend_provider` (``"memory"`` built in);
+    plugins' backends are listed by the plugin manager."""
+    return frozenset(_PROVIDERS)
+
+
 def _load(factory: Any) -> Callable[..., Any]:
     if isinstance(factory, str):
         import importlib
@@ -227,11 +247,15 @@ def _load(factory: Any) -> Callable[..., Any]:
     return factory
 
 
-def create_backend(name: str | None = None, *, plugins: PluginManager | None = None,
-                   **options: Any) -> Any:
+def create_backend(name: str | None = None, *, root: str | os.PathLike[str] | None = None,
+                   plugins: PluginManager | None = None, **options: Any) -> Any:
     """A new backend by name: providers registered in code first, then plugins; with no
     name, the ``workspace_backend`` setting, else ``"local"`` when installed, else the
-    only installed one."""
+    only installed one. The factory is called as ``factory(root, **options)``, or
+    ``factory(**options)`` when ``root`` is ``None``."""
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise WorkspaceError(f"a workspace root is a path or a string (a directory, a "
+                             f"connection string), got {type(root).__name__}")
     if name is not None and name in _PROVIDERS:
         factory = _load(_PROVIDERS[name])
     else:
@@ -245,7 +269,7 @@ def create_backend(name: str | None = None, *, plugins: PluginManager | None = N
             registration = plugins.get("workspace_backend", name)
         factory = registration.load()
     try:
-        backend = factory(**options)
+        backend = factory(**options) if root is None else factory(root, **options)
     except TypeError as exc:
         raise WorkspaceError(f"workspace backend {name or 'default'!r} refused its options "
                              f"{sorted(options)}: {exc}") from None
@@ -263,9 +287,10 @@ Ref = tuple[str, str]
 class Workspace:
     """A workspace over one backend.
 
-    ``Workspace("local", path="./ws")``, ``Workspace("memory")``, ``Workspace(backend)``
-    or ``Workspace()`` (the configured or only installed backend). Keyword options go to the
-    backend's factory. ``read_only=True`` refuses every write here with
+    ``Workspace("local", root="./ws")``, ``Workspace("memory")``, ``Workspace(backend)``
+    or ``Workspace()`` (the configured or only installed backend). ``root`` (a directory, a
+    connection string) is the factory's first argument; other keyword options go to the
+    backend's factory as they are. ``read_only=True`` refuses every write here with
     :class:`ReadOnlyError` and, for a named backend, also opens the backend read-only
     (backends reporting :data:`READ_ONLY_MODE`). ``files`` names the directory the file
     actions serve (default: the backend's ``files_root``). ``require`` lists capabilities
@@ -277,8 +302,8 @@ class Workspace:
     :meth:`aclose` (or :meth:`close` from sync code).
     """
 
-    def __init__(self, backend: Any = None, /, *, read_only: bool = False,
-                 files: str | os.PathLike[str] | None = None,
+    def __init__(self, backend: Any = None, /, *, root: str | os.PathLike[str] | None = None,
+                 read_only: bool = False, files: str | os.PathLike[str] | None = None,
                  plugins: PluginManager | None = None,
                  require: Iterable[str] = (), require_distributed_provider: bool = False,
                  **options: Any) -> None:
@@ -287,9 +312,11 @@ class Workspace:
             if read_only:
                 options["read_only"] = True
             self.backend_name = backend
-            self.backend = create_backend(backend, plugins=plugins, **options)
+            self.backend = create_backend(backend, root=root, plugins=plugins, **options)
             self._owns_backend = True
         else:
+            if root is not None:
+                options["root"] = root
             if options:
                 raise WorkspaceError(f"options {sorted(options)} are for a named backend; "
                                      "this one is already made")
@@ -375,8 +402,8 @@ class Workspace:
         return await self._need(LINKS, "links").read_links(_ref(ref), relation=relation,
                                                             direction=direction)
 
-    async def add_evidence(self, claim: Ref, source: Ref, *, quote: str | None = None,
-                           locator: str | None = None, **data: Any) -> None:
+    async def link_evidence(self, claim: Ref, source: Ref, *, quote: str | None = None,
+                            locator: str | None = None, **data: Any) -> None:
         """Record that ``source`` supports ``claim`` (an evidence link), optionally with the
         quoted passage and where it is (a page, a line range, a URL fragment)."""
         details = {**data, **({"quote": quote} if quote is not None else {}),
@@ -391,12 +418,20 @@ class Workspace:
     async def read_snapshot(self, key: str) -> tuple[int, dict[str, Any]] | None:
         return await self._need(SNAPSHOTS, "read_snapshot").read_snapshot(key)
 
-    async def write_snapshot(self, key: str, value: Mapping[str, Any], *,
-                             expected_state_version: int | None = None) -> int:
+    async def put_snapshot(self, key: str, value: Mapping[str, Any], *,
+                           expected_state_version: int | None = None) -> int:
         """Write a snapshot; with ``expected_state_version`` only if it still matches
-        (else :class:`VersionConflict`). Returns the new state version."""
-        return await self._write(SNAPSHOTS, "write_snapshot").write_snapshot(
+        (else :class:`VersionConflict`, a compare-and-set guarded write). Returns the new
+        state version."""
+        return await self._write(SNAPSHOTS, "put_snapshot").write_snapshot(
             key, value, expected_state_version=expected_state_version)
+
+    async def get_data(self, key: str, *, label: str | None = None) -> dict[str, Any] | None:
+        """The data of snapshot ``key`` (of its checkpoint ``label`` when given), or
+        ``None`` when there is none: the state to hand back to whatever restores it."""
+        found = (await self.read_snapshot(key) if label is None
+                 else await self.read_checkpoint(key, label))
+        return None if found is None else found[1]
 
     async def checkpoint(self, key: str, label: str, *,
                          expected_state_version: int | None = None) -> int:
@@ -410,15 +445,30 @@ class Workspace:
     async def checkpoints(self, key: str) -> list[dict[str, Any]]:
         return await self._need(CHECKPOINTS, "checkpoints").list_checkpoints(key)
 
+    async def latest_checkpoint(self, key: str) -> dict[str, Any] | None:
+        """The newest checkpoint of snapshot ``key`` (the highest state version; of equal
+        ones the last saved) as ``{"key", "label", "state_version", "data"}``, or ``None``
+        when it has none. Restore from it with ``data`` or :meth:`restore_checkpoint`."""
+        listed = await self.checkpoints(key)
+        if not listed:
+            return None
+        newest = max(enumerate(listed), key=lambda item: (item[1]["state_version"], item[0]))[1]
+        found = await self.read_checkpoint(key, newest["label"])
+        if found is None:  # a backend that lists a label it cannot read
+            raise WorkspaceError(f"checkpoint {newest['label']!r} of {key!r} is listed but "
+                                 "cannot be read")
+        return {"key": key, "label": newest["label"], "state_version": found[0],
+                "data": found[1]}
+
     async def restore_checkpoint(self, key: str, label: str, *,
                                  expected_state_version: int | None = None) -> int:
         """Write the checkpoint's value as the snapshot's next version (versions only go
-        up); compare-and-set on ``expected_state_version`` like :meth:`write_snapshot`."""
+        up); compare-and-set on ``expected_state_version`` like :meth:`put_snapshot`."""
         found = await self.read_checkpoint(key, label)
         if found is None:
             raise WorkspaceError(f"snapshot {key!r} has no checkpoint {label!r}")
-        return await self.write_snapshot(key, found[1],
-                                         expected_state_version=expected_state_version)
+        return await self.put_snapshot(key, found[1],
+                                       expected_state_version=expected_state_version)
 
     # -- leases ------------------------------------------------------------------------
     async def claim_lease(self, name: str, *, ttl: float = 30.0,
@@ -441,32 +491,91 @@ class Workspace:
         return await self._need(LEASES, "read_lease").read_lease(name)
 
     # -- artifacts ---------------------------------------------------------------------
-    async def put_artifact(self, data: bytes, *,
-                           media_type: str = "application/octet-stream") -> dict[str, Any]:
-        """Store a large payload by content; keep the returned ref in a record."""
+    async def put_artifact_ref(self, data: bytes, *,
+                               media_type: str = "application/octet-stream") -> dict[str, Any]:
+        """Store a large payload by content and return its durable ref
+        ``{"artifact_id", "size", "media_type"}``; keep the ref in a record or snapshot."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise WorkspaceError(f"artifacts are bytes, got {type(data).__name__}")
-        return await self._write(ARTIFACTS, "put_artifact").put_artifact(
+        if not isinstance(media_type, str) or not media_type:
+            raise WorkspaceError(f"media_type must be a non-empty string, got {media_type!r}")
+        return await self._write(ARTIFACTS, "put_artifact_ref").put_artifact(
             bytes(data), media_type=media_type)
 
     async def read_artifact(self, ref: str | Mapping[str, Any]) -> bytes:
-        artifact_id = ref["artifact_id"] if isinstance(ref, Mapping) else ref
-        return await self._need(ARTIFACTS, "read_artifact").read_artifact(artifact_id)
+        """The bytes behind an artifact id, an artifact ref or a :meth:`ref_envelope`."""
+        if isinstance(ref, Mapping) and isinstance(ref.get("ref"), Mapping):
+            ref = ref["ref"]
+        artifact_id = ref.get("artifact_id") if isinstance(ref, Mapping) else ref
+        return await self._need(ARTIFACTS, "read_artifact").read_artifact(
+            check_artifact_id(artifact_id))
 
-    # -- events ------------------------------------------------------------------------
-    async def append_event(self, execution_id: str, event_id: str,
-                           payload: Mapping[str, Any]) -> int:
-        return await self._write(EVENTS, "append_event").append_event(
+    async def ref_envelope(self, payload: Any, *, media_type: str | None = None,
+                           preview_chars: int = DEFAULT_PREVIEW_CHARS) -> dict[str, Any]:
+        """Keep a large payload behind a ref: store it as an artifact and return a compact
+        envelope ``{"format", "ref", "encoding", "media_type", "size", "preview",
+        "truncated"}`` to keep in records, snapshots and events instead of the payload.
+
+        ``payload`` is bytes, a string or a JSON value (``encoding`` says which); ``size``
+        is the stored bytes, ``preview`` the first ``preview_chars`` characters of the
+        text (empty for bytes). :meth:`read_envelope` returns the payload as it was given
+        and :meth:`read_artifact` the stored bytes."""
+        if isinstance(preview_chars, bool) or not isinstance(preview_chars, int) or (
+                preview_chars < 0):
+            raise WorkspaceError(f"preview_chars must be an int >= 0, got {preview_chars!r}")
+        if isinstance(payload, (bytes, bytearray, memoryview)):
+            encoding, data, text = "bytes", bytes(payload), ""
+            default_type = "application/octet-stream"
+        elif isinstance(payload, str):
+            encoding, text = "text", payload
+            data, default_type = payload.encode("utf-8"), "text/plain; charset=utf-8"
+        else:
+            try:
+                text = json.dumps(payload, ensure_ascii=False, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise WorkspaceError(f"ref_envelope takes bytes, a string or a JSON value; "
+                                     f"this payload is none of them: {exc}") from None
+            encoding, data, default_type = "json", text.encode("utf-8"), "application/json"
+        ref = await self.put_artifact_ref(data, media_type=media_type or default_type)
+        return {"format": ENVELOPE_FORMAT, "ref": ref, "encoding": encoding,
+                "media_type": ref["media_type"], "size": ref["size"],
+                "preview": text[:preview_chars], "truncated": len(text) > preview_chars
+                or encoding == "bytes"}
+
+    async def read_envelope(self, envelope: Mapping[str, Any]) -> Any:
+        """The payload behind a :meth:`ref_envelope`, read back through its ref: bytes, a
+        string or the JSON value, as it was given."""
+        if not isinstance(envelope, Mapping) or envelope.get("format") != ENVELOPE_FORMAT:
+            raise WorkspaceError(f"not a ref envelope (format {ENVELOPE_FORMAT!r}): "
+                                 f"{envelope!r:.200}")
+        data = await self.read_artifact(envelope["ref"])
+        encoding = envelope.get("encoding")
+        if encoding == "bytes":
+            return data
+        if encoding == "text":
+            return data.decode("utf-8")
+        if encoding == "json":
+            return json.loads(data)
+        raise WorkspaceError(f"ref envelope encoding {encoding!r} is not bytes, text or json")
+
+    # -- runtime events ------------------------------------------------------------------
+    async def append_runtime_event(self, execution_id: str, event_id: str,
+                                   payload: Mapping[str, Any]) -> int:
+        """Append a RuntimeEvent fact for ``execution_id``; returns its sequence number.
+        Appending ``event_id`` again returns its first sequence and stores nothing."""
+        return await self._write(EVENTS, "append_runtime_event").append_event(
             execution_id, event_id, payload)
 
-    async def read_events(self, execution_id: str, *, after: int = 0, before: int | None = None,
-                          limit: int = 100) -> list[dict[str, Any]]:
-        """Events with ``after < sequence`` (and ``< before``), oldest first, at most
-        ``limit``."""
+    async def query_runtime_events(self, execution_id: str, *, after: int = 0,
+                                   before: int | None = None, limit: int = 100
+                                   ) -> list[dict[str, Any]]:
+        """A bounded range of ``execution_id``'s RuntimeEvents: ``after < sequence`` (and
+        ``< before``), oldest first, at most ``limit``; each ``{"execution_id",
+        "event_id", "sequence", "payload"}``."""
         if before is None:
-            return await self._need(EVENTS, "read_events").read_events(
+            return await self._need(EVENTS, "query_runtime_events").read_events(
                 execution_id, after=after, limit=_limit(limit))
-        backend = self._need(RANGE_READS, "read_events(before=...)")
+        backend = self._need(RANGE_READS, "query_runtime_events(before=...)")
         return await backend.read_events(execution_id, after=after, before=before,
                                          limit=_limit(limit))
 
@@ -491,7 +600,8 @@ class Workspace:
 
                 execution_id = getattr(current_execution.get(), "id", None)
             if execution_id and not self.closed:
-                await self.append_event(execution_id, event.id, event.model_dump(mode="json"))
+                await self.append_runtime_event(execution_id, event.id,
+                                                event.model_dump(mode="json"))
 
         return events.subscribe(record, tuple(patterns), name=f"workspace:{self.backend_name}")
 
@@ -614,8 +724,10 @@ __all__ = [
     "ARTIFACTS",
     "CHECKPOINTS",
     "COMPARE_AND_SET",
+    "DEFAULT_PREVIEW_CHARS",
     "DISTRIBUTED_CAPABILITIES",
     "DURABLE",
+    "ENVELOPE_FORMAT",
     "EVENTS",
     "EVENT_SEQUENCES",
     "EVIDENCE",
@@ -640,6 +752,7 @@ __all__ = [
     "Workspace",
     "WorkspaceClosedError",
     "WorkspaceError",
+    "backend_provider_names",
     "check_artifact_id",
     "check_name",
     "check_ref",

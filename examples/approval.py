@@ -2,7 +2,7 @@
 
 `delete_note` needs approval. The `fail_closed` handler leaves the request pending, so the
 run pauses; a person (here, this script after asking on the terminal, or the APPROVE
-environment variable) decides, and `continue_with` resumes the loop where it stopped.
+environment variable) decides, and `async_continue_with` resumes the loop where it stopped.
 
     export OPENAI_API_KEY=sk-...
     python examples/approval.py
@@ -53,8 +53,8 @@ async def main() -> int:
         print(f"waiting for approval: {[(r.action, r.kwargs) for r in waiting]}")
         answer = os.environ.get("APPROVE") or input("approve? [yes/no] ")
         decision = "approved" if answer.strip().lower() in ("y", "yes") else "denied"
-        result = await execution.continue_with(decision, resume_request_id="ticket-1",
-                                                actor="you")
+        result = await execution.async_continue_with(decision, resume_request_id="ticket-1",
+                                                     actor="you")
     print(result.response if result.stop_reason == "response" else f"stopped: {result.error}")
     print(f"notes left: {sorted(notes)}")
     await agent.aclose()

@@ -471,7 +471,7 @@ def test_execution_environments_go_through_the_agents_handlers(build, provider) 
             {"kind": "memory", "resource_key": "box", "approval_required": True}])
         await execution.start()
         resources = dict(execution.resources)
-        await execution.aclose()
+        await execution.async_close()
         return resources
 
     resources = run_async(run)

@@ -1,6 +1,6 @@
 """Durable executions (issue 4, point 4): an execution paused on a pending approval is
 saved to its workspace; another process loads it (claiming its lease), ensures its
-execution-scoped environments again and resumes it with ``continue_with``. Saved state is
+execution-scoped environments again and resumes it with ``async_continue_with``. Saved state is
 redacted, writes are compare-and-set, a resume id resumes once across processes, and
 ``require_distributed_provider=True`` fails closed on a backend that lacks what
 distribution needs.
@@ -125,8 +125,8 @@ WORKER = textwrap.dedent('''
             loaded = {"state": execution.state, "paused": execution.paused,
                       "resources": sorted(execution.resources),
                       "workdir": str(execution.resources.get("workdir", ""))}
-            result = await execution.continue_with(decision, resume_request_id=resume_id,
-                                                   actor="alice")
+            result = await execution.async_continue_with(decision, resume_request_id=resume_id,
+                                                         actor="alice")
         except Exception as exc:
             print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
             return
@@ -365,13 +365,13 @@ async def test_in_process_resume_of_a_durable_execution_saves_it(sides, ws, prov
                                         execution_environments=[memory_env()])
     execution = side.agent.last_execution
     assert execution.state_version == 1 and len(provider.live) == 1
-    out = await execution.continue_with("approved", resume_request_id="r1")
+    out = await execution.async_continue_with("approved", resume_request_id="r1")
     assert out.stop_reason == "response" and sides.calls == [21]
     assert execution.state_version == 2 and provider.live == []
     version, document = await ws.read_snapshot(saved_key(result.execution_id))
     assert version == 2 and document["state"] == "closed"
     assert await ws.read_lease(saved_key(result.execution_id)) is None
-    assert await execution.continue_with("denied", resume_request_id="r1") is out
+    assert await execution.async_continue_with("denied", resume_request_id="r1") is out
 
 
 @pytest.mark.anyio
@@ -381,11 +381,11 @@ async def test_a_loaded_execution_holds_its_lease(sides, ws, provider) -> None:
     first = await sides().agent.async_load_execution(result.execution_id, workspace=ws)
     with pytest.raises(ExecutionBusy, match="held by"):
         await sides().agent.async_load_execution(result.execution_id, workspace=ws)
-    await first.aclose()  # lets go without resuming: the saved execution stays paused
+    await first.async_close()  # lets go without resuming: the saved execution stays paused
     second_side = sides()
     second = await second_side.agent.async_load_execution(result.execution_id, workspace=ws)
     assert second.paused and second.state_version == 1
-    out = await second.continue_with("approved", resume_request_id="r1")
+    out = await second.async_continue_with("approved", resume_request_id="r1")
     assert out.records[-1].result == 42 and sides.calls == [21]
     assert second_side.agent.last_run is out
 
@@ -396,12 +396,12 @@ async def test_a_stale_copy_conflicts_and_runs_nothing(sides, ws) -> None:
     result = await original.agent.async_run("go", workspace=ws)
     stale = original.agent.last_execution
     loaded = await sides().agent.async_load_execution(result.execution_id, workspace=ws)
-    out = await loaded.continue_with("approved", resume_request_id="r1")
+    out = await loaded.async_continue_with("approved", resume_request_id="r1")
     assert sides.calls == [21]
     with pytest.raises(ExecutionConflict, match=r"changed by another process.*load it again"):
-        await stale.continue_with("approved", resume_request_id="r2")
+        await stale.async_continue_with("approved", resume_request_id="r2")
     # a repeat of the id the other process used returns its result
-    repeated = await stale.continue_with("approved", resume_request_id="r1")
+    repeated = await stale.async_continue_with("approved", resume_request_id="r1")
     assert isinstance(repeated, FlowResult) and repeated.records == out.records
     assert sides.calls == [21]
     assert stale.paused  # nothing changed here
@@ -413,9 +413,9 @@ async def test_a_write_behind_the_back_is_a_conflict(sides, ws) -> None:
     loaded = await sides().agent.async_load_execution(result.execution_id, workspace=ws)
     key = saved_key(result.execution_id)
     version, document = await ws.read_snapshot(key)
-    await ws.write_snapshot(key, document, expected_state_version=version)
+    await ws.put_snapshot(key, document, expected_state_version=version)
     with pytest.raises(ExecutionConflict, match="state version 2, this copy knows 1"):
-        await loaded.continue_with("approved", resume_request_id="r1")
+        await loaded.async_continue_with("approved", resume_request_id="r1")
     assert sides.calls == []
     assert await ws.read_lease(key) is None
     # and the save itself is a compare-and-set
@@ -452,7 +452,7 @@ async def test_secrets_are_not_saved(sides, ws) -> None:
     loaded = await side.agent.async_load_execution(result.execution_id, workspace=ws,
                                                    execution_environments=[env])
     assert loaded.requirements[0].config["env"]["API_TOKEN"] == "tok-abcdef123"
-    out = await loaded.continue_with("approved", resume_request_id="r1")
+    out = await loaded.async_continue_with("approved", resume_request_id="r1")
     # the call whose arguments held a secret does not run with masked arguments
     assert [(r.status, r.error_type) for r in out.records[2:]] == [
         ("failed", "ArgumentsNotSaved"), ("success", None)]
@@ -473,7 +473,7 @@ async def test_an_execution_paused_while_starting_resumes_elsewhere(sides, ws,
     loaded = await side.agent.async_load_execution(result.execution_id, workspace=ws)
     assert loaded.resources == {} and [p.subject_type for p in loaded.pending] == [
         "environment"]
-    out = await loaded.continue_with("approved", resume_request_id="env-ok")
+    out = await loaded.async_continue_with("approved", resume_request_id="env-ok")
     # the environment started, then the flow ran and paused on the action
     assert out.stop_reason == "approval_required" and len(provider.live) == 1
     version, document = await ws.read_snapshot(saved_key(result.execution_id))
@@ -483,7 +483,7 @@ async def test_an_execution_paused_while_starting_resumes_elsewhere(sides, ws,
     assert provider.live == []
     last = await sides().agent.async_load_execution(result.execution_id, workspace=ws)
     assert len(provider.live) == 1  # granted before: ensured again without asking
-    out = await last.continue_with("approved", resume_request_id="action-ok")
+    out = await last.async_continue_with("approved", resume_request_id="action-ok")
     assert out.stop_reason == "response" and sides.calls == [21]
 
 
@@ -501,7 +501,7 @@ async def test_the_lease_is_heartbeaten_while_a_resume_runs(sides, ws) -> None:
 
     async with anyio.create_task_group() as group:
         group.start_soon(intruder)
-        out = await loaded.continue_with("approved", resume_request_id="r1")
+        out = await loaded.async_continue_with("approved", resume_request_id="r1")
     assert seen == [None] and out.records[-1].result == 10
 
 
@@ -526,7 +526,7 @@ async def test_require_distributed_provider_fails_closed(sides, ws, tmp_path) ->
         other = sides()
         loaded = await other.agent.async_load_execution(
             result.execution_id, workspace=local, require_distributed_provider=True)
-        out = await loaded.continue_with(True, resume_request_id="r1")
+        out = await loaded.async_continue_with(True, resume_request_id="r1")
         assert out.stop_reason == "response" and sides.calls == [21]
     finally:
         await local.aclose()
@@ -565,7 +565,7 @@ async def test_without_a_workspace_nothing_changes(sides) -> None:
     assert execution.workspace is None and execution.state_version == 0
     with pytest.raises(ExecutionStateError, match="no workspace"):
         await execution.save()
-    out = await execution.continue_with("approved", resume_request_id="r1")
+    out = await execution.async_continue_with("approved", resume_request_id="r1")
     assert out.stop_reason == "response" and result.stop_reason == "approval_required"
 
 

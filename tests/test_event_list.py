@@ -190,8 +190,8 @@ async def test_every_approval_event_is_emitted(build) -> None:
     assert result.stop_reason == "approval_required"
     execution = agent.last_execution
     request_id = execution.pending[0].id
-    resumed = await execution.continue_with("approved", resume_request_id="resume-1",
-                                            actor="alice")
+    resumed = await execution.async_continue_with("approved", resume_request_id="resume-1",
+                                                  actor="alice")
     assert resumed.stop_reason == "response"
     seen = set(on_agent.types)
     assert seen >= APPROVAL_EVENTS, APPROVAL_EVENTS - seen
@@ -215,7 +215,7 @@ async def test_a_call_denied_on_resume_emits_action_blocked(build) -> None:
     on_agent, _ = observe(agent)
     agent.set_planner([[{"action": "guarded", "kwargs": {}}]])
     await agent.async_run("go")
-    result = await agent.last_execution.continue_with("denied", resume_request_id="r")
+    result = await agent.last_execution.async_continue_with("denied", resume_request_id="r")
     blocked = [r for r in result.records if r.status == "blocked"]
     assert [e.payload["call_id"] for e in on_agent.of("action.blocked")] == [
         r.call_id for r in blocked]
@@ -275,7 +275,7 @@ async def test_the_documented_list_in_one_agent(build, provider) -> None:
     agent.approval.set_default("fail_closed")
     agent.set_planner([[{"action": "guarded", "kwargs": {}}]])
     await agent.async_run("go")
-    await agent.last_execution.continue_with("denied", resume_request_id="r")
+    await agent.last_execution.async_continue_with("denied", resume_request_id="r")
     handle = await agent.manager.async_ensure({"kind": "memory", "scope": "global"},
                                               events=agent.events)
     provider.make_unhealthy(agent.manager.resource(handle))

@@ -2,7 +2,7 @@
 
 An action (or an environment) that needs approval under the ``fail_closed`` handler stops
 the run with ``approval_required``; the execution stays paused - not closed, its
-execution-scoped environments alive - until ``continue_with(decision,
+execution-scoped environments alive - until ``async_continue_with(decision,
 resume_request_id=..., actor=...)``. The same resume id resumes once. Closing returns a
 serialisable snapshot; the states go open -> sealed -> closed.
 """
@@ -127,7 +127,7 @@ async def test_approve_runs_the_call_and_the_remaining_rounds(agent, danger, pro
     execution = agent.last_execution
     resource = provider.live[0]
 
-    out = await execution.continue_with("approved", resume_request_id="r1", actor="alice")
+    out = await execution.async_continue_with("approved", resume_request_id="r1", actor="alice")
     assert out.stop_reason == "response"
     assert out.response == "ok"
     assert out.execution_id == execution.id
@@ -147,15 +147,15 @@ async def test_approve_runs_the_call_and_the_remaining_rounds(agent, danger, pro
 async def test_same_resume_id_resumes_once(agent, danger) -> None:
     await agent.async_run("go")
     execution = agent.last_execution
-    first = await execution.continue_with("approved", resume_request_id="r1", actor="alice")
-    again = await execution.continue_with("approved", resume_request_id="r1", actor="alice")
+    first = await execution.async_continue_with("approved", resume_request_id="r1", actor="alice")
+    again = await execution.async_continue_with("approved", resume_request_id="r1", actor="alice")
     assert again is first
     # even with another decision, a repeated id returns the first result
-    denied = await execution.continue_with("denied", resume_request_id="r1", actor="mallory")
+    denied = await execution.async_continue_with("denied", resume_request_id="r1", actor="mallory")
     assert denied is first
     assert danger.calls == [21]
     with pytest.raises(ExecutionStateError):
-        await execution.continue_with("approved", resume_request_id="r2", actor="alice")
+        await execution.async_continue_with("approved", resume_request_id="r2", actor="alice")
     assert danger.calls == [21]
 
 
@@ -166,7 +166,7 @@ async def test_concurrent_resumes_with_one_id_run_once(agent, danger) -> None:
     results: list[Any] = []
 
     async def resume() -> None:
-        results.append(await execution.continue_with("approved", resume_request_id="r1"))
+        results.append(await execution.async_continue_with("approved", resume_request_id="r1"))
 
     async with anyio.create_task_group() as group:
         for _ in range(20):
@@ -183,7 +183,7 @@ async def test_concurrent_resumes_with_different_ids_resume_once(agent, danger) 
 
     async def resume(i: int) -> None:
         try:
-            outcomes.append(await execution.continue_with(True, resume_request_id=f"r{i}"))
+            outcomes.append(await execution.async_continue_with(True, resume_request_id=f"r{i}"))
         except ExecutionStateError as exc:
             outcomes.append(exc)
 
@@ -198,7 +198,7 @@ async def test_concurrent_resumes_with_different_ids_resume_once(agent, danger) 
 async def test_denied_gives_a_blocked_record_naming_the_actor(agent, danger, provider) -> None:
     await agent.async_run("go", execution_environments=[execution_env()])
     execution = agent.last_execution
-    out = await execution.continue_with("denied", resume_request_id="r1", actor="bob")
+    out = await execution.async_continue_with("denied", resume_request_id="r1", actor="bob")
     assert statuses(out) == [("danger", "approval_required"), ("danger", "blocked")]
     blocked = out.records[-1]
     assert blocked.error_type == "ApprovalDenied"
@@ -215,10 +215,10 @@ async def test_boolean_and_model_decisions(agent, danger) -> None:
     await agent.async_run("go")
     execution = agent.last_execution
     with pytest.raises(ValueError):
-        await execution.continue_with("maybe", resume_request_id="bad")
+        await execution.async_continue_with("maybe", resume_request_id="bad")
     assert execution.paused  # a bad decision changes nothing
     decision = ApprovalDecision(request_id=execution.pending[0].id, decision="approved")
-    out = await execution.continue_with(decision, resume_request_id="r1", actor="carol")
+    out = await execution.async_continue_with(decision, resume_request_id="r1", actor="carol")
     assert statuses(out)[-1] == ("danger", "success")
     assert execution.decisions[0].actor == "carol"
 
@@ -228,10 +228,10 @@ async def test_resume_when_not_paused_is_refused(agent, provider) -> None:
     execution = agent.create_execution()
     await execution.start()
     with pytest.raises(ExecutionStateError):
-        await execution.continue_with("approved", resume_request_id="r1")
-    await execution.aclose()
+        await execution.async_continue_with("approved", resume_request_id="r1")
+    await execution.async_close()
     with pytest.raises(ExecutionStateError):
-        await execution.continue_with("approved", resume_request_id="r1")
+        await execution.async_continue_with("approved", resume_request_id="r1")
 
 
 @pytest.mark.anyio
@@ -244,7 +244,7 @@ async def test_paused_execution_is_released_when_the_agent_closes(agent, danger,
     assert execution.state == "closed"
     assert provider.live == []
     with pytest.raises(ExecutionStateError):
-        await execution.continue_with("approved", resume_request_id="r1")
+        await execution.async_continue_with("approved", resume_request_id="r1")
     assert danger.calls == []
 
 
@@ -256,10 +256,10 @@ async def test_several_paused_executions_are_independent(agent, danger, provider
     second = agent.last_execution
     assert first is not second and first.paused and second.paused
     assert len(provider.live) == 2
-    await second.continue_with("approved", resume_request_id="r1")
+    await second.async_continue_with("approved", resume_request_id="r1")
     assert second.state == "closed" and first.paused
     assert provider.live == [first.resources["res"]]
-    await first.continue_with("denied", resume_request_id="r1")  # ids are per execution
+    await first.async_continue_with("denied", resume_request_id="r1")  # ids are per execution
     assert first.state == "closed" and provider.live == []
     assert danger.calls == [21]
 
@@ -269,7 +269,7 @@ async def test_several_paused_executions_are_independent(agent, danger, provider
 async def test_approval_events_carry_ids_and_status_only(agent, danger, events) -> None:
     result = await agent.async_run("go")
     execution = agent.last_execution
-    await execution.continue_with("approved", resume_request_id="r1", actor="alice")
+    await execution.async_continue_with("approved", resume_request_id="r1", actor="alice")
 
     by_type: dict[str, list[Any]] = {}
     for event in events:
@@ -327,7 +327,7 @@ async def test_environment_approval_pauses_and_grant_resumes(agent, guarded_env,
     execution = agent.last_execution
     assert execution.paused and execution.pending[0].subject_type == "environment"
 
-    out = await execution.continue_with("approved", resume_request_id="r1", actor="alice")
+    out = await execution.async_continue_with("approved", resume_request_id="r1", actor="alice")
     assert statuses(out) == [("use_env", "approval_required"), ("use_env", "success")]
     assert len(provider.started) == 1  # granted: the environment started
     assert guarded_env.calls == [provider.started[0].id]
@@ -339,8 +339,8 @@ async def test_environment_approval_pauses_and_grant_resumes(agent, guarded_env,
 @pytest.mark.anyio
 async def test_environment_approval_denied(agent, guarded_env, provider) -> None:
     await agent.async_run("go")
-    out = await agent.last_execution.continue_with("denied", resume_request_id="r1",
-                                                   actor="bob")
+    out = await agent.last_execution.async_continue_with("denied", resume_request_id="r1",
+                                                         actor="bob")
     assert statuses(out)[-1] == ("use_env", "blocked")
     assert "bob" in out.records[-1].error
     assert provider.started == [] and guarded_env.calls == []
@@ -362,11 +362,11 @@ async def test_action_and_environment_approval_pause_twice(agent, provider) -> N
     await agent.async_run("go")
     execution = agent.last_execution
     assert execution.pending[0].subject_type == "action"
-    second = await execution.continue_with("approved", resume_request_id="r1")
+    second = await execution.async_continue_with("approved", resume_request_id="r1")
     assert second.stop_reason == "approval_required"
     assert execution.paused and execution.pending[0].subject_type == "environment"
     assert ran == [] and provider.started == []
-    out = await execution.continue_with("approved", resume_request_id="r2")
+    out = await execution.async_continue_with("approved", resume_request_id="r2")
     assert out.stop_reason == "response"
     assert statuses(out)[-1] == ("both", "success")
     assert ran == [1] and provider.live == []
@@ -404,7 +404,7 @@ async def test_execution_environment_needing_approval_pauses_the_start(agent, da
     assert execution.paused and execution.pending[0].subject_type == "environment"
     assert provider.started == [] and execution.state != "closed"
 
-    out = await execution.continue_with("approved", resume_request_id="r1", actor="alice")
+    out = await execution.async_continue_with("approved", resume_request_id="r1", actor="alice")
     assert out.stop_reason == "response" and out.response == "ok"
     assert len(provider.started) == 1
     assert execution.state == "closed" and provider.live == []
@@ -415,7 +415,7 @@ async def test_execution_environment_denied_fails_the_run(agent, provider) -> No
     agent.set_planner([], response="ok")
     await agent.async_run("go", execution_environments=[execution_env(approval_required=True)])
     execution = agent.last_execution
-    out = await execution.continue_with("denied", resume_request_id="r1")
+    out = await execution.async_continue_with("denied", resume_request_id="r1")
     assert out.stop_reason == "failed"
     assert execution.state == "closed"
     assert provider.started == []
@@ -470,8 +470,8 @@ async def test_close_returns_a_serialisable_snapshot(agent, danger, provider) ->
     assert [p.subject for p in paused.pending_approvals] == ["danger"]
     json.loads(paused.model_dump_json())
 
-    await execution.continue_with("approved", resume_request_id="r1", actor="alice")
-    snapshot = await execution.aclose()  # already closed by the run: idempotent
+    await execution.async_continue_with("approved", resume_request_id="r1", actor="alice")
+    snapshot = await execution.async_close()  # already closed by the run: idempotent
     assert isinstance(snapshot, ExecutionSnapshot)
     assert snapshot.state == "closed" and snapshot.closed_at is not None
     assert snapshot.id == execution.id
@@ -509,7 +509,7 @@ async def test_states_open_sealed_closed(agent, provider) -> None:
     await execution.start()  # started already: nothing new
     assert len(provider.started) == 1
 
-    snapshot = await execution.aclose()
+    snapshot = await execution.async_close()
     assert execution.state == "closed" and snapshot.state == "closed"
     assert snapshot.runtime_resource_keys == ["a", "b", "c"]
     assert provider.live == []
@@ -518,7 +518,7 @@ async def test_states_open_sealed_closed(agent, provider) -> None:
             refused()
     with pytest.raises(ExecutionStateError):
         await execution.start()
-    again = await execution.aclose()
+    again = await execution.async_close()
     assert again.closed_at == snapshot.closed_at
     assert len(provider.released) == 1
 
@@ -554,6 +554,89 @@ def test_sync_close_returns_the_snapshot(plugins, provider) -> None:
     json.loads(snapshot.model_dump_json())
     agent.close()
     assert provider.live == []
+
+
+# -- the reference's names (issue 12) -----------------------------------------------------------
+@pytest.mark.anyio
+async def test_async_seal_and_async_close_are_the_async_forms(agent, provider) -> None:
+    execution = agent.create_execution(execution_environments=[execution_env()])
+    await execution.start()
+    assert await execution.async_seal() is execution and execution.state == "sealed"
+    assert await execution.async_seal() is execution  # idempotent, like seal()
+    with pytest.raises(ExecutionStateError):
+        execution.add_runtime_resource("late", 1)
+    snapshot = await execution.async_close()
+    assert isinstance(snapshot, ExecutionSnapshot) and snapshot.state == "closed"
+    assert provider.live == []
+    with pytest.raises(ExecutionStateError):
+        await execution.async_seal()
+    for old in ("aclose", "continue_with"):  # one name per concept
+        assert not hasattr(Execution, old), old
+
+
+@pytest.mark.anyio
+async def test_environments_can_be_given_at_start(agent, provider) -> None:
+    execution = agent.create_execution(execution_environments=[execution_env()])
+    await execution.start(execution_environments=[execution_env(resource_key="extra")])
+    assert sorted(execution.resources) == ["extra", "res"] and len(provider.live) == 2
+    assert {h.owner_id for h in agent.manager.list("execution")} == {execution.id}
+    await execution.start(execution_environments=[
+        {"kind": "memory", "resource_key": "third"}])  # started already: adds this one
+    assert sorted(execution.resources) == ["extra", "res", "third"]
+    assert len(provider.started) == 3
+    with pytest.raises(ValueError, match="resource key 'res'"):
+        await execution.start(execution_environments=[execution_env()])
+    execution.seal()
+    with pytest.raises(ExecutionStateError, match="sealed"):
+        await execution.start(execution_environments=[execution_env(resource_key="late")])
+    assert len(provider.started) == 3
+    await execution.async_close()
+    assert provider.live == []
+
+
+@pytest.mark.anyio
+async def test_an_execution_started_with_environments_runs_the_flow(agent, danger,
+                                                                     provider) -> None:
+    execution = agent.create_execution()
+    await execution.start(execution_environments=[execution_env()])
+    result = await agent.async_run("go", execution=execution)
+    assert result.stop_reason == "approval_required"
+    assert execution.resources["res"] is provider.live[0]
+    out = await execution.async_continue_with("approved", resume_request_id="r1")
+    assert out.stop_reason == "response" and danger.calls == [21]
+    assert provider.live == []
+
+
+@pytest.mark.anyio
+async def test_workspace_false_binds_no_workspace(agent, danger) -> None:
+    import agently_core
+
+    for execution in (agent.create_execution(workspace=False),
+                      agently_core.create_execution(manager=agent.manager, workspace=False)):
+        assert execution.workspace is None
+        await execution.async_close()
+    agent.use_workspace(provider="memory")
+    result = await agent.async_run("go", workspace=False)
+    assert result.stop_reason == "approval_required"
+    assert agent.last_execution.workspace is None
+    assert await agent.workspace.read_snapshot(f"execution:{result.execution_id}") is None
+    out = await agent.last_execution.async_continue_with("approved", resume_request_id="r1")
+    assert out.stop_reason == "response" and danger.calls == [21]
+    with pytest.raises(TypeError, match="workspace=True"):
+        agent.create_execution(workspace=True)
+    agent.workspace.close()
+
+
+@pytest.mark.anyio
+async def test_resume_request_id_and_actor_are_checked(agent, danger) -> None:
+    await agent.async_run("go")
+    execution = agent.last_execution
+    for bad in ("", None, 7):
+        with pytest.raises(ValueError, match="resume_request_id"):
+            await execution.async_continue_with("approved", resume_request_id=bad)
+    with pytest.raises(TypeError, match="actor"):
+        await execution.async_continue_with("approved", resume_request_id="r1", actor=3)
+    assert execution.paused and danger.calls == []
 
 
 # -- regressions (bugs found by these tests) ---------------------------------------------------
@@ -596,7 +679,7 @@ async def test_environment_failing_after_approval_fails_the_run_and_closes(agent
     ])
     execution = agent.last_execution
     assert execution.paused and len(provider.live) == 1
-    out = await execution.continue_with("approved", resume_request_id="r1")
+    out = await execution.async_continue_with("approved", resume_request_id="r1")
     assert out.stop_reason == "failed"
     assert execution.state == "closed"
     assert provider.live == []
@@ -619,7 +702,7 @@ async def test_cancelled_resume_closes_the_execution(agent, provider) -> None:
     assert execution.paused and len(provider.live) == 1
 
     async def resume(execution: Any) -> None:
-        await execution.continue_with("approved", resume_request_id="r1")
+        await execution.async_continue_with("approved", resume_request_id="r1")
 
     async with anyio.create_task_group() as group:
         group.start_soon(resume, execution)

@@ -378,7 +378,7 @@ def test_secrets_never_leave_through_events_records_results_or_logs(build, caplo
         snapshot_paused = execution.snapshot()
         from agently_core.testing import run_async
 
-        resumed = run_async(lambda: execution.continue_with(
+        resumed = run_async(lambda: execution.async_continue_with(
             "denied", resume_request_id="resume-1", actor="ops"))
         snapshot = execution.snapshot()
 
@@ -545,7 +545,7 @@ async def test_records_of_a_denied_resume_are_redacted(build) -> None:
         {"action_id": "guarded", "action_input": {"text": HOST_SECRET,
                                                   "api_key": KWARG_KEY_SECRET}}]}])
     await agent.async_run("go")
-    result = await agent.last_execution.continue_with("denied", resume_request_id="r")
+    result = await agent.last_execution.async_continue_with("denied", resume_request_id="r")
     blocked = [r for r in result.records if r.status == "blocked"]
     assert blocked
     for record in blocked:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import anyio
 import pytest
@@ -137,10 +138,16 @@ def test_a_third_party_project_runs_the_suites_in_a_few_lines(tmp_path) -> None:
         "    assert agently_plugin_manager().registrations('action_executor') == {}\n",
         encoding="utf-8",
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
-         "test_third_party.py"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )
+    def pytest(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args,
+             "test_third_party.py"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )
+
+    collected = pytest("--collect-only")
+    count = int(re.search(r"(\d+) tests? collected", collected.stdout).group(1))
+    assert count > 30, collected.stdout  # both suites' tests, and the plain test
+    done = pytest("-rs")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "31 passed, 2 skipped" in done.stdout, done.stdout
+    assert f"{count - 2} passed, 2 skipped" in done.stdout, done.stdout

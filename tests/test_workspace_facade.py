@@ -137,8 +137,8 @@ def test_a_minimal_backend_says_what_it_lacks() -> None:
         ws = Workspace(MinimalBackend())
         await ws.put_record("c", "k", {"v": 1})
         for attempt in (lambda: ws.search("x"), lambda: ws.link(("a", "b"), ("c", "d")),
-                        lambda: ws.claim_lease("l"), lambda: ws.put_artifact(b"x"),
-                        lambda: ws.read_events("e", before=3), lambda: ws.checkpoint("s", "l"),
+                        lambda: ws.claim_lease("l"), lambda: ws.put_artifact_ref(b"x"),
+                        lambda: ws.query_runtime_events("e", before=3), lambda: ws.checkpoint("s", "l"),
                         lambda: ws.prune_events("e", through=1)):
             with pytest.raises(CapabilityMissing, match="capability"):
                 await attempt()
@@ -156,12 +156,12 @@ def test_read_only_facade_refuses_every_write_and_keeps_reading() -> None:
         lease = await backend.claim_lease("l", "me", 30.0)
         ws = Workspace(backend, read_only=True)
         writes = [lambda: ws.put_record("c", "k", {"v": 2}),
-                  lambda: ws.write_snapshot("s", {}), lambda: ws.append_event("e", "1", {}),
+                  lambda: ws.put_snapshot("s", {}), lambda: ws.append_runtime_event("e", "1", {}),
                   lambda: ws.link(("a", "b"), ("c", "d")), lambda: ws.checkpoint("s", "x"),
                   lambda: ws.claim_lease("other"), lambda: ws.heartbeat_lease(lease),
-                  lambda: ws.release_lease(lease), lambda: ws.put_artifact(b"x"),
+                  lambda: ws.release_lease(lease), lambda: ws.put_artifact_ref(b"x"),
                   lambda: ws.prune_events("e", through=1),
-                  lambda: ws.add_evidence(("a", "b"), ("c", "d"))]
+                  lambda: ws.link_evidence(("a", "b"), ("c", "d"))]
         for write in writes:
             with pytest.raises(ReadOnlyError):
                 await write()
@@ -190,7 +190,7 @@ def test_leases_evidence_checkpoints_artifacts_through_the_facade() -> None:
             with pytest.raises(WorkspaceError, match="ttl"):
                 await ws.claim_lease("job", ttl=0)
 
-            await ws.add_evidence(("claims", "c1"), ("papers", "p1"), quote="it holds",
+            await ws.link_evidence(("claims", "c1"), ("papers", "p1"), quote="it holds",
                                   locator="p. 3", confidence="high")
             evidence = await ws.evidence(("claims", "c1"))
             assert evidence == [{"source": ("claims", "c1"), "target": ("papers", "p1"),
@@ -202,9 +202,9 @@ def test_leases_evidence_checkpoints_artifacts_through_the_facade() -> None:
             with pytest.raises(WorkspaceError, match="direction"):
                 await ws.links(("claims", "c1"), direction="sideways")
 
-            first = await ws.write_snapshot("plan", {"step": 1})
+            first = await ws.put_snapshot("plan", {"step": 1})
             await ws.checkpoint("plan", "start")
-            second = await ws.write_snapshot("plan", {"step": 2}, expected_state_version=first)
+            second = await ws.put_snapshot("plan", {"step": 2}, expected_state_version=first)
             restored = await ws.restore_checkpoint("plan", "start",
                                                    expected_state_version=second)
             assert await ws.read_snapshot("plan") == (restored, {"step": 1})
@@ -215,16 +215,16 @@ def test_leases_evidence_checkpoints_artifacts_through_the_facade() -> None:
                 await ws.restore_checkpoint("plan", "missing")
             assert [c["label"] for c in await ws.checkpoints("plan")] == ["start"]
 
-            ref = await ws.put_artifact(b"large payload", media_type="text/plain")
+            ref = await ws.put_artifact_ref(b"large payload", media_type="text/plain")
             await ws.put_record("results", "r1", {"payload": ref})
             stored = await ws.get_record("results", "r1")
             assert await ws.read_artifact(stored["payload"]) == b"large payload"
             with pytest.raises(WorkspaceError, match="bytes"):
-                await ws.put_artifact("text")  # type: ignore[arg-type]
+                await ws.put_artifact_ref("text")  # type: ignore[arg-type]
 
             for i in range(5):
-                await ws.append_event("x", f"e{i}", {"i": i})
-            assert [e["sequence"] for e in await ws.read_events("x", after=1, before=4)] == [
+                await ws.append_runtime_event("x", f"e{i}", {"i": i})
+            assert [e["sequence"] for e in await ws.query_runtime_events("x", after=1, before=4)] == [
                 2, 3]
             assert await ws.prune_events("x", through=2) == 2
             assert (await ws.search("nothing")) == []
@@ -245,14 +245,14 @@ def test_agent_use_workspace_and_event_recording(tmp_path) -> None:
 
     agent.use_actions(double)
     agent.set_planner([[("double", {"x": 21})], {"response": "42"}])
-    assert agent.use_workspace("memory", record_events=True) is agent
+    assert agent.use_workspace(provider="memory", record_events=True) is agent
     ws = agent.workspace
     assert isinstance(ws, Workspace) and ws.backend_name == "memory"
     result = agent.run("double 21")
     assert result.stop_reason == "response"
 
     async def events() -> list[dict[str, Any]]:
-        return await ws.read_events(result.execution_id, limit=1000)
+        return await ws.query_runtime_events(result.execution_id, limit=1000)
 
     from agently_core._sync import run_sync
 
@@ -261,12 +261,88 @@ def test_agent_use_workspace_and_event_recording(tmp_path) -> None:
     assert any(t.startswith("action.") for t in types), types
     assert [e["sequence"] for e in recorded] == list(range(1, len(recorded) + 1))
     assert all(e["event_id"] == e["payload"]["id"] for e in recorded)
-    with pytest.raises(TypeError, match="backend name"):
-        agent.use_workspace(ws, path="x")
+    with pytest.raises(WorkspaceError, match="already made"):
+        agent.use_workspace(ws, provider="local")
     with pytest.raises(ReadOnlyError):
         agent.use_workspace(Workspace("memory", read_only=True), record_events=True)
     assert agent.workspace is ws  # a refused switch changes nothing
     agent.use_workspace(Workspace("memory"))  # replacing it stops the old recording
     agent.run("again")
     assert len(run_sync(events)) == len(recorded)
+    agent.close()
+
+
+# -- the reference's names (issue 12) ------------------------------------------------------
+def test_the_facade_speaks_the_reference_names() -> None:
+    for name in ("put_snapshot", "link_evidence", "append_runtime_event",
+                 "query_runtime_events", "put_artifact_ref", "latest_checkpoint", "get_data",
+                 "ref_envelope", "read_envelope"):
+        assert callable(getattr(Workspace, name)), name
+    for old in ("write_snapshot", "add_evidence", "append_event", "read_events",
+                "put_artifact"):  # one name per concept on the facade
+        assert not hasattr(Workspace, old), old
+
+
+def test_agently_workspace_register_backend_provider_with_use_workspace(tmp_path) -> None:
+    code = ("import agently_core as Agently; "
+            "print(callable(Agently.workspace.register_backend_provider))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "True"  # reachable without importing the submodule first
+
+    calls: list[tuple[Any, dict[str, Any]]] = []
+
+    def factory(root: Any, **options: Any) -> MemoryWorkspaceBackend:
+        calls.append((root, options))
+        return MemoryWorkspaceBackend()
+
+    agently_core.workspace.register_backend_provider("team-store", factory)
+    try:
+        agent = make_agent(make_plugin_manager())
+        assert agent.use_workspace(tmp_path / "team", provider="team-store",
+                                   provider_options={"region": "eu", "pool": 3}) is agent
+        assert calls == [(tmp_path / "team", {"region": "eu", "pool": 3})]
+        assert isinstance(agent.workspace.backend, MemoryWorkspaceBackend)
+        assert agent.workspace.backend_name == "team-store"
+        run(agent.workspace.put_snapshot, "s", {"v": 1})
+        agent.workspace.close()
+        agent.use_workspace("dsn-or-root", provider="team-store", read_only=True)
+        assert calls[-1] == ("dsn-or-root", {"read_only": True})
+        assert agent.workspace.read_only
+        agent.workspace.close()
+        agent.close()
+    finally:
+        agently_core.workspace.unregister_backend_provider("team-store")
+
+
+def test_use_workspace_root_default_provider_and_bad_arguments(tmp_path) -> None:
+    import agently_core_workspace_local.plugin as local_plugin
+
+    agent = make_agent(make_plugin_manager(local_plugin))
+    agent.use_workspace(tmp_path / "ws")  # a root: the default (local) backend there
+    assert agent.workspace.backend_name is None and agent.workspace.backend.name == "local"
+    assert agent.workspace.files_root == tmp_path / "ws" / "files"
+    agent.workspace.close()
+    agent.use_workspace(provider="memory")
+    assert agent.workspace.backend_name == "memory"
+    shared = agent.workspace
+    other = make_agent(make_plugin_manager(local_plugin)).use_workspace(shared)
+    assert other.workspace is shared  # a shared instance, as it is
+    with pytest.raises(WorkspaceError, match="provider='memory'"):
+        agent.use_workspace("memory")  # a string is the root, never a backend name
+    with pytest.raises(WorkspaceError, match="provider_options must be a mapping"):
+        agent.use_workspace(tmp_path, provider="memory", provider_options=["x"])
+    with pytest.raises(WorkspaceError, match="provider must be"):
+        agent.use_workspace(tmp_path, provider="")
+    with pytest.raises(WorkspaceError, match="refused its options"):
+        agent.use_workspace(tmp_path, provider="memory")  # memory takes no root
+    with pytest.raises(WorkspaceError, match="read-only"):
+        agent.use_workspace(shared, read_only=True)
+    with pytest.raises(WorkspaceError, match="a path or a string"):
+        Workspace("memory", root=42)
+    direct = MemoryWorkspaceBackend()
+    agent.use_workspace(direct, read_only=True)
+    assert agent.workspace.backend is direct and agent.workspace.read_only
+    assert agent.workspace is not shared
+    shared.close()
     agent.close()

@@ -456,7 +456,7 @@ class PlannerConformance(ConformanceSuite):
                 second.set_planner(self.planner_name, **self._options(stand_in, NATIVE))
                 execution = await second.async_load_execution(paused.execution_id,
                                                               workspace=workspace)
-                result = await execution.continue_with("approved", resume_request_id="r1")
+                result = await execution.async_continue_with("approved", resume_request_id="r1")
                 assert result.stop_reason == "response", result.error
                 assert result.response == "published it"
                 inputs = stand_in.inputs()

@@ -710,5 +710,174 @@ class WorkspaceBackendConformance(ConformanceSuite):
 
         self.run(check)
 
+    # -- through the Workspace facade ----------------------------------------------------
+    def test_facade_snapshot_data_and_latest_checkpoint(self) -> None:
+        """``Workspace.put_snapshot`` (compare-and-set), ``get_data`` and
+        ``latest_checkpoint`` over this backend."""
+        from ..workspace import Workspace
+
+        async def body(backend: Any) -> None:
+            ws = Workspace(backend)
+            assert await ws.get_data("plan") is None
+            assert await ws.latest_checkpoint("plan") is None
+            first = await ws.put_snapshot("plan", {"step": 1}, expected_state_version=0)
+            with pytest.raises(VersionConflict):
+                await ws.put_snapshot("plan", {"step": 9}, expected_state_version=0)
+            assert await ws.get_data("plan") == {"step": 1}
+            await ws.checkpoint("plan", "one")
+            second = await ws.put_snapshot("plan", {"step": 2}, expected_state_version=first)
+            await ws.checkpoint("plan", "two")
+            await ws.put_snapshot("plan", {"step": 3}, expected_state_version=second)
+            assert await ws.latest_checkpoint("plan") == {
+                "key": "plan", "label": "two", "state_version": second, "data": {"step": 2}}
+            assert await ws.get_data("plan") == {"step": 3}
+            assert await ws.get_data("plan", label="one") == {"step": 1}
+            assert await ws.get_data("plan", label="absent") is None
+
+        self._run_with(CHECKPOINTS, body)
+
+    def test_facade_ref_envelope_keeps_the_payload_behind_a_ref(self) -> None:
+        """``Workspace.ref_envelope`` stores a payload as an artifact and returns a compact
+        envelope (ref, preview, size); the payload comes back through the ref."""
+        from ..workspace import ENVELOPE_FORMAT, Workspace
+
+        async def body(backend: Any) -> None:
+            ws = Workspace(backend)
+            text = "line of output\n" * 10_000
+            envelope = await ws.ref_envelope(text, preview_chars=20)
+            assert envelope["format"] == ENVELOPE_FORMAT and envelope["encoding"] == "text"
+            assert envelope["preview"] == text[:20] and envelope["truncated"] is True
+            assert envelope["size"] == len(text.encode()) == envelope["ref"]["size"]
+            assert len(str(envelope)) < 400  # compact, whatever the payload's size
+            await ws.put_record("runs", "r1", {"output": envelope})
+            stored = (await ws.get_record("runs", "r1"))["output"]
+            assert await ws.read_envelope(stored) == text
+            assert await ws.read_artifact(stored) == text.encode()
+            rows = {"rows": [[i, f"name {i}"] for i in range(500)]}
+            as_json = await ws.ref_envelope(rows)
+            assert as_json["encoding"] == "json" and as_json["media_type"] == "application/json"
+            assert await ws.read_envelope(as_json) == rows
+            blob = await ws.ref_envelope(b"\x00\x01binary", media_type="image/x-test")
+            assert (blob["encoding"], blob["preview"], blob["size"]) == ("bytes", "", 8)
+            assert await ws.read_envelope(blob) == b"\x00\x01binary"
+            short = await ws.ref_envelope("short")
+            assert short["preview"] == "short" and short["truncated"] is False
+            with pytest.raises(WorkspaceError, match="JSON"):
+                await ws.ref_envelope({"not": object()})
+            with pytest.raises(WorkspaceError, match="preview_chars"):
+                await ws.ref_envelope("x", preview_chars=-1)
+            with pytest.raises(WorkspaceError, match="not a ref envelope"):
+                await ws.read_envelope({"artifact_id": envelope["ref"]["artifact_id"]})
+
+        self._run_with(ARTIFACTS, body)
+
+    def test_facade_evidence_and_runtime_events(self) -> None:
+        """``Workspace.link_evidence``, ``append_runtime_event`` and bounded
+        ``query_runtime_events`` over this backend."""
+        from ..workspace import Workspace
+
+        async def body(backend: Any) -> None:
+            ws = Workspace(backend)
+            sequences = [await ws.append_runtime_event("exec-f", f"e{i}", {"i": i})
+                         for i in range(6)]
+            assert await ws.append_runtime_event("exec-f", "e0", {"i": 0}) == sequences[0]
+            page = await ws.query_runtime_events("exec-f", after=sequences[0], limit=2)
+            assert [e["payload"]["i"] for e in page] == [1, 2]
+            if RANGE_READS in backend.capabilities():
+                window = await ws.query_runtime_events("exec-f", after=sequences[1],
+                                                       before=sequences[4])
+                assert [e["payload"]["i"] for e in window] == [2, 3]
+            if LINKS in backend.capabilities():
+                await ws.link_evidence(("claims", "c"), ("sources", "s"), quote="q")
+                assert [link["data"] for link in await ws.evidence(("claims", "c"))] == [
+                    {"quote": "q"}]
+
+        self._run(body)
+
+    def test_durable_execution_resume_ledger(self) -> None:
+        """A durable execution over this backend records each resume request's phases
+        (accepted, dispatched, completed or dispatch_failed) as RuntimeEvents carrying
+        ``resume_request_id`` and ``actor``; a repeat of a completed request, here or in
+        a copy loaded from the workspace, returns the first result and dispatches nothing;
+        a request refused before acceptance writes nothing."""
+        from ..environments import ExecutionEnvironmentManager
+        from ..execution import Execution, ExecutionBusy
+        from ..models import ApprovalRequest
+        from ..workspace import Workspace
+
+        async def phases(ws: Any, execution_id: str) -> list[tuple[str, str, Any]]:
+            return [(e["payload"]["phase"], e["payload"]["resume_request_id"],
+                     e["payload"]["actor"])
+                    for e in await ws.query_runtime_events(execution_id, limit=1000)]
+
+        async def body(backend: Any) -> None:
+            ws = Workspace(backend)
+            manager = ExecutionEnvironmentManager(make_plugin_manager())
+            dispatched: list[str] = []
+
+            async def resume(decision: Any) -> dict[str, Any]:
+                dispatched.append(decision.decision)
+                return {"done": decision.decision, "by": decision.actor}
+
+            async def broken(decision: Any) -> Any:
+                dispatched.append("broken")
+                raise RuntimeError("the callback's work failed")
+
+            def paused(resumer: Any) -> Execution:
+                execution = Execution(manager, workspace=ws)
+                execution.suspend([ApprovalRequest(subject_type="action", subject="ship")],
+                                  resumer, state={"kind": "test"})
+                return execution
+
+            try:
+                execution = paused(resume)
+                await execution.save()
+                out = await execution.async_continue_with(
+                    "approved", resume_request_id="cb-1", actor="alice")
+                assert out == {"done": "approved", "by": "alice"} and dispatched == ["approved"]
+                ledger = await phases(ws, execution.id)
+                assert ledger == [("accepted", "cb-1", "alice"), ("dispatched", "cb-1", "alice"),
+                                  ("completed", "cb-1", "alice")]
+                events = await ws.query_runtime_events(execution.id)
+                assert [e["payload"]["type"] for e in events] == [
+                    "execution.resume.accepted", "execution.resume.dispatched",
+                    "execution.resume.completed"]
+                assert events[-1]["payload"]["decision"] == "approved"
+
+                again = await execution.async_continue_with(
+                    "denied", resume_request_id="cb-1", actor="mallory")
+                assert again == out and dispatched == ["approved"]
+                loaded = await Execution.load(manager, ws, execution.id, owner="worker-b")
+                try:
+                    repeat = await loaded.async_continue_with("approved",
+                                                              resume_request_id="cb-1")
+                    assert repeat == out and dispatched == ["approved"]
+                finally:
+                    await loaded.async_close()
+                assert await phases(ws, execution.id) == ledger
+
+                failing = paused(broken)
+                await failing.save()
+                with pytest.raises(RuntimeError, match="callback's work failed"):
+                    await failing.async_continue_with("approved", resume_request_id="cb-2",
+                                                      actor="bob")
+                failed = await ws.query_runtime_events(failing.id)
+                assert [(e["payload"]["phase"], e["payload"]["actor"]) for e in failed] == [
+                    ("accepted", "bob"), ("dispatched", "bob"), ("dispatch_failed", "bob")]
+                assert "callback's work failed" in failed[-1]["payload"]["error"]
+
+                held = paused(resume)
+                await held.save()
+                lease = await ws.claim_lease(f"execution:{held.id}", ttl=30, owner="elsewhere")
+                with pytest.raises(ExecutionBusy):
+                    await held.async_continue_with("approved", resume_request_id="cb-3")
+                assert await ws.query_runtime_events(held.id) == []
+                await ws.release_lease(lease)
+                assert held.paused and dispatched == ["approved", "broken"]
+            finally:
+                await manager.aclose()
+
+        self._run_with(LEASES, body)
+
 
 __all__ = ["SAMPLE_VALUES", "WorkspaceBackendConformance"]

@@ -113,7 +113,7 @@ def test_through_the_workspace_facade(postgres_dsn, pg_schema):
         async with Workspace("postgres", dsn=postgres_dsn, schema=pg_schema,
                              require_distributed_provider=True) as ws:
             assert ws.capabilities() >= DISTRIBUTED_CAPABILITIES
-            version = await ws.write_snapshot("s", {"n": 1}, expected_state_version=0)
+            version = await ws.put_snapshot("s", {"n": 1}, expected_state_version=0)
             lease = await ws.claim_lease("job", ttl=5, owner="me")
             assert lease is not None and lease.fence == 1
         async with Workspace("postgres", dsn=postgres_dsn, schema=pg_schema,
@@ -121,7 +121,7 @@ def test_through_the_workspace_facade(postgres_dsn, pg_schema):
             assert reader.backend.read_only is True
             assert await reader.read_snapshot("s") == (version, {"n": 1})
             with pytest.raises(ReadOnlyError):
-                await reader.write_snapshot("s", {"n": 2})
+                await reader.put_snapshot("s", {"n": 2})
 
     run(main)
 

@@ -230,7 +230,7 @@ def test_paused_run_ends_and_its_resume_links_back(agent, exporter, read_tree) -
     from agently_core._sync import run_sync
 
     async def resume() -> Any:
-        return await execution.continue_with("approved", resume_request_id="r1")
+        return await execution.async_continue_with("approved", resume_request_id="r1")
 
     done = run_sync(resume)
     assert done.stop_reason == "response"

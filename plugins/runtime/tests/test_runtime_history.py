@@ -330,7 +330,7 @@ async def test_a_resumed_run_starts_again_marked_resumed(make_agent) -> None:
     agent.events.subscribe(seen.append, "run.*")
     agent.set_planner(Recorder(FIRST))
     paused = await agent.async_run("ship", planning_protocol="native_tool_calls")
-    await agent.last_execution.continue_with("approved", resume_request_id="r1")
+    await agent.last_execution.async_continue_with("approved", resume_request_id="r1")
     assert [(e.type, e.payload.get("resumed"), e.payload.get("stop_reason")) for e in seen] == [
         ("run.started", False, None), ("run.completed", None, "approval_required"),
         ("run.started", True, None), ("run.completed", None, "response")]
@@ -370,7 +370,7 @@ async def test_history_survives_a_pause_and_resume(make_agent) -> None:
     agent.set_planner(planner)
     paused = await agent.async_run("ship v2", planning_protocol="native_tool_calls")
     assert paused.stop_reason == "approval_required" and len(planner.contexts) == 1
-    resumed = await agent.last_execution.continue_with("approved", resume_request_id="r1")
+    resumed = await agent.last_execution.async_continue_with("approved", resume_request_id="r1")
     assert resumed.stop_reason == "response" and ran == ["v2"]
     context = planner.contexts[1]
     assert context["run_id"] == paused.execution_id
@@ -399,7 +399,7 @@ async def test_history_survives_a_durable_resume_in_another_agent(make_agent) ->
     planner = Recorder(FIRST)
     second.set_planner(planner)
     execution = await second.async_load_execution(paused.execution_id, workspace=workspace)
-    resumed = await execution.continue_with("approved", resume_request_id="r1")
+    resumed = await execution.async_continue_with("approved", resume_request_id="r1")
     assert resumed.stop_reason == "response" and ran == ["v2"]
     [context] = planner.contexts  # round 1, planned in the second agent
     assert context["round_index"] == 1
@@ -433,7 +433,7 @@ async def test_a_version_1_state_still_restores(make_agent) -> None:
     flow_state = document["resume"]["flow_state"]
     assert flow_state["version"] == 2 and flow_state["run_id"] == paused.execution_id
     old = {k: v for k, v in flow_state.items() if k != "run_id"} | {"version": 1}
-    version = await workspace.write_snapshot(
+    version = await workspace.put_snapshot(
         key, {**document, "resume": {**document["resume"], "flow_state": old}},
         expected_state_version=version)
 
@@ -441,7 +441,7 @@ async def test_a_version_1_state_still_restores(make_agent) -> None:
     planner = Recorder(FIRST)
     second.set_planner(planner)
     execution = await second.async_load_execution(paused.execution_id, workspace=workspace)
-    resumed = await execution.continue_with("denied", resume_request_id="r1")
+    resumed = await execution.async_continue_with("denied", resume_request_id="r1")
     assert resumed.stop_reason == "response" and ran == []
     assert planner.contexts[0]["run_id"] == paused.execution_id
     assert [r["status"] for r in planner.contexts[0]["history"][0]["records"]] == [
@@ -456,14 +456,14 @@ async def test_a_version_1_state_still_restores(make_agent) -> None:
     key = saved_key(paused.execution_id)
     version, document = await workspace.read_snapshot(key)
     future = {**document["resume"]["flow_state"], "version": 9}
-    await workspace.write_snapshot(key, {**document, "resume": {**document["resume"],
-                                                                "flow_state": future}},
-                                   expected_state_version=version)
+    await workspace.put_snapshot(key, {**document, "resume": {**document["resume"],
+                                                              "flow_state": future}},
+                                 expected_state_version=version)
     fourth = approval_agent(make_agent, ran)
     fourth.set_planner(Recorder(FIRST))
     execution = await fourth.async_load_execution(paused.execution_id, workspace=workspace)
     with pytest.raises((ValueError, ExecutionStateError), match="version 9"):
-        await execution.continue_with("approved", resume_request_id="r1")
+        await execution.async_continue_with("approved", resume_request_id="r1")
     assert ran == []
     await fourth.aclose()
     await workspace.aclose()

@@ -278,8 +278,8 @@ def test_write_approval_in_an_action_loop(make_agent, database, sq) -> None:
         # (copied now: the resumed run continues the same result)
         stop, statuses = paused.stop_reason, [r.status for r in paused.records]
         assert sq.row_count(database) == 50
-        resumed = await agent.last_execution.continue_with("approved", resume_request_id="r1",
-                                                           actor="alice")
+        resumed = await agent.last_execution.async_continue_with("approved", resume_request_id="r1",
+                                                                 actor="alice")
         return stop, statuses, resumed
 
     stop, statuses, resumed = anyio.run(scenario)

@@ -101,7 +101,7 @@ def test_mounting_honours_read_write_search(plugins, workspace):
 def test_no_workspace_no_file_actions(plugins):
     with pytest.raises(ConfigError, match="use_workspace"):
         make_agent(plugins).enable_workspace_file_actions()
-    agent = make_agent(plugins).use_workspace("memory")
+    agent = make_agent(plugins).use_workspace(provider="memory")
     with pytest.raises(ValueError, match="file root"):
         agent.enable_workspace_file_actions()
 
