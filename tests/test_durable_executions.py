@@ -194,6 +194,19 @@ def saved(home: Path, execution_id: str) -> tuple[int, dict[str, Any]]:
     return found
 
 
+def ledger(home: Path, execution_id: str) -> list[tuple[str, str, Any]]:
+    """The resume ledger of a saved execution: (phase, resume_request_id, actor)."""
+
+    async def read() -> Any:
+        async with Workspace("local", path=home / "ws",
+                             plugins=make_plugin_manager(local_plugin)) as ws:
+            return await ws.query_runtime_events(execution_id, limit=1000)
+
+    return [(e["payload"]["phase"], e["payload"]["resume_request_id"], e["payload"]["actor"])
+            for e in anyio.run(read) if e["payload"].get("type", "").startswith(
+                "execution.resume.")]
+
+
 def test_a_new_process_resumes_an_approved_execution(home: Path) -> None:
     paused = worker(home, "pause")
     assert paused["stop_reason"] == "approval_required" and paused["version"] == 1
@@ -225,6 +238,10 @@ def test_a_new_process_resumes_an_approved_execution(home: Path) -> None:
     assert [r["id"] for r in document["resumed"]] == ["ticket-7"]
     assert document["result"]["response"] == "plans=2 last=success"
     assert document["resume"] is None
+    # the resuming process wrote the resume ledger into the shared workspace
+    assert ledger(home, paused["execution_id"]) == [
+        ("accepted", "ticket-7", "alice"), ("dispatched", "ticket-7", "alice"),
+        ("completed", "ticket-7", "alice")]
 
     # the same resume id again, from yet another process: the first result, nothing runs
     again = worker(home, "resume", paused["execution_id"], "denied", "ticket-7")
@@ -234,6 +251,8 @@ def test_a_new_process_resumes_an_approved_execution(home: Path) -> None:
     assert closed["error"] == "ExecutionStateError" and "closed" in closed["message"]
     assert len(runs(home)) == 1
     assert saved(home, paused["execution_id"])[0] == 2
+    assert [phase for phase, _, _ in ledger(home, paused["execution_id"])] == [
+        "accepted", "dispatched", "completed"]  # neither the repeat nor the refusal wrote
 
 
 def test_a_new_process_resumes_a_denied_execution(home: Path) -> None:
@@ -280,6 +299,9 @@ def test_racing_processes_resume_once(home: Path) -> None:
     assert all(o["error"] in ("ExecutionBusy", "ExecutionStateError", "ExecutionConflict")
                for o in losers)
     assert len(runs(home)) == 1
+    recorded = ledger(home, paused["execution_id"])  # only the winner was accepted
+    assert [phase for phase, _, _ in recorded] == ["accepted", "dispatched", "completed"]
+    assert len({request for _, request, _ in recorded}) == 1
 
 
 # -- in one process: two agents on one workspace ------------------------------------------
@@ -599,3 +621,30 @@ def test_the_flow_state_round_trips() -> None:
 
 def test_execution_load_is_public() -> None:
     assert callable(Execution.load) and callable(Execution.save)
+
+
+@pytest.mark.anyio
+async def test_a_resume_whose_state_cannot_be_saved_is_recorded_as_dispatch_failed(
+        sides, ws) -> None:
+    """The resumed work ran, but another process wrote the saved execution meanwhile: the
+    save conflicts, and the ledger says the dispatch failed (and why) instead of
+    completed."""
+    result = await sides().agent.async_run("go", workspace=ws)
+    loaded = await sides().agent.async_load_execution(result.execution_id, workspace=ws)
+    key = saved_key(result.execution_id)
+    resume = loaded._resume
+
+    async def behind_the_back(decision: Any) -> Any:
+        out = await resume(decision)
+        version, document = await ws.read_snapshot(key)
+        await ws.put_snapshot(key, document, expected_state_version=version)
+        return out
+
+    loaded.suspend(loaded.pending, behind_the_back)
+    with pytest.raises(ExecutionConflict):
+        await loaded.async_continue_with("approved", resume_request_id="r1", actor="carol")
+    events = await ws.query_runtime_events(result.execution_id)
+    assert [(e["payload"]["phase"], e["payload"]["actor"]) for e in events] == [
+        ("accepted", "carol"), ("dispatched", "carol"), ("dispatch_failed", "carol")]
+    assert "could not be saved" in events[-1]["payload"]["error"]
+    assert await ws.read_lease(key) is None
