@@ -648,11 +648,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     global _invocation
     from .errors import ActionNotFoundError, AgentlyError, ConfigError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    config_error: ConfigError | None = None
     try:
         pm = _plugin_manager()
-    except ConfigError:
-        pm = None  # the built-in commands still parse; the one that runs reports it
+    except ConfigError as exc:
+        pm, config_error = None, exc  # the built-in commands still parse and report it
     parser = build_parser(pm)
+    missing = _missing_command(parser, argv, pm, config_error)
+    if missing is not None:
+        return _fail(parser, missing, 2)
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
@@ -672,6 +677,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     finally:
         _invocation = None
+
+
+def _missing_command(parser: argparse.ArgumentParser, argv: list[str], pm: Any,
+                     config_error: Exception | None) -> str | None:
+    """Why the command ``argv`` names is not on the command line, when a plugin would
+    provide it (not installed, blocked, colliding, left out) or the configuration is bad;
+    ``None`` for anything argparse should judge itself."""
+    name = next((arg for arg in argv if not arg.startswith("-")), None)
+    if name is None or argv[0] != name:
+        return None
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if name in sub.choices:
+        return None
+    if config_error is not None:
+        return f"{name!r} may be a plugin's command, but the configuration is bad: {config_error}"
+    from .errors import AgentlyError
+
+    try:
+        registration = pm.get("command", name)
+    except AgentlyError as exc:  # not installed (with what provides it), blocked, colliding
+        known = any(n == name for (r, n) in _known_commands())
+        return str(exc) if known or pm.conflicts().get(("command", name)) else None
+    from .cli_commands import load_commands
+
+    for problem in load_commands(pm, BUILTIN_COMMANDS, PROG)[1]:
+        if problem["command"] == registration.name:
+            return f"{problem['error']} (fix: {problem['fix']})"
+    return None
+
+
+def _known_commands() -> list[tuple[str, str]]:
+    from .plugins import KNOWN_DISTRIBUTIONS
+
+    return [key for key in KNOWN_DISTRIBUTIONS if key[0] == "command"]
 
 
 def _fail(parser: argparse.ArgumentParser, message: str, code: int) -> int:

@@ -148,11 +148,11 @@ def test_flawed_commands_are_left_out_and_reported(capsys, fake_distributions):
     # the built-in 'call' is still the built-in one, and the CLI works
     code, out, _ = run(capsys, "call", "add", "--kwargs", '{"a": 1, "b": 2}')
     assert code == 0 and json.loads(out)["result"] == 3
-    for name in ("wave", "explode", "shrug"):
-        with pytest.raises(SystemExit) as exc:
-            main([name])
-        assert exc.value.code == 2  # argparse: no such command
-    capsys.readouterr()
+    for name, needle in (("wave", "misspelt name 'wav'"), ("explode", "broken factory"),
+                         ("shrug", "not a handler")):
+        code, out, err = run(capsys, name)
+        assert code == 2 and out == ""  # left out, and saying why
+        assert err.startswith("agently-core: error: CLI command") and needle in err
 
     code, out, _ = run(capsys, "plugins", "--json")
     assert code == 1
@@ -177,10 +177,9 @@ def test_flawed_commands_are_left_out_and_reported(capsys, fake_distributions):
 def test_two_plugins_with_one_command_name_collide(capsys, fake_distributions):
     install(fake_distributions, "greet_plugin", GREET_PLUGIN)
     install(fake_distributions, "twin_greet", TWIN_GREET)
-    with pytest.raises(SystemExit) as exc:
-        main(["greet", "--name", "Ada"])
-    assert exc.value.code == 2
-    capsys.readouterr()
+    code, out, err = run(capsys, "greet", "--name", "Ada")
+    assert code == 2 and out == ""
+    assert "CLI command 'greet' is registered by both" in err
     code, out, _ = run(capsys, "plugins", "--json")
     assert code == 1
     [conflict] = json.loads(out)["conflicts"]
@@ -240,6 +239,21 @@ def test_a_command_registered_in_code_joins_the_parser(tmp_path, capsys):
     args = build_parser(pm).parse_args(["hello", "hi"])
     assert args.func(args) is None and seen[0].word == "hi"
     assert "hello" not in build_parser().format_help()  # without a manager: built-ins only
+
+
+def test_a_missing_plugin_command_says_what_provides_it(capsys, monkeypatch, isolated):
+    monkeypatch.setenv("AGENTLY_PLUGINS_BLOCK", "mcp")
+    code, out, err = run(capsys, "serve-mcp", "--transport", "http")
+    assert code == 2 and out == ""
+    assert "CLI command 'serve-mcp' is not installed" in err
+    assert "pip install agently-core-mcp" in err and "blocked or not allowed: mcp" in err
+    monkeypatch.delenv("AGENTLY_PLUGINS_BLOCK")
+    with pytest.raises(SystemExit) as exc:  # an unknown word is argparse's to judge
+        main(["no-such-command"])
+    assert exc.value.code == 2
+    (isolated / "agently.toml").write_text("bogus = 1\n", encoding="utf-8")
+    code, _, err = run(capsys, "serve-mcp")
+    assert code == 2 and "the configuration is bad" in err and "bogus" in err
 
 
 # -- the core imports no plugin -------------------------------------------------------------------
