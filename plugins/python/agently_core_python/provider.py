@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from agently_core_isolation.sandbox import Isolation
 from agently_core_isolation.worker_policy import worker_env, worker_limits
 
@@ -34,7 +35,12 @@ class PythonSandboxProvider:
         env, passed = worker_env(policy, config)
         worker = PythonWorker(isolation, worker_limits(policy), network=bool(policy.network),
                               env=env, passed=passed, workspace_bytes=policy.max_workspace_bytes)
-        return await worker.start()
+        try:
+            return await worker.start()
+        except BaseException:  # failed or cancelled while starting: leave nothing behind
+            with anyio.CancelScope(shield=True):
+                await worker.aclose()
+            raise
 
     async def async_health_check(self, handle: ProviderHandle) -> bool:
         worker: PythonWorker = handle.resource
