@@ -127,10 +127,13 @@ def register_action_packages(register: Register) -> None:
     """Register named packages of actions that users mount with ``agent.use_actions("name")``
     or ``agently-core call --enable name``.
 
-    Called once at discovery. ``register(name, factory, description="")``;
+    Called once at discovery. ``register(name, factory, description="", actions=())``;
     ``factory(agent, **options)`` mounts its actions on the agent (for example with
     ``agent.action_func``) and returns the names it mounted, or it returns an iterable of
-    plain functions which are mounted as function actions.
+    plain functions which are mounted as function actions. A package that needs options
+    raises :class:`~agently_core.errors.ConfigError` naming them; ``actions`` (the names it
+    mounts by default) lets ``agently-core call NAME`` say which package and options an
+    unmounted action needs (``--option PACKAGE.KEY=VALUE`` passes them).
     """
 
 

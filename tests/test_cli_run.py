@@ -129,3 +129,28 @@ def test_each_model_planner_drives_run_python_through_the_command(planner, monke
     assert "answer: The sum of 1..100 is 5050." in out
     assert len(sent) == 2 and all(body["model"] == "stand-in" for body in sent)
     assert "sk-cli-test-0000" not in out + done.stderr
+
+
+def test_run_without_enable_is_quiet_about_packages_that_need_options(capsys, two_rounds):
+    # every installed package is mounted; sqlite and workspace_files need options and are
+    # left out without a word (they used to warn on every run)
+    code = main(["run", "add", "--planner", "two_rounds"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "answer: the sum is 5" in out
+    assert err == ""
+
+
+def test_run_passes_option_values_to_their_package(capsys, two_rounds, isolated):
+    import sqlite3
+
+    database = isolated / "shop.db"
+    sqlite3.connect(database).close()
+    code = main(["run", "add", "--planner", "two_rounds", "--enable", "examples,sqlite",
+                 "--option", f"sqlite.database={database}", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["stop_reason"] == "response"
+    code = main(["run", "add", "--planner", "two_rounds", "--enable", "examples,sqlite",
+                 "--option", f"sqlite.database={isolated / 'missing.db'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "action package 'sqlite'" in err and "missing.db" in err
