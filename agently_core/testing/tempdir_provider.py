@@ -1,9 +1,9 @@
 """``tempdir``: a small, real ExecutionEnvironmentProvider - the reference for provider
 authors, and the provider the provider conformance suite is proven against.
 
-``ensure`` creates a private temporary directory (mode 0700), ``async_health_check`` writes and
-removes a probe file in it, ``release`` deletes it with everything inside. Configuration
-(``EnvironmentRequirement.config``):
+``ensure`` creates a private temporary directory (mode 0700), ``async_health_check``
+writes and removes a probe file in it, ``release`` deletes it with everything inside.
+Configuration (``EnvironmentRequirement.config``):
 
 ``base``
     The directory to create it in (default: the system temporary directory). It must
