@@ -67,6 +67,12 @@ def load_commands(pm: Any, builtin: Iterable[str],
                     f"{type(handler).__name__}, not a handler(args)",
                     f"return the handler from the factory of {name!r} ({_fix(registration)})")
             continue
+        try:  # what add_commands does; it fails on an argument such as -h/--help
+            argparse.ArgumentParser(prog=f"{prog} {name}", parents=[arguments])
+        except Exception as exc:
+            problem(f"CLI command {name!r} from {registration.source}: its arguments do not "
+                    f"fit a command: {type(exc).__name__}: {exc}", _fix(registration))
+            continue
         commands.append(PluginCommand(name, registration.options["help"],
                                       registration.options.get("description") or "",
                                       arguments, handler, registration.source))

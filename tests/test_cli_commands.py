@@ -49,7 +49,7 @@ def register_commands(register):
 """
 
 #: Registers a command whose factory name is misspelt, one whose factory raises, one that
-#: takes a built-in name, and one that returns no handler.
+#: takes a built-in name, one that returns no handler and one whose -h clashes with argparse.
 FLAWED_PLUGIN = """
 from agently_core.hookspecs import hookimpl
 
@@ -67,12 +67,18 @@ def nothing(parser):
     return None
 
 
+def helpful(parser):
+    parser.add_argument("-h", "--help", action="store_true", help="its own help flag")
+    return lambda args: 0
+
+
 @hookimpl
 def register_commands(register):
     register("wave", "cli_flawed_plugin.plugin:wav", help="wave (misspelt factory)")
     register("explode", "cli_flawed_plugin.plugin:broken", help="raises")
     register("call", "cli_flawed_plugin.plugin:wave", help="takes a built-in name")
     register("shrug", "cli_flawed_plugin.plugin:nothing", help="returns no handler")
+    register("clash", "cli_flawed_plugin.plugin:helpful", help="adds -h, which argparse has")
 """
 
 TWIN_GREET = """
@@ -149,7 +155,7 @@ def test_flawed_commands_are_left_out_and_reported(capsys, fake_distributions):
     code, out, _ = run(capsys, "call", "add", "--kwargs", '{"a": 1, "b": 2}')
     assert code == 0 and json.loads(out)["result"] == 3
     for name, needle in (("wave", "misspelt name 'wav'"), ("explode", "broken factory"),
-                         ("shrug", "not a handler")):
+                         ("shrug", "not a handler"), ("clash", "do not fit a command")):
         code, out, err = run(capsys, name)
         assert code == 2 and out == ""  # left out, and saying why
         assert err.startswith("agently-core: error: CLI command") and needle in err
@@ -157,20 +163,25 @@ def test_flawed_commands_are_left_out_and_reported(capsys, fake_distributions):
     code, out, _ = run(capsys, "plugins", "--json")
     assert code == 1
     problems = {p["command"]: p for p in json.loads(out)["command_problems"]}
-    assert set(problems) == {"wave", "explode", "call", "shrug"}
+    assert set(problems) == {"wave", "explode", "call", "shrug", "clash"}
     assert "misspelt name 'wav'" in problems["wave"]["fix"]
     assert "did you mean 'wave'?" in problems["wave"]["fix"]
     assert "broken factory on purpose" in problems["explode"]["error"]
     assert "built-in command" in problems["call"]["error"]
     assert "AGENTLY_PLUGINS_BLOCK=flawed_plugin" in problems["call"]["fix"]
     assert "not a handler" in problems["shrug"]["error"]
+    assert "conflicting option strings: -h, --help" in problems["clash"]["error"]
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "clash" not in capsys.readouterr().out  # no trace in the command list
     code, out, _ = run(capsys, "plugins")
     assert code == 1 and "commands left out:" in out and "broken factory" in out
 
     code, out, _ = run(capsys, "doctor", "--json")
     assert code == 0  # the core still runs an action loop
     errors = " | ".join(p["error"] for p in json.loads(out)["problems"])
-    for needle in ("'wav'", "broken factory on purpose", "built-in command", "not a handler"):
+    for needle in ("'wav'", "broken factory on purpose", "built-in command", "not a handler",
+                   "do not fit a command"):
         assert needle in errors
 
 
