@@ -7,10 +7,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
 from agently_core_isolation.sandbox import sandbox_root
 from agently_core_nodejs.provider import NodeSandboxProvider
 
-from agently_core.testing import ProviderConformance
+from agently_core.testing import ProviderConformance, require_program
 from agently_core.testing.provider_suite import descendant_processes
 
 
@@ -24,6 +25,10 @@ class TestNodeProviderConformance(ProviderConformance):
     kind = "node"
     # cancel at the first suspension point, while the process starts, and while it boots
     start_cancel_delays = (0.0, 0.01, 0.1)
+
+    @pytest.fixture(autouse=True)
+    def _node(self) -> None:
+        require_program("node", "nodejs")  # fails in CI, skips elsewhere
 
     def make_provider(self) -> NodeSandboxProvider:
         return NodeSandboxProvider()
