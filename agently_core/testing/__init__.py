@@ -9,7 +9,7 @@
 * Reference implementations: :class:`MemoryWorkspaceBackend`, :class:`TempdirProvider` and
   the counting in-memory :class:`MemoryProvider`.
 * Helpers: :func:`make_plugin`, :func:`make_plugin_manager`, :func:`make_agent`,
-  :func:`run_async`, :class:`Heartbeat`; what a test needs from the machine
+  :func:`run_async`, :class:`Heartbeat`, :func:`mounted_specs`; what a test needs from the machine
   (:func:`require_program`, :func:`require_root`, :func:`require`: fail under CI, skip
   elsewhere); and fake installed distributions
   (:func:`make_distribution`, :func:`activate`, :func:`deactivate`).
@@ -44,6 +44,7 @@ _LAZY = {
     "make_agent": ".harness",
     "make_plugin": ".harness",
     "make_plugin_manager": ".harness",
+    "mounted_specs": ".harness",
     "run_async": ".harness",
     "in_ci": ".requirements",
     "require": ".requirements",
@@ -72,6 +73,7 @@ __all__ = [
     "make_distribution",
     "make_plugin",
     "make_plugin_manager",
+    "mounted_specs",
     "require",
     "require_program",
     "require_root",
@@ -97,7 +99,14 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from ._base import ConformanceSuite
     from .executor_suite import ExecutorConformance
-    from .harness import Heartbeat, make_agent, make_plugin, make_plugin_manager, run_async
+    from .harness import (
+        Heartbeat,
+        make_agent,
+        make_plugin,
+        make_plugin_manager,
+        mounted_specs,
+        run_async,
+    )
     from .memory_workspace import MemoryWorkspaceBackend
     from .planner_suite import PlannerConformance, StandIn
     from .provider_suite import ProviderConformance

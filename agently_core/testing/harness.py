@@ -5,6 +5,7 @@
   plugins in a :class:`~agently_core.plugins.PluginManager` that does not autoload entry
   points and ignores the environment's configuration, so a test sees exactly what it set up.
 * :func:`make_agent` builds an agent on such a manager.
+* :func:`mounted_specs` gives the action specs an action package's ``mount`` registers.
 * :func:`run_async` runs a coroutine function on a fresh event loop (anyio).
 * :class:`Heartbeat` measures how long the event loop was blocked while a block ran.
 
@@ -100,6 +101,33 @@ def make_agent(plugins: PluginManager, name: str = "conformance", **options: Any
     return Agent(name, plugins=plugins, **options)
 
 
+class _Recorder:
+    """Stands in for an agent in a package's ``mount``: records what it registers."""
+
+    def __init__(self) -> None:
+        self.action = self
+        self.registered: list[Any] = []
+
+    def register_action(self, spec: Any, target: Any = None) -> None:
+        from ..models import ActionSpec
+
+        self.registered.append(spec if isinstance(spec, ActionSpec)
+                               else ActionSpec.model_validate(dict(spec)))
+
+
+def mounted_specs(mount: Callable[..., Any], *args: Any, **options: Any) -> list[Any]:
+    """The :class:`~agently_core.models.ActionSpec` objects an action package's ``mount``
+    registers with ``args`` and ``options`` (its ``agent.action.register_action(spec)``
+    calls, recorded), e.g. to run :class:`~agently_core.testing.ExecutorConformance` on
+    exactly the actions users get::
+
+        [spec] = mounted_specs(agently_core_python.package.mount, name="echo")
+    """
+    recorder = _Recorder()
+    mount(recorder, *args, **options)
+    return recorder.registered
+
+
 class Heartbeat:
     """Ticks every ``interval`` seconds while the block runs and records the longest gap
     between ticks: a blocked event loop shows up as a long gap.
@@ -147,4 +175,5 @@ class Heartbeat:
         return False
 
 
-__all__ = ["Heartbeat", "make_agent", "make_plugin", "make_plugin_manager", "run_async"]
+__all__ = ["Heartbeat", "make_agent", "make_plugin", "make_plugin_manager", "mounted_specs",
+           "run_async"]

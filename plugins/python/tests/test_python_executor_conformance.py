@@ -11,26 +11,12 @@ from agently_core_python.executor import PythonExecutor
 from agently_core_python.provider import PythonSandboxProvider
 
 from agently_core.models import ActionSpec
-from agently_core.testing import ExecutorConformance
-
-
-class _Mounted:
-    """Collects the specs a package's ``mount`` registers (it calls
-    ``agent.action.register_action(spec)``), so the suite gets exactly those."""
-
-    def __init__(self) -> None:
-        self.action = self
-        self.specs: list[ActionSpec] = []
-
-    def register_action(self, spec: ActionSpec, target: Any = None) -> None:
-        self.specs.append(spec)
+from agently_core.testing import ExecutorConformance, mounted_specs
 
 
 def mounted_spec(name: str, **options: Any) -> ActionSpec:
     """The spec ``agent.enable_python(name=name, **options)`` registers."""
-    mounted = _Mounted()
-    package.mount(mounted, name=name, **options)
-    [spec] = mounted.specs
+    [spec] = mounted_specs(package.mount, name=name, **options)
     return spec
 
 

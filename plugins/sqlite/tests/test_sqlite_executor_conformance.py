@@ -18,23 +18,11 @@ from agently_core_sqlite.executor import SQLiteExecutor
 from agently_core_sqlite.provider import SQLiteProvider
 
 from agently_core.models import ActionSpec
-from agently_core.testing import ExecutorConformance
+from agently_core.testing import ExecutorConformance, mounted_specs
 
 #: Counts for ever; only the statement's deadline (the call's timeout) stops it.
 ENDLESS = ("WITH RECURSIVE counter(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM counter) "
            "SELECT count(*) FROM counter")
-
-
-class _Mounted:
-    """Collects the specs a package's ``mount`` registers (it calls
-    ``agent.action.register_action(spec)``), so the suite gets exactly those."""
-
-    def __init__(self) -> None:
-        self.action = self
-        self.specs: list[ActionSpec] = []
-
-    def register_action(self, spec: ActionSpec, target: Any = None) -> None:
-        self.specs.append(spec)
 
 
 class TestSQLiteExecutorConformance(ExecutorConformance):
@@ -57,9 +45,7 @@ class TestSQLiteExecutorConformance(ExecutorConformance):
         return SQLiteProvider()
 
     def make_action(self, scenario: str) -> tuple[ActionSpec, None]:
-        mounted = _Mounted()
-        package.mount(mounted, self.database(), query_name=f"query_{scenario}")
-        [spec] = mounted.specs
+        [spec] = mounted_specs(package.mount, self.database(), query_name=f"query_{scenario}")
         return spec, None
 
     def make_kwargs(self, scenario: str, **values: Any) -> dict[str, Any]:
