@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,7 @@ from .errors import ActionNotFoundError
 if TYPE_CHECKING:
     from .dispatch import ActionDispatcher
     from .events import EventCenter
-    from .models import ActionCall, ActionSpec, Policy
+    from .models import ActionCall, ActionRecord, ActionSpec, FlowResult, Policy
     from .protocols import ActionExecutor, ActionRuntime, Planner
 
 
@@ -159,7 +160,77 @@ class FlowRun:
     pause: Callable[..., Any] | None = None
     #: The flow's own state of this run, for flows that can export it (``export_state``).
     flow_state: Any = None
+    #: The bound of the whole run in seconds (``get_action_result(timeout=...)``), or None.
+    timeout: float | None = None
+    #: When that bound ends (``anyio.current_time()`` clock) while the bounded call runs.
+    deadline: float | None = None
+    #: Where the run is, kept current by the flow: ``"planning"`` or ``"executing"`` (with
+    #: :attr:`round_index`, and the calls running in :attr:`running`). A run stopped at
+    #: its time bound names it.
+    stage: str = ""
+    round_index: int | None = None
+    running: list[ActionCall] = field(default_factory=list)
+    #: The records of :attr:`running` calls that finished, by call id (kept while the
+    #: bounded call runs, so a stop keeps them).
+    finished: dict[str, ActionRecord] = field(default_factory=dict)
+    #: The result so far (rounds and records), kept by flows that can report it.
+    progress: FlowResult | None = None
 
     def action_list(self) -> list[dict[str, Any]]:
         """The schemas planners may choose from."""
         return self.dispatcher.action_list()
+
+    def time_left(self) -> float | None:
+        """Seconds left of the run's time bound (None without one)."""
+        if self.deadline is None:
+            return None
+        import anyio
+
+        return max(0.0, self.deadline - anyio.current_time())
+
+    def enter(self, stage: str, round_index: int | None,
+              running: list[ActionCall] | None = None) -> None:
+        """Say where the run is (a flow calls it before planning and executing)."""
+        self.stage, self.round_index, self.running = stage, round_index, list(running or ())
+        self.finished = {}
+
+
+def stalled_result(run: FlowRun, timeout: float, request: Any) -> FlowResult:
+    """The result of a run stopped at its time bound: what it did so far, then one
+    ``failed`` record (``error_type="ActionLoopStalled"``) per call still running, or one
+    for the planning round that gave no answer, each saying where it stalled after how
+    long."""
+    from .models import ActionRecord, FlowResult, new_id
+
+    result = (run.progress.model_copy(deep=True) if run.progress is not None
+              else FlowResult(request=request))
+    where = run.stage or "starting"
+    if where == "starting":
+        where = "starting the execution's environments"
+    elif run.round_index is not None:
+        where = f"{where} round {run.round_index}"
+    names = [call.action for call in run.running if call.id not in run.finished]
+    detail = f" (unfinished calls: {', '.join(names)})" if names else ""
+    result.stop_reason = "failed"
+    result.error = (f"the action loop stalled: no result after {timeout:g} s, while "
+                    f"{where}{detail}; it was stopped and its environments released")
+    meta = {"diagnostic_code": "action_loop.stalled", "stage": run.stage or "starting",
+            "timeout_s": timeout}
+    now = time.time()
+    if run.running:
+        records = [run.finished.get(call.id) or ActionRecord(
+            call_id=call.id, action=call.action, status="failed", kwargs=call.kwargs,
+            purpose=call.purpose, round_index=call.round_index, started_at=now,
+            error_type="ActionLoopStalled", meta=meta,
+            error=f"action {call.action!r} did not finish within the run's time bound of "
+                  f"{timeout:g} s ({where}); it was cancelled") for call in run.running]
+    else:
+        records = [ActionRecord(
+            call_id=new_id("call_"), action=f"<{run.stage or 'starting'}>", status="failed",
+            round_index=run.round_index, started_at=now, error_type="ActionLoopStalled",
+            meta=meta, error=f"the action loop stalled: no result after {timeout:g} s, "
+                             f"while {where}")]
+    result.records.extend(records)
+    if run.stage == "executing" and result.rounds:
+        result.rounds[-1].record_ids.extend(r.call_id for r in records)
+    return result

@@ -10,7 +10,13 @@ from typing import Any
 
 import anyio
 
-from .actions import ActionRegistry, FlowRun, RegisteredAction, resolve_env_state
+from .actions import (
+    ActionRegistry,
+    FlowRun,
+    RegisteredAction,
+    resolve_env_state,
+    stalled_result,
+)
 from .config import Config
 from .dispatch import ActionDispatcher
 from .environments import ExecutionEnvironmentManager, get_manager, subscribe_plugin_observers
@@ -659,13 +665,22 @@ class Agent:
         return decorate(fn) if fn is not None else decorate
 
     def register_action_planning_handler(self, handler: Callable[..., Any] | None) -> Agent:
-        """Plan with ``handler(context, request)``; ``None`` restores the configured planner."""
+        """Plan with ``await handler(context, request)`` (an
+        :data:`~agently_core.types.plugins.ActionPlanningHandler`: an
+        :class:`~agently_core.action_handlers.ActionRunContext` and an
+        :class:`~agently_core.action_handlers.ActionPlanningRequest`, answering with the
+        round's decision); ``None`` restores the configured planner."""
         self._planner = None if handler is None else _HandlerPlanner(handler)
         return self
 
     def register_action_execution_handler(self, handler: Callable[..., Any] | None) -> Agent:
-        """Execute each round with ``handler(context, request)``; ``request["action_calls"]``
-        holds the calls; the handler returns their records. ``None`` restores the default."""
+        """Execute each round with ``await handler(context, request)`` (an
+        :data:`~agently_core.types.plugins.ActionExecutionHandler`): ``request`` is an
+        :class:`~agently_core.action_handlers.ActionExecutionRequest` (``action_calls``,
+        ``async_call_action``, ``concurrency``, ``timeout``); the handler returns one
+        ``ActionResult`` (or record) per call. ``None`` restores the default."""
+        if handler is not None and not callable(handler):
+            raise TypeError(f"execution handler must be callable, got {handler!r}")
         self._execution_handler = handler
         return self
 
@@ -841,13 +856,21 @@ class Agent:
                         execution_environments: Iterable[Any] = (),
                         runtime_resources: Mapping[str, Any] | None = None,
                         workspace: Any = None, execution: Execution | None = None,
-                        env_state: str | None = None) -> FlowResult:
+                        env_state: str | None = None, timeout: float | None = None
+                        ) -> FlowResult:
         """Run the action loop for ``request`` (or the pending :meth:`input`) inside a new
         execution (durable with ``workspace``; see :meth:`create_execution`), or inside
         ``execution``, one of this agent's not yet used. A run that stops on a pending
         approval leaves ``agent.last_execution`` paused: resume it with
         ``async_continue_with(decision, resume_request_id=...)``. ``env_state`` describes the
-        environment to the planner for this run (instead of :meth:`set_env_state`'s)."""
+        environment to the planner for this run (instead of :meth:`set_env_state`'s).
+        ``timeout`` bounds the whole loop (starting its environments, every round's
+        planning and execution) in seconds: a run still going then is stopped, its
+        environments released, and it ends ``failed`` with an ``ActionLoopStalled`` record
+        saying where it stalled (see :func:`~agently_core.actions.stalled_result`)."""
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(
+                timeout, (int, float)) or not timeout > 0):
+            raise ValueError(f"timeout must be a number of seconds above 0, got {timeout!r}")
         if request is None:
             request = self._input
         self._input_pending = False
@@ -860,6 +883,8 @@ class Agent:
         }
         if env_state is not None:
             options["env_state"] = env_state
+        if timeout is not None:
+            options["timeout"] = float(timeout)
         if execution is None:
             execution = self.create_execution(execution_environments=execution_environments,
                                               runtime_resources=runtime_resources,
@@ -877,9 +902,12 @@ class Agent:
     async def _run_in(self, execution: Execution, request: Any, options: dict[str, Any]
                       ) -> FlowResult:
         runtime, flow, planner = self._components()
+        run = self._flow_run(execution, request, options, runtime, planner, flow)
         request_token = current_request.set(execution.id)
         try:
-            with execution.bind():
+            with execution.bind(), anyio.move_on_after(run.timeout) as bound:
+                if run.timeout is not None:
+                    run.deadline = bound.deadline
                 try:
                     await execution.start()
                 except (ExecutionEnvironmentError, ConfigError, PluginError) as exc:
@@ -897,8 +925,10 @@ class Agent:
                     await self._save_paused(execution)
                     return self._finish_run(execution, result)
                 execution.seal()
-                run = self._flow_run(execution, request, options, runtime, planner, flow)
                 result = await flow.run(run)
+            run.deadline = None  # a resume later is not bound by this call's time
+            if bound.cancelled_caught:  # the whole loop stalled past its time bound
+                result = stalled_result(run, run.timeout, request)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._close_execution(execution)
@@ -986,12 +1016,14 @@ class Agent:
 
     async def async_get_action_result(self, **options: Any) -> list[ActionRecord]:
         """Run the pending request's action loop if there is one; return the records of the
-        last request."""
+        last request. ``timeout=N`` bounds that whole loop (see :meth:`async_run`): a
+        stalled one ends with an ``ActionLoopStalled`` record naming where it stalled."""
         if self._input_pending:
             await self.async_run(**options)
         return list(self._last_records)
 
     def get_action_result(self, **options: Any) -> list[ActionRecord]:
+        """Synchronous :meth:`async_get_action_result`."""
         if self._input_pending:
             self.run(**options)
         return list(self._last_records)
@@ -1054,8 +1086,8 @@ class Agent:
 
 
 class _HandlerPlanner:
-    """Adapts a ``(context, request)`` planning handler to the Planner protocol (it has
-    no ``generate``: ``auto_func`` needs a planner that does)."""
+    """Adapts a ``(context, request)`` planning handler (sync or async) to the Planner
+    protocol (it has no ``generate``: ``auto_func`` needs a planner that does)."""
 
     def __init__(self, handler: Callable[..., Any]) -> None:
         if not callable(handler):

@@ -796,12 +796,13 @@ class ModelPlanner:
         return self.planning_protocol
 
     def round_input(self, context: Mapping[str, Any], request: Mapping[str, Any]) -> RoundInput:
-        """The round's protocol, actions, request, system prompt and transcript (the
-        prompt says how many early rounds the context budget left out)."""
+        """The round's protocol, actions, the user's request (``context["prompt"]``),
+        system prompt and transcript (the prompt says how many early rounds the context
+        budget left out)."""
         settings = self.settings
         protocol = self.protocol(request)
         action_list = list(request.get("action_list") or ())
-        user = request_text(request.get("input"))
+        user = request_text(context.get("prompt"))
         prompt_args = {"agent_name": context.get("agent_name"), "protocol": protocol,
                        "action_list": action_list, "env_state": context.get("env_state"),
                        "instructions": settings.instructions}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from .action_handlers import ActionPlanningRequest, ActionRunContext
     from .actions import ActionContext, FlowRun
     from .models import (
         ActionDecision,
@@ -121,11 +122,15 @@ class Planner(Protocol):
     ``"action_runtime.structured_plan.empty"``, no call id the model gave) and the loop
     asks again.
 
-    ``request`` carries ``input`` (the user's request), ``action_list`` (the visible
-    actions: ``[{"name", "description", "kwargs": <JSON schema>}]``) and
-    ``planning_protocol`` (the agent's loop setting). ``context`` carries
-    ``agent_name``, ``round_index``, ``max_rounds``, ``done_plans``,
-    ``last_round_records``, ``execution_id`` and:
+    ``context`` is an :class:`~agently_core.action_handlers.ActionRunContext` and
+    ``request`` an :class:`~agently_core.action_handlers.ActionPlanningRequest`: typed
+    objects that read like mappings too (``context.round_index`` or
+    ``context["round_index"]``). ``request`` carries ``action_list`` (the visible actions:
+    ``[{"name", "description", "kwargs": <JSON schema>}]``) and ``planning_protocol`` (the
+    agent's loop setting). ``context`` carries ``prompt`` (the user's request),
+    ``settings`` (the run's loop settings), ``agent_name``, ``round_index``,
+    ``max_rounds``, ``done_plans``, ``last_round_records``, ``action`` (the agent's
+    Action), ``runtime``, ``execution_id`` and:
 
     * ``run_id``: the run's id (its execution's), the same in every round and after a
       resume;
@@ -150,7 +155,7 @@ class Planner(Protocol):
     request)`` (:class:`OutputPlanner`, for ``@agent.auto_func``).
     """
 
-    async def plan(self, context: Mapping[str, Any], request: Mapping[str, Any]) -> Any: ...
+    async def plan(self, context: ActionRunContext, request: ActionPlanningRequest) -> Any: ...
 
 
 @runtime_checkable
@@ -180,20 +185,27 @@ class OutputPlanner(Protocol):
 
 @runtime_checkable
 class ActionRuntime(Protocol):
-    """Owns the planning protocol: asks the planner and normalises what it says."""
+    """Owns the planning protocol: asks the planner (with the round's context and request
+    themselves, not copies) and normalises what it says."""
 
     name: str
     planning_protocols: Sequence[str]
 
-    async def plan(self, planner: Planner, context: Mapping[str, Any],
-                   request: Mapping[str, Any]) -> ActionDecision: ...
+    async def plan(self, planner: Planner, context: ActionRunContext,
+                   request: ActionPlanningRequest) -> ActionDecision: ...
 
     def normalize(self, raw: Any, *, protocol: str) -> ActionDecision: ...
 
 
 @runtime_checkable
 class ActionFlow(Protocol):
-    """Drives rounds of plan -> approval gate -> execute for one request."""
+    """Drives rounds of plan -> approval gate -> execute for one request: each round it
+    builds an :class:`~agently_core.action_handlers.ActionRunContext` and asks
+    ``run.runtime.plan(run.planner, context, ActionPlanningRequest(...))``, then runs the
+    calls (through ``run.execution_handler`` with an
+    :class:`~agently_core.action_handlers.ActionExecutionRequest` when one is set). It
+    says where it is with ``run.enter(stage, round_index, calls)`` and keeps its result so
+    far in ``run.progress``, so a run stopped at its time bound can say where it stalled."""
 
     name: str
 

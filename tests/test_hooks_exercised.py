@@ -19,6 +19,7 @@ import anyio
 import pytest
 
 from agently_core import ActionDecision, ApprovalDecision, Config, PluginManager, create_agent
+from agently_core.action_handlers import ActionPlanningRequest, ActionRunContext
 from agently_core.hookspecs import hookimpl
 from agently_core.models import ActionCall, FlowResult, FlowRound
 from agently_core.protocols import (
@@ -73,11 +74,11 @@ class HookTestFlow:
         _seen("flow.run", run.request)
         result = FlowResult(request=run.request)
         for round_index in range(run.max_rounds):
-            context = {"agent_name": run.agent_name, "round_index": round_index,
-                       "max_rounds": run.max_rounds, "done_plans": [],
-                       "last_round_records": []}
-            request = {"input": run.request, "action_list": run.action_list(),
-                       "planning_protocol": run.planning_protocol}
+            context = ActionRunContext(prompt=run.request, agent_name=run.agent_name,
+                                       round_index=round_index, max_rounds=run.max_rounds,
+                                       runtime=run.runtime)
+            request = ActionPlanningRequest(action_list=run.action_list(),
+                                            planning_protocol=run.planning_protocol)
             decision = await run.runtime.plan(run.planner, context, request)
             round_ = FlowRound(round_index=round_index, decision=decision)
             result.rounds.append(round_)

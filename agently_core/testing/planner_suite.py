@@ -94,7 +94,8 @@ class CallableModel:
         from ..errors import ModelError
 
         self.seen.append(json.dumps({
-            "input": request.get("input"), "instruction": request.get("instruction"),
+            "prompt": context.get("prompt"), "input": request.get("input"),
+            "instruction": request.get("instruction"),
             "feedback": request.get("feedback"), "action_list": request.get("action_list"),
             "history": context.get("history"), "env_state": context.get("env_state"),
         }, default=repr))

@@ -338,7 +338,10 @@ class RuntimeConformance(ConformanceSuite):
 
     def test_plan_asks_the_planner_once_per_round(self) -> None:
         """``plan()`` calls the planner exactly once per round, with the context and request
-        it was given, and returns the normalised decision."""
+        it was given (the typed :class:`~agently_core.action_handlers.ActionRunContext` and
+        :class:`~agently_core.action_handlers.ActionPlanningRequest` the flow builds), and
+        returns the normalised decision."""
+        from ..action_handlers import ActionPlanningRequest, ActionRunContext
         from ..models import ActionDecision
 
         runtime = self.make_runtime()
@@ -348,20 +351,23 @@ class RuntimeConformance(ConformanceSuite):
         async def check(protocol: str) -> None:
             planner = CountingPlanner(answers[protocol])
             for round_index in range(self.rounds):
-                context = {"agent_name": "conformance", "round_index": round_index,
-                           "max_rounds": self.rounds, "done_plans": [],
-                           "last_round_records": []}
-                request = {"input": "say hi", "planning_protocol": protocol,
-                           "action_list": [{"name": "echo", "description": "",
-                                            "kwargs": {"type": "object"}}]}
+                context = ActionRunContext(prompt="say hi", agent_name="conformance",
+                                           round_index=round_index, max_rounds=self.rounds,
+                                           runtime=runtime)
+                request = ActionPlanningRequest(
+                    planning_protocol=protocol,
+                    action_list=[{"name": "echo", "description": "",
+                                  "kwargs": {"type": "object"}}])
                 decision = await runtime.plan(planner, context, request)
                 assert len(planner.asked) == round_index + 1, (
                     f"after {round_index + 1} round(s) the planner was asked "
                     f"{len(planner.asked)} time(s)")
                 asked_context, asked_request = planner.asked[-1]
-                assert asked_context["round_index"] == round_index
+                assert asked_context is context and asked_request is request, (
+                    "the planner must get the run's context and request themselves")
+                assert asked_context["round_index"] == asked_context.round_index == round_index
                 assert asked_request["planning_protocol"] == protocol
-                assert asked_request["input"] == "say hi"
+                assert asked_context["prompt"] == "say hi"
                 assert isinstance(decision, ActionDecision)
                 assert [(c.action, c.kwargs) for c in decision.calls] == [
                     ("echo", {"message": "hi"})]
@@ -372,6 +378,8 @@ class RuntimeConformance(ConformanceSuite):
     def test_plan_tags_calls_with_their_round(self) -> None:
         """Calls returned by ``plan()`` carry the round's ``round_index``, so records can be
         attributed to rounds."""
+        from ..action_handlers import ActionPlanningRequest, ActionRunContext
+
         runtime = self.make_runtime()
 
         answers = {STRUCTURED: structured_plan(("echo", {"message": "hi"})),
@@ -379,9 +387,9 @@ class RuntimeConformance(ConformanceSuite):
 
         async def check() -> None:
             for protocol in self._protocols(runtime):
-                context = {"agent_name": "conformance", "round_index": 3, "max_rounds": 5,
-                           "done_plans": [], "last_round_records": []}
-                request = {"input": "", "planning_protocol": protocol, "action_list": []}
+                context = ActionRunContext(agent_name="conformance", round_index=3,
+                                           max_rounds=5)
+                request = ActionPlanningRequest(planning_protocol=protocol)
                 decision = await runtime.plan(CountingPlanner(answers[protocol]), context,
                                               request)
                 assert [c.round_index for c in decision.calls] == [3], (
@@ -392,14 +400,15 @@ class RuntimeConformance(ConformanceSuite):
 
     def test_plan_passes_a_response_through(self) -> None:
         """A planner that answers ends the loop with its response."""
+        from ..action_handlers import ActionPlanningRequest, ActionRunContext
+
         runtime = self.make_runtime()
         self._require(runtime, STRUCTURED)
 
         async def check() -> None:
             planner = CountingPlanner({"next_action": "response", "response": "all done"})
-            context = {"agent_name": "conformance", "round_index": 0, "max_rounds": 1,
-                       "done_plans": [], "last_round_records": []}
-            request = {"input": "", "planning_protocol": STRUCTURED, "action_list": []}
+            context = ActionRunContext(agent_name="conformance")
+            request = ActionPlanningRequest(planning_protocol=STRUCTURED)
             decision = await runtime.plan(planner, context, request)
             assert decision.next_action == "response" and decision.response == "all done"
             assert len(planner.asked) == 1

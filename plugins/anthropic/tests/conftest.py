@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from agently_core.action_handlers import ActionPlanningRequest, ActionRunContext
 from agently_core.events import EventCenter
 from agently_core.testing.model_servers import LoopbackModelServer
 
@@ -63,10 +64,11 @@ class Events:
 
 
 def context(round_index: int = 0, history: Any = (), events: Events | None = None,
-            **extra: Any) -> dict[str, Any]:
-    return {"agent_name": "tester", "round_index": round_index, "max_rounds": 5,
-            "run_id": "run_test", "history": list(history),
-            "events": events.center if events else None, **extra}
+            prompt: Any = "add 1 and 2", **extra: Any) -> ActionRunContext:
+    """A round's context as the flow builds it (``prompt``: the user's request)."""
+    return ActionRunContext(prompt=prompt, agent_name="tester", round_index=round_index,
+                            max_rounds=5, run_id="run_test", history=list(history),
+                            events=events.center if events else None, **extra)
 
 
 ADD = {"name": "add", "description": "Add two integers.",
@@ -75,8 +77,9 @@ ADD = {"name": "add", "description": "Add two integers.",
                   "required": ["a", "b"]}}
 
 
-def request(text: str = "add 1 and 2", actions: Any = (ADD,)) -> dict[str, Any]:
-    return {"input": text, "action_list": list(actions), "planning_protocol": "native_tool_calls"}
+def request(actions: Any = (ADD,)) -> ActionPlanningRequest:
+    return ActionPlanningRequest(action_list=list(actions),
+                                 planning_protocol="native_tool_calls")
 
 
 def tool_results(body: dict) -> dict[str, dict]:

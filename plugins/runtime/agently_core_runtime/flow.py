@@ -18,8 +18,16 @@ import inspect
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
+import anyio
+
+from agently_core.action_handlers import (
+    ActionExecutionRequest,
+    ActionPlanningRequest,
+    ActionRunContext,
+)
 from agently_core.actions import resolve_env_state
 from agently_core.errors import ModelError
 from agently_core.models import (
@@ -165,12 +173,10 @@ class AgentlyActionFlow:
                 state.error_type = type(exc).__name__
                 return _failed(result, f"env_state failed in round {round_index}: "
                                        f"{type(exc).__name__}: {exc}")
-            request = {
-                "input": run.request,
-                "action_list": run.action_list(),
-                "planning_protocol": run.planning_protocol,
-            }
+            request = ActionPlanningRequest(action_list=run.action_list(),
+                                            planning_protocol=run.planning_protocol)
             await _emit(run, "round.started", run_id=state.run_id, round_index=round_index)
+            _enter(run, "planning", round_index)
             try:
                 decision = await run.runtime.plan(run.planner, context, request)
             except Exception as exc:
@@ -258,22 +264,30 @@ class AgentlyActionFlow:
                                [r for r in records if r.status == "approval_required"])
         return await self._rounds(run, state)
 
-    async def _context(self, run: Any, state: _State, round_index: int) -> dict[str, Any]:
+    async def _context(self, run: Any, state: _State, round_index: int) -> ActionRunContext:
         rounds = state.result.rounds
         if len(state.history) < len(rounds):  # rounds planned (and done) since last time
             state.history.extend(history_of(state.result, len(state.history)))
-        return {
-            "agent_name": run.agent_name,
-            "round_index": round_index,
-            "max_rounds": run.max_rounds,
-            "done_plans": list(state.done_plans),
-            "last_round_records": state.last_round,
-            "execution_id": getattr(run.execution, "id", None),
-            "run_id": state.run_id,
-            "history": list(state.history),
-            "env_state": await _env_state(run),
-            "events": _events(run),
-        }
+        agent = getattr(run.dispatcher, "agent", None)
+        return ActionRunContext(
+            prompt=run.request,
+            settings=MappingProxyType({
+                "max_rounds": run.max_rounds, "concurrency": run.concurrency,
+                "planning_protocol": run.planning_protocol,
+                "timeout": getattr(run, "timeout", None)}),
+            agent_name=run.agent_name,
+            round_index=round_index,
+            max_rounds=run.max_rounds,
+            done_plans=list(state.done_plans),
+            last_round_records=list(state.last_round),
+            action=getattr(agent, "action", None),
+            runtime=run.runtime,
+            run_id=state.run_id,
+            execution_id=getattr(run.execution, "id", None),
+            history=list(state.history),
+            env_state=await _env_state(run),
+            events=_events(run),
+        )
 
     @staticmethod
     def _add(state: _State, round_: FlowRound, records: list[ActionRecord],
@@ -287,20 +301,32 @@ class AgentlyActionFlow:
             for r in records
         )
 
-    async def _execute(self, run: Any, context: Mapping[str, Any],
+    async def _execute(self, run: Any, context: ActionRunContext,
                        calls: list[ActionCall]) -> list[ActionRecord]:
         if not calls:
             return []
+        _enter(run, "executing", context.round_index, calls)
         if run.execution_handler is None:
-            return await run.dispatcher.dispatch_many(calls, concurrency=run.concurrency)
-        request = {"action_calls": calls, "concurrency": run.concurrency,
-                   "dispatcher": run.dispatcher}
+            return await _dispatch(run, calls)
+        dispatcher = run.dispatcher
+
+        async def async_call_action(call: ActionCall) -> ActionRecord:
+            if not isinstance(call, ActionCall):
+                raise TypeError(f"async_call_action() takes an ActionCall (one of "
+                                f"request.action_calls), got {type(call).__name__}")
+            record = await dispatcher.dispatch(call)
+            _finished(run, record)
+            return record
+
+        time_left = getattr(run, "time_left", None)
+        request = ActionExecutionRequest(
+            action_calls=tuple(calls), async_call_action=async_call_action,
+            concurrency=run.concurrency, timeout=time_left() if callable(time_left) else None)
         try:
             produced = run.execution_handler(context, request)
             if inspect.isawaitable(produced):
                 produced = await produced
-            return [r if isinstance(r, ActionRecord) else ActionRecord.model_validate(r)
-                    for r in produced or []]
+            return _results_as_records(produced, calls, getattr(dispatcher, "redactor", None))
         except Exception as exc:
             now = time.time()
             return [
@@ -310,6 +336,98 @@ class AgentlyActionFlow:
                              error=f"execution handler failed: {type(exc).__name__}: {exc}")
                 for c in calls
             ]
+
+
+def _enter(run: Any, stage: str, round_index: int | None,
+           calls: list[ActionCall] | None = None) -> None:
+    """Say where the run is (for a run stopped at its time bound), if it can hold it."""
+    enter = getattr(run, "enter", None)
+    if callable(enter):
+        enter(stage, round_index, calls)
+
+
+def _finished(run: Any, record: ActionRecord) -> None:
+    finished = getattr(run, "finished", None)
+    if isinstance(finished, dict):
+        finished[record.call_id] = record
+
+
+async def _dispatch(run: Any, calls: list[ActionCall]) -> list[ActionRecord]:
+    """The round's calls through the dispatcher's gate, at most ``concurrency`` at once.
+    Under a time bound each record is kept as soon as its call ends, so a run stopped
+    at its bound keeps the records of the calls that finished."""
+    dispatcher = run.dispatcher
+    if getattr(run, "deadline", None) is None:
+        return await dispatcher.dispatch_many(calls, concurrency=run.concurrency)
+    gated = [await dispatcher.gate(call) for call in calls]
+    records: list[Any] = list(gated)
+    for record in gated:
+        if isinstance(record, ActionRecord):
+            _finished(run, record)
+    pending = iter([(i, g) for i, g in enumerate(gated) if not isinstance(g, ActionRecord)])
+
+    async def worker() -> None:
+        for index, (entry, kwargs, policy) in pending:
+            records[index] = await dispatcher.execute(calls[index], entry, kwargs, policy)
+            _finished(run, records[index])
+
+    async with anyio.create_task_group() as group:
+        for _ in range(max(1, min(int(run.concurrency), len(calls)))):
+            group.start_soon(worker)
+    return records
+
+
+def _results_as_records(produced: Any, calls: list[ActionCall],
+                        redactor: Any) -> list[ActionRecord]:
+    """An execution handler's results as the round's records, in call order: each an
+    :class:`ActionRecord`, or a mapping (an ``ActionResult``) whose ``call_id`` names one
+    of the round's calls (or, without one, the call at its position). A call the handler
+    gave no result for gets a ``failed`` record saying so. ValueError for a result that
+    is not one, or that names no call of the round."""
+    if produced is None:
+        produced = []
+    if isinstance(produced, (str, bytes, Mapping)) or not hasattr(produced, "__iter__"):
+        raise ValueError(f"the execution handler must return a list of results, one per "
+                         f"call, got {type(produced).__name__}")
+    by_id = {call.id: call for call in calls}
+    found: dict[str, ActionRecord] = {}
+    now = time.time()
+    for index, item in enumerate(produced):
+        if isinstance(item, ActionRecord):
+            data = item.model_dump()
+        elif isinstance(item, Mapping):
+            data = dict(item)
+        else:
+            raise ValueError(f"result {index} of the execution handler is a "
+                             f"{type(item).__name__}, not an ActionResult or ActionRecord")
+        call_id = data.get("call_id")
+        if call_id is None:
+            if index >= len(calls):
+                raise ValueError(f"the execution handler returned {index + 1} or more "
+                                 f"results for {len(calls)} call(s)")
+            call = calls[index]
+        elif call_id in by_id:
+            call = by_id[call_id]
+        else:
+            raise ValueError(f"result {index} of the execution handler names call "
+                             f"{call_id!r}, which is not one of this round's calls")
+        if call.id in found:
+            raise ValueError(f"the execution handler returned two results for call {call.id!r}")
+        if redactor is not None and getattr(redactor, "active", False) \
+                and not isinstance(item, ActionRecord):
+            data = redactor.redact(data)
+        defaults = {"call_id": call.id, "action": call.action, "kwargs": call.kwargs,
+                    "purpose": call.purpose, "round_index": call.round_index,
+                    "started_at": now,
+                    "status": "failed" if data.get("error") else "success"}
+        found[call.id] = ActionRecord.model_validate({**defaults, **{
+            k: v for k, v in data.items() if v is not None or k not in defaults}})
+    return [found.get(call.id) or ActionRecord(
+        call_id=call.id, action=call.action, status="failed", kwargs=call.kwargs,
+        purpose=call.purpose, round_index=call.round_index, started_at=now,
+        error_type="MissingResult", error=f"the execution handler returned no result for "
+                                          f"call {call.id!r} ({call.action})")
+        for call in calls]
 
 
 def _events(run: Any) -> Any:
@@ -408,9 +526,11 @@ def _skipped_record(decision: ActionDecision, round_index: int) -> ActionRecord:
 
 
 def _keep(run: Any, state: _State) -> None:
-    """Keep the run's state on the run (``FlowRun.flow_state``) for :meth:`export_state`."""
+    """Keep the run's state on the run (``FlowRun.flow_state``) for :meth:`export_state`,
+    and its result so far (``FlowRun.progress``) for a stop at the run's time bound."""
     try:
         run.flow_state = state
+        run.progress = state.result
     except AttributeError:  # a run object that cannot hold it: not exportable
         pass
 

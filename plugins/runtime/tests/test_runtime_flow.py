@@ -76,7 +76,7 @@ def test_planner_sees_context_and_request(agent) -> None:
     assert context["done_plans"][0] == {"round_index": 0, "action": "add", "purpose": "",
                                         "status": "success"}
     assert [r["result"] for r in context["last_round_records"]] == [2]
-    assert request["input"] == {"question": "q"}
+    assert context["prompt"] == {"question": "q"}
     assert request["planning_protocol"] == "structured_plan"
     assert {a["name"] for a in request["action_list"]} == {"add", "echo"}
 
@@ -320,7 +320,7 @@ def test_custom_execution_handler(agent) -> None:
     async def execution_handler(context, request):
         calls = request["action_calls"]
         seen.append((context["round_index"], [c.action for c in calls], request["concurrency"]))
-        records = await request["dispatcher"].dispatch_many(calls, concurrency=1)
+        records = [await request.async_call_action(call) for call in calls]
         return [r.model_copy(update={"meta": {"via": "custom"}}) for r in records]
 
     assert agent.register_action_execution_handler(execution_handler) is agent
