@@ -133,6 +133,18 @@ def test_the_documented_command_installs_regular_distributions(
     assert {names.get(p) for p in plugins} == {"loaded"}, names
 
 
+def test_pip_installs_the_documented_command_as_regular_distributions(tmp_path: Path) -> None:
+    """The same command with pip (``pip install . ./plugins/sqlite``, pip never reads uv
+    sources) gives regular installs too."""
+    venv = tmp_path / "pipvenv"
+    _run([_uv(), "venv", "--quiet", "--seed", "--python", sys.executable, venv], cwd=tmp_path)
+    _run([venv / "bin" / "python", "-m", "pip", "install", "--quiet",
+          "--disable-pip-version-check", ".", "./plugins/sqlite"], cwd=ROOT)
+    for name in ("agently-core", "agently-core-sqlite"):
+        found = _direct_url(venv, name)
+        assert found and not found.get("dir_info", {}).get("editable"), (name, found)
+
+
 def test_dev_sync_still_installs_everything_editable(tmp_path: Path) -> None:
     """What ``./dev`` runs, ``uv sync --locked --all-packages``, accepts the lock as it is
     and installs the core and every plugin editable from the checkout."""
