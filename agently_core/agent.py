@@ -345,12 +345,16 @@ class Agent:
 
     def use_actions(self, actions: Any, **options: Any) -> Agent:
         """Mount actions for planners: a function, a list of them, the name of a registered
-        action or of an installed action package, or an :class:`ActionPackage`."""
+        action or of an installed action package, an :class:`ActionPackage`, or a
+        built-in package of :mod:`agently_core.builtins.actions` (``Python(timeout=5)``)."""
         if isinstance(actions, str):
             self._use_name(actions, options)
         elif isinstance(actions, ActionPackage):
             for func in actions.actions:
                 self._register_function(func, visible=True)
+        elif isinstance(getattr(actions, "action_package", None), str):
+            # a built-in package of agently_core.builtins.actions (the class or with options)
+            self.enable(actions.action_package, **{**actions.options, **options})
         elif callable(actions) and not inspect.ismodule(actions):
             # the same function registered before (under whatever name and options) is
             # mounted as it is, never registered a second time without its options
