@@ -77,13 +77,14 @@ def test_plugins_name_no_workspace_sources(plugin: Path) -> None:
 
 def test_the_root_is_no_uv_workspace_and_finds_every_plugin_by_path() -> None:
     """A uv workspace root makes ``uv pip install ./plugins/X`` install the core editable;
-    the root names every plugin as an editable path source for development instead."""
+    the root names every plugin as an editable path source of the dev group instead (not
+    of the ``[all]`` extra, which would install them editable from a checkout)."""
     root = _pyproject(ROOT)
     uv = root["tool"]["uv"]
     assert "workspace" not in uv, "a uv workspace turns the core editable in plugin installs"
     expected = {_pyproject(p)["project"]["name"]: p.relative_to(ROOT).as_posix()
                 for p in _plugin_dirs()}
-    assert uv["sources"] == {name: {"path": path, "editable": True}
+    assert uv["sources"] == {name: {"path": path, "editable": True, "group": "dev"}
                              for name, path in expected.items()}
     dev = set(root["dependency-groups"]["dev"])
     assert set(expected) <= dev, f"missing from the dev group: {set(expected) - dev}"
@@ -109,6 +110,19 @@ def test_one_plugin_alone_never_installs_the_checkout_editable(venv: Path, tmp_p
     found = _direct_url(venv, "agently-core")
     assert not found.get("dir_info", {}).get("editable"), (
         f"installing one plugin made the core an editable install: {found}")
+
+
+def test_the_all_extra_from_a_checkout_installs_no_editable_plugin(venv: Path) -> None:
+    """``uv pip install '.[all]'`` from a checkout either fails saying a plugin is not on
+    the index (not published yet) or installs none of them editable."""
+    proc = _run([_uv(), "pip", "install", "--python", venv / "bin" / "python", ".[all]"],
+                cwd=ROOT, check=False)
+    if proc.returncode != 0:
+        assert "agently-core-" in proc.stderr and "not found" in proc.stderr, proc.stderr
+        return
+    for info in venv.glob("lib/python*/site-packages/agently_core*.dist-info"):
+        name = info.name.split("-")[0].replace("_", "-")
+        assert not _direct_url(venv, name).get("dir_info", {}).get("editable"), name
 
 
 @pytest.mark.parametrize("plugins", [("sqlite",), ("isolation", "bash")], ids="+".join)
