@@ -234,3 +234,15 @@ def stalled_result(run: FlowRun, timeout: float, request: Any) -> FlowResult:
     if run.stage == "executing" and result.rounds:
         result.rounds[-1].record_ids.extend(r.call_id for r in records)
     return result
+
+
+async def announce_stalled(events: EventCenter | None, run_id: str, result: FlowResult) -> None:
+    """``run.completed`` for a run stopped at its time bound (its flow could not say it
+    ended): ``stop_reason`` failed, ``error_type`` ActionLoopStalled."""
+    if events is None or not events.active:
+        return
+    usage = result.usage or {}
+    await events.emit("run.completed", "agent", run_id=run_id, stop_reason="failed",
+                      error_type="ActionLoopStalled", rounds=len(result.rounds),
+                      records=len(result.records), input_tokens=usage.get("input_tokens"),
+                      output_tokens=usage.get("output_tokens"), requests=usage.get("requests"))

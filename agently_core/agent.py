@@ -14,6 +14,7 @@ from .actions import (
     ActionRegistry,
     FlowRun,
     RegisteredAction,
+    announce_stalled,
     resolve_env_state,
     stalled_result,
 )
@@ -933,6 +934,7 @@ class Agent:
             run.deadline = None  # a resume later is not bound by this call's time
             if bound.cancelled_caught:  # the whole loop stalled past its time bound
                 result = stalled_result(run, run.timeout, request)
+                await announce_stalled(self.events, execution.id, result)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._close_execution(execution)

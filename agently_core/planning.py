@@ -8,7 +8,8 @@ holds the provider-neutral parts, so every planner behaves the same:
 * :func:`validate_options`: the common options, checked, with the exact
   :class:`~agently_core.errors.ConfigError` wording for a missing model or an unknown
   option; :func:`read_api_key` reads the key from the environment variable named by
-  ``api_key_env``, never from an option;
+  ``api_key_env``, never from an option; :func:`optional_bool` and :func:`one_of` check a
+  planner's own options the same way;
 * tool definitions from action schemas (:func:`openai_chat_tools`,
   :func:`openai_responses_tools`, :func:`anthropic_tools`) with :class:`ToolNames` for
   action names a provider does not accept as tool names;
@@ -16,7 +17,8 @@ holds the provider-neutral parts, so every planner behaves the same:
   has one, else its result or error as compact JSON, cut to a size), :func:`transcript`
   (history rounds as :class:`Turn` objects within ``max_context_chars``: oldest results
   first shrink to their digest and artifact ids, then the oldest rounds are left out with
-  a note);
+  a note; :data:`NOT_RUN_TEXT` answers a tool call that has no record,
+  :meth:`Turn.result_text`);
 * the structured plan: :func:`plan_schema`, :func:`plan_instructions` and the tolerant
   :func:`parse_plan` (fenced ```json blocks, chatty text around one object);
 * :func:`system_prompt`, :class:`RoundEvents` (``model.*`` events) and

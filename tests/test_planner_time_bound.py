@@ -50,6 +50,8 @@ def test_a_planner_that_never_answers_is_stopped_on_time(agent) -> None:
         await anyio.sleep_forever()
 
     agent.register_action_planning_handler(planning_handler)
+    completed = []
+    agent.events.subscribe(lambda event: completed.append(event.payload), "run.completed")
     agent.input("add 1 and 2")
     records, elapsed = timed(agent.get_action_result, timeout=0.5)
     assert 0.5 <= elapsed < 3
@@ -64,6 +66,9 @@ def test_a_planner_that_never_answers_is_stopped_on_time(agent) -> None:
     assert run.error.startswith("the action loop stalled: no result after 0.5 s, while "
                                 "planning round 0; it was stopped")
     assert agent.last_execution.state == "closed"
+    [event] = completed  # observers see the run end, with what ended it
+    assert (event["run_id"], event["stop_reason"], event["error_type"], event["records"]) == (
+        run.execution_id, "failed", STALLED, 1)
 
 
 def test_a_stall_in_a_later_round_keeps_what_ran_before(agent) -> None:
