@@ -85,6 +85,29 @@ def shutdown() -> None:
         loop.close()
 
 
+async def on_shared_loop(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    """``await fn(*args, **kwargs)`` on the shared loop, from async code on any loop.
+
+    What the synchronous API starts (processes, streams, locks) lives on the shared loop, so
+    async calls that touch the same objects (the process-wide environment manager) run
+    there too: mixing ``ensure`` and ``await async_ensure`` in one program then works.
+    Cancelling the caller cancels the call on the shared loop."""
+    loop = _get_loop()
+    if threading.current_thread() is _thread:
+        return await fn(*args, **kwargs)
+    future = asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), loop)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # another async library (trio): wait in a worker thread
+        import anyio.to_thread
+
+        try:
+            return await anyio.to_thread.run_sync(future.result, abandon_on_cancel=True)
+        finally:
+            future.cancel()
+    return await asyncio.wrap_future(future)
+
+
 def run_sync(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """Call ``await fn(*args)`` on the shared loop and return its result. Must not be called
     from the shared loop's own thread (that would deadlock)."""

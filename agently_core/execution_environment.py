@@ -8,7 +8,9 @@
     await execution_environment.async_release(handle)
     await execution_environment.async_release_scope("session", "s1")
 
-Each function delegates to :func:`get_manager`. Create an
+Each function delegates to :func:`get_manager`. The process-wide manager's resources live on
+the loop the synchronous API runs on, so the ``async_*`` functions run there as well, awaited
+from the caller's loop: a program may mix ``ensure`` and ``await async_ensure``. Create an
 :class:`~agently_core.environments.ExecutionEnvironmentManager` of your own for tests or
 to isolate a component.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._sync import on_shared_loop
 from .environments import SCOPES, ExecutionEnvironmentManager, get_manager
 
 __all__ = [
@@ -47,7 +50,7 @@ def ensure(requirement_or_id: Any) -> Any:
 
 async def async_ensure(requirement_or_id: Any, **options: Any) -> Any:
     """A ready handle; release its ``lease_id`` exactly once."""
-    return await get_manager().async_ensure(requirement_or_id, **options)
+    return await on_shared_loop(get_manager().async_ensure, requirement_or_id, **options)
 
 
 def release(handle_or_id: Any) -> bool:
@@ -57,7 +60,7 @@ def release(handle_or_id: Any) -> bool:
 
 async def async_release(handle_or_id: Any, **options: Any) -> bool:
     """Drop one reference; the provider releases the resource when the last one goes."""
-    return await get_manager().async_release(handle_or_id, **options)
+    return await on_shared_loop(get_manager().async_release, handle_or_id, **options)
 
 
 def release_scope(scope: str, owner_id: str | None = None) -> int:
@@ -67,7 +70,7 @@ def release_scope(scope: str, owner_id: str | None = None) -> int:
 
 async def async_release_scope(scope: str, owner_id: str | None = None, **options: Any) -> int:
     """Release every resource of a scope and owner."""
-    return await get_manager().async_release_scope(scope, owner_id, **options)
+    return await on_shared_loop(get_manager().async_release_scope, scope, owner_id, **options)
 
 
 def inspect(id: str) -> Any:

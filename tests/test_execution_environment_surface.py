@@ -94,6 +94,32 @@ def test_execution_environment_offers_the_reference_manager_api() -> None:
     ]
 
 
+def test_sync_and_async_calls_mix_in_one_async_program() -> None:
+    """The reference's manager listing calls ``ensure`` and ``await async_ensure`` side by
+    side. Inside a running loop, with a real Python sandbox: the sync calls run on the shared
+    loop, and the async ones must touch the same resource there (before, the sync
+    ``release_scope`` after an ``await async_ensure`` deadlocked the program)."""
+    out = run_fresh("""
+        import anyio
+        import agently_core as Agently
+
+        async def main():
+            env = Agently.execution_environment
+            requirement = env.declare({"kind": "python", "scope": "session",
+                                       "owner_id": "mixed"})
+            first = env.ensure(requirement.id)
+            second = await env.async_ensure(requirement.id)
+            print(first.id == second.id, env.inspect(first.id).ref_count)
+            print(env.release(first), await env.async_release(second))
+            print(env.release_scope("session", "mixed"), env.list(scope="session"))
+            third = await env.async_ensure(requirement.id)  # a fresh start after release
+            print(third.id != first.id, await env.async_release_scope("session", "mixed"))
+
+        anyio.run(main)
+    """)
+    assert out.splitlines() == ["True 3", "True True", "1 []", "True 1"]
+
+
 @pytest.fixture
 def process_registry(monkeypatch):
     monkeypatch.setattr(pa, "_registered", {})
