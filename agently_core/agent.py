@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import re
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -38,14 +37,12 @@ from .plugins import PluginManager, get_plugin_manager
 from .policy_approval import for_plugins
 from .schema import function_schema, schema_validator
 
-_WARNED: set[str] = set()
-
 
 def _deprecated(agent: Agent, old: str, new: str) -> None:
-    if old in _WARNED or not agent.config.deprecation_warnings:
-        return
-    _WARNED.add(old)
-    warnings.warn(f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=3)
+    """Warn (once per process) that the caller's caller used ``old``."""
+    from .deprecation import warn_deprecated
+
+    warn_deprecated(old, new, enabled=agent.config.show_deprecation_warnings, stacklevel=3)
 
 
 def _declares_context(target: Any) -> bool:
@@ -1001,6 +998,7 @@ class Agent:
             result = FlowResult.model_validate(self.redactor.redact(result.model_dump(mode="json")))
         else:  # a copy: resuming a paused run must not change what this run returned
             result = result.model_copy(deep=True)
+        result._show_deprecation_warnings = self.config.show_deprecation_warnings
         self.last_run = result
         self._last_records = list(result.records)
         return result
@@ -1027,6 +1025,13 @@ class Agent:
         if self._input_pending:
             await self.async_run(**options)
         return list(self._last_records)
+
+    @property
+    def action_logs(self) -> list[dict[str, Any]]:
+        """The last request's structured logs (a direct call or an action loop; see
+        :attr:`FlowResult.action_logs <agently_core.models.FlowResult.action_logs>`):
+        one JSON entry per call, in call order."""
+        return [record.model_dump(mode="json") for record in self._last_records]
 
     def get_action_result(self, **options: Any) -> list[ActionRecord]:
         """Synchronous :meth:`async_get_action_result`."""
@@ -1085,10 +1090,26 @@ class Agent:
         _deprecated(self, "agent.use_tools", "agent.use_actions")
         return self.use_actions(tools)
 
+    def use_sandbox(self, sandbox: str = "python", **options: Any) -> Agent:
+        """Mount a sandboxed code action: ``"python"`` (:meth:`enable_python`),
+        ``"bash"`` (:meth:`enable_shell`) or ``"nodejs"`` (:meth:`enable_nodejs`), with
+        that helper's options."""
+        _deprecated(self, "agent.use_sandbox",
+                    "agent.enable_python(...), agent.enable_shell(...) or "
+                    "agent.enable_nodejs(...)")
+        helpers = {"python": self.enable_python, "bash": self.enable_shell,
+                   "nodejs": self.enable_nodejs}
+        helper = helpers.get(sandbox) if isinstance(sandbox, str) else None
+        if helper is None:
+            raise ValueError(f"use_sandbox() mounts one of {', '.join(map(repr, helpers))}, "
+                             f"got {sandbox!r}")
+        return helper(**options)
+
     @property
     def tool_logs(self) -> list[dict[str, Any]]:
-        _deprecated(self, "agent.tool_logs", "agent.get_action_result()")
-        return [record.model_dump() for record in self._last_records]
+        """:attr:`action_logs` under the older surface's name (deprecated)."""
+        _deprecated(self, "agent.tool_logs", "agent.action_logs")
+        return self.action_logs
 
 
 class _HandlerPlanner:

@@ -36,9 +36,13 @@ _SCALARS = {
     "workspace_backend": str,
     "approval_handler": str,
     "approval_timeout": float,
-    "deprecation_warnings": bool,
+    "runtime.show_deprecation_warnings": bool,
     "otel": bool,
 }
+#: The Config field of each dotted setting (``[runtime] show_deprecation_warnings``).
+_FIELDS = {"runtime.show_deprecation_warnings": "show_deprecation_warnings"}
+#: Keys of a ``[runtime]`` table: ``name`` is the ActionRuntime (``runtime = "NAME"``).
+_RUNTIME_KEYS = ("name", "show_deprecation_warnings")
 _TABLES = ("executors", "providers", "plugins", "policy", "action", "planner_options")
 _PLUGIN_KEYS = {"allow", "block", "autoload"}
 _ACTION_KEYS = {"max_rounds", "concurrency", "planning_protocol"}
@@ -55,7 +59,10 @@ class Config:
     workspace_backend: str | None = None
     approval_handler: str | None = None
     approval_timeout: float | None = None
-    deprecation_warnings: bool = True
+    #: The ``runtime.show_deprecation_warnings`` setting: warn (once per API per process)
+    #: when the older surface (``tool_func``, ``use_tool(s)``, ``use_sandbox``,
+    #: ``tool_logs``) is used.
+    show_deprecation_warnings: bool = True
     #: Turn on the event observers registered for the ``otel`` setting (agently-core-otel).
     otel: bool = False
     executors: Mapping[str, str] = field(default_factory=dict)
@@ -77,7 +84,8 @@ class Config:
             "workspace_backend": self.workspace_backend,
             "approval_handler": self.approval_handler,
             "approval_timeout": self.approval_timeout,
-            "deprecation_warnings": self.deprecation_warnings, "otel": self.otel,
+            "runtime.show_deprecation_warnings": self.show_deprecation_warnings,
+            "otel": self.otel,
             "executors": dict(self.executors), "providers": dict(self.providers),
             "plugins_allow": None if self.plugins_allow is None else list(self.plugins_allow),
             "plugins_block": list(self.plugins_block), "autoload": self.autoload,
@@ -102,12 +110,12 @@ class Config:
         env = os.environ if env is None else env
         layers: list[tuple[str, dict[str, Any]]] = []
         for name, data in _file_layers(Path(cwd) if cwd else Path.cwd(), env):
-            layers.append((name, data))
+            layers.append((name, _runtime_table(name, data)))
         env_layer = _env_layer(env)
         if env_layer:
             layers.append(("environment", env_layer))
         if overrides:
-            layers.append(("arguments", dict(overrides)))
+            layers.append(("arguments", _runtime_table("arguments", dict(overrides))))
         merged: dict[str, Any] = {}
         for source, data in layers:
             _check(source, data)
@@ -125,7 +133,7 @@ class Config:
         plugins = data.get("plugins", {})
         allow = plugins.get("allow")
         return cls(
-            **{key: data[key] for key in _SCALARS if key in data},
+            **{_FIELDS.get(key, key): data[key] for key in _SCALARS if key in data},
             executors={_kind(k): v for k, v in data.get("executors", {}).items()},
             providers={_kind(k): v for k, v in data.get("providers", {}).items()},
             plugins_allow=None if allow is None else tuple(_names(allow)),
@@ -136,6 +144,30 @@ class Config:
             planner_options=dict(data.get("planner_options", {})),
             sources=sources,
         )
+
+
+def _runtime_table(source: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A ``[runtime]`` table (``name``, ``show_deprecation_warnings``) as the settings it
+    holds: ``runtime`` (the ActionRuntime's name) and ``runtime.show_deprecation_warnings``.
+    ``runtime = "NAME"`` stays as it is."""
+    table = data.get("runtime")
+    if not isinstance(table, Mapping):
+        return data
+    unknown = set(table) - set(_RUNTIME_KEYS)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) in [runtime]: {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(_RUNTIME_KEYS)}")
+    data = {key: value for key, value in data.items() if key != "runtime"}
+    if "name" in table:
+        data["runtime"] = table["name"]
+    for key in _RUNTIME_KEYS[1:]:
+        if key in table:
+            dotted = f"runtime.{key}"
+            if dotted in data and data[dotted] != table[key]:
+                raise ConfigError(f"{source}: {dotted} is set twice, to {data[dotted]!r} and "
+                                  f"{table[key]!r}")
+            data[dotted] = table[key]
+    return data
 
 
 def masked_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -310,6 +342,7 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
         if not name.startswith("AGENTLY_") or not value.strip():
             continue  # an empty variable counts as unset
         key = name[len("AGENTLY_") :].lower()
+        key = _ENV_SETTINGS.get(key, key)
         if key in _SCALARS:
             kind = _SCALARS[key]
             data[key] = _env_bool(name, value) if kind is bool else _env_float(name, value) \
@@ -327,6 +360,10 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
         elif key.startswith("planner_option_") and len(key) > 15:
             data.setdefault("planner_options", {})[key[15:]] = _env_json(value)
     return data
+
+
+#: The environment spelling of each dotted setting (``AGENTLY_RUNTIME_SHOW_DEPRECATION_WARNINGS``).
+_ENV_SETTINGS = {key.replace(".", "_"): key for key in _SCALARS if "." in key}
 
 
 def _env_json(value: str) -> Any:

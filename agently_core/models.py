@@ -10,7 +10,7 @@ import os
 import time
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 ActionStatus = Literal["success", "failed", "approval_required", "blocked", "skipped"]
 Scope = Literal["action_call", "request", "execution", "session", "agent", "global"]
@@ -524,6 +524,25 @@ class FlowResult(_Model):
     error: str | None = None
     execution_id: str | None = None
     usage: dict[str, int] | None = None
+    #: Set by the agent from ``runtime.show_deprecation_warnings`` (for :attr:`tool_logs`).
+    _show_deprecation_warnings: bool = PrivateAttr(default=True)
+
+    @property
+    def action_logs(self) -> list[dict[str, Any]]:
+        """The action loop's structured logs: one entry per call, in call order, each the
+        call's record as JSON data (``call_id``, ``action``, ``kwargs``, ``purpose``,
+        ``status``, ``result`` or ``error``, ``round_index``, ``duration_ms``, ``digest``,
+        ``artifact_refs``, ...)."""
+        return [record.model_dump(mode="json") for record in self.records]
+
+    @property
+    def tool_logs(self) -> list[dict[str, Any]]:
+        """:attr:`action_logs` under the older surface's name (deprecated)."""
+        from .deprecation import warn_deprecated
+
+        warn_deprecated("FlowResult.tool_logs", "FlowResult.action_logs",
+                        enabled=self._show_deprecation_warnings)
+        return self.action_logs
 
 
 __all__ += ["FlowResult", "FlowRound"]

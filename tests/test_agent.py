@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-import agently_core.agent as agent_module
 from agently_core import (
     ActionContext,
     ActionPackage,
@@ -384,9 +383,15 @@ async def test_async_context_manager(make_agent) -> None:
 
 
 # -- deprecated tool surface -----------------------------------------------------------------
+OFF = {"runtime.show_deprecation_warnings": False}
+
+
 @pytest.fixture
 def fresh_warnings(monkeypatch):
-    monkeypatch.setattr(agent_module, "_WARNED", set())
+    import agently_core.deprecation as deprecation
+
+    monkeypatch.setattr(deprecation, "_WARNED", set())
+    return deprecation
 
 
 def _deprecations(record: list[warnings.WarningMessage]) -> list[str]:
@@ -407,14 +412,14 @@ def test_deprecated_apis_map_onto_actions_and_warn_once(make_agent, fresh_warnin
         agent.action.execute_action("multiply", {"x": 2, "y": 3})
         logs = agent.tool_logs
         _ = agent.tool_logs
-    assert logs == [agent.get_action_result()[0].model_dump()]
+    assert logs == agent.action_logs == [agent.get_action_result()[0].model_dump(mode="json")]
     assert logs[0]["result"] == 6
     messages = _deprecations(record)
     assert messages == [
         "agent.tool_func is deprecated; use agent.action_func",
         "agent.use_tool is deprecated; use agent.use_actions",
         "agent.use_tools is deprecated; use agent.use_actions",
-        "agent.tool_logs is deprecated; use agent.get_action_result()",
+        "agent.tool_logs is deprecated; use agent.action_logs",
     ]
     assert all(w.filename == __file__ for w in record)  # points at the caller
     # once per API per process: a second agent does not warn again
@@ -438,7 +443,8 @@ def test_tool_func_as_a_decorator_with_options(make_agent, fresh_warnings) -> No
 
 
 def test_no_deprecation_warnings_when_switched_off(make_agent, fresh_warnings) -> None:
-    agent = make_agent(deprecation_warnings=False)
+    agent = make_agent(**OFF)
+    assert agent.config.show_deprecation_warnings is False
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         agent.tool_func(multiply)
@@ -446,13 +452,103 @@ def test_no_deprecation_warnings_when_switched_off(make_agent, fresh_warnings) -
         agent.use_tools([negate])
         _ = agent.tool_logs
     assert _deprecations(record) == []
-    assert not agent_module._WARNED
+    assert not fresh_warnings._WARNED
     assert names(agent) == ["multiply", "negate"]
 
 
 def test_deprecation_switch_from_the_environment(make_agent, fresh_warnings) -> None:
-    agent = make_agent(env={"AGENTLY_DEPRECATION_WARNINGS": "0"})
+    agent = make_agent(env={"AGENTLY_RUNTIME_SHOW_DEPRECATION_WARNINGS": "0"})
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         agent.use_tool(multiply)
     assert _deprecations(record) == []
+
+
+def test_the_old_setting_name_is_refused(make_agent) -> None:
+    with pytest.raises(ConfigError, match="unknown setting 'deprecation_warnings'"):
+        make_agent(deprecation_warnings=False)
+
+
+def _python_package() -> None:
+    import importlib.util
+
+    from agently_core.testing.requirements import require
+
+    require(importlib.util.find_spec("agently_core_python") is not None,
+            "agently-core-python (the python action package)")
+
+
+def test_use_sandbox_mounts_the_managed_action_and_warns_once(make_agent,
+                                                              fresh_warnings) -> None:
+    _python_package()
+    agent = make_agent()
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        assert agent.use_sandbox("python", timeout=7) is agent
+        make_agent().use_sandbox()  # python is the default
+    assert names(agent) == ["run_python"]
+    assert agent.registry.require("run_python").spec.policy["timeout_seconds"] == 7
+    assert _deprecations(record) == [
+        "agent.use_sandbox is deprecated; use agent.enable_python(...), "
+        "agent.enable_shell(...) or agent.enable_nodejs(...)"]
+    assert all(w.filename == __file__ for w in record)
+    quiet = make_agent(**OFF)
+    with warnings.catch_warnings(record=True) as none:
+        warnings.simplefilter("always")
+        fresh_warnings._WARNED.clear()
+        quiet.use_sandbox("python")
+    assert _deprecations(none) == [] and names(quiet) == ["run_python"]
+
+
+def test_use_sandbox_maps_bash_and_nodejs_onto_their_helpers(make_agent) -> None:
+    import importlib.util
+
+    from agently_core.testing.requirements import require
+
+    for module in ("agently_core_bash", "agently_core_nodejs"):
+        require(importlib.util.find_spec(module) is not None, module)
+    agent = make_agent(**OFF)
+    agent.use_sandbox("bash")
+    agent.use_sandbox("nodejs")
+    assert names(agent) == ["run_bash", "run_nodejs"]
+    assert agent.registry.require("run_bash").spec.kind == "bash"
+
+
+def test_use_sandbox_refuses_an_unknown_sandbox(make_agent, fresh_warnings) -> None:
+    agent = make_agent(**OFF)
+    with pytest.raises(ValueError, match="one of 'python', 'bash', 'nodejs', got 'ruby'"):
+        agent.use_sandbox("ruby")
+    with pytest.raises(ValueError, match="got None"):
+        agent.use_sandbox(None)
+    assert names(agent) == []
+
+
+def test_action_logs_of_a_run_and_tool_logs_on_the_older_surface(make_agent,
+                                                                 fresh_warnings) -> None:
+    agent = make_agent()
+    agent.use_actions([multiply, negate])
+    agent.set_planner("scripted", steps=[
+        [{"action": "multiply", "kwargs": {"x": 2, "y": 5}, "purpose": "double"}],
+        [{"action": "negate", "kwargs": {"x": 10}}], "minus ten"])
+    result = agent.run("go")
+    assert result.response == "minus ten"
+    logs = result.action_logs
+    assert [(e["action"], e["status"], e["result"], e["round_index"]) for e in logs] == [
+        ("multiply", "success", 10, 0), ("negate", "success", -10, 1)]
+    assert logs[0]["purpose"] == "double" and logs[0]["kwargs"] == {"x": 2, "y": 5}
+    assert logs == agent.action_logs  # the agent's are its last request's
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        assert result.tool_logs == logs
+        assert result.tool_logs == logs
+    assert _deprecations(record) == [
+        "FlowResult.tool_logs is deprecated; use FlowResult.action_logs"]
+    assert record[0].filename == __file__
+    fresh_warnings._WARNED.clear()
+    quiet = make_agent(**OFF)
+    quiet.use_actions(negate)
+    quiet.set_planner("scripted", steps=[[{"action": "negate", "kwargs": {"x": 1}}], "ok"])
+    with warnings.catch_warnings(record=True) as none:
+        warnings.simplefilter("always")
+        assert [e["result"] for e in quiet.run("go").tool_logs] == [-1]
+    assert _deprecations(none) == []

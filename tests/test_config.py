@@ -38,7 +38,7 @@ def test_defaults_when_nothing_is_configured(tmp_path: Path) -> None:
     assert config.runtime is None and config.flow is None and config.planner is None
     assert config.executors == {} and config.providers == {}
     assert config.plugins_allow is None and config.plugins_block == ()
-    assert config.autoload is True and config.deprecation_warnings is True
+    assert config.autoload is True and config.show_deprecation_warnings is True
     assert config.sources == (str(tmp_path / "agently.toml"),)
 
 
@@ -176,11 +176,12 @@ def test_kinds_in_files_are_normalised(project: Path) -> None:
 
 def test_scalar_env_vars(project: Path) -> None:
     env = {"AGENTLY_FLOW": "f", "AGENTLY_PLANNER": "p", "AGENTLY_APPROVAL_HANDLER": "auto_approve",
-           "AGENTLY_WORKSPACE_BACKEND": "local", "AGENTLY_DEPRECATION_WARNINGS": "off"}
+           "AGENTLY_WORKSPACE_BACKEND": "local",
+           "AGENTLY_RUNTIME_SHOW_DEPRECATION_WARNINGS": "off"}
     config = Config.load(env=env, cwd=project)
     assert config.flow == "f" and config.planner == "p"
     assert config.approval_handler == "auto_approve" and config.workspace_backend == "local"
-    assert config.deprecation_warnings is False
+    assert config.show_deprecation_warnings is False
 
 
 def test_unrelated_environment_variables_are_ignored(project: Path) -> None:
@@ -228,7 +229,7 @@ def test_autoload_env_vars(project: Path, name: str, value: str, autoload: bool)
 
 @pytest.mark.parametrize(
     "name", ["AGENTLY_PLUGINS_AUTOLOAD", "AGENTLY_DISABLE_PLUGIN_AUTOLOAD",
-             "AGENTLY_DEPRECATION_WARNINGS"]
+             "AGENTLY_RUNTIME_SHOW_DEPRECATION_WARNINGS"]
 )
 def test_boolean_env_vars_reject_nonsense(project: Path, name: str) -> None:
     with pytest.raises(ConfigError, match=name):
@@ -275,7 +276,12 @@ def test_unknown_override_key(project: Path) -> None:
     ("toml", "needle"),
     [
         ("runtime = 5\n", "'runtime' must be a str"),
-        ('deprecation_warnings = "yes"\n', "'deprecation_warnings' must be a bool"),
+        ('[runtime]\nshow_deprecation_warnings = "yes"\n',
+         "'runtime.show_deprecation_warnings' must be a bool"),
+        ('deprecation_warnings = false\n', "unknown setting 'deprecation_warnings'"),
+        ("[runtime]\nshow_deprecations = false\n",
+         r"unknown key\(s\) in \[runtime\]: show_deprecations; known: name, "
+         "show_deprecation_warnings"),
         ('executors = "python"\n', r"\[executors\] must be a table"),
         ("plugins = [1, 2]\n", r"\[plugins\] must be a table"),
     ],
@@ -284,6 +290,31 @@ def test_bad_types_in_a_file(project: Path, toml: str, needle: str) -> None:
     write(project / "agently.toml", toml)
     with pytest.raises(ConfigError, match=needle):
         Config.load(env={}, cwd=project)
+
+
+def test_the_runtime_table(project: Path) -> None:
+    """``runtime.show_deprecation_warnings`` is set in a ``[runtime]`` table (beside the
+    ActionRuntime's ``name``, the same as ``runtime = "NAME"``), as a dotted key in code,
+    or from AGENTLY_RUNTIME_SHOW_DEPRECATION_WARNINGS; layers override it like any
+    setting and keep the runtime's name."""
+    write(project / "agently.toml", '[runtime]\nname = "chosen"\nshow_deprecation_warnings = false\n')
+    config = Config.load(env={}, cwd=project)
+    assert (config.runtime, config.show_deprecation_warnings) == ("chosen", False)
+    assert config.to_dict()["runtime.show_deprecation_warnings"] is False
+    on = Config.load(env={}, cwd=project,
+                     overrides={"runtime.show_deprecation_warnings": True})
+    assert (on.runtime, on.show_deprecation_warnings) == ("chosen", True)
+    nested = Config.load(env={"AGENTLY_RUNTIME": "env-runtime"}, cwd=project,
+                         overrides={"runtime": {"show_deprecation_warnings": True}})
+    assert (nested.runtime, nested.show_deprecation_warnings) == ("env-runtime", True)
+    from_env = Config.load(env={"AGENTLY_RUNTIME_SHOW_DEPRECATION_WARNINGS": "1"}, cwd=project)
+    assert from_env.show_deprecation_warnings is True and from_env.runtime == "chosen"
+    with pytest.raises(ConfigError, match="set twice"):
+        Config.load(env={}, cwd=project, overrides={
+            "runtime": {"show_deprecation_warnings": True},
+            "runtime.show_deprecation_warnings": False})
+    with pytest.raises(ConfigError, match="'runtime' must be a str"):
+        Config.load(env={}, cwd=project, overrides={"runtime": {"name": 3}})
 
 
 def test_bad_type_in_overrides(project: Path) -> None:
