@@ -196,10 +196,11 @@ class FlowRun:
 
 
 def stalled_result(run: FlowRun, timeout: float, request: Any) -> FlowResult:
-    """The result of a run stopped at its time bound: what it did so far, then one
-    ``failed`` record (``error_type="ActionLoopStalled"``) per call still running, or one
-    for the planning round that gave no answer, each saying where it stalled after how
-    long."""
+    """The result of a run stopped at its time bound: what it did so far (the records of
+    the round's calls that finished included), then one ``failed`` record
+    (``error_type="ActionLoopStalled"``) per call still running, or, when none was, one for
+    the stage that gave no answer (``<planning>``, ``<executing>``, ``<starting>``), each
+    saying where it stalled after how long."""
     from .models import ActionRecord, FlowResult, new_id
 
     result = (run.progress.model_copy(deep=True) if run.progress is not None
@@ -209,7 +210,9 @@ def stalled_result(run: FlowRun, timeout: float, request: Any) -> FlowResult:
         where = "starting the execution's environments"
     elif run.round_index is not None:
         where = f"{where} round {run.round_index}"
-    names = [call.action for call in run.running if call.id not in run.finished]
+    recorded = {record.call_id for record in result.records}
+    running = [call for call in run.running if call.id not in recorded]
+    names = [call.action for call in running if call.id not in run.finished]
     detail = f" (unfinished calls: {', '.join(names)})" if names else ""
     result.stop_reason = "failed"
     result.error = (f"the action loop stalled: no result after {timeout:g} s, while "
@@ -217,19 +220,18 @@ def stalled_result(run: FlowRun, timeout: float, request: Any) -> FlowResult:
     meta = {"diagnostic_code": "action_loop.stalled", "stage": run.stage or "starting",
             "timeout_s": timeout}
     now = time.time()
-    if run.running:
-        records = [run.finished.get(call.id) or ActionRecord(
-            call_id=call.id, action=call.action, status="failed", kwargs=call.kwargs,
-            purpose=call.purpose, round_index=call.round_index, started_at=now,
-            error_type="ActionLoopStalled", meta=meta,
-            error=f"action {call.action!r} did not finish within the run's time bound of "
-                  f"{timeout:g} s ({where}); it was cancelled") for call in run.running]
-    else:
-        records = [ActionRecord(
+    records = [run.finished.get(call.id) or ActionRecord(
+        call_id=call.id, action=call.action, status="failed", kwargs=call.kwargs,
+        purpose=call.purpose, round_index=call.round_index, started_at=now,
+        error_type="ActionLoopStalled", meta=meta,
+        error=f"action {call.action!r} did not finish within the run's time bound of "
+              f"{timeout:g} s ({where}); it was cancelled") for call in running]
+    if not names:  # no call was cut short: the stage itself gave no result
+        records.append(ActionRecord(
             call_id=new_id("call_"), action=f"<{run.stage or 'starting'}>", status="failed",
             round_index=run.round_index, started_at=now, error_type="ActionLoopStalled",
             meta=meta, error=f"the action loop stalled: no result after {timeout:g} s, "
-                             f"while {where}")]
+                             f"while {where}"))
     result.records.extend(records)
     if run.stage == "executing" and result.rounds:
         result.rounds[-1].record_ids.extend(r.call_id for r in records)

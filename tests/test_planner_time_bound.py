@@ -235,3 +235,35 @@ def test_a_python_sandbox_running_forever_is_killed(agently_agent_factory) -> No
     assert wait_gone(marker, timeout=5) == [], "a process of the stalled sandbox survived"
     assert not running(marker)
     assert agent.manager.list(kind="python") == []
+
+
+def test_a_stall_between_stages_records_each_call_once(agent) -> None:
+    async def environment_state() -> str:
+        if agent.last_run is None and not seen:
+            seen.append(1)
+            return "ready"
+        await anyio.sleep_forever()
+
+    seen: list[int] = []
+    agent.set_env_state(environment_state)  # asked before every round: hangs in round 1
+    agent.set_planner([[("add", {"a": 1, "b": 2})]])
+    agent.input("x")
+    added, stalled = agent.get_action_result(timeout=0.5)
+    assert (added.action, added.result) == ("add", 3)
+    assert (stalled.action, stalled.error_type, stalled.round_index) == (
+        "<planning>", STALLED, 1)
+
+
+def test_a_stall_after_every_call_finished_still_says_so(agent) -> None:
+    async def execution_handler(context, request):
+        records = [await request.async_call_action(c) for c in request.action_calls]
+        await anyio.sleep_forever()  # all calls ran; the handler never hands them back
+        return records
+
+    agent.register_action_execution_handler(execution_handler)
+    agent.set_planner([[("add", {"a": 1, "b": 2})]])
+    agent.input("x")
+    added, stalled = agent.get_action_result(timeout=0.5)
+    assert (added.action, added.status, added.result) == ("add", "success", 3)
+    assert (stalled.action, stalled.error_type) == ("<executing>", STALLED)
+    assert "while executing round 0" in stalled.error

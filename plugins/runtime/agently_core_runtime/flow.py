@@ -167,6 +167,7 @@ class AgentlyActionFlow:
         while state.next_round < run.max_rounds:
             round_index = state.next_round
             state.next_round += 1
+            _enter(run, "planning", round_index)
             try:
                 context = await self._context(run, state, round_index)
             except Exception as exc:
@@ -176,7 +177,6 @@ class AgentlyActionFlow:
             request = ActionPlanningRequest(action_list=run.action_list(),
                                             planning_protocol=run.planning_protocol)
             await _emit(run, "round.started", run_id=state.run_id, round_index=round_index)
-            _enter(run, "planning", round_index)
             try:
                 decision = await run.runtime.plan(run.planner, context, request)
             except Exception as exc:
