@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:
     from .events import EventCenter
-    from .models import ActionCall, ActionDecision, ActionRecord
+    from .models import ActionCall, ActionRecord
 
 __all__ = [
     "ActionExecutionHandler",
@@ -145,9 +145,9 @@ class ActionResult(TypedDict, total=False):
 
 
 #: ``async def handler(context, request) -> ActionDecision`` (or a raw decision the
-#: runtime normalises: a plan, native tool calls, or the answer's text).
-ActionPlanningHandler = Callable[[ActionRunContext, ActionPlanningRequest],
-                                 "Awaitable[ActionDecision | Any]"]
-#: ``async def handler(context, request) -> list[ActionResult]``.
+#: runtime normalises: a plan, native tool calls, or the answer's text; a plain function
+#: works too).
+ActionPlanningHandler = Callable[[ActionRunContext, ActionPlanningRequest], Awaitable[Any]]
+#: ``async def handler(context, request) -> list[ActionResult]`` (an ActionRecord is one).
 ActionExecutionHandler = Callable[[ActionRunContext, ActionExecutionRequest],
-                                  "Awaitable[Sequence[ActionResult | ActionRecord]]"]
+                                  Awaitable[Sequence[ActionResult]]]

@@ -17,7 +17,9 @@ import anyio
 import pytest
 
 from agently_core.action_handlers import (
+    ActionExecutionHandler,
     ActionExecutionRequest,
+    ActionPlanningHandler,
     ActionPlanningRequest,
     ActionRunContext,
 )
@@ -51,13 +53,13 @@ def test_the_types_module_exports_the_protocols_and_the_handler_contract() -> No
     from agently_core import action_handlers, protocols
     from agently_core.types.plugins import (
         ActionDecision,
-        ActionExecutionHandler,
         ActionExecutor,
         ActionFlow,
-        ActionPlanningHandler,
         ActionResult,
         ActionRuntime,
     )
+    from agently_core.types.plugins import ActionExecutionHandler as Execution
+    from agently_core.types.plugins import ActionPlanningHandler as Planning
     from agently_core.types.plugins import ActionRunContext as Context
 
     assert (ActionExecutor, ActionRuntime, ActionFlow) == (
@@ -65,9 +67,9 @@ def test_the_types_module_exports_the_protocols_and_the_handler_contract() -> No
     assert Context is ActionRunContext
     assert ActionResult is action_handlers.ActionResult
     assert ActionDecision.__name__ == "ActionDecision"
-    assert typing.get_args(ActionPlanningHandler)[0] == [ActionRunContext, ActionPlanningRequest]
-    assert typing.get_args(ActionExecutionHandler)[0] == [ActionRunContext,
-                                                          ActionExecutionRequest]
+    assert (Planning, Execution) == (ActionPlanningHandler, ActionExecutionHandler)
+    assert typing.get_args(Planning)[0] == [ActionRunContext, ActionPlanningRequest]
+    assert typing.get_args(Execution)[0] == [ActionRunContext, ActionExecutionRequest]
     import agently_core as Agently
 
     assert Agently.types.plugins.ActionFlow is ActionFlow
@@ -269,3 +271,13 @@ async def test_the_execution_request_says_how_much_time_is_left(agent) -> None:
     result = await agent.async_run("x", timeout=30)
     assert result.records[0].result == 2
     assert 0 < left[0] <= 30
+
+
+def test_annotations_with_the_handler_aliases_resolve() -> None:
+    class Host:
+        plan: ActionPlanningHandler
+        execute: ActionExecutionHandler
+
+    hints = typing.get_type_hints(Host)
+    assert typing.get_args(hints["execute"])[0] == [ActionRunContext, ActionExecutionRequest]
+    assert hints["plan"] == ActionPlanningHandler
