@@ -1011,6 +1011,8 @@ class Agent:
                 {("execution", execution.id), ("request", execution.id)})
 
     def run(self, request: Any = None, **options: Any) -> FlowResult:
+        """Synchronous :meth:`async_run` (``max_rounds``, ``concurrency``,
+        ``planning_protocol``, ``env_state``, ``timeout``, ...)."""
         from ._sync import run_sync
 
         return run_sync(self._run_kw, request, options)
