@@ -911,7 +911,7 @@ class Agent:
                 if run.timeout is not None:
                     run.deadline = bound.deadline
                 try:
-                    await execution.start()
+                    await execution.async_start()
                 except (ExecutionEnvironmentError, ConfigError, PluginError) as exc:
                     result = FlowResult(stop_reason="failed", error=f"the execution's "
                                         f"environments could not start: {exc}")

@@ -83,7 +83,8 @@ def saved_key(execution_id: str) -> str:
 class Execution:
     """A flow execution. Create one with ``agent.create_execution(...)`` or
     :func:`create_execution`; use it as ``async with execution:`` or call
-    :meth:`start` and :meth:`async_close`.
+    :meth:`async_start` and :meth:`async_close` (:meth:`start` and :meth:`close` from sync
+    code).
 
     With ``workspace`` (a :class:`~agently_core.workspace.Workspace` reporting snapshots,
     compare-and-set and leases; with ``require_distributed_provider=True`` also everything
@@ -152,7 +153,17 @@ class Execution:
         self._resuming = False
 
     # -- lifecycle -----------------------------------------------------------------------
-    async def start(self, *, execution_environments: Iterable[
+    def start(self, *, execution_environments: Iterable[
+            EnvironmentRequirement | Mapping[str, Any]] = ()) -> Execution:
+        """:meth:`async_start` from sync code."""
+        from ._sync import run_sync
+
+        return run_sync(self._start_kw, list(execution_environments))
+
+    async def _start_kw(self, execution_environments: list[Any]) -> Execution:
+        return await self.async_start(execution_environments=execution_environments)
+
+    async def async_start(self, *, execution_environments: Iterable[
             EnvironmentRequirement | Mapping[str, Any]] = ()) -> Execution:
         """Ensure the execution-scoped environments and inject their resources. A pending
         approval pauses the execution (see :attr:`pending`) instead of raising.
@@ -201,7 +212,7 @@ class Execution:
                     self.manager.grant(request.subject_id)
                     if request.subject_id not in self.granted:
                         self.granted.append(request.subject_id)
-            await self.start()
+            await self.async_start()
         return self
 
     def seal(self) -> Execution:
@@ -249,7 +260,7 @@ class Execution:
         return run_sync(self.async_close)
 
     async def __aenter__(self) -> Execution:
-        await self.start()
+        await self.async_start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -481,7 +492,7 @@ class Execution:
             for requirement_id in execution.granted:
                 manager.grant(requirement_id)
             if document.get("state") == "sealed":  # it had started: start it again
-                await execution.start()
+                await execution.async_start()
                 if execution.pending:
                     raise ExecutionStateError(
                         f"execution {execution_id}'s environments wait for approval again; "

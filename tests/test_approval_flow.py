@@ -469,7 +469,7 @@ def test_execution_environments_go_through_the_agents_handlers(build, provider) 
     async def run() -> Any:
         execution = agent.create_execution(execution_environments=[
             {"kind": "memory", "resource_key": "box", "approval_required": True}])
-        await execution.start()
+        await execution.async_start()
         resources = dict(execution.resources)
         await execution.async_close()
         return resources

@@ -226,7 +226,7 @@ async def test_boolean_and_model_decisions(agent, danger) -> None:
 @pytest.mark.anyio
 async def test_resume_when_not_paused_is_refused(agent, provider) -> None:
     execution = agent.create_execution()
-    await execution.start()
+    await execution.async_start()
     with pytest.raises(ExecutionStateError):
         await execution.async_continue_with("approved", resume_request_id="r1")
     await execution.async_close()
@@ -497,7 +497,7 @@ async def test_states_open_sealed_closed(agent, provider) -> None:
                                        runtime_resources={"a": 1})
     assert execution.state == "open"
     execution.add_runtime_resource("b", 2)
-    await execution.start()
+    await execution.async_start()
     execution.add_runtime_resource("c", 3)  # still open after start
     assert execution.resources["c"] == 3
     assert execution.seal() is execution
@@ -506,7 +506,7 @@ async def test_states_open_sealed_closed(agent, provider) -> None:
     with pytest.raises(ExecutionStateError):
         execution.add_runtime_resource("d", 4)
     assert "d" not in execution.resources
-    await execution.start()  # started already: nothing new
+    await execution.async_start()  # started already: nothing new
     assert len(provider.started) == 1
 
     snapshot = await execution.async_close()
@@ -517,7 +517,7 @@ async def test_states_open_sealed_closed(agent, provider) -> None:
         with pytest.raises(ExecutionStateError):
             refused()
     with pytest.raises(ExecutionStateError):
-        await execution.start()
+        await execution.async_start()
     again = await execution.async_close()
     assert again.closed_at == snapshot.closed_at
     assert len(provider.released) == 1
@@ -560,7 +560,7 @@ def test_sync_close_returns_the_snapshot(plugins, provider) -> None:
 @pytest.mark.anyio
 async def test_async_seal_and_async_close_are_the_async_forms(agent, provider) -> None:
     execution = agent.create_execution(execution_environments=[execution_env()])
-    await execution.start()
+    await execution.async_start()
     assert await execution.async_seal() is execution and execution.state == "sealed"
     assert await execution.async_seal() is execution  # idempotent, like seal()
     with pytest.raises(ExecutionStateError):
@@ -577,28 +577,41 @@ async def test_async_seal_and_async_close_are_the_async_forms(agent, provider) -
 @pytest.mark.anyio
 async def test_environments_can_be_given_at_start(agent, provider) -> None:
     execution = agent.create_execution(execution_environments=[execution_env()])
-    await execution.start(execution_environments=[execution_env(resource_key="extra")])
+    await execution.async_start(execution_environments=[execution_env(resource_key="extra")])
     assert sorted(execution.resources) == ["extra", "res"] and len(provider.live) == 2
     assert {h.owner_id for h in agent.manager.list("execution")} == {execution.id}
-    await execution.start(execution_environments=[
+    await execution.async_start(execution_environments=[
         {"kind": "memory", "resource_key": "third"}])  # started already: adds this one
     assert sorted(execution.resources) == ["extra", "res", "third"]
     assert len(provider.started) == 3
     with pytest.raises(ValueError, match="resource key 'res'"):
-        await execution.start(execution_environments=[execution_env()])
+        await execution.async_start(execution_environments=[execution_env()])
     execution.seal()
     with pytest.raises(ExecutionStateError, match="sealed"):
-        await execution.start(execution_environments=[execution_env(resource_key="late")])
+        await execution.async_start(execution_environments=[execution_env(resource_key="late")])
     assert len(provider.started) == 3
     await execution.async_close()
     assert provider.live == []
+
+
+def test_sync_start_takes_environments_too(plugins, provider) -> None:
+    agent = create_agent(plugins=plugins)
+    execution = agent.create_execution()
+    assert execution.start(execution_environments=[execution_env()]) is execution
+    assert execution.resources["res"] is provider.live[0]
+    assert execution.seal() is execution
+    snapshot = execution.close()
+    assert snapshot.state == "closed" and [h.resource_key for h in snapshot.environments] == [
+        "res"]
+    assert provider.live == []
+    agent.close()
 
 
 @pytest.mark.anyio
 async def test_an_execution_started_with_environments_runs_the_flow(agent, danger,
                                                                      provider) -> None:
     execution = agent.create_execution()
-    await execution.start(execution_environments=[execution_env()])
+    await execution.async_start(execution_environments=[execution_env()])
     result = await agent.async_run("go", execution=execution)
     assert result.stop_reason == "approval_required"
     assert execution.resources["res"] is provider.live[0]

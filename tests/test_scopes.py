@@ -400,13 +400,13 @@ async def test_execution_start_failure_releases_what_started(agent, provider) ->
 @pytest.mark.anyio
 async def test_execution_closed_by_the_agent(agent, provider) -> None:
     execution = agent.create_execution(execution_environments=[memory()])
-    await execution.start()
+    await execution.async_start()
     assert len(provider.live) == 1
     await agent.aclose()
     assert execution.state == "closed"
     assert provider.live == []
     with pytest.raises(ExecutionStateError):
-        await execution.start()
+        await execution.async_start()
 
 
 # -- session ---------------------------------------------------------------------------
