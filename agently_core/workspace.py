@@ -633,7 +633,8 @@ class Workspace:
 
 
 def create_workspace(backend: Any = None, /, **options: Any) -> Workspace:
-    """A :class:`Workspace`: ``create_workspace("local", path="./ws")``."""
+    """A :class:`Workspace`: ``create_workspace("local", root="./ws")``; the arguments
+    are :class:`Workspace`'s."""
     return Workspace(backend, **options)
 
 
