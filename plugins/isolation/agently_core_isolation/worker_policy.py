@@ -1,7 +1,7 @@
 """From a policy to a warm worker's limits and environment, and back: does a worker
 already started satisfy a call's (possibly stricter) policy? And from a package's
-``mount`` options to its action and requirement. Shared by the warm sandboxes (Python,
-Node.js)."""
+``mount`` options to its action and requirement; and the provider that starts the workers.
+Shared by the warm sandboxes (Python, Node.js)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
+
 from agently_core.errors import ActionError
-from agently_core.models import ActionSpec, EnvironmentRequirement
+from agently_core.models import ActionSpec, EnvironmentRequirement, Policy
+from agently_core.protocols import ProviderHandle
 
 from . import workspace
-from .sandbox import Limits
+from .sandbox import Isolation, Limits
 from .workspace import DEFAULT_WORKSPACE_BYTES
 
 DEFAULT_MEMORY = 1 << 30
@@ -151,3 +154,43 @@ def mount_worker_action(agent: Any, *, kind: str, name: str, description: str, s
     )
     agent.action.register_action(spec)
     return [name]
+
+
+class WarmWorkerProvider:
+    """The ExecutionEnvironmentProvider of a warm sandbox: starts one isolated worker per
+    requirement, checks it with a real ping round trip and kills it on release.
+
+    A subclass sets ``kind``, ``name`` and ``worker``: the worker class, built as
+    ``worker(isolation, limits, network=, env=, passed=, workspace_bytes=)`` and offering
+    ``start()``, ``ping()``, ``dead`` and ``aclose()``. Requirement config: ``tier`` (force
+    an isolation tier), ``allow_trusted_local`` (explicit opt-in to no isolation), ``env``
+    (variables the host gives the child). Requirement policy: ``network``,
+    ``max_memory_bytes``, ``max_processes``, ``max_file_bytes``, ``max_workspace_bytes``
+    (what the workspace and temporary files may hold together, where the host is root),
+    ``env_passthrough``."""
+
+    kind: str
+    name: str
+    worker: type
+
+    async def ensure(self, requirement: Any) -> Any:
+        config = dict(requirement.config or {})
+        policy = Policy().merge(dict(requirement.policy or {}))
+        isolation = Isolation(config.get("tier"),
+                              allow_trusted_local=bool(config.get("allow_trusted_local")))
+        env, passed = worker_env(policy, config)
+        worker = self.worker(isolation, worker_limits(policy), network=bool(policy.network),
+                             env=env, passed=passed, workspace_bytes=policy.max_workspace_bytes)
+        try:
+            return await worker.start()
+        except BaseException:  # failed or cancelled while starting: leave nothing behind
+            with anyio.CancelScope(shield=True):
+                await worker.aclose()
+            raise
+
+    async def async_health_check(self, handle: ProviderHandle) -> bool:
+        worker = handle.resource
+        return not worker.dead and await worker.ping()
+
+    async def release(self, requirement: Any, worker: Any) -> None:
+        await worker.aclose()

@@ -2,49 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import anyio
-from agently_core_isolation.sandbox import Isolation
-from agently_core_isolation.worker_policy import worker_env, worker_limits
-
-from agently_core.models import Policy
-from agently_core.protocols import ProviderHandle
+from agently_core_isolation.worker_policy import WarmWorkerProvider
 
 from .sandbox import NodeWorker
 
 
-class NodeSandboxProvider:
-    """Starts, checks (a real ping round trip) and kills warm Node.js workers.
-
-    Requirement config: ``tier`` (force an isolation tier), ``allow_trusted_local``
-    (explicit opt-in to no isolation), ``env`` (variables the host gives the child).
-    Requirement policy: ``network``, ``max_memory_bytes``, ``max_processes``,
-    ``max_file_bytes``, ``max_workspace_bytes`` (what the workspace and temporary files may
-    hold together, where the host is root), ``env_passthrough``.
-    """
+class NodeSandboxProvider(WarmWorkerProvider):
+    """Starts, checks (a real ping round trip) and kills warm Node.js workers (the options:
+    :class:`~agently_core_isolation.worker_policy.WarmWorkerProvider`)."""
 
     kind = "node"
     name = "node"
-
-    async def ensure(self, requirement: Any) -> NodeWorker:
-        config = dict(requirement.config or {})
-        policy = Policy().merge(dict(requirement.policy or {}))
-        isolation = Isolation(config.get("tier"),
-                              allow_trusted_local=bool(config.get("allow_trusted_local")))
-        env, passed = worker_env(policy, config)
-        worker = NodeWorker(isolation, worker_limits(policy), network=bool(policy.network),
-                            env=env, passed=passed, workspace_bytes=policy.max_workspace_bytes)
-        try:
-            return await worker.start()
-        except BaseException:  # failed or cancelled while starting: leave nothing behind
-            with anyio.CancelScope(shield=True):
-                await worker.aclose()
-            raise
-
-    async def async_health_check(self, handle: ProviderHandle) -> bool:
-        worker: NodeWorker = handle.resource
-        return not worker.dead and await worker.ping()
-
-    async def release(self, requirement: Any, worker: NodeWorker) -> None:
-        await worker.aclose()
+    worker = NodeWorker
