@@ -9,9 +9,9 @@
 * Reference implementations: :class:`MemoryWorkspaceBackend`, :class:`TempdirProvider` and
   the counting in-memory :class:`MemoryProvider`.
 * Helpers: :func:`make_plugin`, :func:`make_plugin_manager`, :func:`make_agent`,
-  :func:`run_async`, :class:`Heartbeat`, :func:`mounted_specs`; what a test needs from the machine
-  (:func:`require_program`, :func:`require_root`, :func:`require`: fail under CI, skip
-  elsewhere); and fake installed distributions
+  :func:`run_async`, :class:`Heartbeat`, :func:`mounted_specs`, :func:`installed_plugin`;
+  what a test needs from the machine (:func:`require_program`, :func:`require_root`,
+  :func:`require`: fail under CI, skip elsewhere); and fake installed distributions
   (:func:`make_distribution`, :func:`activate`, :func:`deactivate`).
 
 The pytest plugin (``agently_core.testing.pytest_plugin``, entry point ``pytest11``) adds
@@ -45,6 +45,7 @@ _LAZY = {
     "make_plugin": ".harness",
     "make_plugin_manager": ".harness",
     "mounted_specs": ".harness",
+    "installed_plugin": ".harness",
     "run_async": ".harness",
     "in_ci": ".requirements",
     "require": ".requirements",
@@ -69,6 +70,7 @@ __all__ = [
     "activate",
     "deactivate",
     "in_ci",
+    "installed_plugin",
     "make_agent",
     "make_distribution",
     "make_plugin",
@@ -101,6 +103,7 @@ if TYPE_CHECKING:
     from .executor_suite import ExecutorConformance
     from .harness import (
         Heartbeat,
+        installed_plugin,
         make_agent,
         make_plugin,
         make_plugin_manager,

@@ -4,6 +4,8 @@
   registration hooks) from plain mappings, and :func:`make_plugin_manager` registers such
   plugins in a :class:`~agently_core.plugins.PluginManager` that does not autoload entry
   points and ignores the environment's configuration, so a test sees exactly what it set up.
+* :func:`installed_plugin` loads an installed plugin by its entry-point name, to put in
+  such a manager (``make_plugin_manager(installed_plugin("function"))``).
 * :func:`make_agent` builds an agent on such a manager.
 * :func:`mounted_specs` gives the action specs an action package's ``mount`` registers.
 * :func:`run_async` runs a coroutine function on a fresh event loop (anyio).
@@ -92,6 +94,22 @@ def make_plugin_manager(*plugins: Any, config: Config | None = None,
         if info.status == "failed":
             raise RuntimeError(f"plugin {name} failed to register: {info.error}")
     return manager
+
+
+def installed_plugin(name: str) -> Any:
+    """The plugin module an installed distribution registers under ``name`` in the
+    ``agently_core`` entry-point group (``"function"``, ``"runtime"``, ...). Raises
+    :class:`~agently_core.errors.NotInstalledError` naming it when none is installed."""
+    from importlib.metadata import entry_points
+
+    from .. import hookspecs
+    from ..errors import NotInstalledError
+
+    for ep in entry_points(group=hookspecs.ENTRY_POINT_GROUP, name=name):
+        return ep.load()
+    raise NotInstalledError(f"no installed plugin registers the entry point {name!r} in the "
+                            f"{hookspecs.ENTRY_POINT_GROUP!r} group (pip install "
+                            f"agently-core-{name})")
 
 
 def make_agent(plugins: PluginManager, name: str = "conformance", **options: Any) -> Agent:

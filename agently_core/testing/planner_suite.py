@@ -234,11 +234,10 @@ class PlannerConformance(ConformanceSuite):
 
     # -- helpers -------------------------------------------------------------------------
     def _agent(self, **config: Any) -> Any:
-        import agently_core_function.plugin as function_plugin
-        import agently_core_runtime.plugin as runtime_plugin
-
         from ..config import Config
-        from .harness import make_agent
+        from .harness import installed_plugin, make_agent
+
+        function_plugin, runtime_plugin = installed_plugin("function"), installed_plugin("runtime")
 
         plugins = [function_plugin, runtime_plugin]
         if self.planner_plugin is not None and self.planner_plugin is not runtime_plugin:
