@@ -62,7 +62,7 @@ def test_agent_close_releases_every_scope_it_started(agent) -> None:
     agent.enable_python(scope="request", name="run_python_request")
     execution = agent.create_execution(execution_environments=[
         EnvironmentRequirement(kind="python", scope="execution", resource_key="py")])
-    run_sync(execution.start)  # left open: the agent must close it
+    run_sync(execution.async_start)  # left open: the agent must close it
     assert agent.action.execute_action("run_python", {"python_code": "1"}).status == "success"
     assert len(agent.manager.list(kind="python")) == 2  # the agent's and the execution's
     agent.close()
@@ -73,7 +73,7 @@ def test_agent_close_releases_every_scope_it_started(agent) -> None:
 def test_execution_close_reports_released_environments(agent) -> None:
     execution = agent.create_execution(execution_environments=[
         EnvironmentRequirement(kind="python", scope="execution", resource_key="py")])
-    run_sync(execution.start)
+    run_sync(execution.async_start)
     assert [h.status for h in execution.handles.values()] == ["ready"]
     snapshot = execution.close()
     assert [h.status for h in snapshot.environments] == ["released"]
