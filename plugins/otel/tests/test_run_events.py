@@ -113,7 +113,7 @@ def test_an_announced_run_ends_with_run_completed_not_with_the_pause(
         with cancelled.bind():
             await agent.events.emit("run.started", "flow", run_id=cancelled.id,
                                     agent_name="c")
-        await cancelled.aclose()
+        await cancelled.async_close()
 
     try:
         anyio.run(main)
