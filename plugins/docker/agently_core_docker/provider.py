@@ -1,0 +1,185 @@
+"""``docker``: one long-running hardened container per requirement (scope owner).
+
+``ensure`` creates and starts the container (:func:`~agently_core_docker.settings.
+create_options`: no network unless the policy allows it, read-only root, a size-capped tmpfs
+work directory, every capability dropped, ``no-new-privileges``, a non-root user, pids,
+memory and CPU limits, host-configured mounts only); ``async_health_check`` is a real round
+trip (running, and ``true`` answers through ``docker exec``); ``release`` removes it (force,
+so it is killed first). Nothing is ever pulled: the image must be on the engine. Blocking
+docker-py calls run in worker threads.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from agently_core.errors import ActionError, AgentlyError
+from agently_core.protocols import ProviderHandle
+
+from .engine import LABEL, OWNER_LABEL, client
+from .settings import ContainerSettings, DockerConfigError, container_settings, create_options
+
+HEALTH_TIMEOUT = 10.0
+
+
+@dataclass
+class ExecResult:
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+    truncated: bool
+
+
+@dataclass(eq=False)
+class DockerContainer:
+    """A live container: its id and name, the settings it was started with, and the client."""
+
+    id: str
+    name: str
+    settings: ContainerSettings
+    engine: Any = field(repr=False)
+    started_s: float = 0.0
+    removed: bool = False
+
+    def running(self) -> bool:
+        if self.removed:
+            return False
+        import docker.errors
+
+        try:
+            state = self.engine.api.inspect_container(self.id)["State"]
+        except docker.errors.NotFound:
+            return False
+        return bool(state.get("Running")) and not state.get("Paused")
+
+    def exec(self, argv: list[str], max_bytes: int) -> ExecResult:
+        """Run ``argv`` in the container (blocking); keep at most ``max_bytes`` of stdout and
+        of stderr, reading (and dropping) the rest until the command ends."""
+        api = self.engine.api
+        made = api.exec_create(self.id, argv, stdout=True, stderr=True, user=self.settings.user,
+                               workdir=self.settings.workdir, privileged=False)
+        out, err, truncated = bytearray(), bytearray(), False
+        for stdout, stderr in api.exec_start(made["Id"], stream=True, demux=True):
+            for chunk, buffer in ((stdout, out), (stderr, err)):
+                if not chunk:
+                    continue
+                room = max_bytes - len(buffer)
+                if len(chunk) > room:
+                    truncated = True
+                buffer.extend(chunk[:max(room, 0)])
+        code = api.exec_inspect(made["Id"]).get("ExitCode")
+        return ExecResult(code, bytes(out), bytes(err), truncated)
+
+    def remove(self) -> None:
+        """Kill and remove the container; idempotent."""
+        import docker.errors
+
+        try:
+            self.engine.api.remove_container(self.id, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        self.removed = True
+
+    async def run(self, argv: list[str], *, timeout: float, max_bytes: int) -> ExecResult:
+        """Run ``argv`` with a wall-clock limit kept by the host: past ``timeout`` seconds the
+        container is killed and removed (the manager's health check then replaces it)."""
+        if self.removed:
+            raise ActionError(f"container {self.name} was removed; the next call gets a new one")
+        try:
+            with anyio.fail_after(timeout):
+                return await anyio.to_thread.run_sync(self.exec, argv, max_bytes,
+                                                      abandon_on_cancel=True)
+        except TimeoutError:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.remove)
+            raise ActionError(f"the command ran past its {timeout:g}s limit; container "
+                              f"{self.name} was killed and removed (the next call gets a "
+                              "fresh one)") from None
+        except BaseException:
+            # cancelled from outside (the dispatcher's timeout): the exec may still run
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.remove)
+            raise
+
+
+def _start(settings: ContainerSettings, labels: dict[str, str], made: list[str]) -> DockerContainer:
+    import docker.errors
+
+    engine = client()
+    try:
+        engine.images.get(settings.image)
+    except docker.errors.ImageNotFound:
+        raise DockerConfigError(
+            f"image {settings.image!r} is not on the Docker engine (nothing is pulled): build "
+            "it (agently-core docker build-image) or docker import/load it first") from None
+    name = f"agently-{uuid.uuid4().hex[:12]}"
+    began = time.perf_counter()
+    try:
+        container = engine.containers.create(settings.image, name=name,
+                                             **create_options(settings, labels))
+        made.append(container.id)
+        container.start()
+    except docker.errors.APIError as exc:
+        raise AgentlyError(f"docker could not start {settings.image!r}: "
+                           f"{exc.explanation or exc}") from None
+    return DockerContainer(container.id, name, settings, engine,
+                           started_s=time.perf_counter() - began)
+
+
+def _remove_ids(ids: list[str]) -> None:
+    import docker.errors
+
+    if not ids:
+        return
+    engine = client()
+    for ident in ids:
+        try:
+            engine.api.remove_container(ident, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+
+
+class DockerProvider:
+    """Provider for ``kind="docker"`` (see the module docstring)."""
+
+    kind = "docker"
+
+    async def ensure(self, requirement: Any) -> DockerContainer:
+        settings = container_settings(requirement.config, requirement.policy)
+        labels = {LABEL: "1", OWNER_LABEL: f"{requirement.scope}:{requirement.owner_id or ''}"}
+        made: list[str] = []
+        try:
+            return await anyio.to_thread.run_sync(_start, settings, labels, made)
+        except BaseException:
+            with anyio.CancelScope(shield=True):  # leave nothing behind
+                await anyio.to_thread.run_sync(_remove_ids, made)
+            raise
+
+    async def async_health_check(self, handle: ProviderHandle) -> bool:
+        container = handle.resource
+        if not isinstance(container, DockerContainer) or container.removed:
+            return False
+        try:
+            with anyio.fail_after(HEALTH_TIMEOUT):
+                alive = await anyio.to_thread.run_sync(container.running, abandon_on_cancel=True)
+                if not alive:
+                    return False
+                answer = await anyio.to_thread.run_sync(container.exec, ["true"], 1024,
+                                                        abandon_on_cancel=True)
+        except Exception:
+            return False
+        return answer.exit_code == 0
+
+    async def release(self, requirement: Any, resource: Any) -> None:
+        if isinstance(resource, DockerContainer):
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(resource.remove)
+
+
+__all__ = ["DockerContainer", "DockerProvider", "ExecResult"]

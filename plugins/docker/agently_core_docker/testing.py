@@ -1,0 +1,96 @@
+"""Pytest fixtures for tests that need a Docker engine.
+
+``docker_engine`` (session scope) gives the engine's address: a running engine if one
+answers (``DOCKER_HOST``, or the default socket), else a ``dockerd`` started for the
+session (:class:`~agently_core_docker.daemon.StartedDaemon`) and stopped at its end. With
+no engine to be had, the tests that use it skip with the reason, and fail under CI
+(:func:`agently_core.testing.require`). Once it is set up, ``DOCKER_HOST`` names it for the
+session, and at the end every container of ours (label
+:data:`~agently_core_docker.engine.LABEL`) still there is removed.
+
+``docker_test_image`` (session scope) is the tiny busybox image
+(:func:`~agently_core_docker.images.build_busybox_image`), built once per engine.
+
+Use them from a ``conftest.py``: ``from agently_core_docker.testing import docker_engine,
+docker_test_image``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from agently_core.testing import require
+
+from .daemon import StartedDaemon, engine_answers
+from .engine import DEFAULT_SOCKET, LABEL
+
+
+def our_containers(host: str) -> list[str]:
+    """Names of every container (running or not) carrying our label."""
+    import docker
+
+    made = docker.DockerClient(base_url=host, timeout=30, version="auto")
+    try:
+        return [c.name for c in made.containers.list(all=True, filters={"label": LABEL})]
+    finally:
+        made.close()
+
+
+def _remove_ours(host: str) -> None:
+    import docker
+
+    made = docker.DockerClient(base_url=host, timeout=30, version="auto")
+    try:
+        for container in made.containers.list(all=True, filters={"label": LABEL}):
+            container.remove(force=True)
+    finally:
+        made.close()
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[str]:
+    """The address of a Docker engine answering for this session (see the module)."""
+    host = os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
+    started: StartedDaemon | None = None
+    if not engine_answers(host):
+        problem = None
+        try:
+            started = StartedDaemon.start()
+        except Exception as exc:
+            problem = str(exc)
+        require(started is not None, f"no Docker engine answers at {host} and none could be "
+                                     f"started: {problem}")
+        assert started is not None
+        host = started.host
+    previous = os.environ.get("DOCKER_HOST")
+    os.environ["DOCKER_HOST"] = host
+    try:
+        yield host
+    finally:
+        try:
+            _remove_ours(host)
+        finally:
+            if previous is None:
+                os.environ.pop("DOCKER_HOST", None)
+            else:
+                os.environ["DOCKER_HOST"] = previous
+            if started is not None:
+                started.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_test_image(docker_engine: str) -> str:
+    """The tiny busybox test image's tag, on the session's engine."""
+    import shutil
+
+    from .images import build_busybox_image
+
+    require(shutil.which("busybox") is not None,
+            "busybox is not installed (apt-get install busybox-static; ./dev installs it)")
+    return build_busybox_image()
+
+
+__all__ = ["docker_engine", "docker_test_image", "our_containers"]
