@@ -80,11 +80,15 @@ class DockerContainer:
         """Kill and remove the container; idempotent."""
         import docker.errors
 
+        if self.removed:
+            return
+
         try:
             self.engine.api.remove_container(self.id, force=True, v=True)
         except docker.errors.NotFound:
             pass
         self.removed = True
+        self.engine.close()
 
     async def run(self, argv: list[str], *, timeout: float, max_bytes: int) -> ExecResult:
         """Run ``argv`` with a wall-clock limit kept by the host: past ``timeout`` seconds the
@@ -115,9 +119,13 @@ def _start(settings: ContainerSettings, labels: dict[str, str], made: list[str])
     try:
         engine.images.get(settings.image)
     except docker.errors.ImageNotFound:
+        engine.close()
         raise DockerConfigError(
             f"image {settings.image!r} is not on the Docker engine (nothing is pulled): build "
             "it (agently-core docker build-image) or docker import/load it first") from None
+    except BaseException:
+        engine.close()
+        raise
     name = f"agently-{uuid.uuid4().hex[:12]}"
     began = time.perf_counter()
     try:
@@ -126,8 +134,12 @@ def _start(settings: ContainerSettings, labels: dict[str, str], made: list[str])
         made.append(container.id)
         container.start()
     except docker.errors.APIError as exc:
+        engine.close()
         raise AgentlyError(f"docker could not start {settings.image!r}: "
                            f"{exc.explanation or exc}") from None
+    except BaseException:
+        engine.close()
+        raise
     return DockerContainer(container.id, name, settings, engine,
                            started_s=time.perf_counter() - began)
 
@@ -138,11 +150,14 @@ def _remove_ids(ids: list[str]) -> None:
     if not ids:
         return
     engine = client()
-    for ident in ids:
-        try:
-            engine.api.remove_container(ident, force=True, v=True)
-        except docker.errors.NotFound:
-            pass
+    try:
+        for ident in ids:
+            try:
+                engine.api.remove_container(ident, force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+    finally:
+        engine.close()
 
 
 class DockerProvider:

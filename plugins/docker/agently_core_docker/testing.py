@@ -6,7 +6,8 @@ session (:class:`~agently_core_docker.daemon.StartedDaemon`) and stopped at its 
 no engine to be had, the tests that use it skip with the reason, and fail under CI
 (:func:`agently_core.testing.require`). Once it is set up, ``DOCKER_HOST`` names it for the
 session, and at the end every container of ours (label
-:data:`~agently_core_docker.engine.LABEL`) still there is removed.
+:data:`~agently_core_docker.engine.LABEL`) still there is removed and reported as an error
+of the session (a release that leaked).
 
 ``docker_test_image`` (session scope) is the tiny busybox image
 (:func:`~agently_core_docker.images.build_busybox_image`), built once per engine.
@@ -39,13 +40,16 @@ def our_containers(host: str) -> list[str]:
         made.close()
 
 
-def _remove_ours(host: str) -> None:
+def _remove_ours(host: str) -> list[str]:
+    """Remove every container of ours; returns their names."""
     import docker
 
     made = docker.DockerClient(base_url=host, timeout=30, version="auto")
     try:
-        for container in made.containers.list(all=True, filters={"label": LABEL}):
+        left = made.containers.list(all=True, filters={"label": LABEL})
+        for container in left:
             container.remove(force=True)
+        return [c.name for c in left]
     finally:
         made.close()
 
@@ -67,11 +71,12 @@ def docker_engine() -> Iterator[str]:
         host = started.host
     previous = os.environ.get("DOCKER_HOST")
     os.environ["DOCKER_HOST"] = host
+    left: list[str] = []
     try:
         yield host
     finally:
         try:
-            _remove_ours(host)
+            left = _remove_ours(host)
         finally:
             if previous is None:
                 os.environ.pop("DOCKER_HOST", None)
@@ -79,6 +84,8 @@ def docker_engine() -> Iterator[str]:
                 os.environ["DOCKER_HOST"] = previous
             if started is not None:
                 started.stop()
+    # a leak is an error of the session, not something the clean-up hides
+    assert not left, f"containers of ours were left behind (now removed): {', '.join(left)}"
 
 
 @pytest.fixture(scope="session")
