@@ -146,3 +146,33 @@ def test_an_image_not_on_the_engine_is_not_pulled(docker_engine) -> None:
     need = EnvironmentRequirement(kind="docker", config={"image": "busybox:latest"})
     with pytest.raises(DockerConfigError, match="nothing is pulled"):
         anyio.run(DockerProvider().ensure, need)
+
+
+def test_a_host_configured_mount_is_the_only_mount(docker_engine, docker_test_image,
+                                                   tmp_path) -> None:
+    (tmp_path / "data.txt").write_text("from the host\n")
+    tmp_path.chmod(0o777)  # only the read-only mount may stop the container's user writing
+    (tmp_path / "data.txt").chmod(0o644)
+    need = EnvironmentRequirement(kind="docker", config={
+        "image": docker_test_image, "mounts": [{"source": str(tmp_path), "target": "/data"}]})
+    provider = DockerProvider()
+
+    async def scenario() -> tuple[Any, Any]:
+        container = await provider.ensure(need)
+        try:
+            engine = docker.DockerClient(base_url=docker_engine, version="auto")
+            attrs = engine.containers.get(container.id).attrs
+            engine.close()
+            out = await container.run(["sh", "-c", "cat /data/data.txt; touch /data/new 2>&1"],
+                                      timeout=10, max_bytes=1000)
+            return attrs, out
+        finally:
+            await provider.release(need, container)
+
+    attrs, out = anyio.run(scenario)
+    [mount] = attrs["Mounts"]
+    assert (mount["Type"], mount["Source"], mount["Destination"], mount["RW"]) == (
+        "bind", str(tmp_path), "/data", False)
+    assert out.stdout.decode().splitlines() == [
+        "from the host", "touch: /data/new: Read-only file system"]
+    assert not (tmp_path / "new").exists()
