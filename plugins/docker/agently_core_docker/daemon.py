@@ -4,7 +4,8 @@
 --storage-driver=vfs`` (overlay is not available everywhere) on the default socket when that
 is free and we are root (so images built once stay cached on the machine), else with its own
 data root and socket under a temporary directory; :meth:`StartedDaemon.stop` stops exactly
-that process.
+that process. The daemon is detached (``setsid --fork``: its parent is init, not this
+process), so tests that check this process leaves no child behind do not see it.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ def engine_answers(host: str, timeout: float = 5.0) -> bool:
 class StartedDaemon:
     """A ``dockerd`` this process started (see the module docstring)."""
 
-    def __init__(self, process: subprocess.Popen[bytes], host: str, root: Path | None,
-                 log: Path) -> None:
-        self.process, self.host, self.root, self.log = process, host, root, log
+    def __init__(self, pidfile: Path, host: str, root: Path | None, log: Path) -> None:
+        self.pidfile, self.host, self.root, self.log = pidfile, host, root, log
+        self.pid: int | None = None
 
     @classmethod
     def start(cls) -> StartedDaemon:
@@ -55,25 +56,26 @@ class StartedDaemon:
         root: Path | None = None
         base = Path(tempfile.mkdtemp(prefix="agently-dockerd-"))
         log = base / "dockerd.log"
-        args = [dockerd, "--storage-driver=vfs"]
+        pidfile = base / "docker.pid"
+        args = [dockerd, "--storage-driver=vfs", f"--pidfile={pidfile}"]
         if os.path.exists(DEFAULT_SOCKET) or os.path.exists("/var/run/docker.pid"):
             root = base  # the default place is taken: everything of ours under base
             host = f"unix://{base}/docker.sock"
             args += [f"--data-root={base}/data", f"--exec-root={base}/exec",
-                     f"--pidfile={base}/docker.pid", f"--host={host}", "--bridge=none",
-                     "--iptables=false"]
+                     f"--host={host}", "--bridge=none", "--iptables=false"]
         else:
             host = f"unix://{DEFAULT_SOCKET}"
-        with open(log, "wb") as out:
-            process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
-        started = cls(process, host, root, log)
+        with open(log, "wb") as out:  # setsid --fork returns at once; dockerd's parent is init
+            subprocess.run(["setsid", "--fork", *args], stdout=out, stderr=subprocess.STDOUT,
+                           stdin=subprocess.DEVNULL, check=True)
+        started = cls(pidfile, host, root, log)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            if process.poll() is not None:
+            started.pid = started.pid or _read_pid(pidfile)
+            if started.pid is not None and not _alive(started.pid):
                 tail = log.read_text(errors="replace")[-1500:]
-                raise RuntimeError(f"dockerd exited with {process.returncode}: {tail}")
-            if engine_answers(host, timeout=2):
+                raise RuntimeError(f"dockerd exited: {tail}")
+            if started.pid is not None and engine_answers(host, timeout=2):
                 return started
             time.sleep(0.2)
         started.stop()
@@ -81,16 +83,36 @@ class StartedDaemon:
 
     def stop(self) -> None:
         """Stop this dockerd (SIGTERM, then SIGKILL) and remove its temporary data root."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        pid = self.pid or _read_pid(self.pidfile)
+        if pid is not None and _alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+                while _alive(pid):
+                    time.sleep(0.05)
         if self.root is not None:
             subprocess.run(["umount", "-R", str(self.root / "exec")], capture_output=True)
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _read_pid(pidfile: Path) -> int | None:
+    try:
+        return int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """Is ``pid`` a live dockerd (not a zombie, not a reused pid)?"""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    comm, state = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2]
+    return comm == "dockerd" and state != "Z"
 
 
 __all__ = ["StartedDaemon", "engine_answers"]

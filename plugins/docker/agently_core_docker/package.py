@@ -58,13 +58,13 @@ def mount(agent: Any, image: str = DEFAULT_IMAGE, *, network: bool = False,
     """Mount ``run_in_container`` for the host's ``image`` (it must be on the engine; see
     ``agently-core docker build-image``). Returns the names mounted."""
     if scope not in SCOPES:
-        raise ConfigError(f"enable_docker: unknown scope {scope!r}; scopes: {', '.join(SCOPES)}")
+        raise ConfigError(f"docker package: unknown scope {scope!r}; scopes: {', '.join(SCOPES)}")
     for label, flag in (("network", network), ("approval", approval)):
         if not isinstance(flag, bool):
-            raise ConfigError(f"enable_docker: {label} must be True or False, got {flag!r}")
+            raise ConfigError(f"docker package: {label} must be True or False, got {flag!r}")
     for label, number in (("timeout", timeout), ("max_output_bytes", max_output_bytes)):
         if isinstance(number, bool) or not isinstance(number, (int, float)) or number <= 0:
-            raise ConfigError(f"enable_docker: {label} must be a positive number, got {number!r}")
+            raise ConfigError(f"docker package: {label} must be a positive number, got {number!r}")
     config = {"image": image, "cpus": cpus, "tmpfs_bytes": tmpfs_bytes, "user": user,
               "mounts": [dict(m) for m in mounts]}
     policy = {"network": network, "max_memory_bytes": memory_bytes,
@@ -72,7 +72,7 @@ def mount(agent: Any, image: str = DEFAULT_IMAGE, *, network: bool = False,
     try:
         s = container_settings(config, policy)
     except DockerConfigError as exc:
-        raise ConfigError(f"enable_docker: {exc}") from None
+        raise ConfigError(f"docker package: {exc}") from None
     requirement = EnvironmentRequirement(kind="docker", scope=scope, resource_key="docker",
                                          config=config, policy=policy)
     agent.action.register_action(ActionSpec(

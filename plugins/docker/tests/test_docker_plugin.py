@@ -53,6 +53,25 @@ def test_build_image_command_uses_the_cache(docker_test_image) -> None:
     assert f"{docker_test_image}: already built" in done.stdout
 
 
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat[stat.rindex(")") + 2:].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
 def test_a_started_dockerd_is_stopped_with_its_data(docker_engine) -> None:
     """With the default socket taken, a second dockerd lives under its own temporary root;
     stop() ends exactly that process and removes the root."""
@@ -61,8 +80,12 @@ def test_a_started_dockerd_is_stopped_with_its_data(docker_engine) -> None:
     try:
         assert started.root is not None and started.host.startswith(f"unix://{started.root}")
         assert engine_answers(started.host)
+        # detached: not this process's descendant, so leak checks of other tests miss it
+        assert started.pid is not None and started.pid not in descendants(os.getpid())
     finally:
         started.stop()
-    assert started.process.poll() is not None
+    stat = Path(f"/proc/{started.pid}/stat")
+    # gone, or a zombie that init has not reaped yet (init, not us, is its parent)
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
     assert not engine_answers(started.host, timeout=1)
     assert not Path(started.root).exists()
