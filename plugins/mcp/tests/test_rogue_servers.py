@@ -247,7 +247,10 @@ def test_a_result_over_max_result_bytes_is_refused_early_with_little_memory() ->
           f"in {got['took']:.2f}s")
 
 
-def test_a_large_allowed_result_peaks_well_under_three_times_its_size() -> None:
+def test_a_large_allowed_result_peaks_at_two_to_three_times_its_size() -> None:
+    """The line and the parsed text at the peak: about 2x, up to 3x when a buffer's growth
+    cannot extend in place and the allocator copies it (230, 283 and 343 MiB measured for
+    the same code, depending on the heap's layout); before the fix it was about 5x."""
     size = 120_000_000
     got = measure(size, max_result_bytes=128 * 2**20)
     assert got["status"] == "success", got["error"]
@@ -255,7 +258,7 @@ def test_a_large_allowed_result_peaks_well_under_three_times_its_size() -> None:
     full = got["full"]
     assert full["bytes"] > size and full["artifact_truncated"] is True and got["artifacts"] == 1
     growth = got["peak"] - got["before"]
-    assert growth < 2.5 * size, got  # was about 5x (682 MB peak for 120 MB)
+    assert growth < 3.5 * size, got  # was about 5x (682 MB peak for 120 MB)
     print(f"120 MB result accepted: peak +{growth / 2**20:.0f} MiB ({growth / size:.2f}x) "
           f"in {got['took']:.2f}s")
 
