@@ -242,6 +242,17 @@ class ConfinedRoot:
         if after.st_nlink > 1:
             os.close(fd)
             raise FileAccessRefused(_linked(action, shown, after.st_nlink))
+        # One link now, but is it this name? A hard link's other names may vanish between
+        # the open and the fstat, leaving its name outside the root the only one: the name
+        # here must still be this file (nobody but root can link it back in afterwards).
+        try:
+            again = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except OSError:
+            again = None
+        if again is None or (again.st_dev, again.st_ino) != (after.st_dev, after.st_ino):
+            os.close(fd)
+            raise FileAccessRefused(f"{action}: {shown!r} changed while it was opened "
+                                    "(replaced by something else); refused")
         return fd
 
     # -- walking -------------------------------------------------------------------------

@@ -113,3 +113,29 @@ def test_swapping_the_target_while_writing_and_reading(shared_root, outside_secr
     assert root_set_id_files(arena) == [] and root_set_id_files(shared_root) == []
     assert all(outcomes.values()), outcomes  # every branch of the race really happened
     assert outcomes["written"] + outcomes["write_refused"] >= 300, outcomes
+
+
+def test_a_hard_link_whose_inside_name_goes_between_open_and_fstat_is_refused(
+        shared_root, outside_secret, monkeypatch):
+    """The window the swapping test once hit under load: the file is opened through its
+    name in the root while another name (outside) still exists; that inside name is
+    removed before the link count is read, so the count says 1. The file must still be
+    refused: its only name is now outside the root."""
+    import agently_core_workspace_local.confined as confined_module
+
+    os.link(outside_secret, shared_root / "target")
+    real_fstat = os.fstat
+
+    secret = outside_secret.stat()
+
+    def unlink_first(fd: int) -> os.stat_result:
+        found = real_fstat(fd)
+        if (found.st_ino == secret.st_ino and found.st_nlink > 1
+                and (shared_root / "target").exists()):
+            os.unlink(shared_root / "target")  # the swapper renames something over it
+            found = real_fstat(fd)
+        return found
+
+    monkeypatch.setattr(confined_module.os, "fstat", unlink_first)
+    with pytest.raises(FileAccessRefused, match="changed while it was opened"):
+        ConfinedRoot(shared_root).read("target")
