@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 
@@ -157,6 +158,18 @@ def _demo_model(pm: Any) -> None:
     print("  (a real model: agently-core run \"...\" --planner openai_compatible --model M)")
 
 
+def _calls(agent: Any, action: str, argument: str, inputs: tuple[str, ...],
+           shown: Callable[[dict[str, Any]], Any], *, cut: int | None = 70) -> None:
+    """Run ``action`` once per input and print a row each: status, input, time, outcome."""
+    for text in inputs:
+        record = agent.action.execute_action(action, {argument: text})
+        outcome = f"-> {shown(record.result or {})}" if record.status == "success" \
+            else f"-> {record.error}"
+        print(f"    {record.status:<8}{_short(text.splitlines()[-1], 40):<42}"
+              f"{record.duration_ms:7.1f} ms  {outcome if cut is None else _short(outcome, cut)}")
+    agent.close()
+
+
 def _demo_sandboxes(pm: Any) -> None:
     """The sandboxed actions, each when its plugin is installed."""
     packages = pm.registrations("action_package")
@@ -165,47 +178,29 @@ def _demo_sandboxes(pm: Any) -> None:
         agent.enable_python()
         print()
         print("[python] run_python in an isolated, warm worker (state persists between calls):")
-        for code in ("import platform\nsquares = [n * n for n in range(5)]\nprint(squares)",
-                     "sum(squares)",
-                     "open('/etc/shadow').read()"):
-            record = agent.action.execute_action("run_python", {"python_code": code})
-            result = record.result or {}
-            shown = (result.get("stdout") or "").strip() or result.get("value")
-            outcome = f"-> {shown}" if record.status == "success" else f"-> {record.error}"
-            print(f"    {record.status:<8}{_short(code.splitlines()[-1], 40):<42}"
-                  f"{record.duration_ms:7.1f} ms  {outcome}")
-        agent.close()
+        _calls(agent, "run_python", "python_code",
+               ("import platform\nsquares = [n * n for n in range(5)]\nprint(squares)",
+                "sum(squares)", "open('/etc/shadow').read()"),
+               lambda result: (result.get("stdout") or "").strip() or result.get("value"),
+               cut=None)
     if "bash" in packages:
         agent = _new_agent(pm)
         agent.enable_shell(commands=["echo", "ls", "wc", "sort", "head", "cat"])
         print()
         print("[bash] run_bash in an isolated shell; every command checked against the allowlist:")
-        for line in ("echo 'pear apple plum' > fruit.txt && ls",
-                     "cat fruit.txt | wc -w",
-                     "cat fruit.txt; curl http://example.com",
-                     "echo $(rm -rf ~)"):
-            record = agent.action.execute_action("run_bash", {"cmd": line})
-            result = record.result or {}
-            outcome = (f"-> {(result.get('stdout') or '').strip()}" if record.status == "success"
-                       else f"-> {record.error}")
-            print(f"    {record.status:<8}{_short(line, 40):<42}"
-                  f"{record.duration_ms:7.1f} ms  {_short(outcome, 70)}")
-        agent.close()
+        _calls(agent, "run_bash", "cmd",
+               ("echo 'pear apple plum' > fruit.txt && ls", "cat fruit.txt | wc -w",
+                "cat fruit.txt; curl http://example.com", "echo $(rm -rf ~)"),
+               lambda result: (result.get("stdout") or "").strip())
     if "nodejs" in packages:
         agent = _new_agent(pm)
         agent.enable_nodejs()
         print()
         print("[nodejs] run_nodejs in an isolated, warm Node.js worker:")
-        for code in ("globalThis.total = [1, 2, 3].reduce((a, b) => a + b)",
-                     "total * 2",
-                     "require('fs').readFileSync('/etc/shadow', 'utf8')"):
-            record = agent.action.execute_action("run_nodejs", {"js_code": code})
-            result = record.result or {}
-            outcome = (f"-> {result.get('value')}" if record.status == "success"
-                       else f"-> {record.error}")
-            print(f"    {record.status:<8}{_short(code, 40):<42}"
-                  f"{record.duration_ms:7.1f} ms  {_short(outcome, 70)}")
-        agent.close()
+        _calls(agent, "run_nodejs", "js_code",
+               ("globalThis.total = [1, 2, 3].reduce((a, b) => a + b)", "total * 2",
+                "require('fs').readFileSync('/etc/shadow', 'utf8')"),
+               lambda result: result.get("value"))
     if "mcp" in packages:
         _demo_mcp(pm)
     if "sqlite" in packages:

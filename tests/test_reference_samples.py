@@ -8,9 +8,9 @@ Agently``, ``agently.builtins`` / ``agently.types`` -> ``agently_core.builtins``
 changed. Where a sample leaves a value to the reader (``...``, ``requirement``, ``handler``)
 the test gives one in ``setup`` and checks the outcome afterwards.
 
-When the reference pages are beside the checkout, :func:`test_samples_are_the_reference_s`
-checks that every sample line appears in them, so a sample here cannot drift into code the
-reference never showed.
+:func:`test_samples_are_the_reference_s` checks that every sample line appears in the
+reference pages (found beside the checkout or beside the repository it was cloned from; under
+CI their absence fails), so a sample here cannot drift into code the reference never showed.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import subprocess
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +27,29 @@ from typing import Any
 import anyio
 import pytest
 
+from agently_core.testing import require
 from agently_core.testing.model_servers import Reply, ToolCall
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = Path(os.environ.get("AGENTLY_REFERENCE_DIR", ROOT.parent / "shared" / "reference"))
+
+
+def _reference_dir() -> Path:
+    """The reference pages: ``AGENTLY_REFERENCE_DIR``, else ``shared/reference`` beside this
+    checkout, else beside the repository it was cloned from (a clean clone's origin)."""
+    if "AGENTLY_REFERENCE_DIR" in os.environ:
+        return Path(os.environ["AGENTLY_REFERENCE_DIR"])
+    places = [ROOT.parent]
+    origin = subprocess.run(["git", "-C", str(ROOT), "remote", "get-url", "origin"],
+                            capture_output=True, text=True).stdout.strip()
+    if origin and Path(origin).is_dir():
+        places.append(Path(origin).resolve().parent)
+    for place in places:
+        if (place / "shared" / "reference").is_dir():
+            return place / "shared" / "reference"
+    return ROOT.parent / "shared" / "reference"
+
+
+REFERENCE = _reference_dir()
 KEY = "sk-reference-samples-123456"
 
 IMPORTS = [
@@ -443,8 +463,8 @@ def _reference_text() -> str:
 
 
 def test_samples_are_the_reference_s() -> None:
-    if not REFERENCE.is_dir():
-        pytest.skip(f"the reference pages are not beside this checkout ({REFERENCE})")
+    require(REFERENCE.is_dir(), f"the reference pages (shared/reference beside this checkout "
+            f"or its origin, or AGENTLY_REFERENCE_DIR; looked at {REFERENCE})")
     text = _reference_text()
     for name, sample in SAMPLES.items():
         page = (REFERENCE / sample.page).read_text(encoding="utf-8")
