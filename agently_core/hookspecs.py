@@ -108,7 +108,9 @@ def register_execution_environment_providers(register: Register) -> None:
     served and defaults to ``name``. ``factory()`` returns an
     :class:`agently_core.protocols.ExecutionEnvironmentProvider` that starts, health-checks
     and releases live resources. ``[providers]`` (or ``AGENTLY_PROVIDER_<KIND>``) picks one
-    when several serve a kind.
+    when several serve a kind. ``also_serves=("python", ...)`` names further kinds the
+    provider serves only when chosen by name (``[providers] python = "docker"``): it is
+    never picked for them on its own.
     """
 
 

@@ -104,6 +104,14 @@ class Registration:
         return self.options.get("kind", self.name) if ROLES[self.role].keyed_by_kind else None
 
     @property
+    def kinds(self) -> tuple[str, ...]:
+        """Every kind it serves: its own ``kind``, then the ``also_serves`` kinds, which it
+        serves only when chosen by name (``[providers] python = "docker"``)."""
+        if self.kind is None:
+            return ()
+        return (self.kind, *self.options.get("also_serves", ()))
+
+    @property
     def source(self) -> str:
         if self.distribution:
             return f"{self.distribution} {self.version or ''}".strip()
@@ -366,6 +374,8 @@ class PluginManager:
                 )
             if role == "command":
                 _check_command(name, options)
+            if "also_serves" in options:
+                options["also_serves"] = _check_also_serves(role, name, options["also_serves"])
             staged.append(
                 Registration(role, name, factory, info.name, info.distribution, info.version,
                              dict(options))
@@ -427,9 +437,10 @@ class PluginManager:
             name = self.configured_name(role, kind)
         if name is not None:
             found = self.get(role, name)
-            if kind is not None and found.kind != kind:
+            if kind is not None and kind not in found.kinds:
+                served = " or ".join(repr(k) for k in found.kinds)
                 raise PluginError(
-                    f"{spec.title} {name!r} from {found.source} serves kind {found.kind!r}, "
+                    f"{spec.title} {name!r} from {found.source} serves kind {served}, "
                     f"not {kind!r}"
                 )
             return found
@@ -444,6 +455,11 @@ class PluginManager:
             raise PluginConflictError(conflict_message(role, conflicted[0][0].name, conflicted[0]))
         what = f"{spec.title} for kind {kind!r}" if kind else spec.title
         if not candidates:
+            also = [r.name for r in self._registry[role].values() if kind in r.kinds]
+            if also:  # served only when chosen by name
+                raise PluginError(
+                    f"no {spec.title} has kind {kind!r} as its own; {', '.join(also)} can "
+                    f"serve it when chosen: {_setting_hint(role, kind).replace('NAME', also[0])}")
             raise NotInstalledError(self._missing_message(role, None, kind=kind))
         listing = ", ".join(f"{r.name} ({r.source})" for r in candidates)
         setting = _setting_hint(role, kind)
@@ -573,6 +589,19 @@ def _check_command(name: str, options: dict[str, Any]) -> None:
     if unknown:
         raise PluginError(f"CLI command {name!r}: unknown option(s) {', '.join(unknown)}; "
                           "a command takes help= and description=")
+
+
+def _check_also_serves(role: str, name: str, kinds: Any) -> tuple[str, ...]:
+    """``also_serves=`` of an executor or provider: further kind names (served when chosen
+    by name)."""
+    if not ROLES[role].keyed_by_kind:
+        raise PluginError(f"{ROLES[role].title} {name!r}: also_serves= is for executors and "
+                          "providers, which serve kinds")
+    if isinstance(kinds, str) or not isinstance(kinds, (list, tuple)) \
+            or not all(isinstance(k, str) and k for k in kinds):
+        raise PluginError(f"{ROLES[role].title} {name!r}: also_serves= is a list of kind "
+                          f"names, got {kinds!r}")
+    return tuple(kinds)
 
 
 def _role(role: str) -> str:

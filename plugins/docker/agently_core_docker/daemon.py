@@ -1,10 +1,12 @@
 """Finding or starting a Docker engine for tests and tools.
 
-:func:`engine_answers` asks an engine for a ping. :class:`StartedDaemon` runs ``dockerd
---storage-driver=vfs`` (overlay is not available everywhere) on the default socket when that
-is free and we are root (so images built once stay cached on the machine), else with its own
-data root and socket under a temporary directory; :meth:`StartedDaemon.stop` stops exactly
-that process. The daemon is detached (``setsid --fork``: its parent is init, not this
+:func:`engine_answers` asks an engine for a ping. :class:`StartedDaemon` runs ``dockerd`` on
+the default socket when that is free and we are root (so images built once stay cached on
+the machine), else with its own data root and socket under a temporary directory;
+:meth:`StartedDaemon.stop` stops exactly that process. The storage driver is ``overlay2``
+where an overlay mount works on the data root's file system (:func:`storage_driver`; a new
+container then costs about 0.4 s instead of 4 s with the default image) and ``vfs``
+elsewhere. The daemon is detached (``setsid --fork``: its parent is init, not this
 process), so tests that check this process leaves no child behind do not see it.
 """
 
@@ -21,6 +23,7 @@ from pathlib import Path
 from .engine import DEFAULT_SOCKET
 
 START_TIMEOUT = 60.0
+DEFAULT_ROOT = "/var/lib/docker"
 
 
 def engine_answers(host: str, timeout: float = 5.0) -> bool:
@@ -57,14 +60,17 @@ class StartedDaemon:
         base = Path(tempfile.mkdtemp(prefix="agently-dockerd-"))
         log = base / "dockerd.log"
         pidfile = base / "docker.pid"
-        args = [dockerd, "--storage-driver=vfs", f"--pidfile={pidfile}"]
+        args = [dockerd, f"--pidfile={pidfile}"]
         if os.path.exists(DEFAULT_SOCKET) or os.path.exists("/var/run/docker.pid"):
             root = base  # the default place is taken: everything of ours under base
             host = f"unix://{base}/docker.sock"
+            args.insert(1, f"--storage-driver={storage_driver(base)}")
             args += [f"--data-root={base}/data", f"--exec-root={base}/exec",
                      f"--host={host}", "--bridge=none", "--iptables=false"]
         else:
             host = f"unix://{DEFAULT_SOCKET}"
+            Path(DEFAULT_ROOT).mkdir(parents=True, exist_ok=True)
+            args.insert(1, f"--storage-driver={storage_driver(Path(DEFAULT_ROOT))}")
         with open(log, "wb") as out:  # setsid --fork returns at once; dockerd's parent is init
             subprocess.run(["setsid", "--fork", *args], stdout=out, stderr=subprocess.STDOUT,
                            stdin=subprocess.DEVNULL, check=True)
@@ -98,6 +104,24 @@ class StartedDaemon:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
+def storage_driver(data_root: Path) -> str:
+    """``overlay2`` when an overlay mount works in ``data_root``'s file system, else ``vfs``
+    (which copies the whole image for every new container)."""
+    probe = Path(tempfile.mkdtemp(prefix=".agently-overlay-", dir=data_root))
+    try:
+        for part in ("lower", "upper", "work", "merged"):
+            (probe / part).mkdir()
+        mounted = subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o",
+             f"lowerdir={probe}/lower,upperdir={probe}/upper,workdir={probe}/work",
+             str(probe / "merged")], capture_output=True).returncode == 0
+        if mounted:
+            subprocess.run(["umount", str(probe / "merged")], capture_output=True)
+        return "overlay2" if mounted else "vfs"
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+
+
 def _read_pid(pidfile: Path) -> int | None:
     try:
         return int(pidfile.read_text().strip())
@@ -115,4 +139,4 @@ def _alive(pid: int) -> bool:
     return comm == "dockerd" and state != "Z"
 
 
-__all__ = ["StartedDaemon", "engine_answers"]
+__all__ = ["StartedDaemon", "engine_answers", "storage_driver"]

@@ -15,9 +15,9 @@ def check_docker() -> list[dict[str, Any]]:
     host = where()
     if not engine_answers(host, timeout=3):
         installed = shutil.which("dockerd")
-        fix = ("start it: dockerd --storage-driver=vfs & (or systemctl start docker), or set "
+        fix = ("start it: dockerd & (or systemctl start docker), or set "
                "DOCKER_HOST" if installed else
-               "apt-get install docker.io (./dev does), then dockerd --storage-driver=vfs &; or "
+               "apt-get install docker.io (./dev does), then dockerd &; or "
                "set DOCKER_HOST to a Docker or Podman socket")
         return [{"name": "Docker engine", "ok": False,
                  "detail": f"nothing answers at {host}"

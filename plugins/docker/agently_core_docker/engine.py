@@ -40,7 +40,7 @@ def client(timeout: int = API_TIMEOUT) -> Any:
     except Exception as exc:
         raise DockerUnavailable(
             f"no Docker engine answers at {where()}: {exc}. Install it (apt-get install "
-            "docker.io) and start it (dockerd --storage-driver=vfs, or systemctl start docker), "
+            "docker.io) and start it (dockerd, or systemctl start docker), "
             "or point DOCKER_HOST at one") from None
     return made
 

@@ -5,7 +5,8 @@ from agently_core.hookspecs import hookimpl
 
 @hookimpl
 def register_execution_environment_providers(register):
-    register("docker", "agently_core_docker.provider:DockerProvider", kind="docker")
+    register("docker", "agently_core_docker.provider:DockerProvider", kind="docker",
+             also_serves=("python", "node", "bash"))
 
 
 @hookimpl

@@ -11,6 +11,7 @@ docker-py calls run in worker threads.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class DockerContainer:
     engine: Any = field(repr=False)
     started_s: float = 0.0
     removed: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def running(self) -> bool:
         if self.removed:
@@ -77,18 +79,28 @@ class DockerContainer:
         return ExecResult(code, bytes(out), bytes(err), truncated)
 
     def remove(self) -> None:
-        """Kill and remove the container; idempotent."""
+        """Kill and remove the container; idempotent, and safe from several threads."""
         import docker.errors
 
-        if self.removed:
-            return
+        with self._lock:
+            if self.removed:
+                return
+            try:
+                self.engine.api.remove_container(self.id, force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+            self.removed = True
+            self.engine.close()
 
-        try:
-            self.engine.api.remove_container(self.id, force=True, v=True)
-        except docker.errors.NotFound:
-            pass
-        self.removed = True
-        self.engine.close()
+    def remove_soon(self) -> None:
+        """Start :meth:`remove` in a thread and return at once (from code that cannot wait,
+        such as a worker's synchronous ``kill``)."""
+        if not self.removed:
+            threading.Thread(target=self.remove, name=f"remove {self.name}", daemon=True).start()
+
+    def wait_exit(self) -> int:
+        """Block until the container stopped; its main process's exit code."""
+        return int(self.engine.api.wait(self.id).get("StatusCode", -1))
 
     async def run(self, argv: list[str], *, timeout: float, max_bytes: int) -> ExecResult:
         """Run ``argv`` with a wall-clock limit kept by the host: past ``timeout`` seconds the
@@ -112,7 +124,11 @@ class DockerContainer:
             raise
 
 
-def _start(settings: ContainerSettings, labels: dict[str, str], made: list[str]) -> DockerContainer:
+def _start(settings: ContainerSettings, labels: dict[str, str], made: list[str], *,
+           options: dict[str, Any] | None = None, start: bool = True) -> DockerContainer:
+    """Create (and unless ``start`` is false, start) a container of ``settings``; ``options``
+    replace some of :func:`create_options`'s (a worker's command, environment...). The id is
+    appended to ``made`` as soon as it exists, so a failure later removes it."""
     import docker.errors
 
     engine = client()
@@ -130,9 +146,11 @@ def _start(settings: ContainerSettings, labels: dict[str, str], made: list[str])
     began = time.perf_counter()
     try:
         container = engine.containers.create(settings.image, name=name,
-                                             **create_options(settings, labels))
+                                             **{**create_options(settings, labels),
+                                                **(options or {})})
         made.append(container.id)
-        container.start()
+        if start:
+            container.start()
     except docker.errors.APIError as exc:
         engine.close()
         raise AgentlyError(f"docker could not start {settings.image!r}: "
@@ -142,6 +160,17 @@ def _start(settings: ContainerSettings, labels: dict[str, str], made: list[str])
         raise
     return DockerContainer(container.id, name, settings, engine,
                            started_s=time.perf_counter() - began)
+
+
+def start_container(container: DockerContainer) -> None:
+    """Start a container :func:`_start` created with ``start=False``."""
+    import docker.errors
+
+    try:
+        container.engine.api.start(container.id)
+    except docker.errors.APIError as exc:
+        raise AgentlyError(f"docker could not start {container.settings.image!r}: "
+                           f"{exc.explanation or exc}") from None
 
 
 def _remove_ids(ids: list[str]) -> None:
@@ -161,11 +190,16 @@ def _remove_ids(ids: list[str]) -> None:
 
 
 class DockerProvider:
-    """Provider for ``kind="docker"`` (see the module docstring)."""
+    """Provider for ``kind="docker"`` (see the module docstring), and for the warm
+    sandboxes' kinds when configured to serve them (:mod:`~agently_core_docker.workers`)."""
 
     kind = "docker"
 
-    async def ensure(self, requirement: Any) -> DockerContainer:
+    async def ensure(self, requirement: Any) -> Any:
+        if requirement.kind != "docker":  # a kind served when configured: a warm worker
+            from .workers import ensure_worker
+
+            return await ensure_worker(requirement)
         settings = container_settings(requirement.config, requirement.policy)
         labels = {LABEL: "1", OWNER_LABEL: f"{requirement.scope}:{requirement.owner_id or ''}"}
         made: list[str] = []
@@ -178,6 +212,8 @@ class DockerProvider:
 
     async def async_health_check(self, handle: ProviderHandle) -> bool:
         container = handle.resource
+        if handle.requirement.kind != "docker":  # a warm worker: a real ping round trip
+            return not container.dead and await container.ping()
         if not isinstance(container, DockerContainer) or container.removed:
             return False
         try:
@@ -195,6 +231,8 @@ class DockerProvider:
         if isinstance(resource, DockerContainer):
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(resource.remove)
+        elif requirement.kind != "docker":
+            await resource.aclose()
 
 
 __all__ = ["DockerContainer", "DockerProvider", "ExecResult"]

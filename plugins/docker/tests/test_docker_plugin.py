@@ -33,7 +33,7 @@ def test_doctor_reports_the_engine_and_how_to_get_one(docker_engine, monkeypatch
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     [missing] = check_docker()
     assert missing["ok"] is False and "nothing answers at unix:///nonexistent" in missing["detail"]
-    assert "dockerd --storage-driver=vfs" in missing["fix"]
+    assert "dockerd &" in missing["fix"]
 
 
 def test_the_image_is_built_once_per_engine(docker_test_image, monkeypatch, tmp_path) -> None:
@@ -89,3 +89,17 @@ def test_a_started_dockerd_is_stopped_with_its_data(docker_engine) -> None:
     assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
     assert not engine_answers(started.host, timeout=1)
     assert not Path(started.root).exists()
+
+
+def test_the_sandbox_kinds_are_served_only_when_chosen(monkeypatch) -> None:
+    """The docker provider serves python, node and bash when configured to, and is never
+    picked for them on its own (the native providers stay the default)."""
+    plugins = PluginManager().load()
+    registration = plugins.registrations("environment_provider")["docker"]
+    assert registration.kinds == ("docker", "python", "node", "bash")
+    for kind in ("python", "node", "bash"):
+        assert plugins.select("environment_provider", kind=kind).name == kind
+    monkeypatch.setenv("AGENTLY_PROVIDER_PYTHON", "docker")
+    chosen = PluginManager().load()
+    assert chosen.select("environment_provider", kind="python").name == "docker"
+    assert chosen.select("environment_provider", kind="node").name == "node"
