@@ -189,6 +189,25 @@ def _remove_ids(ids: list[str]) -> None:
         engine.close()
 
 
+#: The kinds served when configured (``[providers] python = "docker"``): the function that
+#: starts one's resource. A resource offers ``dead``, ``async ping()`` (a real round trip)
+#: and ``async aclose()`` (removes its container).
+SERVED = {
+    "python": "agently_core_docker.workers:ensure_worker",
+}
+
+
+def _served(kind: str) -> Any:
+    from importlib import import_module
+
+    target = SERVED.get(kind)
+    if target is None:
+        raise DockerConfigError(f"the docker provider does not serve kind {kind!r} (it "
+                                f"serves docker, {', '.join(sorted(SERVED))})")
+    module, _, name = target.partition(":")
+    return getattr(import_module(module), name)
+
+
 class DockerProvider:
     """Provider for ``kind="docker"`` (see the module docstring), and for the warm
     sandboxes' kinds when configured to serve them (:mod:`~agently_core_docker.workers`)."""
@@ -196,10 +215,8 @@ class DockerProvider:
     kind = "docker"
 
     async def ensure(self, requirement: Any) -> Any:
-        if requirement.kind != "docker":  # a kind served when configured: a warm worker
-            from .workers import ensure_worker
-
-            return await ensure_worker(requirement)
+        if requirement.kind != "docker":  # a kind served when configured
+            return await _served(requirement.kind)(requirement)
         settings = container_settings(requirement.config, requirement.policy)
         labels = {LABEL: "1", OWNER_LABEL: f"{requirement.scope}:{requirement.owner_id or ''}"}
         made: list[str] = []
@@ -212,7 +229,7 @@ class DockerProvider:
 
     async def async_health_check(self, handle: ProviderHandle) -> bool:
         container = handle.resource
-        if handle.requirement.kind != "docker":  # a warm worker: a real ping round trip
+        if handle.requirement.kind != "docker":  # a served kind: a real round trip
             return not container.dead and await container.ping()
         if not isinstance(container, DockerContainer) or container.removed:
             return False
