@@ -10,10 +10,12 @@ session, and at the end every container of ours (label
 of the session (a release that leaked).
 
 ``docker_test_image`` (session scope) is the tiny busybox image
-(:func:`~agently_core_docker.images.build_busybox_image`), built once per engine.
+(:func:`~agently_core_docker.images.build_busybox_image`), built once per engine;
+``docker_default_image`` the default image (python3, nodejs) the served kinds run in, built
+when missing.
 
-Use them from a ``conftest.py``: ``from agently_core_docker.testing import docker_engine,
-docker_test_image``.
+Use them from a ``conftest.py``: ``from agently_core_docker.testing import
+docker_default_image, docker_engine, docker_test_image``.
 """
 
 from __future__ import annotations
@@ -100,4 +102,18 @@ def docker_test_image(docker_engine: str) -> str:
     return build_busybox_image()
 
 
-__all__ = ["docker_engine", "docker_test_image", "our_containers"]
+@pytest.fixture(scope="session")
+def docker_default_image(docker_engine: str) -> str:
+    """The default image (python3 and nodejs; what the served kinds run in), built once per
+    engine from Debian packages when missing (about a minute)."""
+    import shutil
+
+    from .images import DEFAULT_IMAGE, build_default_image, image_exists
+
+    if not image_exists(DEFAULT_IMAGE):
+        require(shutil.which("mmdebstrap") is not None,
+                "mmdebstrap is not installed (apt-get install mmdebstrap; ./dev installs it)")
+    return build_default_image()
+
+
+__all__ = ["docker_default_image", "docker_engine", "docker_test_image", "our_containers"]

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from agently_core_docker.testing import docker_engine, docker_test_image
+from agently_core_docker.testing import docker_default_image, docker_engine, docker_test_image
 
-__all__ = ["docker_engine", "docker_test_image"]
+__all__ = ["docker_default_image", "docker_engine", "docker_test_image"]
 
 
 @pytest.fixture(autouse=True)
