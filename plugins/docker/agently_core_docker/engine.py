@@ -13,6 +13,23 @@ from agently_core.errors import AgentlyError
 LABEL = "agently-core.docker"
 #: The label holding the requirement's scope owner (``scope:owner``).
 OWNER_LABEL = "agently-core.docker.owner"
+#: ``HOST:PID`` of the process that started a container (so one test session, or one
+#: tool, finds exactly its own among others on a shared engine).
+PROCESS_LABEL = "agently-core.docker.process"
+
+
+def this_process() -> str:
+    """The :data:`PROCESS_LABEL` value of containers this process starts."""
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def container_labels(requirement: Any) -> dict[str, str]:
+    """The labels of a requirement's container: ours, its scope owner, its kind, and the
+    process that started it."""
+    return {LABEL: "1", OWNER_LABEL: f"{requirement.scope}:{requirement.owner_id or ''}",
+            f"{LABEL}.kind": requirement.kind, PROCESS_LABEL: this_process()}
 DEFAULT_SOCKET = "/var/run/docker.sock"
 #: Seconds one Engine API request may take before the client gives up.
 API_TIMEOUT = 60
@@ -45,5 +62,5 @@ def client(timeout: int = API_TIMEOUT) -> Any:
     return made
 
 
-__all__ = ["API_TIMEOUT", "DEFAULT_SOCKET", "LABEL", "OWNER_LABEL", "DockerUnavailable",
-           "client", "where"]
+__all__ = ["API_TIMEOUT", "DEFAULT_SOCKET", "LABEL", "OWNER_LABEL", "PROCESS_LABEL",
+           "DockerUnavailable", "client", "container_labels", "this_process", "where"]

@@ -23,7 +23,7 @@ import anyio.to_thread
 from agently_core.errors import ActionError, AgentlyError
 from agently_core.protocols import ProviderHandle
 
-from .engine import LABEL, OWNER_LABEL, client
+from .engine import client, container_labels
 from .settings import ContainerSettings, DockerConfigError, container_settings, create_options
 
 HEALTH_TIMEOUT = 10.0
@@ -194,6 +194,7 @@ def _remove_ids(ids: list[str]) -> None:
 #: and ``async aclose()`` (removes its container).
 SERVED = {
     "python": "agently_core_docker.workers:ensure_worker",
+    "node": "agently_core_docker.workers:ensure_worker",
 }
 
 
@@ -218,7 +219,7 @@ class DockerProvider:
         if requirement.kind != "docker":  # a kind served when configured
             return await _served(requirement.kind)(requirement)
         settings = container_settings(requirement.config, requirement.policy)
-        labels = {LABEL: "1", OWNER_LABEL: f"{requirement.scope}:{requirement.owner_id or ''}"}
+        labels = container_labels(requirement)
         made: list[str] = []
         try:
             return await anyio.to_thread.run_sync(_start, settings, labels, made)

@@ -5,9 +5,9 @@ answers (``DOCKER_HOST``, or the default socket), else a ``dockerd`` started for
 session (:class:`~agently_core_docker.daemon.StartedDaemon`) and stopped at its end. With
 no engine to be had, the tests that use it skip with the reason, and fail under CI
 (:func:`agently_core.testing.require`). Once it is set up, ``DOCKER_HOST`` names it for the
-session, and at the end every container of ours (label
-:data:`~agently_core_docker.engine.LABEL`) still there is removed and reported as an error
-of the session (a release that leaked).
+session, and at the end every container this process started (label
+:data:`~agently_core_docker.engine.PROCESS_LABEL`) still there is removed and reported as an
+error of the session (a release that leaked).
 
 ``docker_test_image`` (session scope) is the tiny busybox image
 (:func:`~agently_core_docker.images.build_busybox_image`), built once per engine;
@@ -28,27 +28,31 @@ import pytest
 from agently_core.testing import require
 
 from .daemon import StartedDaemon, engine_answers
-from .engine import DEFAULT_SOCKET, LABEL
+from .engine import DEFAULT_SOCKET, PROCESS_LABEL, this_process
+
+#: The label filter of the containers this process starts (other sessions may share the
+#: engine).
+_MINE = f"{PROCESS_LABEL}={this_process()}"
 
 
 def our_containers(host: str) -> list[str]:
-    """Names of every container (running or not) carrying our label."""
+    """Names of every container (running or not) this process started."""
     import docker
 
     made = docker.DockerClient(base_url=host, timeout=30, version="auto")
     try:
-        return [c.name for c in made.containers.list(all=True, filters={"label": LABEL})]
+        return [c.name for c in made.containers.list(all=True, filters={"label": _MINE})]
     finally:
         made.close()
 
 
 def _remove_ours(host: str) -> list[str]:
-    """Remove every container of ours; returns their names."""
+    """Remove every container this process started; returns their names."""
     import docker
 
     made = docker.DockerClient(base_url=host, timeout=30, version="auto")
     try:
-        left = made.containers.list(all=True, filters={"label": LABEL})
+        left = made.containers.list(all=True, filters={"label": _MINE})
         for container in left:
             container.remove(force=True)
         return [c.name for c in left]

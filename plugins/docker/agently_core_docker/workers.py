@@ -25,7 +25,9 @@ from agently_core.errors import AgentlyError
 from agently_core.models import Policy
 
 from .attach import AttachedProcess
+from .engine import container_labels
 from .images import DEFAULT_IMAGE
+from .node_worker import node_worker_class
 from .provider import DockerContainer, _remove_ids, _start, start_container
 from .settings import DEFAULT_USER, ContainerSettings, DockerConfigError, check_image
 
@@ -149,6 +151,17 @@ class ContainerWorkerMixin:
                 await process.aclose_stream()
 
 
+def address_limit(limit: int | None) -> str:
+    """A first line for a Python worker's source that limits its address space to ``limit``
+    bytes (``RLIMIT_AS``, as the native sandbox's supervisor does), so an allocation past
+    the memory limit raises ``MemoryError`` in the worker instead of the container's
+    out-of-memory killer ending the worker. (A Docker ``as`` ulimit would bind runc's own
+    init too, which then cannot start the container.)"""
+    if limit is None:
+        return ""
+    return f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))\n"
+
+
 def python_worker_class() -> type:
     """The Python worker over a container (a subclass of the native ``PythonWorker``, so
     the ``python`` executor runs it as its own)."""
@@ -168,7 +181,8 @@ def python_worker_class() -> type:
             async def start(self, ready_timeout: float = READY_TIMEOUT) -> Any:
                 import agently_core_python.sandbox as native
 
-                source = Path(native.__file__).with_name("worker.py").read_text("utf-8")
+                source = (address_limit(self.limits.memory_bytes)
+                          + Path(native.__file__).with_name("worker.py").read_text("utf-8"))
                 self.process = await self.start_container(
                     ["python3", "-I", "-S", "-u", "-c", source])
                 self._reader = BufferedByteReceiveStream(self.process.stdout)
@@ -194,7 +208,7 @@ def python_worker_class() -> type:
 
 _PYTHON: type | None = None
 #: The worker class of each kind served in containers.
-WORKER_CLASSES = {"python": python_worker_class}
+WORKER_CLASSES = {"python": python_worker_class, "node": node_worker_class}
 
 
 async def ensure_worker(requirement: Any) -> Any:
@@ -217,20 +231,13 @@ async def ensure_worker(requirement: Any) -> Any:
     env, passed = worker_env(policy, config)
     worker = make()(None, worker_limits(policy), network=bool(policy.network), env=env,
                     passed=passed, workspace_bytes=policy.max_workspace_bytes)
-    worker.labels = _labels(requirement)
+    worker.labels = container_labels(requirement)
     try:
         return await worker.start()
     except BaseException:
         with anyio.CancelScope(shield=True):
             await worker.aclose()
         raise
-
-
-def _labels(requirement: Any) -> dict[str, str]:
-    from .engine import LABEL, OWNER_LABEL
-
-    return {LABEL: "1", OWNER_LABEL: f"{requirement.scope}:{requirement.owner_id or ''}",
-            f"{LABEL}.kind": requirement.kind}
 
 
 __all__ = [
