@@ -4,6 +4,7 @@ sys.path), failure reporting, allow/block/autoload, lazy factories, conflicts, c
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -555,3 +556,48 @@ def test_distribution_name_and_version_come_from_the_metadata_headers(tmp_path: 
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: demo\n\nVersion: 9\n")
     assert _name_and_version(PathDistribution(info)) == ("demo", None)
     assert _name_and_version(None) == (None, None)
+
+
+def test_also_serves_kinds_are_served_only_when_chosen(make_plugins, fake_distributions) -> None:
+    """A provider may serve further kinds (``also_serves=``), only when configuration names
+    it: the kind's own provider stays the default, and with none a clear error says how."""
+    fake_distributions("agently-core-boxes", entry_points={"boxes": "pt_boxes.plugin"},
+                       modules={"pt_boxes.plugin": '''
+from agently_core.hookspecs import hookimpl
+
+@hookimpl
+def register_execution_environment_providers(register):
+    register("boxes", "pt_boxes.x:Provider", kind="boxes", also_serves=("python", "cobol"))
+'''})
+    pm = make_plugins()
+    assert pm.get("environment_provider", "boxes").kinds == ("boxes", "python", "cobol")
+    assert pm.select("environment_provider", kind="python").name == "python"
+    with pytest.raises(PluginError, match=re.escape('boxes can serve it when chosen: '
+                                                    '[providers] cobol = "boxes"')):
+        pm.select("environment_provider", kind="cobol")
+    chosen = make_plugins(providers={"python": "boxes", "cobol": "boxes"})
+    assert chosen.select("environment_provider", kind="python").name == "boxes"
+    assert chosen.select("environment_provider", kind="cobol").name == "boxes"
+    with pytest.raises(PluginError, match="serves kind 'boxes' or 'python' or 'cobol', not 'node'"):
+        make_plugins(providers={"node": "boxes"}).select("environment_provider", kind="node")
+
+
+@pytest.mark.parametrize(("hook", "value", "expected"), [
+    ("register_execution_environment_providers", '"python"', "a list of kind names"),
+    ("register_execution_environment_providers", '[""]', "a list of kind names"),
+    ("register_planners", '["python"]', "for executors and providers"),
+])
+def test_bad_also_serves_is_reported(make_plugins, fake_distributions, hook: str, value: str,
+                                     expected: str) -> None:
+    fake_distributions("agently-core-sloppy", entry_points={"sloppy": "pt_sloppy2.plugin"},
+                       modules={"pt_sloppy2.plugin": f'''
+from agently_core.hookspecs import hookimpl
+
+@hookimpl
+def {hook}(register):
+    register("sloppy", "pt_sloppy2.x:Thing", also_serves={value})
+'''})
+    pm = make_plugins()
+    assert pm.plugins["sloppy"].status == "failed"
+    assert expected in pm.plugins["sloppy"].error
+    assert pm.plugins["runtime"].status == "loaded"
