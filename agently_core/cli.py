@@ -129,6 +129,13 @@ def _core_version() -> str:
     return __version__
 
 
+def _with_also(pm: Any, role: str, name: str) -> str:
+    """``name``, and the kinds it serves when chosen (``docker (also python, node)``)."""
+    found = pm.registrations(role).get(name)
+    also = found.kinds[1:] if found is not None else ()
+    return f"{name} (also {', '.join(also)}, when chosen)" if also else name
+
+
 def _report(pm: Any) -> list[dict[str, Any]]:
     return pm.report()
 
@@ -257,7 +264,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         source = f"{row['distribution'] or '-'} {row['version'] or ''}".strip()
         print(f"{row['name']:<16} {source:<32} {row['status']}")
         for role, names in row["roles"].items():
-            print(f"    {role}: {', '.join(names)}")
+            print(f"    {role}: {', '.join(_with_also(pm, role, name) for name in names)}")
         if row["error"]:
             print(f"    error: {row['error']}")
     if conflicts:

@@ -101,6 +101,8 @@ def test_plugins_human_output(capsys):
     assert "agently-core-runtime" in out
     assert "action_executor: function" in out
     assert "loaded" in out
+    # a provider that serves further kinds when chosen says so
+    assert "environment_provider: docker (also python, node, bash, when chosen)" in out
 
 
 def test_plugins_report_failures_and_conflicts(capsys, fake_distributions):
