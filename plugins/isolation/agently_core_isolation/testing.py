@@ -13,6 +13,9 @@ what their attack suites share, for tests only.
 * Agents with a sandboxed action: :func:`attack_agents`, :func:`only_resource`,
   :func:`next_call_works`, :func:`dump`, :func:`events_of`, :func:`assert_fresh_start`,
   :func:`no_working_tier`.
+* The Docker tier (:data:`DOCKER`, in :data:`ALL_TIERS`): the sandbox's kind served by the
+  ``docker`` provider by configuration; :func:`attack_agents` makes its agents,
+  :func:`workdir_of` and :func:`container_pid` reach into its containers from the host.
 * Fixtures as plain generator functions (:func:`canary`, :func:`markers`, :func:`box`):
   a test module makes one a fixture with ``canary = pytest.fixture(testing.canary)``.
 
@@ -56,6 +59,11 @@ from agently_core_isolation.sandbox import (
 
 #: The real isolation tiers every attack case runs in (``trusted_local`` isolates nothing).
 TIERS = ["bubblewrap", "landlock"]
+#: The Docker tier: not a tier option but the sandbox's kind served by the ``docker``
+#: provider (agently-core-docker), chosen by configuration (``[providers] python = "docker"``).
+DOCKER = "docker"
+#: The native tiers and Docker: where an attack case runs unless it inspects native internals.
+ALL_TIERS = [*TIERS, DOCKER]
 #: The start of an isolated Python command line: ``[*PY, code]``.
 PY = ("/usr/bin/python3", "-I", "-S", "-u", "-c")
 #: The limits of an attacked Python or Node.js worker (``enable_python``/``enable_nodejs``).
@@ -480,14 +488,50 @@ class Leftovers:
 
 
 # -- agents with a sandboxed action --------------------------------------------------------
-def attack_agents(make_agent: Callable[..., Any], **defaults: Any) -> Callable[..., Any]:
+def attack_agents(make_agent: Callable[..., Any], *, kind: str | None = None,
+                  request: Any = None, **defaults: Any) -> Callable[..., Any]:
     """``make(tier, **options)``: ``make_agent(tier=tier, **defaults, **options)``, the
-    options winning over the defaults."""
+    options winning over the defaults.
+
+    For the tier :data:`DOCKER`, the agent is made on the setting that serves ``kind``
+    (the requirement's kind: ``"python"``, ``"node"``, ``"bash"``) by the ``docker``
+    provider, ``make_agent(settings={"providers": {kind: "docker"}}, **defaults,
+    **options)``, with no tier option; first ``request`` (the test's pytest request) gets
+    the ``docker_default_image`` fixture (agently_core_docker.testing: an engine, which
+    fails under CI when none can be had, and the image the served kinds run in), so only
+    the Docker cases need them."""
 
     def make(tier: str, **options: Any) -> Any:
-        return make_agent(**{"tier": tier, **defaults, **options})
+        if tier != DOCKER:
+            return make_agent(**{"tier": tier, **defaults, **options})
+        assert kind is not None and request is not None, \
+            "attack_agents(..., kind=, request=) is needed for the Docker tier"
+        request.getfixturevalue("docker_default_image")
+        merged = {**defaults, **options}
+        merged.pop("tier", None)
+        return make_agent(settings={"providers": {kind: "docker"}}, **merged)
 
     return make
+
+
+def container_pid(resource: Any) -> int:
+    """The host pid of the main process of a resource's container (a worker the ``docker``
+    provider serves: its ``container``)."""
+    container = resource.container
+    state = container.engine.api.inspect_container(container.id)["State"]
+    assert state.get("Running") and state.get("Pid"), state
+    return int(state["Pid"])
+
+
+def workdir_of(resource: Any, inside: str = "/work") -> Path:
+    """Where the host sees a worker's (or sandbox's) working directory: the native
+    ``workdir``, or for a container, its ``inside`` directory through the container's root
+    as the host sees it (``/proc/<pid>/root``: root on the host reads and plants files there
+    without entering the container)."""
+    if getattr(resource, "container", None) is None:
+        assert resource.workdir is not None, "the worker has no workspace (not started?)"
+        return Path(resource.workdir)
+    return Path(f"/proc/{container_pid(resource)}/root{inside}")
 
 
 def only_resource(agent: Any, kind: str) -> Any:

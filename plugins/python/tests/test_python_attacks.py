@@ -1,12 +1,17 @@
 """The attack suite of run_python, through a real agent (``agent.enable_python(tier=...)``),
-in both real isolation tiers.
+in both real isolation tiers, and in the Docker tier (``run_python`` served by the docker
+provider, ``[providers] python = "docker"``: the worker is a container's main process; a
+case that looks at the worker's files reaches them through the container's root as the host
+sees it, :func:`~agently_core_isolation.testing.workdir_of`).
 
 Each case: the attack's record is failed or contained with a clear error or output, the host
 is unharmed (canary files untouched, no host process signalled or spawned, nothing left
 running), and the NEXT run_python call works. Against 93496c6 this suite caught (each case
 now guards the fix): in the landlock tier a start_new_session child outliving its worker and
 connect() to a host Unix-socket service; in both tiers a stopped call's buffered output
-leaking into the next record, and a record cut to a JSON string by the output cap.
+leaking into the next record, and a record cut to a JSON string by the output cap. In the
+Docker tier it caught a memory bomb ending the worker through the container's out-of-memory
+killer (an unclear "stream was closed" record) instead of raising MemoryError.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 
 import pytest
 from agently_core_isolation import testing
-from agently_core_isolation.testing import TIERS, Canary, dump, got_traffic, processes_with
+from agently_core_isolation.testing import ALL_TIERS, Canary, dump, got_traffic, processes_with
 from agently_core_python.sandbox import PythonWorker
 
 REPO = Path(__file__).resolve().parents[3]
@@ -46,12 +51,14 @@ def next_call_works(agent: Any) -> None:
 
 
 @pytest.fixture
-def attack_agent(python_agent: Callable[..., Any]) -> Callable[..., Any]:
-    return testing.attack_agents(python_agent, **testing.ATTACK_LIMITS)
+def attack_agent(python_agent: Callable[..., Any], request: pytest.FixtureRequest
+                 ) -> Callable[..., Any]:
+    return testing.attack_agents(python_agent, kind="python", request=request,
+                                 **testing.ATTACK_LIMITS)
 
 
 # == reading host secrets ==================================================================
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_read_etc_shadow(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     record = call(agent, "open('/etc/shadow').read()")
@@ -61,7 +68,7 @@ def test_read_etc_shadow(attack_agent: Any, tier: str) -> None:
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_read_the_host_environment(attack_agent: Any, tier: str,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     secret = f"sk-live-{uuid.uuid4().hex}"
@@ -83,7 +90,7 @@ def test_read_the_host_environment(attack_agent: Any, tier: str,
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_read_a_host_file_outside_the_workspace(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     record = call(agent, f"open({str(REPO / 'pyproject.toml')!r}).read()")
@@ -94,7 +101,7 @@ def test_read_a_host_file_outside_the_workspace(attack_agent: Any, tier: str) ->
 
 
 # == writing outside, links ================================================================
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_write_outside_the_workspace(attack_agent: Any, tier: str, canary: Canary) -> None:
     agent = attack_agent(tier)
     name = f"agently-attack-{uuid.uuid4().hex[:8]}"
@@ -118,11 +125,11 @@ def test_write_outside_the_workspace(attack_agent: Any, tier: str, canary: Canar
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_symlink_escape(attack_agent: Any, tier: str, canary: Canary) -> None:
     agent = attack_agent(tier)
     next_call_works(agent)  # start the worker, then plant a link in its workspace
-    workdir = worker_of(agent).workdir
+    workdir = testing.workdir_of(worker_of(agent))
     (workdir / "planted").symlink_to(canary.file)
     record = call(agent, f"""
         import os
@@ -150,12 +157,12 @@ def test_symlink_escape(attack_agent: Any, tier: str, canary: Canary) -> None:
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_read_or_write_another_sandboxs_workspace(attack_agent: Any, tier: str) -> None:
     victim, attacker = attack_agent(tier), attack_agent(tier)
     secret = f"tenant-secret-{uuid.uuid4().hex}"
     assert call(victim, f"open('private.txt', 'w').write({secret!r})").status == "success"
-    target = worker_of(victim).workdir
+    target = testing.workdir_of(worker_of(victim))
     record = call(attacker, f"""
         import os
         results = {{}}
@@ -179,7 +186,7 @@ def test_read_or_write_another_sandboxs_workspace(attack_agent: Any, tier: str) 
 
 
 # == the network ===========================================================================
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_tcp_to_a_service_on_host_loopback(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     with testing.tcp_listener() as server:
@@ -193,7 +200,7 @@ def test_tcp_to_a_service_on_host_loopback(attack_agent: Any, tier: str) -> None
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_tcp_egress_to_the_internet(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     record = call(agent, "import socket\nsocket.create_connection(('1.1.1.1', 443), timeout=1)")
@@ -202,7 +209,7 @@ def test_tcp_egress_to_the_internet(attack_agent: Any, tier: str) -> None:
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_udp_egress(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     with testing.udp_socket() as sink:
@@ -216,7 +223,7 @@ def test_udp_egress(attack_agent: Any, tier: str) -> None:
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_dns_resolution(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     record = call(agent, "import socket\nsocket.getaddrinfo('example.com', 443)")
@@ -224,7 +231,7 @@ def test_dns_resolution(attack_agent: Any, tier: str) -> None:
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_unix_socket_service_on_the_host(attack_agent: Any, tier: str, canary: Canary) -> None:
     agent = attack_agent(tier)
     path = canary.dir / "db.sock"
@@ -241,7 +248,7 @@ def test_unix_socket_service_on_the_host(attack_agent: Any, tier: str, canary: C
 
 
 # == resource exhaustion ===================================================================
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_fork_bomb(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier, processes=12)
     record = call(agent, """
@@ -257,7 +264,7 @@ def test_fork_bomb(attack_agent: Any, tier: str) -> None:
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_memory_bomb(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     record = call(agent, "hoard = []\nwhile True:\n    hoard.append(bytearray(8 << 20))")
@@ -265,7 +272,7 @@ def test_memory_bomb(attack_agent: Any, tier: str) -> None:
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_cpu_spin(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     started = time.monotonic()
@@ -276,7 +283,7 @@ def test_cpu_spin(attack_agent: Any, tier: str) -> None:
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_endless_output(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier, max_output_bytes=5_000)
     record = call(agent, "while True:\n    print('spam' * 250)", timeout=3)
@@ -288,7 +295,7 @@ def test_endless_output(attack_agent: Any, tier: str) -> None:
     assert after.status == "success" and after.result["stdout"].endswith("42\n"), dump(after)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_output_of_a_stopped_call_does_not_leak_into_the_next_record(attack_agent: Any,
                                                                       tier: str) -> None:
     agent = attack_agent(tier, file_mb=1)
@@ -297,7 +304,7 @@ def test_output_of_a_stopped_call_does_not_leak_into_the_next_record(attack_agen
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_a_truncated_record_keeps_its_fields(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier, max_output_bytes=5_000)
     record = call(agent, "print('spam' * 5_000)\n1 / 0")
@@ -307,7 +314,7 @@ def test_a_truncated_record_keeps_its_fields(attack_agent: Any, tier: str) -> No
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_huge_file(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier, file_mb=1)
     record = call(agent, """
@@ -316,12 +323,12 @@ def test_huge_file(attack_agent: Any, tier: str) -> None:
                 handle.write(b'x' * 100_000)
     """)
     assert record.status == "failed" and "File too large" in record.error, dump(record)
-    assert (worker_of(agent).workdir / "huge.bin").stat().st_size <= 1 << 20
+    assert (testing.workdir_of(worker_of(agent)) / "huge.bin").stat().st_size <= 1 << 20
     next_call_works(agent)
 
 
 # == processes and signals =================================================================
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_detached_child_that_tries_to_outlive_the_call(attack_agent: Any, tier: str,
                                                        markers: Any) -> None:
     agent = attack_agent(tier)
@@ -339,7 +346,7 @@ def test_detached_child_that_tries_to_outlive_the_call(attack_agent: Any, tier: 
     assert not testing.wait_gone(nap), "the detached child outlived its worker"
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_signal_to_the_host_process(attack_agent: Any, tier: str, markers: Any) -> None:
     agent = attack_agent(tier)
     victim = subprocess.Popen(["sleep", markers()])  # another host process (root)
@@ -358,7 +365,7 @@ def test_signal_to_the_host_process(attack_agent: Any, tier: str, markers: Any) 
 
 
 # == interpreter introspection =============================================================
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_subclasses_walk_to_os_system(attack_agent: Any, tier: str, canary: Canary,
                                       markers: Any) -> None:
     agent = attack_agent(tier)
@@ -377,7 +384,7 @@ def test_subclasses_walk_to_os_system(attack_agent: Any, tier: str, canary: Cana
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_frames_lead_only_to_the_sandboxed_worker(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     record = call(agent, """
@@ -395,7 +402,7 @@ def test_frames_lead_only_to_the_sandboxed_worker(attack_agent: Any, tier: str) 
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_ctypes_calls_libc_system(attack_agent: Any, tier: str, canary: Canary) -> None:
     agent = attack_agent(tier)
     record = call(agent, f"""
@@ -406,14 +413,14 @@ def test_ctypes_calls_libc_system(attack_agent: Any, tier: str, canary: Canary) 
     """)
     assert record.status == "success", record.error
     worker = worker_of(agent)
-    assert (worker.workdir / "uid.txt").read_text().strip() == str(worker.uid)
-    stolen = (worker.workdir / "shadow.txt").read_text()
+    assert (testing.workdir_of(worker) / "uid.txt").read_text().strip() == str(worker.uid)
+    stolen = (testing.workdir_of(worker) / "shadow.txt").read_text()
     assert "root:" not in stolen and canary.text not in stolen
     assert canary.untouched()
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_gc_objects_hold_nothing_of_the_host(attack_agent: Any, tier: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     secret = f"gc-secret-{uuid.uuid4().hex}"
@@ -433,7 +440,7 @@ def test_gc_objects_hold_nothing_of_the_host(attack_agent: Any, tier: str,
 
 
 # == the protocol ==========================================================================
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_writing_to_fd_1_cannot_forge_a_reply(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     forged = [json.dumps({"id": n, "ok": True, "stdout": "FORGED", "value": "'owned'"})
@@ -447,7 +454,7 @@ def test_writing_to_fd_1_cannot_forge_a_reply(attack_agent: Any, tier: str) -> N
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_forging_on_the_private_reply_channel_stays_in_its_scope(attack_agent: Any,
                                                                  tier: str) -> None:
     # The code shares the worker's interpreter, so it can reach the reply channel
@@ -477,7 +484,7 @@ def test_forging_on_the_private_reply_channel_stays_in_its_scope(attack_agent: A
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_reading_requests_from_stdin_is_impossible(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     record = call(agent, """
