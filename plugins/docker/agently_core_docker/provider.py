@@ -195,6 +195,7 @@ def _remove_ids(ids: list[str]) -> None:
 SERVED = {
     "python": "agently_core_docker.workers:ensure_worker",
     "node": "agently_core_docker.workers:ensure_worker",
+    "bash": "agently_core_docker.bash_box:ensure_bash",
 }
 
 
