@@ -76,6 +76,28 @@ def heap_megabytes(memory_bytes: int) -> int:
     return max(16, (memory_bytes * 3 // 4) >> 20)
 
 
+def last_words(code: int | None, tail: bytes) -> str:
+    """Why a worker died, from its exit status (``None``: still running; negative or above
+    128: a signal) and the end of its raw stderr, without V8's native stack and GC traces."""
+    lines: list[str] = []
+    for line in tail.decode(errors="replace").splitlines():
+        line = line.strip()
+        if line and not line[0].isdigit() and not line.startswith(NOISE):
+            lines.append(line)
+    if code is None:
+        status = "its reply channel closed"
+    elif code < 0 or code > 128:  # bubblewrap passes a signal on as 128 + its number
+        number = -code if code < 0 else code - 128
+        try:
+            status = f"killed by {signal.Signals(number).name}"
+        except ValueError:
+            status = f"exit status {code}"
+    else:
+        status = f"exit status {code}"
+    words = " | ".join(lines[-3:])[-600:]
+    return f"{status}{': ' + words if words else ''}"
+
+
 #: A call that waited longer than this for the worker to start it shows the wait in its
 #: record (``meta["queued_ms"]``).
 QUEUED_AFTER = 0.005
@@ -210,30 +232,14 @@ class NodeWorker:
             return ""
         with anyio.move_on_after(0.5):
             await self.process.wait()
-        lines: list[str] = []
+        tail = b""
         if self._log is not None:
             try:
                 size = os.fstat(self._log.fileno()).st_size
                 tail = os.pread(self._log.fileno(), 4096, max(0, size - 4096))
             except (OSError, ValueError):
                 tail = b""
-            for line in tail.decode(errors="replace").splitlines():
-                line = line.strip()
-                if line and not line[0].isdigit() and not line.startswith(NOISE):
-                    lines.append(line)
-        code = self.process.returncode
-        if code is None:
-            status = "its reply channel closed"
-        elif code < 0 or code > 128:  # bubblewrap passes a signal on as 128 + its number
-            number = -code if code < 0 else code - 128
-            try:
-                status = f"killed by {signal.Signals(number).name}"
-            except ValueError:
-                status = f"exit status {code}"
-        else:
-            status = f"exit status {code}"
-        words = " | ".join(lines[-3:])[-600:]
-        return f"{status}{': ' + words if words else ''}"
+        return last_words(self.process.returncode, tail)
 
     # -- requests ---------------------------------------------------------------------
     async def request(self, payload: dict[str, Any], timeout: float, *,

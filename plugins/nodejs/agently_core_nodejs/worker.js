@@ -2,10 +2,13 @@
 // source with `node -e`, so nothing from the host's file system needs to be visible.
 //
 // Protocol: one JSON object per line, both ways, over a private socket whose fd number is
-// argv[1] (never stdin or stdout). The host sends {"id", "op": "run", "code", "args",
-// "max_output", "max_capture"} or {"id", "op": "ping"}; the worker answers {"id", "ok", ...}
-// and first announces {"id": null, "ready": true}. Several runs may be in flight at once:
-// asynchronous code interleaves, and each reply carries its request's id.
+// argv[1] (never stdin or stdout), or, when argv[1] is "IN,OUT", requests read from fd IN
+// and replies written to fd OUT (two pipes: a container's stdin and stdout, moved there by
+// the command that starts the worker, with fds 0 and 1 pointed away). The host sends
+// {"id", "op": "run", "code", "args", "max_output", "max_capture"} or {"id", "op": "ping"};
+// the worker answers {"id", "ok", ...} and first announces {"id": null, "ready": true}.
+// Several runs may be in flight at once: asynchronous code interleaves, and each reply
+// carries its request's id.
 //
 // Output: console.* and process.stdout/stderr.write go, through an AsyncLocalStorage, to
 // the buffers of the call whose code (or whose callbacks, timers, promises...) wrote them,
@@ -38,7 +41,15 @@
   const parse = JSON.parse;
   const inspect = util.inspect;
   const calls = new AsyncLocalStorage();
-  const channel = new net.Socket({ fd: Number(fdArgument), readable: true, writable: true });
+  const fds = String(fdArgument).split(',');
+  if (fds.length > 2 || !fds.every((fd) => /^[0-9]+$/.test(fd))) {
+    process.stderr.write(`the worker's channel must be an fd number or "IN,OUT", not `
+                         + `${fdArgument}\n`);
+    process.exit(2);
+  }
+  const input = new net.Socket({ fd: Number(fds[0]), readable: true, writable: fds.length === 1 });
+  const channel = fds.length === 1 ? input
+    : new net.Socket({ fd: Number(fds[1]), readable: false, writable: true });
 
   const wellFormed = (text) => (typeof text.toWellFormed === 'function' ? text.toWellFormed() : text);
 
@@ -260,8 +271,8 @@
   }
 
   let pending = '';
-  channel.setEncoding('utf8');
-  channel.on('data', (chunk) => {
+  input.setEncoding('utf8');
+  input.on('data', (chunk) => {
     pending += chunk;
     let newline = pending.indexOf('\n');
     while (newline >= 0) {
@@ -271,8 +282,9 @@
       newline = pending.indexOf('\n');
     }
   });
-  channel.on('end', () => process.exit(0)); // the host went away
-  channel.on('error', () => process.exit(1));
+  input.on('end', () => process.exit(0)); // the host went away
+  input.on('error', () => process.exit(1));
+  if (channel !== input) channel.on('error', () => process.exit(1));
   // start libuv's thread pool now, two threads, so that the worker's own tasks are all
   // there before the code can use up the process limit (a pool that cannot start aborts)
   const ownPoolSize = process.env.UV_THREADPOOL_SIZE === undefined;
