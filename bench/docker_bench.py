@@ -217,9 +217,13 @@ async def docker_figures(repeat: int = 10) -> list[dict[str, Any]]:
 
         run_argv = [cli, "run", "--rm", *flags, image, "python3", "-c", CODE]
         cold, release, fresh = [], [], []
+        # closed agents are kept until the loop ends: a closed environment manager leaves its
+        # keeper task pending, and asyncio warns when such a task is garbage-collected
+        closed: list[Any] = []
         _timed(run_argv)
         for _ in range(max(5, repeat)):
             new = agently_core.create_agent(config=config)
+            closed.append(new)
             new.enable_python()
             try:
                 started = time.perf_counter()
