@@ -126,9 +126,17 @@ class AttachedProcess:
 
 def _attach_socket(container: Any) -> socket.socket:
     """A plain socket of an attach connection to ``container``'s stdin, stdout, stderr."""
+    import docker.errors
+
+    from agently_core.errors import AgentlyError
+
     api = container.engine.api
-    made = api.attach_socket(container.id, params={"stdin": 1, "stdout": 1, "stderr": 1,
-                                                   "stream": 1})
+    try:
+        made = api.attach_socket(container.id, params={"stdin": 1, "stdout": 1, "stderr": 1,
+                                                       "stream": 1})
+    except docker.errors.APIError as exc:
+        raise AgentlyError(f"docker could not attach to the worker of "
+                           f"{container.settings.image!r}: {exc.explanation or exc}") from None
     raw = getattr(made, "_sock", made)
     if not isinstance(raw, socket.socket):
         raise TypeError(f"the Docker engine's attach connection is a {type(raw).__name__}, "

@@ -25,6 +25,16 @@ def this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def is_podman(engine: Any) -> bool:
+    """Does ``engine`` (a docker-py client) talk to Podman's Docker-compatible API?"""
+    cached = getattr(engine, "_agently_podman", None)
+    if cached is None:
+        components = engine.version().get("Components") or []
+        cached = any("podman" in str(c.get("Name", "")).lower() for c in components)
+        engine._agently_podman = cached
+    return cached
+
+
 def container_labels(requirement: Any) -> dict[str, str]:
     """The labels of a requirement's container: ours, its scope owner, its kind, and the
     process that started it."""
@@ -63,4 +73,4 @@ def client(timeout: int = API_TIMEOUT) -> Any:
 
 
 __all__ = ["API_TIMEOUT", "DEFAULT_SOCKET", "LABEL", "OWNER_LABEL", "PROCESS_LABEL",
-           "DockerUnavailable", "client", "container_labels", "this_process", "where"]
+           "DockerUnavailable", "client", "container_labels", "is_podman", "this_process", "where"]

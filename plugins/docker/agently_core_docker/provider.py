@@ -23,8 +23,14 @@ import anyio.to_thread
 from agently_core.errors import ActionError, AgentlyError
 from agently_core.protocols import ProviderHandle
 
-from .engine import client, container_labels
-from .settings import ContainerSettings, DockerConfigError, container_settings, create_options
+from .engine import client, container_labels, is_podman
+from .settings import (
+    ContainerSettings,
+    DockerConfigError,
+    container_settings,
+    create_options,
+    for_podman,
+)
 
 HEALTH_TIMEOUT = 10.0
 
@@ -145,9 +151,10 @@ def _start(settings: ContainerSettings, labels: dict[str, str], made: list[str],
     name = f"agently-{uuid.uuid4().hex[:12]}"
     began = time.perf_counter()
     try:
-        container = engine.containers.create(settings.image, name=name,
-                                             **{**create_options(settings, labels),
-                                                **(options or {})})
+        made_options = {**create_options(settings, labels), **(options or {})}
+        if is_podman(engine):
+            made_options = for_podman(made_options)
+        container = engine.containers.create(settings.image, name=name, **made_options)
         made.append(container.id)
         if start:
             container.start()

@@ -166,5 +166,41 @@ def create_options(s: ContainerSettings, labels: Mapping[str, str]) -> dict[str,
     return options
 
 
+#: The writable directories Podman adds to a read-only root, and the cap they get here.
+PODMAN_TMPFS = ("/run", "/tmp", "/var/tmp")
+PODMAN_TMPFS_BYTES = 1 << 20
+
+
+def for_podman(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` as Podman's Docker-compatible API takes them. It refuses the ``uid=`` and
+    ``gid=`` options of a tmpfs (and ignores ``mode=``): its own ``U`` option gives the tmpfs
+    directories to the container's user instead, the size cap unchanged. It adds writable,
+    unbounded ``/run``, ``/tmp`` and ``/var/tmp`` to a read-only root: they get a small cap
+    here. Its default open-file and process rlimits may lie above the host's hard limits
+    (then no container starts): both are set explicitly, within the container's own."""
+    import docker.types
+
+    made = dict(options)
+    tmpfs = {}
+    for target, value in (options.get("tmpfs") or {}).items():
+        kept = [part for part in value.split(",")
+                if not part.startswith(("uid=", "gid=", "mode="))]
+        tmpfs[target] = ",".join([*kept, "U"])
+    if options.get("read_only"):  # Podman adds writable /run, /tmp, /var/tmp to a read-only
+        for target in PODMAN_TMPFS:  # root, unbounded: these bound them (or take their place)
+            tmpfs.setdefault(target, f"rw,nosuid,nodev,noexec,size={PODMAN_TMPFS_BYTES},U")
+    if tmpfs:
+        made["tmpfs"] = tmpfs
+    ulimits = list(options.get("ulimits") or [])
+    named = {limit["Name"] for limit in ulimits}
+    if "nofile" not in named:
+        ulimits.append(docker.types.Ulimit(name="nofile", soft=1024, hard=1024))
+    if "nproc" not in named:
+        tasks = options.get("pids_limit") or DEFAULT_PROCESSES
+        ulimits.append(docker.types.Ulimit(name="nproc", soft=tasks, hard=tasks))
+    made["ulimits"] = ulimits
+    return made
+
+
 __all__ = ["ContainerSettings", "DockerConfigError", "Mount", "check_image", "container_settings",
-           "create_options"]
+           "create_options", "for_podman"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -120,4 +121,85 @@ def docker_default_image(docker_engine: str) -> str:
     return build_default_image()
 
 
-__all__ = ["docker_default_image", "docker_engine", "docker_test_image", "our_containers"]
+@pytest.fixture(scope="session")
+def podman_engine(docker_engine: str, docker_default_image: str,
+                  docker_test_image: str) -> Iterator[str]:
+    """The address of a Podman API service (Podman's Docker-compatible socket) started for
+    the session, holding the default and the busybox test images (copied from the Docker
+    engine: nothing is pulled); stopped at the end. Skips without Podman, fails under CI."""
+    import shutil
+    import subprocess
+    import tempfile
+    import time
+
+    from .daemon import engine_answers
+
+    podman = shutil.which("podman")
+    require(podman is not None, "podman is not installed (apt-get install podman; ./dev "
+                                "installs it)")
+    assert podman is not None
+    base = Path(tempfile.mkdtemp(prefix="agently-podman-"))
+    host = f"unix://{base}/podman.sock"
+    pidfile = base / "pid"
+    # detached like the test dockerd (its parent is init, not this process), so the leak
+    # checks of other tests do not see it as our child
+    with open(base / "log", "wb") as log:
+        subprocess.run(["setsid", "--fork", "sh", "-c", 'echo $$ > "$0"; exec "$@"',
+                        str(pidfile), podman, "system", "service", "--time=0", host],
+                       stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL,
+                       check=True)
+    pid: int | None = None
+    try:
+        deadline = time.monotonic() + 30
+        while not engine_answers(host, timeout=2):
+            require(time.monotonic() < deadline, "podman system service did not answer: "
+                                                 f"{(base / 'log').read_text()[-800:]}")
+            time.sleep(0.2)
+        pid = int(pidfile.read_text())
+        _copy_images(docker_engine, host, [docker_default_image, docker_test_image])
+        yield host
+    finally:
+        left = _remove_ours(host) if engine_answers(host, timeout=2) else []
+        pid = pid or (int(pidfile.read_text()) if pidfile.exists() else None)
+        if pid is not None:
+            _stop(pid)
+        shutil.rmtree(base, ignore_errors=True)
+    assert not left, f"containers of ours were left on Podman (now removed): {', '.join(left)}"
+
+
+def _stop(pid: int, timeout: float = 20.0) -> None:
+    """SIGTERM ``pid``, then SIGKILL, and wait until it is gone."""
+    import signal
+    import time
+
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _copy_images(source: str, target: str, tags: list[str]) -> None:
+    """``docker save`` from ``source``, ``load`` into ``target``, for tags it lacks."""
+    import docker
+
+    made = docker.DockerClient(base_url=source, timeout=300, version="auto")
+    into = docker.DockerClient(base_url=target, timeout=300, version="auto")
+    try:
+        have = {tag for image in into.images.list() for tag in image.tags}
+        for tag in tags:
+            if tag in have or f"localhost/{tag}" in have:
+                continue
+            data = b"".join(made.images.get(tag).save(named=True))
+            into.images.load(data)
+    finally:
+        made.close()
+        into.close()
+
+
+__all__ = ["docker_default_image", "docker_engine", "docker_test_image", "our_containers",
+           "podman_engine"]

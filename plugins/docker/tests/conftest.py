@@ -8,9 +8,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from agently_core_docker.testing import docker_default_image, docker_engine, docker_test_image
+from agently_core_docker.testing import (
+    docker_default_image,
+    docker_engine,
+    docker_test_image,
+    podman_engine,
+)
 
-__all__ = ["docker_default_image", "docker_engine", "docker_test_image"]
+__all__ = ["docker_default_image", "docker_engine", "docker_test_image", "podman_engine"]
 
 
 @pytest.fixture(autouse=True)
