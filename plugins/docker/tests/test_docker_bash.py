@@ -30,6 +30,7 @@ import agently_core as Agently
 DOCKER = {"providers": {"bash": "docker"}}
 COMMANDS = ["ls", "cat", "echo", "sleep", "touch", "yes", "head", "id", "mkdir"]
 TIMEOUT = 3.0
+DISK_MB = 8
 
 
 def run(agent: Any, cmd: str, **arguments: Any) -> Any:
@@ -68,7 +69,8 @@ def processes(docker_engine: str, container_id: str) -> list[list[str]]:
 @pytest.fixture(scope="module")
 def agent(docker_engine: str, docker_default_image: str) -> Iterator[Any]:
     made = Agently.create_agent(config=DOCKER)
-    made.enable_shell(commands=COMMANDS, timeout=TIMEOUT, env={"GREETING": "hello"})
+    made.enable_shell(commands=COMMANDS, timeout=TIMEOUT, env={"GREETING": "hello"},
+                      disk_mb=DISK_MB)
     yield made
     made.close()
 
@@ -148,6 +150,14 @@ def test_writing_outside_the_workspace_fails(agent: Any) -> None:
     stderr = record.result["stderr"]
     assert stderr.count("Read-only file system") + stderr.count("Permission denied") == 5, stderr
     assert "rc=1" in record.result["stdout"]
+
+
+def test_the_workspace_bound_holds_in_the_container(agent: Any) -> None:
+    record = run(agent, f"head -c {(DISK_MB + 1) << 20} /dev/zero > big; echo rc=$?")
+    assert "rc=1" in record.result["stdout"]
+    assert "No space left on device" in record.result["stderr"]
+    assert f"may hold at most {DISK_MB} MiB" in record.result["stderr"]  # the executor's note
+    assert run(agent, ": > big; echo freed").result["stdout"] == "freed\n"
 
 
 def test_nothing_is_left_running_after_a_call(agent: Any, docker_engine: str) -> None:
