@@ -8,8 +8,10 @@ workspace bound). What differs is where a call runs: the sandbox's private works
 temporary files and the private root, one bounded tmpfs on the host), the host's roots
 (``enable_shell(root=...)``) and the PATH directories are bind-mounted into one container
 per scope owner **at their host paths**, so every path the executor checked on the host is
-the same path inside. ``/tmp`` in the container is the workspace's ``tmp``. Bind mounts need
-the engine on this machine: a ``DOCKER_HOST`` on another machine is refused.
+the same path inside. ``/tmp`` in the container is a tiny tmpfs the calls cannot write (it
+holds the mount points); their temporary files go to ``TMPDIR``, the workspace's ``tmp``.
+Bind mounts need the engine on this machine: a ``DOCKER_HOST`` on another machine is
+refused, and a container that does not see a probe file the host wrote fails to start.
 
 Each call is one ``docker exec`` (docker-py, in a worker thread) of a small launcher as the
 sandbox's dedicated uid (the container's main process, ``sleep`` under docker's init, runs
