@@ -332,13 +332,14 @@ def sandbox_class() -> type:
 
                 try:
                     await anyio.to_thread.run_sync(create)
-                finally:
+                finally:  # also when cancelled: the thread finished, its container is kept
                     if made and self.closed:  # released while it started
                         with anyio.CancelScope(shield=True):
                             await anyio.to_thread.run_sync(made[0].remove)
+                    elif made:  # here aclose finds it
+                        self.container, self.network = made[0], network
                 if self.closed:
                     raise RuntimeError("the Bash sandbox was released")
-                self.container, self.network = made[0], network
                 return made[0]
 
             async def start(self) -> Any:

@@ -21,11 +21,14 @@ from agently_core_bash.programs import Allowlist
 from agently_core_bash.sandbox import BashSandbox
 from agently_core_docker.bash_box import check_local_engine
 from agently_core_docker.engine import OWNER_LABEL
+from agently_core_docker.provider import DockerProvider
 from agently_core_docker.settings import DockerConfigError
+from agently_core_docker.testing import our_containers
 from agently_core_docker.workers import IMAGE_VARIABLE
-from agently_core_isolation.sandbox import Limits
+from agently_core_isolation.sandbox import Limits, sandbox_root
 
 import agently_core as Agently
+from agently_core.testing import ProviderConformance
 
 DOCKER = {"providers": {"bash": "docker"}}
 COMMANDS = ["ls", "cat", "echo", "sleep", "touch", "yes", "head", "id", "mkdir"]
@@ -286,3 +289,35 @@ def test_the_native_sandbox_stays_the_default() -> None:
 def box_of(agent: Any) -> Any:
     [handle] = agent.manager.list(kind="bash")
     return agent.manager.resource(handle)
+
+
+class ServedBashProvider(DockerProvider):
+    """The docker provider as the environment manager selects it for kind ``bash``."""
+
+    kind = "bash"
+
+
+class TestServedBashProviderConformance(ProviderConformance):
+    """The docker provider serving kind ``bash`` passes the provider conformance suite: no
+    container or workspace is left by a failed ensure, a release, or an ensure cancelled
+    while its container starts."""
+
+    kind = "bash"
+    concurrent_ensures = 2
+    start_cancel_delays = (0.0, 0.3)
+
+    @pytest.fixture(autouse=True)
+    def _engine(self, docker_engine: str, docker_default_image: str) -> None:
+        self.host = docker_engine
+
+    def make_provider(self) -> DockerProvider:
+        return ServedBashProvider()
+
+    def make_requirement(self, scenario: str) -> dict[str, Any]:
+        if scenario == "bad_config":
+            return {"config": {"tier": "bubblewrap"}}
+        return {"config": {}}
+
+    def live_resources(self) -> set[Any]:
+        workspaces = {path.name for path in sandbox_root().glob(f"ws-{os.getpid()}-*")}
+        return {*our_containers(self.host), *workspaces}
