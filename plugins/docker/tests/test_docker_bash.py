@@ -19,7 +19,7 @@ import docker
 import pytest
 from agently_core_bash.programs import Allowlist
 from agently_core_bash.sandbox import BashSandbox
-from agently_core_docker.bash_box import check_local_engine
+from agently_core_docker.bash_box import TMP_MOUNT, check_local_engine
 from agently_core_docker.engine import OWNER_LABEL
 from agently_core_docker.provider import DockerProvider
 from agently_core_docker.settings import DockerConfigError
@@ -107,6 +107,8 @@ def test_the_container_is_hardened(agent: Any, docker_engine: str) -> None:
     assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
     assert host["SecurityOpt"] == ["no-new-privileges"]
     assert host["Privileged"] is False and host["Init"] is True
+    assert host["NanoCpus"] == 1_000_000_000 and host["IpcMode"] == "private"
+    assert host["Tmpfs"] == {"/tmp": TMP_MOUNT}  # root's: the calls cannot write /tmp
     assert host["PidsLimit"] == 64 + 4 and host["Memory"] == host["MemorySwap"] == 1 << 30
     assert attrs["Config"]["User"] == "65534:65534"  # the calls run as the sandbox's uid
     binds = {m["Destination"]: (m["Source"], m["RW"]) for m in attrs["Mounts"]}
@@ -144,6 +146,25 @@ def test_the_kernel_refuses_other_programs_even_past_the_analyser(agent: Any) ->
     limits = {line[:26].strip(): line[26:].split()[0] for line in allowed.stdout.splitlines()[2:]}
     assert limits["Max processes"] == "17"  # the call's rlimits (the launcher counts too)
     assert limits["Max file size"] == str(64 * 1024 * 1024)
+
+
+def test_a_program_outside_the_system_trees_is_refused_before_anything_runs(
+        agent: Any, tmp_path: Path) -> None:
+    """A host program outside the system trees is not in the container."""
+    run(agent, "echo warm")
+    sandbox = box(agent)
+    tool = tmp_path / "tool"
+    shutil.copy("/usr/bin/true", tool)
+    outside = Allowlist.resolve(["echo", str(tool)])
+    assert outside.extra_read_only() == [str(tool)]
+
+    async def direct() -> Any:
+        return await sandbox.run("touch ran.txt", cwd=sandbox.roots[0], roots=sandbox.roots,
+                                 allowlist=outside, limits=Limits(), network=False, env={})
+
+    with pytest.raises(ValueError, match="outside the system trees"):
+        anyio.run(direct)
+    assert not (Path(sandbox.roots[0]) / "ran.txt").exists()
 
 
 def test_writing_outside_the_workspace_fails(agent: Any) -> None:
