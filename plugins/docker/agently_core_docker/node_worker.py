@@ -10,8 +10,12 @@ to fds 3 and 4 (``worker.js`` is told ``3,4``), points fd 0 at ``/dev/null`` and
 stderr: what the code writes to the raw fds 1 and 2 (``fs.writeSync(1, ...)``, a child with
 inherited stdio) lands in the kept end of stderr, never in the reply stream.
 
-Memory: the container's memory limit (the cgroup) holds the whole worker, and V8's old
-space is capped at three quarters of it (``--max-old-space-size``), as natively. Processes:
+Memory: as natively, Node's ``RLIMIT_DATA`` is the memory limit (set by the shell before
+``exec``, so it binds Node and not the engine's runtime) and V8's old space is capped at
+three quarters of it: a ``Buffer`` bomb fails inside the code with a catchable
+``RangeError``, a heap bomb ends the worker with V8's message. (The container's memory limit
+alone would not stop the first: memory allocated and never touched is not charged to it.)
+The container's limit holds the whole worker besides, its tmpfs files included. Processes:
 the pids limit counts threads, so Node's own (``NODE_TASKS``) come on top of the policy's.
 """
 
@@ -26,17 +30,32 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from agently_core.errors import AgentlyError
 
-#: The command of a Node worker's container; ``$0`` is the worker's source, ``$@`` Node's
-#: options. Requests arrive on fd 3 (stdin), replies leave on fd 4 (stdout).
-NODE_COMMAND = 'exec node "$@" -e "$0" 3,4 3<&0 4>&1 </dev/null 1>&2'
+#: The command of a Node worker's container; ``$0`` is the worker's source, ``$1`` the data
+#: limit in KiB, the rest Node's options. Requests arrive on fd 3 (stdin), replies leave on
+#: fd 4 (stdout).
+NODE_COMMAND = ('ulimit -d "$1" || exit 125; shift; '
+                'exec node "$@" -e "$0" 3,4 3<&0 4>&1 </dev/null 1>&2')
 #: How long an ended worker's container is asked for its exit status.
 EXIT_WAIT = 2.0
+#: What V8 writes when it stops the process (for a memory it could not get, among others).
+V8_FATAL = ("Fatal error", "FATAL ERROR", "Check failed")
 
 
-def node_argv(source: str, heap_mb: int) -> list[str]:
-    """The container's command: a shell that sets up the channel's fds, then ``exec``s Node
-    (from the image's ``PATH``) with its heap cap and ``source``."""
-    return ["sh", "-c", NODE_COMMAND, source, f"--max-old-space-size={heap_mb}",
+def _without_v8_filler(tail: bytes) -> bytes:
+    """``tail`` without the lines of ``#`` that frame V8's fatal-error report."""
+    return b"\n".join(line for line in tail.splitlines()
+                      if line.strip() != b"#" and not line.startswith(b"#FailureMessage"))
+
+
+def node_argv(source: str, memory_bytes: int | None) -> list[str]:
+    """The container's command: a shell that limits Node's data segment to ``memory_bytes``
+    and sets up the channel's fds, then ``exec``s Node (from the image's ``PATH``) with its
+    heap cap and ``source``."""
+    from agently_core_nodejs.sandbox import heap_megabytes
+
+    data = "unlimited" if memory_bytes is None else str(memory_bytes >> 10)
+    return ["sh", "-c", NODE_COMMAND, source, data,
+            f"--max-old-space-size={heap_megabytes(memory_bytes or 4 << 30)}",
             "--v8-pool-size=2"]
 
 
@@ -57,7 +76,6 @@ def _make_class() -> type:
             NODE_TASKS,
             NodeWorker,
             WorkerError,
-            heap_megabytes,
             last_words,
             worker_source,
         )
@@ -78,7 +96,7 @@ def _make_class() -> type:
             if memory is not None and memory < MIN_MEMORY:
                 raise WorkerError(f"Node.js needs at least {MIN_MEMORY >> 20} MB of memory; "
                                   f"the sandbox allows {memory >> 20} MB (memory_mb)")
-            argv = node_argv(worker_source(), heap_megabytes(memory or 4 << 30))
+            argv = node_argv(worker_source(), memory)
             self.process = await self.start_container(argv)
             self._stream = self.process.stdin  # what NodeWorker sends requests on
             self._reader = BufferedByteReceiveStream(self.process.stdout)
@@ -111,10 +129,13 @@ def _make_class() -> type:
                     code, oom = await anyio.to_thread.run_sync(
                         _exit_state, container, EXIT_WAIT, abandon_on_cancel=True)
                 process.exit_code = code
-            words = last_words(code, bytes(process.stderr_tail[-4096:]))
+            words = last_words(code, _without_v8_filler(bytes(process.stderr_tail[-4096:])))
+            megabytes = (self.limits.memory_bytes or 0) >> 20
             if oom:
-                words += (f"; the container's memory limit "
-                          f"({self.limits.memory_bytes >> 20} MB) was reached")
+                words += f"; the container's memory limit ({megabytes} MB) was reached"
+            elif code is not None and code > 128 and "out of memory" not in words \
+                    and any(mark in words for mark in V8_FATAL):
+                words += f" (V8 stopped fatally; the worker's memory limit is {megabytes} MB)"
             return words
 
         def kill(self, reason: str | None = "it was closed") -> None:

@@ -58,7 +58,7 @@ def worker_options(settings: ContainerSettings, argv: list[str], env: Mapping[st
                    file_bytes: int | None) -> dict[str, Any]:
     """What a worker container adds to :func:`~agently_core_docker.settings.create_options`:
     the worker as its main process on an open stdin, its environment, a private ``/tmp``
-    beside ``/work`` and the file-size limit."""
+    beside ``/work``, the file-size limit, and no engine log of its output."""
     import docker.types
 
     uid, _, gid = settings.user.partition(":")
@@ -74,6 +74,9 @@ def worker_options(settings: ContainerSettings, argv: list[str], env: Mapping[st
                         "PATH": "/usr/local/bin:/usr/bin:/bin"},
         "tmpfs": {WORKDIR: mount, "/tmp": mount},
         "ulimits": ulimits,
+        # the worker's stdout is its replies: no copy of them (nor of its stderr) is logged
+        # on the engine's disk, which a long-lived worker would fill
+        "log_config": docker.types.LogConfig(type="none"),
     }
 
 

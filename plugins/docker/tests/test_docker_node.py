@@ -94,14 +94,16 @@ def test_the_worker_container_is_hardened(agent: Any, docker_engine: str) -> Non
     assert set(host["Tmpfs"]) == {"/work", "/tmp"}
     assert all(f"size={DISK_MB << 20}" in value for value in host["Tmpfs"].values())
     assert not host["Binds"] and attrs["Mounts"] == []
+    assert host["LogConfig"]["Type"] == "none"  # the replies are not kept on the engine's disk
     uid = attrs["Config"]["User"].split(":")[0]
     assert uid != "0" and uid.isdigit()
     assert attrs["Config"]["Labels"][f"{LABEL}.kind"] == "node"
     env = dict(line.split("=", 1) for line in attrs["Config"]["Env"])
     assert env["GREETING"] == "hello"
     assert not any(name in env for name in ("AGENTLY_PROVIDER_NODE", "PYTEST_CURRENT_TEST"))
-    # V8's old space is capped below the container's memory limit
+    # V8's old space is capped below the memory limit, which is Node's data limit too
     assert f"--max-old-space-size={(MEMORY_MB * 3) // 4}" in attrs["Config"]["Cmd"]
+    assert str(MEMORY_MB << 10) in attrs["Config"]["Cmd"]
 
 
 def test_from_inside_the_code_sees_a_container(agent: Any) -> None:
@@ -112,6 +114,8 @@ const found = { uid: process.getuid(), cwd: process.cwd(),
                 pid1: fs.readFileSync('/proc/1/cmdline', 'utf8').split('\\0')[0],
                 nets: Object.keys(os.networkInterfaces()),
                 heap: require('v8').getHeapStatistics().heap_size_limit >> 20,
+                data: fs.readFileSync('/proc/self/limits', 'utf8').split('\\n')
+                  .find((line) => line.startsWith('Max data size')).split(/ +/)[3],
                 stdin: fs.readFileSync(0).length };
 for (const path of ['/etc/probe', '/work/probe']) {
   try { fs.writeFileSync(path, 'x'); found[path] = 'wrote'; } catch (e) { found[path] = e.code; }
@@ -127,14 +131,15 @@ return JSON.stringify(found);
     assert record.status == "success", record.error
     found = json.loads(record.result["value"][1:-1])  # a quoted JSON text
     assert found["uid"] != 0 and found["cwd"] == "/work" and found["greeting"] is True
-    assert found["pid1"] == "node"  # the worker is the container's main process
+    assert found["pid1"] in ("node", "/sbin/docker-init")  # the worker, or docker's init
     assert found["nets"] == ["lo"] and found["net"] != "connected"
     assert found["/etc/probe"] == "EROFS" and found["/work/probe"] == "wrote"
     assert found["stdin"] == 0  # fd 0 is /dev/null: the requests are out of the code's way
-    assert found["heap"] <= MEMORY_MB
+    assert found["heap"] <= MEMORY_MB and found["data"] == str(MEMORY_MB << 20)
 
 
 def test_raw_fd_writes_cannot_corrupt_the_protocol(agent: Any) -> None:
+    run(agent, "1")
     first = worker(agent).container.id
     # forged replies for this call and the next, on the raw fds and from a child process
     forged = json.dumps({"id": 10_000, "ok": True, "value": "'forged'"})
@@ -146,6 +151,12 @@ for (let id = 0; id < 200; id++) {{
 fs.writeSync(1, 'not json at all\\n');
 fs.writeSync(2, {json.dumps(forged + chr(10))});
 require('child_process').execSync({json.dumps(f"echo '{forged}'")}, {{ stdio: 'inherit' }});
+// far more than a pipe holds: the raw fds block until the host drains them (as a file
+// would take it), they neither fail (EAGAIN) nor come back short
+const chunk = 'r'.repeat(1 << 20);
+let written = 0;
+for (let i = 0; i < 4; i++) written += fs.writeSync(1, chunk) + fs.writeSync(2, chunk);
+if (written !== 8 << 20) throw new Error(`only ${{written}} bytes written`);
 'genuine'
 """
     record = run(agent, code)
@@ -197,24 +208,53 @@ def test_a_timeout_removes_the_container_and_the_next_call_gets_a_fresh_one(
 
 def test_a_heap_bomb_fails_clearly_and_the_next_call_works(
         agent: Any, docker_engine: str) -> None:
-    """V8's heap cap ends the worker with V8's own message; memory outside the heap (Buffer
-    storage) meets the container's limit, and the error says so."""
-    for bomb, expected in (
-            ("const hoard = []; while (true) hoard.push(new Array(1e6).fill(1.5))",
-             "JavaScript heap out of memory"),
-            ("const hoard = []; while (true) hoard.push(Buffer.alloc(1 << 24, 1))",
-             f"the container's memory limit ({MEMORY_MB} MB) was reached")):
-        run(agent, "1")
-        first = worker(agent).container
-        record = run(agent, bomb)
+    """Filling V8's heap ends the worker with V8's report of it and the memory limit."""
+    run(agent, "1")
+    first = worker(agent).container
+    record = run(agent, "const hoard = []; while (true) hoard.push(new Array(1e6).fill(1.5))")
+    assert record.status == "failed", record.error
+    error = record.error or ""
+    assert "Node.js worker died" in error and "next call gets a fresh one" in error, error
+    # V8's own words when its heap cap is what is reached; when the data limit stops V8
+    # first (Node 18 at 128 MB), a fatal V8 error and the limit
+    assert "JavaScript heap out of memory" in error \
+        or f"V8 stopped fatally; the worker's memory limit is {MEMORY_MB} MB" in error, error
+    record = run(agent, "6 * 7")
+    assert record.status == "success" and record.result["value"] == "42", record.error
+    assert worker(agent).container.id != first.id
+    assert inspect(docker_engine, first.id) is None
+
+
+def test_a_buffer_bomb_fails_inside_the_code_and_the_worker_survives(agent: Any) -> None:
+    """Buffer storage is held by Node's data limit, as natively: the allocation fails at
+    once with a catchable error (the container's limit alone would let the code allocate
+    memory it never touches until the call's timeout)."""
+    run(agent, "var survivor = 'state'")
+    first = worker(agent).container.id
+    record = run(agent, "const hoard = []; while (true) hoard.push(Buffer.alloc(8 << 20))",
+                 timeout=8)
+    assert record.status == "failed" and record.result["error_type"] == "RangeError", \
+        record.error
+    assert "Array buffer allocation failed" in record.error
+    assert run(agent, "survivor").result["value"] == "'state'"
+    assert worker(agent).container.id == first
+
+
+def test_the_container_memory_limit_is_named_when_it_ends_the_worker(
+        docker_engine: str, docker_default_image: str) -> None:
+    """tmpfs files count against the container's memory: a workspace allowed more than the
+    memory limit fills the memory, the engine's out-of-memory killer ends the worker, and
+    the error names that limit."""
+    made = Agently.create_agent(config=DOCKER)
+    try:
+        made.enable_nodejs(memory_mb=64, disk_mb=256)
+        record = run(made, "const fs = require('fs'), mb = Buffer.alloc(1 << 20, 1);"
+                           "for (let i = 0; i < 200; i++) fs.appendFileSync('fill', mb)")
         assert record.status == "failed", record.error
-        error = record.error or ""
-        assert "Node.js worker died" in error and "next call gets a fresh one" in error, error
-        assert expected in error, error
-        record = run(agent, "6 * 7")
-        assert record.status == "success" and record.result["value"] == "42", record.error
-        assert worker(agent).container.id != first.id
-        assert inspect(docker_engine, first.id) is None
+        assert "the container's memory limit (64 MB) was reached" in record.error, record.error
+        assert run(made, "6 * 7").result["value"] == "42"
+    finally:
+        made.close()
 
 
 def test_a_crashed_worker_is_replaced(agent: Any, docker_engine: str) -> None:

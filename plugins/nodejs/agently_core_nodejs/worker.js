@@ -91,6 +91,10 @@
   }
 
   for (const name of ['stdout', 'stderr']) {
+    // a pipe behind the raw fd (a container's stderr) is left blocking, as a file is: Node
+    // made it non-blocking, and a raw write the reader has not drained yet would fail
+    const handle = process[name]._handle;
+    if (handle && typeof handle.setBlocking === 'function') handle.setBlocking(true);
     // the global console writes through these too
     process[name].write = function write(chunk, encoding, callback) {
       if (typeof encoding === 'function') [callback, encoding] = [encoding, undefined];
