@@ -27,8 +27,8 @@ baseline's measurements alternating so that machine noise hits both alike; media
 
 The hardening flags of the CLI baselines are read from the warm worker container itself
 (``docker inspect``: network, read-only root, tmpfs mounts, dropped capabilities, security
-options, user, working directory, pids, memory, CPU and ulimits, environment), and the
-baseline container is checked to have come out the same. No engine answering, no
+options, user, working directory, pids, memory, CPU and ulimits, environment, log driver),
+and the baseline container is checked to have come out the same. No engine answering, no
 ``docker`` CLI or no image is an error: these figures are never skipped.
 """
 
@@ -119,6 +119,9 @@ def hardening_flags(attrs: dict[str, Any]) -> list[str]:
         flags += ["--ulimit", f"{limit['Name']}={limit['Soft']}:{limit['Hard']}"]
     for variable in config.get("Env") or ():
         flags += ["--env", variable]
+    log = (host.get("LogConfig") or {}).get("Type")
+    if log:
+        flags += ["--log-driver", log]
     return flags
 
 
@@ -126,6 +129,7 @@ def _hardening(attrs: dict[str, Any]) -> dict[str, Any]:
     host = attrs["HostConfig"]
     ulimits = sorted((u["Name"], u["Soft"], u["Hard"]) for u in host.get("Ulimits") or ())
     return {**{key: host.get(key) for key in HARDENING}, "Ulimits": ulimits,
+            "LogDriver": (host.get("LogConfig") or {}).get("Type"),
             "User": attrs["Config"]["User"], "WorkingDir": attrs["Config"]["WorkingDir"]}
 
 

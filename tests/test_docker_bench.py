@@ -66,7 +66,7 @@ def test_the_cli_baseline_has_the_worker_containers_hardening(
         ours = engine.api.inspect_container(bench._container_of(agent).id)
         flags = bench.hardening_flags(ours)
         for flag in ("--read-only", "--network", "--cap-drop", "--security-opt", "--pids-limit",
-                     "--memory", "--cpus", "--tmpfs", "--ulimit", "--user"):
+                     "--memory", "--cpus", "--tmpfs", "--ulimit", "--user", "--log-driver"):
             assert flag in flags
         subprocess.run(["docker", "run", "-d", "--name", name, *flags,
                         "--label", f"{bench.BENCH_LABEL}=1", docker_default_image,
