@@ -95,6 +95,9 @@ class DockerContainer:
                 self.engine.api.remove_container(self.id, force=True, v=True)
             except docker.errors.NotFound:
                 pass
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # 409: another client is removing it already
+                    raise
             self.removed = True
             self.engine.close()
 
