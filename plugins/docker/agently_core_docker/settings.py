@@ -155,6 +155,7 @@ def create_options(s: ContainerSettings, labels: Mapping[str, str]) -> dict[str,
         "memswap_limit": s.memory_bytes,
         "nano_cpus": int(s.cpus * 1e9),
         "privileged": False,
+        "init": True,  # docker's init as PID 1 reaps orphans (they would hold the pids limit)
         "ipc_mode": "private",
         "environment": {},
         "stdin_open": False,

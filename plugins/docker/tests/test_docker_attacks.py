@@ -188,10 +188,9 @@ def test_proc_1_is_the_containers_own(agents: dict[str, Any], surface: str,
                     return open(path, 'rb').read().decode(errors='replace')
                 except OSError as exc:
                     return errno.errorcode.get(exc.errno) or type(exc).__name__
-            pids = sorted(int(p) for p in os.listdir('/proc')  # but the probe's own
-                          if p.isdigit() and (int(p) == 1 or int(p) != os.getpid()))
-            report({{'pids': pids,
-                     'cmdlines': [read(f'/proc/{{p}}/cmdline') for p in pids],
+            pids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())
+            report({{'pids': pids, 'me': os.getpid(),
+                     'cmdlines': {{p: read(f'/proc/{{p}}/cmdline') for p in pids}},
                      'environ1': read('/proc/1/environ'),
                      'root1_is_mine': attempt(lambda: os.stat('/proc/1/root/').st_ino
                                               == os.stat('/').st_ino),
@@ -203,12 +202,15 @@ def test_proc_1_is_the_containers_own(agents: dict[str, Any], surface: str,
         host_process.kill()
         host_process.wait()
     host_init = Path("/proc/1/cmdline").read_bytes().decode(errors="replace")
-    own_init = ("python3\0-I\0-S\0-u\0-c\0" if surface == "run_python"
-                else "sleep\x002147483647\0")
-    assert seen["cmdlines"][0].startswith(own_init), seen["cmdlines"][0][:80]
+    own = ("python3\0-I\0-S\0-u\0-c\0" if surface == "run_python"
+           else "sleep\x002147483647\0")
+    cmdlines = seen["cmdlines"]
+    # docker's init (it reaps orphans), then the worker (or ``sleep``) under it
+    assert cmdlines["1"].startswith("/sbin/docker-init\0--\0" + own), cmdlines["1"][:80]
     assert seen["pids"][0] == 1 and len(seen["pids"]) <= 4, seen["pids"]  # its own few
-    assert host_init not in seen["cmdlines"]
-    assert not any(nap in line or "pytest" in line for line in seen["cmdlines"]), seen
+    assert host_init not in cmdlines.values()
+    others = [line for pid, line in cmdlines.items() if pid != str(seen["me"])]  # not the probe
+    assert not any(nap in line or "pytest" in line for line in others), others
     assert seen["host_pytest"] in ("ENOENT", "ESRCH") or "pytest" not in seen["host_pytest"]
     assert seen["root1_is_mine"] is True and seen["host_repo"] == "ENOENT", seen
     if "=" in seen["environ1"]:  # readable (the same uid): the container's own
@@ -221,6 +223,25 @@ def test_proc_1_is_the_containers_own(agents: dict[str, Any], surface: str,
                    and not v.startswith(("PATH=", "HOME=", "TERM=", "HOSTNAME=", "SHLVL="))]
         assert not any(v in seen["environ1"] for v in private)
     next_call_works(agents[surface], surface)
+
+
+def test_orphans_of_a_command_are_reaped(agents: dict[str, Any]) -> None:
+    # an exec'd command's orphans go to the container's PID 1: unreaped, each would hold a
+    # pid until the pids limit refuses every new process for the container's life
+    agent = agents["run_in_container"]
+    seen = probe(agent, "run_in_container", f"""
+        for _ in range({PROCESSES + 8}):  # each shell exits at once, its child is orphaned
+            subprocess.run('sleep 0.01 & exit 0', shell=True)
+        time.sleep(0.3)
+        zombies = [p for p in os.listdir('/proc') if p.isdigit()
+                   and attempt(lambda: open(f'/proc/{{p}}/stat').read().rsplit(')', 1)[1].split()[0])
+                   == 'Z']
+        started = [attempt(lambda: subprocess.Popen(['sleep', '0.2'])) for _ in range(8)]
+        report({{'zombies': zombies,
+                 'started': [s if isinstance(s, str) else s.wait() for s in started]}})
+    """)
+    assert seen == {"zombies": [], "started": [0] * 8}, seen
+    next_call_works(agent, "run_in_container")
 
 
 # == mounting and namespaces ===============================================================

@@ -96,7 +96,7 @@ def test_the_worker_container_is_hardened(agent: Any, docker_engine: str) -> Non
 def test_from_inside_the_code_sees_a_container(agent: Any) -> None:
     record = run(agent, """
 import os, socket
-found = {"uid": os.getuid(), "cwd": os.getcwd(), "pid1": open("/proc/1/cmdline").read()[:7]}
+found = {"uid": os.getuid(), "cwd": os.getcwd(), "pid1": open("/proc/1/cmdline").read()[:17]}
 for path in ("/etc/probe", "/work/probe"):
     try:
         open(path, "w").write("x")
@@ -112,7 +112,7 @@ found
 """)
     assert record.status == "success", record.error
     found = eval(record.result["value"])  # a dict repr the test's own code built
-    assert found["uid"] != 0 and found["cwd"] == "/work" and found["pid1"] == "python3"
+    assert found["uid"] != 0 and found["cwd"] == "/work" and found["pid1"] == "/sbin/docker-init"
     assert found["/etc/probe"] == "OSError" and found["/work/probe"] == "wrote"
     assert found["net"] != "connected"
 
@@ -203,7 +203,7 @@ def test_the_cli_call_runs_in_a_container_by_configuration(
     runs in a container; nothing else changes."""
     (tmp_path / "agently.toml").write_text('[providers]\npython = "docker"\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLY_")}
-    code = "open('/proc/1/cmdline').read().split(chr(0))[:2], open('/etc/hostname').read()"
+    code = "open('/proc/1/cmdline').read().split(chr(0))[:4], open('/etc/hostname').read()"
     done = subprocess.run(
         [sys.executable, "-m", "agently_core.cli", "call", "run_python",
          "--kwargs", json.dumps({"python_code": code})],
@@ -212,7 +212,7 @@ def test_the_cli_call_runs_in_a_container_by_configuration(
     record = json.loads(done.stdout)
     assert record["status"] == "success", record
     argv, hostname = eval(record["result"]["value"])  # a tuple repr the test's code built
-    assert argv == ["python3", "-I"]  # pid 1 is the worker itself
+    assert argv == ["/sbin/docker-init", "--", "python3", "-I"]  # docker's init, the worker
     engine = docker.DockerClient(base_url=docker_engine, version="auto")
     try:  # the CLI's process removed its container
         with pytest.raises(docker.errors.NotFound):

@@ -347,6 +347,25 @@ def test_detached_child_that_tries_to_outlive_the_call(attack_agent: Any, tier: 
 
 
 @pytest.mark.parametrize("tier", ALL_TIERS)
+def test_orphans_are_reaped(attack_agent: Any, tier: str) -> None:
+    agent = attack_agent(tier, processes=12)
+    record = call(agent, """
+        import subprocess, time
+        for _ in range(40):  # each shell exits at once, its child is orphaned
+            subprocess.run('sleep 0.01 & exit 0', shell=True)
+        time.sleep(0.3)
+        started = [subprocess.Popen(['sleep', '0.2']) for _ in range(8)]
+        [child.wait() for child in started]
+    """)
+    assert record.status == "success", record.error  # the orphans were reaped, not kept
+    assert record.result["value"] == repr([0] * 8)
+    worker = worker_of(agent)
+    states = [state for _, _, state in testing.processes_of({worker.uid})]
+    assert "Z" not in states, states
+    next_call_works(agent)
+
+
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_signal_to_the_host_process(attack_agent: Any, tier: str, markers: Any) -> None:
     agent = attack_agent(tier)
     victim = subprocess.Popen(["sleep", markers()])  # another host process (root)
