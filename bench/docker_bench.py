@@ -1,32 +1,35 @@
-"""Docker: ``run_python`` served by the ``docker`` provider beside the Docker CLI.
+"""Docker: ``run_python``, ``run_nodejs`` and ``run_bash`` served by the ``docker`` provider
+beside the Docker CLI.
 
-    python bench/docker_bench.py [--json] [--repeat N]
+    python bench/docker_bench.py [--json] [--repeat N] [--kinds python,node,bash]
 
 ``docker_figures(repeat)`` returns rows shaped like bench/run.py's (``{"name", "value",
 "unit", "baseline", "ratio"}``; ``baseline`` measured in the same run, ours and the
-baseline's measurements alternating so that machine noise hits both alike; medians):
+baseline's measurements alternating so that machine noise hits both alike; medians). For
+each kind (``NAME`` is ``python``, ``nodejs`` or ``bash``; the code is ``x = 1 + 1``,
+``var x = 1 + 1`` and ``echo hi``):
 
-* ``docker_run_python_warm_ms``: ``run_python`` of ``x = 1 + 1`` through
-  ``agent.action.async_execute_action`` on an agent configured with ``[providers] python =
-  "docker"`` whose container is warm (dispatch, the health check's ping, the call over the
-  attach connection, the record), beside ``docker exec CONTAINER python3 -c CODE`` through
-  the Docker CLI in a warm container of the same image started with the same hardening;
-* ``docker_run_python_cold_ms``: a new agent's first ``run_python`` call (a new container
-  created, attached and started, the worker's ready handshake, the call), beside ``docker
-  run --rm`` of the same image and code with the same hardening flags;
-* ``docker_python_release_ms``: closing that agent (its container killed and removed;
+* ``docker_run_NAME_warm_ms``: the action through ``agent.action.async_execute_action`` on
+  an agent configured with ``[providers] KIND = "docker"`` whose container is warm
+  (dispatch, the health check, the call, the record), beside ``docker exec CONTAINER
+  python3 -c CODE`` (``node -e``, ``bash -c``) through the Docker CLI in a warm container
+  of the same image started with the same hardening;
+* ``docker_run_NAME_cold_ms``: a new agent's first call (a new container created and
+  started, the worker's ready handshake or the Bash sandbox's start probe, the call),
+  beside ``docker run --rm`` of the same image and code with the same flags;
+* ``docker_NAME_release_ms``: closing that agent (its container killed and removed;
   ``docker run --rm`` does its removal inside the baseline above);
-* ``docker_python_container_memory_mb``: a warm Python container's memory as ``docker
-  stats`` counts it (the cgroup's usage minus inactive file pages), beside the same image
-  running ``sleep`` with the same limits; ``docker_python_container_anon_mb``: the cgroup's
-  resident anonymous memory; ``docker_python_worker_rss_mb``: the resident memory of the
-  container's processes seen from the host (shared pages included, as bench/run.py's
-  ``sandbox_rss_mb`` counts a native worker's); ``docker_shim_rss_mb``: the resident
+* ``docker_NAME_container_memory_mb``: the warm container's memory as ``docker stats``
+  counts it (the cgroup's usage minus inactive file pages), beside the same image running
+  ``sleep`` with the same flags; ``docker_NAME_container_anon_mb``: the cgroup's resident
+  anonymous memory; ``docker_NAME_worker_rss_mb``: the resident memory of the container's
+  processes seen from the host (shared pages included, as bench/run.py's
+  ``sandbox_rss_mb`` counts a native worker's); ``docker_NAME_shim_rss_mb``: the resident
   memory of the container's ``containerd-shim`` on the host, the engine's own cost per
   container.
 
-The hardening flags of the CLI baselines are read from the warm worker container itself
-(``docker inspect``: network, read-only root, tmpfs mounts, dropped capabilities, security
+The flags of the CLI baselines are read from our container itself (``docker inspect``:
+network, read-only root, tmpfs and bind mounts, init, dropped capabilities, security
 options, user, working directory, pids, memory, CPU and ulimits, environment, log driver),
 and the baseline container is checked to have come out the same. No engine answering, no
 ``docker`` CLI or no image is an error: these figures are never skipped.
@@ -43,9 +46,11 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 CODE = "x = 1 + 1"
+JS_CODE = "var x = 1 + 1"
+SH_CODE = "echo hi"
 WARM_BLOCK = 40  # agent calls per block (about 2 ms each)
 EXEC_BLOCK = 5  # docker exec calls per block (about 100 ms each)
 BENCH_LABEL = "agently-core.bench"
@@ -100,9 +105,15 @@ def hardening_flags(attrs: dict[str, Any]) -> list[str]:
     """``docker run`` flags that recreate a container's hardening, from its inspect data."""
     host, config = attrs["HostConfig"], attrs["Config"]
     flags = ["--network", host["NetworkMode"], "--user", config["User"],
-             "--workdir", config["WorkingDir"], "--ipc", host["IpcMode"]]
+             "--ipc", host["IpcMode"]]
+    if config.get("WorkingDir"):
+        flags += ["--workdir", config["WorkingDir"]]
     if host["ReadonlyRootfs"]:
         flags.append("--read-only")
+    if host.get("Init"):
+        flags.append("--init")
+    for bind in host.get("Binds") or ():
+        flags += ["--volume", bind]
     for path, options in (host.get("Tmpfs") or {}).items():
         flags += ["--tmpfs", f"{path}:{options}"]
     for cap in host.get("CapDrop") or ():
@@ -130,6 +141,7 @@ def _hardening(attrs: dict[str, Any]) -> dict[str, Any]:
     ulimits = sorted((u["Name"], u["Soft"], u["Hard"]) for u in host.get("Ulimits") or ())
     return {**{key: host.get(key) for key in HARDENING}, "Ulimits": ulimits,
             "LogDriver": (host.get("LogConfig") or {}).get("Type"),
+            "Binds": sorted(host.get("Binds") or ()), "Init": bool(host.get("Init")),
             "User": attrs["Config"]["User"], "WorkingDir": attrs["Config"]["WorkingDir"]}
 
 
@@ -170,34 +182,67 @@ def _memory(engine: Any, ident: str) -> dict[str, float]:
             "processes": sum(_rss_mb(pid) for pid in pids), "shim": _rss_mb(_parent(main))}
 
 
-def _container_of(agent: Any) -> Any:
-    handles = list(agent.manager.list(kind="python"))
+class Kind(NamedTuple):
+    """One served kind: how an agent mounts it, its action and arguments, the same code as
+    an argv for the CLI baselines, and how many calls of each a warm block makes."""
+
+    kind: str
+    action: str
+    enable: str
+    kwargs: dict[str, Any]
+    argv: tuple[str, ...]
+    block: int
+    exec_block: int
+
+
+KINDS = (
+    Kind("python", "run_python", "enable_python", {"python_code": CODE},
+         ("python3", "-c", CODE), WARM_BLOCK, EXEC_BLOCK),
+    Kind("node", "run_nodejs", "enable_nodejs", {"js_code": JS_CODE},
+         ("node", "-e", JS_CODE), WARM_BLOCK, EXEC_BLOCK),
+    # every run_bash call is itself one docker exec: as many of ours as of the baseline's
+    Kind("bash", "run_bash", "enable_shell", {"cmd": SH_CODE},
+         ("bash", "-c", SH_CODE), EXEC_BLOCK, EXEC_BLOCK),
+)
+
+
+def _container_of(agent: Any, kind: str = "python") -> Any:
+    handles = list(agent.manager.list(kind=kind))
     if len(handles) != 1 or handles[0].provider != "docker":
-        raise RuntimeError(f"docker_bench: run_python is not served by docker here: {handles}")
+        raise RuntimeError(f"docker_bench: kind {kind!r} is not served by docker here: {handles}")
     container = agent.manager.resource(handles[0]).container
     if container is None or container.removed:
-        raise RuntimeError("docker_bench: the warm Python worker has no live container")
+        raise RuntimeError(f"docker_bench: the warm {kind} sandbox has no live container")
     return container
 
 
-async def _call(agent: Any) -> None:
-    record = await agent.action.async_execute_action("run_python", {"python_code": CODE})
-    if record.status != "success":
-        raise RuntimeError(f"docker_bench: run_python failed: {record.error}")
+#: Closed agents, kept until the event loop ends: a closed environment manager leaves its
+#: keeper task pending, and asyncio warns when such a task is garbage-collected.
+_CLOSED: list[Any] = []
 
 
-async def docker_figures(repeat: int = 10) -> list[dict[str, Any]]:
+def _agent(kind: Kind) -> Any:
     import agently_core
 
-    engine, cli = _engine()
-    image = _image(engine)
-    config = {"providers": {"python": "docker"}}
-    agent = agently_core.create_agent(config=config)
-    agent.enable_python()
+    agent = agently_core.create_agent(config={"providers": {kind.kind: "docker"}})
+    getattr(agent, kind.enable)()
+    return agent
+
+
+async def _call(agent: Any, kind: Kind = KINDS[0]) -> None:
+    record = await agent.action.async_execute_action(kind.action, dict(kind.kwargs))
+    if record.status != "success" or (record.result or {}).get("exit_code", 0) != 0:
+        raise RuntimeError(f"docker_bench: {kind.action} failed: {record.error or record.result}")
+
+
+async def _kind_figures(kind: Kind, engine: Any, cli: str, image: str,
+                        repeat: int) -> list[dict[str, Any]]:
+    """The figures of one kind (see the module docstring)."""
+    agent = _agent(kind)
     baseline = f"agently-bench-{uuid.uuid4().hex[:12]}"
     try:
-        await _call(agent)
-        ours = engine.api.inspect_container(_container_of(agent).id)
+        await _call(agent, kind)
+        ours = engine.api.inspect_container(_container_of(agent, kind.kind).id)
         flags = [*hardening_flags(ours), "--label", f"{BENCH_LABEL}=1"]
         subprocess.run([cli, "run", "-d", "--name", baseline, *flags, image,
                         "sleep", "2147483647"], check=True, capture_output=True)
@@ -205,35 +250,31 @@ async def docker_figures(repeat: int = 10) -> list[dict[str, Any]]:
         if _hardening(ours) != _hardening(theirs):
             raise RuntimeError(f"docker_bench: the baseline container's hardening differs: "
                                f"{_hardening(ours)} != {_hardening(theirs)}")
-        exec_argv = [cli, "exec", baseline, "python3", "-c", CODE]
-        for _ in range(20):
-            await _call(agent)
+        exec_argv = [cli, "exec", baseline, *kind.argv]
+        for _ in range(min(20, 4 * kind.block)):
+            await _call(agent, kind)
         _timed(exec_argv)
         warm, bare = [], []
         for _ in range(repeat):
-            for _ in range(WARM_BLOCK):
+            for _ in range(kind.block):
                 started = time.perf_counter()
-                await _call(agent)
+                await _call(agent, kind)
                 warm.append((time.perf_counter() - started) * 1000)
-            bare.extend(_timed(exec_argv) for _ in range(EXEC_BLOCK))
-        python_memory = _memory(engine, ours["Id"])
+            bare.extend(_timed(exec_argv) for _ in range(kind.exec_block))
+        memory = _memory(engine, ours["Id"])
         sleep_memory = _memory(engine, baseline)
 
-        run_argv = [cli, "run", "--rm", *flags, image, "python3", "-c", CODE]
+        run_argv = [cli, "run", "--rm", *flags, image, *kind.argv]
         cold, release, fresh = [], [], []
-        # closed agents are kept until the loop ends: a closed environment manager leaves its
-        # keeper task pending, and asyncio warns when such a task is garbage-collected
-        closed: list[Any] = []
         _timed(run_argv)
         for _ in range(max(5, repeat)):
-            new = agently_core.create_agent(config=config)
-            closed.append(new)
-            new.enable_python()
+            new = _agent(kind)
+            _CLOSED.append(new)
             try:
                 started = time.perf_counter()
-                await _call(new)
+                await _call(new, kind)
                 cold.append((time.perf_counter() - started) * 1000)
-                _container_of(new)
+                _container_of(new, kind.kind)
             finally:
                 started = time.perf_counter()
                 await new.aclose()
@@ -242,29 +283,47 @@ async def docker_figures(repeat: int = 10) -> list[dict[str, Any]]:
     finally:
         await agent.aclose()
         subprocess.run([cli, "rm", "-f", baseline], capture_output=True)
-        engine.close()
     median = statistics.median
+    name = "nodejs" if kind.kind == "node" else kind.kind
     return [
-        _row("docker_run_python_warm_ms", median(warm), "ms", median(bare)),
-        _row("docker_run_python_cold_ms", median(cold), "ms", median(fresh)),
-        _row("docker_python_release_ms", median(release), "ms", None),
-        _row("docker_python_container_memory_mb", python_memory["used"], "MiB",
-             sleep_memory["used"]),
-        _row("docker_python_container_anon_mb", python_memory["anon"], "MiB",
-             sleep_memory["anon"]),
-        _row("docker_python_worker_rss_mb", python_memory["processes"], "MiB",
+        _row(f"docker_run_{name}_warm_ms", median(warm), "ms", median(bare)),
+        _row(f"docker_run_{name}_cold_ms", median(cold), "ms", median(fresh)),
+        _row(f"docker_{name}_release_ms", median(release), "ms", None),
+        _row(f"docker_{name}_container_memory_mb", memory["used"], "MiB", sleep_memory["used"]),
+        _row(f"docker_{name}_container_anon_mb", memory["anon"], "MiB", sleep_memory["anon"]),
+        _row(f"docker_{name}_worker_rss_mb", memory["processes"], "MiB",
              sleep_memory["processes"]),
-        _row("docker_shim_rss_mb", python_memory["shim"], "MiB", None),
+        _row(f"docker_{name}_shim_rss_mb", memory["shim"], "MiB", None),
     ]
+
+
+async def docker_figures(repeat: int = 10, kinds: tuple[str, ...] = ("python", "node", "bash")
+                         ) -> list[dict[str, Any]]:
+    engine, cli = _engine()
+    try:
+        image = _image(engine)
+        rows: list[dict[str, Any]] = []
+        for kind in KINDS:
+            if kind.kind in kinds:
+                rows.extend(await _kind_figures(kind, engine, cli, image, repeat))
+        return rows
+    finally:
+        engine.close()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--kinds", default="python,node,bash",
+                        help="the served kinds to measure (comma-separated)")
     args = parser.parse_args()
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    unknown = sorted(set(kinds) - {k.kind for k in KINDS})
+    if unknown:
+        parser.error(f"unknown kind(s) {', '.join(unknown)}; known: python, node, bash")
     try:
-        rows = asyncio.run(docker_figures(args.repeat))
+        rows = asyncio.run(docker_figures(args.repeat, kinds))
     except RuntimeError as exc:
         print(exc, file=sys.stderr)
         return 1

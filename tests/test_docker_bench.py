@@ -52,29 +52,40 @@ def test_the_bench_fails_loudly_without_the_image(docker_engine: str) -> None:
     assert "'agently-core/no-such-image:bench' is not on the engine" in done.stderr
 
 
-def test_the_cli_baseline_has_the_worker_containers_hardening(
-        docker_engine: str, docker_default_image: str) -> None:
+@pytest.mark.parametrize("kind", ["python", "bash"])
+def test_the_cli_baseline_has_our_containers_flags(kind: str, docker_engine: str,
+                                                   docker_default_image: str) -> None:
+    """The flags read from our container recreate it: a worker container (Python) and a
+    Bash container (bind mounts at host paths, docker's init)."""
     import docker
 
     bench = _bench()
-    agent = agently_core.create_agent(config={"providers": {"python": "docker"}})
-    agent.enable_python(memory_mb=128, processes=16, disk_mb=8)
+    [spec] = [k for k in bench.KINDS if k.kind == kind]
+    agent = agently_core.create_agent(config={"providers": {kind: "docker"}})
+    if kind == "python":
+        agent.enable_python(memory_mb=128, processes=16, disk_mb=8)
+    else:
+        agent.enable_shell()
     engine = docker.DockerClient(base_url=docker_engine, version="auto")
     name = f"agently-bench-test-{uuid.uuid4().hex[:8]}"
     try:
-        assert agent.action.execute_action("run_python", {"python_code": "1"}).status == "success"
-        ours = engine.api.inspect_container(bench._container_of(agent).id)
+        record = agent.action.execute_action(spec.action, dict(spec.kwargs))
+        assert record.status == "success", record.error
+        ours = engine.api.inspect_container(bench._container_of(agent, kind).id)
         flags = bench.hardening_flags(ours)
         for flag in ("--read-only", "--network", "--cap-drop", "--security-opt", "--pids-limit",
-                     "--memory", "--cpus", "--tmpfs", "--ulimit", "--user", "--log-driver"):
+                     "--memory", "--cpus", "--tmpfs", "--user"):
             assert flag in flags
+        assert ("--volume" in flags and "--init" in flags) == (kind == "bash")
         subprocess.run(["docker", "run", "-d", "--name", name, *flags,
                         "--label", f"{bench.BENCH_LABEL}=1", docker_default_image,
                         "sleep", "600"], check=True, capture_output=True)
         theirs = engine.api.inspect_container(name)
         assert bench._hardening(theirs) == bench._hardening(ours)
-        assert bench._hardening(ours)["PidsLimit"] == 16
-        assert bench._hardening(ours)["Memory"] == 128 << 20
+        if kind == "python":
+            assert "--log-driver" in flags and "--ulimit" in flags
+            assert bench._hardening(ours)["PidsLimit"] == 16
+            assert bench._hardening(ours)["Memory"] == 128 << 20
         # a baseline that came out looser is seen as different
         theirs["HostConfig"]["ReadonlyRootfs"] = False
         assert bench._hardening(theirs) != bench._hardening(ours)
