@@ -1,5 +1,8 @@
 """The attack suite of run_nodejs, through a real agent (``agent.enable_nodejs(tier=...)``),
-in both real isolation tiers.
+in both real isolation tiers, and in the Docker tier (``run_nodejs`` served by the docker
+provider, ``[providers] node = "docker"``: the worker is a container's main process; a case
+that looks at the worker's files reaches them through the container's root as the host sees
+it, :func:`~agently_core_isolation.testing.workdir_of`).
 
 Each case: the attack's record is failed or contained with a clear error or output, the host
 is unharmed (canary files untouched, no host process signalled or reached, nothing left
@@ -21,7 +24,7 @@ from typing import Any
 
 import pytest
 from agently_core_isolation import testing
-from agently_core_isolation.testing import TIERS, Canary, dump, got_traffic, processes_with
+from agently_core_isolation.testing import ALL_TIERS, Canary, dump, got_traffic, processes_with
 from agently_core_nodejs.sandbox import NodeWorker
 
 REPO = Path(__file__).resolve().parents[3]
@@ -73,12 +76,14 @@ def processes_of(uid: int) -> list[int]:
 
 
 @pytest.fixture
-def attack_agent(node_agent: Callable[..., Any]) -> Callable[..., Any]:
-    return testing.attack_agents(node_agent, **testing.ATTACK_LIMITS)
+def attack_agent(node_agent: Callable[..., Any], request: pytest.FixtureRequest
+                 ) -> Callable[..., Any]:
+    return testing.attack_agents(node_agent, kind="node", request=request,
+                                 **testing.ATTACK_LIMITS)
 
 
 # == reading host secrets ==================================================================
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_read_etc_shadow(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     record = call(agent, "require('fs').readFileSync('/etc/shadow', 'utf8')")
@@ -88,7 +93,7 @@ def test_read_etc_shadow(attack_agent: Any, tier: str) -> None:
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_read_the_host_environment(attack_agent: Any, tier: str,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     secret = f"sk-live-{uuid.uuid4().hex}"
@@ -107,7 +112,7 @@ def test_read_the_host_environment(attack_agent: Any, tier: str,
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_read_a_host_file_outside_the_workspace(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     record = call(agent, f"require('fs').readFileSync({json.dumps(str(REPO / 'pyproject.toml'))}, 'utf8')")
@@ -117,7 +122,7 @@ def test_read_a_host_file_outside_the_workspace(attack_agent: Any, tier: str) ->
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_host_processes_are_out_of_sight(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     record = call(agent, PRELUDE + """
@@ -136,7 +141,7 @@ def test_host_processes_are_out_of_sight(attack_agent: Any, tier: str) -> None:
 
 
 # == writing outside, links ================================================================
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_write_outside_the_workspace(attack_agent: Any, tier: str, canary: Canary) -> None:
     agent = attack_agent(tier)
     name = f"agently-attack-{uuid.uuid4().hex[:8]}"
@@ -157,11 +162,11 @@ def test_write_outside_the_workspace(attack_agent: Any, tier: str, canary: Canar
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_symlink_and_dotdot_escapes(attack_agent: Any, tier: str, canary: Canary) -> None:
     agent = attack_agent(tier)
     next_call_works(agent)  # start the worker, then plant a link in its workspace
-    workdir = worker_of(agent).workdir
+    workdir = testing.workdir_of(worker_of(agent))
     (workdir / "planted").symlink_to(canary.file)
     up = "../" * 12 + str(canary.file).lstrip("/")
     record = call(agent, PRELUDE + f"""
@@ -183,12 +188,12 @@ def test_symlink_and_dotdot_escapes(attack_agent: Any, tier: str, canary: Canary
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_read_or_write_another_sandboxs_workspace(attack_agent: Any, tier: str) -> None:
     victim, attacker = attack_agent(tier), attack_agent(tier)
     secret = f"tenant-secret-{uuid.uuid4().hex}"
     assert call(victim, f"require('fs').writeFileSync('private.txt', '{secret}')").status == "success"
-    target = worker_of(victim).workdir
+    target = testing.workdir_of(worker_of(victim))
     record = call(attacker, PRELUDE + f"""
         report({{
             read: attempt(() => fs.readFileSync({json.dumps(str(target / 'private.txt'))}, 'utf8')),
@@ -215,7 +220,7 @@ const connect = (options) => new Promise((resolve) => {
 """
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_tcp_to_a_service_on_host_loopback(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     with testing.tcp_listener() as server:
@@ -226,7 +231,7 @@ def test_tcp_to_a_service_on_host_loopback(attack_agent: Any, tier: str) -> None
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_tcp_egress_to_the_internet(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     started = time.monotonic()
@@ -236,7 +241,7 @@ def test_tcp_egress_to_the_internet(attack_agent: Any, tier: str) -> None:
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_udp_egress(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     with testing.udp_socket() as sink:
@@ -254,7 +259,7 @@ def test_udp_egress(attack_agent: Any, tier: str) -> None:
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_dns_resolution(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     record = call(agent, PRELUDE + """
@@ -267,7 +272,7 @@ def test_dns_resolution(attack_agent: Any, tier: str) -> None:
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_unix_socket_service_on_the_host(attack_agent: Any, tier: str, canary: Canary) -> None:
     agent = attack_agent(tier)
     path = canary.dir / "db.sock"
@@ -280,7 +285,7 @@ def test_unix_socket_service_on_the_host(attack_agent: Any, tier: str, canary: C
 
 
 # == resource exhaustion ===================================================================
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_spawning_many_processes(attack_agent: Any, tier: str, markers: Any) -> None:
     agent = attack_agent(tier, processes=8)
     nap = markers()
@@ -303,7 +308,7 @@ def test_spawning_many_processes(attack_agent: Any, tier: str, markers: Any) -> 
     assert not testing.wait_gone(nap)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_fork_bomb(attack_agent: Any, tier: str, markers: Any) -> None:
     agent = attack_agent(tier, processes=12)
     next_call_works(agent)
@@ -336,7 +341,7 @@ def test_fork_bomb(attack_agent: Any, tier: str, markers: Any) -> None:
     assert testing.host_can_fork()
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_buffer_memory_bomb(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     call(agent, "var kept = 'state'")
@@ -351,7 +356,7 @@ def test_buffer_memory_bomb(attack_agent: Any, tier: str) -> None:
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_heap_memory_bomb_ends_the_worker_clearly(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     record = call(agent, "const hoard = []; while (true) hoard.push(new Array(1e6).fill(1.5))")
@@ -361,7 +366,7 @@ def test_heap_memory_bomb_ends_the_worker_clearly(attack_agent: Any, tier: str) 
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_cpu_spin_is_killed_and_other_agents_are_unaffected(attack_agent: Any, tier: str) -> None:
     agent, bystander = attack_agent(tier), attack_agent(tier)
     next_call_works(agent)
@@ -390,7 +395,7 @@ def test_cpu_spin_is_killed_and_other_agents_are_unaffected(attack_agent: Any, t
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_endless_output(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier, max_output_bytes=5_000)
     record = call(agent, "while (true) console.log('spam'.repeat(250))", timeout=1.5)
@@ -404,28 +409,33 @@ def test_endless_output(attack_agent: Any, tier: str) -> None:
     assert len(text) < 20_000, len(text)  # bounded, however much was printed
     kept = agent.action.read_action_artifact(action_call_id=flood.call_id)
     assert all(len(a["content"]) <= (4 << 20) + 1000 for a in kept if a["kind"] in ("stdout", "stderr"))
-    # the raw fds go to a host-side log bounded by the file-size limit, not to any record
+    # the raw fds go to a host-side log bounded by the file-size limit, not to any record;
+    # in a container they are its stderr, of which the host keeps only the end (for a dead
+    # worker's reason, attach.STDERR_KEEP), so no file fills and the writes succeed
     raw = call(agent, "const chunk = 'r'.repeat(1 << 20)\n"
                "for (let i = 0; i < 10; i++) require('fs').writeSync(1, chunk)")
-    assert raw.status == "failed" and "EFBIG" in raw.error, dump(raw)
+    if tier == testing.DOCKER:
+        assert raw.status == "success" and raw.result["stdout"] == "", dump(raw)
+    else:
+        assert raw.status == "failed" and "EFBIG" in raw.error, dump(raw)
     assert "rrrr" not in dump(raw)
     next_call_works(agent)
     next_call_works(agent)  # the log was emptied; raw writes work again
     assert call(agent, "require('fs').writeSync(2, 'x'.repeat(1000))").status == "success"
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_huge_file(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier, file_mb=1)
     record = call(agent, "const out = require('fs').openSync('huge.bin', 'w')\n"
                   "for (let i = 0; i < 50; i++) require('fs').writeSync(out, Buffer.alloc(100_000))")
     assert record.status == "failed" and "EFBIG" in record.error, dump(record)
-    assert (worker_of(agent).workdir / "huge.bin").stat().st_size <= 1 << 20
+    assert (testing.workdir_of(worker_of(agent)) / "huge.bin").stat().st_size <= 1 << 20
     next_call_works(agent)
 
 
 # == processes and signals =================================================================
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_detached_child_that_tries_to_outlive_the_worker(attack_agent: Any, tier: str,
                                                          markers: Any) -> None:
     agent = attack_agent(tier)
@@ -445,7 +455,7 @@ def test_detached_child_that_tries_to_outlive_the_worker(attack_agent: Any, tier
     assert not testing.wait_gone(nap), "the detached child outlived its worker"
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_signals_to_host_processes(attack_agent: Any, tier: str, markers: Any) -> None:
     agent = attack_agent(tier)
     victim = subprocess.Popen(["sleep", markers()])  # another host process (root)
@@ -472,7 +482,7 @@ def test_signals_to_host_processes(attack_agent: Any, tier: str, markers: Any) -
 
 
 # == the protocol ==========================================================================
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_writing_to_stdout_cannot_forge_a_reply(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     forged = "".join(json.dumps({"id": n, "ok": True, "stdout": "FORGED", "value": "'owned'"}) + "\n"
@@ -488,7 +498,7 @@ def test_writing_to_stdout_cannot_forge_a_reply(attack_agent: Any, tier: str) ->
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_forging_on_the_private_socket_stays_in_its_scope(attack_agent: Any, tier: str) -> None:
     # The code shares the worker's process, so it can write on the reply socket (its fd is
     # in process.argv), as it could rewrite its own worker: within one scope the code owns
@@ -517,7 +527,7 @@ def test_forging_on_the_private_socket_stays_in_its_scope(attack_agent: Any, tie
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_stdin_is_empty(attack_agent: Any, tier: str) -> None:
     agent = attack_agent(tier)
     record = call(agent, "require('fs').readFileSync(0, 'utf8').length")
