@@ -1,6 +1,7 @@
 """Fixtures for run_bash's tests: real agents on configuration isolated from the machine,
-closed (their sandboxes released) after each test, and host directories the sandbox's
-dedicated uid can reach."""
+closed (their sandboxes released) after each test, host directories the sandbox's
+dedicated uid can reach, and a Docker engine for the attack cases of the Docker tier
+(``docker_engine``, ``docker_default_image``: set up only when a case asks for them)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agently_core_docker.testing import docker_default_image, docker_engine
+
+__all__ = ["docker_default_image", "docker_engine"]
 
 # The shared kit's checks (next_call_works, Box.contained, ...) report values like a test's
 # own asserts; this runs before any test module imports the kit.
@@ -25,12 +29,13 @@ def _isolated(agently_clean_environment: None) -> None:
 
 @pytest.fixture
 def bash_agent(agently_agent_factory: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
-    """``bash_agent(**enable_shell_options)``: a fresh agent with ``run_bash`` mounted;
+    """``bash_agent(settings=None, **enable_shell_options)``: a fresh agent on ``settings``
+    (its configuration, e.g. ``{"providers": {"bash": "docker"}}``) with ``run_bash`` mounted;
     every agent made is closed at teardown."""
     agents: list[Any] = []
 
-    def make(**options: Any) -> Any:
-        agent = agently_agent_factory()
+    def make(settings: dict[str, Any] | None = None, **options: Any) -> Any:
+        agent = agently_agent_factory(**(settings or {}))
         agent.enable_shell(**options)
         agents.append(agent)
         return agent

@@ -1,5 +1,8 @@
 """The attack suite of run_bash, through a real agent (``agent.enable_shell(tier=...)``), in
-both real isolation tiers.
+both real isolation tiers, and in the Docker tier (``run_bash`` served by the docker
+provider, ``[providers] bash = "docker"``: the calls run in a container that mounts the
+workspace and the roots at their host paths). The exec trace under strace stays native: it
+traces the native supervisor's command from its start.
 
 Each case: the attack's record is refused, failed or contained with a clear error or
 output, the host is unharmed (canary files outside the roots untouched, no host process
@@ -22,7 +25,7 @@ from agently_core_bash.programs import Allowlist
 from agently_core_bash.sandbox import BASH, BashSandbox
 from agently_core_isolation import testing
 from agently_core_isolation.sandbox import Limits
-from agently_core_isolation.testing import TIERS, Canary, dump, got_traffic
+from agently_core_isolation.testing import ALL_TIERS, TIERS, Canary, dump, got_traffic
 
 from agently_core.testing import require_program
 
@@ -59,14 +62,22 @@ def wait_gone(marker: str) -> list[tuple[int, int]]:
 
 
 @pytest.fixture
-def attack(bash_agent: Callable[..., Any], shared_dir: Callable[[], Path]) -> Callable[..., Any]:
+def tier_agent(bash_agent: Callable[..., Any], request: pytest.FixtureRequest
+               ) -> Callable[..., Any]:
+    """``tier_agent(tier, **enable_shell_options)``: an agent whose run_bash runs in
+    ``tier`` (the Docker tier: served by the docker provider)."""
+    return testing.attack_agents(bash_agent, kind="bash", request=request)
+
+
+@pytest.fixture
+def attack(tier_agent: Callable[..., Any], shared_dir: Callable[[], Path]) -> Callable[..., Any]:
     """``attack(tier, **options)``: an agent with one shared root (``agent.root``)."""
-    make_agent = testing.attack_agents(bash_agent, timeout=5, processes=32, file_mb=4,
-                                       max_output_bytes=20_000, commands=COMMANDS)
+    defaults = {"timeout": 5, "processes": 32, "file_mb": 4, "max_output_bytes": 20_000,
+                "commands": COMMANDS}
 
     def make(tier: str, **options: Any) -> Any:
         root = options.pop("root", None) or shared_dir()
-        agent = make_agent(tier, root=root, **options)
+        agent = tier_agent(tier, root=root, **{**defaults, **options})
         agent.root = root
         return agent
 
@@ -74,7 +85,7 @@ def attack(bash_agent: Callable[..., Any], shared_dir: Callable[[], Path]) -> Ca
 
 
 # == shell injection ========================================================================
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_injection_through_arguments(attack: Any, tier: str, canary: Canary) -> None:
     agent = attack(tier, commands=["ls", "cat", "grep"])
     target = canary.file
@@ -92,7 +103,7 @@ def test_injection_through_arguments(attack: Any, tier: str, canary: Canary) -> 
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_runtime_code_paths_of_bash_are_refused(attack: Any, tier: str) -> None:
     # each hides a command in data that Bash would evaluate at run time
     agent = attack(tier, commands=["ls", "cat"])
@@ -110,7 +121,7 @@ def test_runtime_code_paths_of_bash_are_refused(attack: Any, tier: str) -> None:
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_relative_and_planted_programs_are_refused(attack: Any, tier: str) -> None:
     agent = attack(tier)
     assert run(agent, "ln -s /usr/bin/touch ls; ln -s /usr/bin/touch sh").status == "success"
@@ -125,7 +136,7 @@ def test_relative_and_planted_programs_are_refused(attack: Any, tier: str) -> No
 
 
 # == host files =============================================================================
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_read_etc_shadow(attack: Any, tier: str) -> None:
     agent = attack(tier)
     record = run(agent, "cat /etc/shadow; head -c 100 /etc/shadow; grep root /etc/shadow")
@@ -136,7 +147,7 @@ def test_read_etc_shadow(attack: Any, tier: str) -> None:
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_read_the_host_environment(attack: Any, tier: str,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     secret = f"sk-live-{uuid.uuid4().hex}"
@@ -149,7 +160,7 @@ def test_read_the_host_environment(attack: Any, tier: str,
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_read_a_host_file_outside_the_roots(attack: Any, tier: str, canary: Canary) -> None:
     agent = attack(tier)
     record = run(agent, f"cat {canary.file} {REPO / 'pyproject.toml'}; ls {canary.dir} {REPO}")
@@ -158,7 +169,7 @@ def test_read_a_host_file_outside_the_roots(attack: Any, tier: str, canary: Cana
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_write_outside_the_roots(attack: Any, tier: str, canary: Canary) -> None:
     agent = attack(tier)
     name = f"agently-attack-{uuid.uuid4().hex[:8]}"
@@ -172,7 +183,7 @@ def test_write_outside_the_roots(attack: Any, tier: str, canary: Canary) -> None
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_dotdot_and_symlink_escapes(attack: Any, tier: str, canary: Canary) -> None:
     agent = attack(tier)
     (agent.root / "planted").symlink_to(canary.dir)
@@ -189,9 +200,9 @@ def test_dotdot_and_symlink_escapes(attack: Any, tier: str, canary: Canary) -> N
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
-def test_another_scopes_workspace(attack: Any, tier: str, bash_agent: Any) -> None:
-    victim = bash_agent(tier=tier, commands=["cat", "ls"])  # a private workspace
+@pytest.mark.parametrize("tier", ALL_TIERS)
+def test_another_scopes_workspace(attack: Any, tier: str, tier_agent: Any) -> None:
+    victim = tier_agent(tier, commands=["cat", "ls"])  # a private workspace
     secret = f"tenant-secret-{uuid.uuid4().hex}"
     assert run(victim, f"echo {secret} > private.txt").status == "success"
     target = Path(sandbox_of(victim).roots[0])
@@ -206,7 +217,7 @@ def test_another_scopes_workspace(attack: Any, tier: str, bash_agent: Any) -> No
 
 
 # == the network ============================================================================
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_dev_tcp_to_a_service_on_host_loopback(attack: Any, tier: str) -> None:
     agent = attack(tier)
     with testing.tcp_listener() as server:
@@ -221,7 +232,7 @@ def test_dev_tcp_to_a_service_on_host_loopback(attack: Any, tier: str) -> None:
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_a_network_client_cannot_reach_the_host(attack: Any, tier: str) -> None:
     require_program("curl")
     agent = attack(tier, commands=["curl"])
@@ -235,7 +246,7 @@ def test_a_network_client_cannot_reach_the_host(attack: Any, tier: str) -> None:
 
 
 # == resource exhaustion ===================================================================
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_fork_bomb(attack: Any, tier: str, markers: Any) -> None:
     agent = attack(tier, processes=12)
     refused(run(agent, ":(){ :|:& };:"))  # a function: refused before anything runs
@@ -254,7 +265,7 @@ def test_fork_bomb(attack: Any, tier: str, markers: Any) -> None:
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_cpu_spin(attack: Any, tier: str) -> None:
     agent = attack(tier)
     started = time.monotonic()
@@ -268,7 +279,7 @@ def test_cpu_spin(attack: Any, tier: str) -> None:
     next_call_works(spinning)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_endless_output(attack: Any, tier: str) -> None:
     agent = attack(tier, max_output_bytes=5_000)
     record = run(agent, "yes spam", timeout=5)
@@ -282,7 +293,7 @@ def test_endless_output(attack: Any, tier: str) -> None:
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_huge_file(attack: Any, tier: str) -> None:
     agent = attack(tier, file_mb=1)
     record = run(agent, "head -c 50000000 /dev/zero > huge.bin; yes | head -c 9000000 >> huge.bin")
@@ -293,7 +304,7 @@ def test_huge_file(attack: Any, tier: str) -> None:
 
 
 # == processes and signals =================================================================
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_detached_children_do_not_outlive_the_call(attack: Any, tier: str,
                                                    markers: Any) -> None:
     agent = attack(tier)
@@ -307,7 +318,7 @@ def test_detached_children_do_not_outlive_the_call(attack: Any, tier: str,
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_signal_to_host_processes(attack: Any, tier: str, markers: Any) -> None:
     agent = attack(tier)
     victim = subprocess.Popen(["sleep", markers()])  # another host process (root)
@@ -322,7 +333,7 @@ def test_signal_to_host_processes(attack: Any, tier: str, markers: Any) -> None:
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", TIERS)  # traces the native supervisor's command (strace)
 def test_awk_system_finds_no_other_program(attack: Any, tier: str, canary: Canary) -> None:
     # an allowed program that runs others: the checker refuses awk's system(); run past the
     # checker (under strace), the sandbox starts nothing but allowed programs (the PATH
@@ -349,15 +360,22 @@ def test_awk_system_finds_no_other_program(attack: Any, tier: str, canary: Canar
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_proc_shows_nothing_of_the_host(attack: Any, tier: str, markers: Any) -> None:
     agent = attack(tier)
-    host = subprocess.Popen(["sleep", markers()])
+    nap = markers()
+    host = subprocess.Popen(["sleep", nap])
     try:
-        record = run(agent, f"cat /proc/{host.pid}/cmdline /proc/1/cmdline; ls /proc | wc -l")
+        record = run(agent, f"cat /proc/{host.pid}/cmdline; echo; cat /proc/1/cmdline; echo; "
+                     "ls /proc | wc -l")
     finally:
         host.kill()
         host.wait()
     assert record.status == "success", record.error
-    assert "sleep" not in record.result["stdout"]
+    host_sleep, pid_1, *_ = record.result["stdout"].split("\n")
+    assert nap not in record.result["stdout"] and "sleep" not in host_sleep
+    if tier == testing.DOCKER:  # the container's own init, over its own sleep
+        assert pid_1.startswith("/sbin/docker-init\0--\0sleep\0"), pid_1
+    else:
+        assert "sleep" not in pid_1
     next_call_works(agent)

@@ -129,6 +129,8 @@ def _executables(paths):
 
 
 def _child(config):
+    for number in (_signal.SIGPIPE, _signal.SIGXFSZ):  # Python ignores them at start-up,
+        _signal.signal(number, _signal.SIG_DFL)  # and an ignored signal stays so across exec
     for name, soft, hard in config["rlimits"]:
         _resource.setrlimit(getattr(_resource, name), (soft, hard))
     if config["landlock"]:
