@@ -1,8 +1,9 @@
 """The attack suite of run_bash, through a real agent (``agent.enable_shell(tier=...)``), in
 both real isolation tiers, and in the Docker tier (``run_bash`` served by the docker
 provider, ``[providers] bash = "docker"``: the calls run in a container that mounts the
-workspace and the roots at their host paths). The exec trace under strace stays native: it
-traces the native supervisor's command from its start.
+workspace and the roots at their host paths). A line run past the checker is traced with
+strace natively (the supervisor's command from its start); in the Docker tier what it
+managed is looked at instead.
 
 Each case: the attack's record is refused, failed or contained with a clear error or
 output, the host is unharmed (canary files outside the roots untouched, no host process
@@ -12,6 +13,7 @@ stopped by the analyser before anything runs (refused), the others by the sandbo
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import time
@@ -20,12 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from agently_core_bash.programs import Allowlist
 from agently_core_bash.sandbox import BASH, BashSandbox
 from agently_core_isolation import testing
 from agently_core_isolation.sandbox import Limits
-from agently_core_isolation.testing import ALL_TIERS, TIERS, Canary, dump, got_traffic
+from agently_core_isolation.testing import ALL_TIERS, Canary, dump, got_traffic
 
 from agently_core.testing import require_program
 
@@ -333,21 +336,33 @@ def test_signal_to_host_processes(attack: Any, tier: str, markers: Any) -> None:
     next_call_works(agent)
 
 
-@pytest.mark.parametrize("tier", TIERS)  # traces the native supervisor's command (strace)
+@pytest.mark.parametrize("tier", ALL_TIERS)
 def test_awk_system_finds_no_other_program(attack: Any, tier: str, canary: Canary) -> None:
     # an allowed program that runs others: the checker refuses awk's system(); run past the
     # checker (under strace), the sandbox starts nothing but allowed programs (the PATH
     # inside holds only allowed names, and the kernel executes nothing else), and holds
     # outside files away
-    require_program("strace")
     agent = attack(tier)
     line = ("awk 'BEGIN { system(\"rm -f x; id; python3 -c 1\") }'; "
-            f"awk 'BEGIN {{ system(\"/usr/bin/rm -f {canary.file}; /usr/bin/id; "
+            f"awk 'BEGIN {{ system(\"/usr/bin/rm -f {canary.file} x; /usr/bin/id; "
             f"echo PWNED > {canary.dir}/pwned\") }}'; echo done")
     refused(run(agent, line))
     next_call_works(agent)
     box, root = sandbox_of(agent), str(agent.root)
     allowlist = Allowlist.resolve(COMMANDS, roots=[root])
+    if tier == testing.DOCKER:  # no host command to trace from its start: the line runs
+        (agent.root / "x").write_text("kept")  # past the checker in the container, and
+        done = anyio.run(functools.partial(  # what it managed is looked at instead
+            box.run, line, cwd=root, roots=[root], allowlist=allowlist,
+            limits=Limits(wall_seconds=5), network=False, env={}))
+        out = done.stdout + done.stderr
+        assert done.stdout.endswith("done\n"), out
+        assert "/usr/bin/rm: Permission denied" in out and "/usr/bin/id: Permission denied" in out
+        assert (agent.root / "x").read_text() == "kept" and "uid=" not in out  # neither ran
+        assert canary.untouched()
+        next_call_works(agent)
+        return
+    require_program("strace")
     done = testing.trace_execs(tier, box.spec(
         line, cwd=root, roots=[root], allowlist=allowlist, limits=Limits(wall_seconds=5),
         network=False, env={}), uid=box.uid)
