@@ -14,9 +14,11 @@ what their attack suites share, for tests only.
   :func:`next_call_works`, :func:`dump`, :func:`events_of`, :func:`assert_fresh_start`,
   :func:`no_working_tier`.
 * The Docker tier (:data:`DOCKER`, in :data:`ALL_TIERS`): the sandbox's kind served by the
-  ``docker`` provider by configuration; :func:`attack_agents` makes its agents,
-  :func:`workdir_of` and :func:`container_pid` reach into its containers from the host.
-* Fixtures as plain generator functions (:func:`canary`, :func:`markers`, :func:`box`):
+  ``docker`` provider by configuration; :func:`attack_agents` makes its agents (shared by a
+  module's cases through :class:`SharedAgents` where a case allows), :func:`workdir_of` and
+  :func:`container_pid` reach into its containers from the host.
+* Fixtures as plain generator functions (:func:`canary`, :func:`markers`, :func:`box`,
+  :func:`shared_agents`):
   a test module makes one a fixture with ``canary = pytest.fixture(testing.canary)``.
 
 Like :mod:`agently_core.testing`, this module imports no pytest. Its checks are plain
@@ -489,7 +491,8 @@ class Leftovers:
 
 # -- agents with a sandboxed action --------------------------------------------------------
 def attack_agents(make_agent: Callable[..., Any], *, kind: str | None = None,
-                  request: Any = None, **defaults: Any) -> Callable[..., Any]:
+                  request: Any = None, shared: SharedAgents | None = None,
+                  **defaults: Any) -> Callable[..., Any]:
     """``make(tier, **options)``: ``make_agent(tier=tier, **defaults, **options)``, the
     options winning over the defaults.
 
@@ -499,9 +502,13 @@ def attack_agents(make_agent: Callable[..., Any], *, kind: str | None = None,
     **options)``, with no tier option; first ``request`` (the test's pytest request) gets
     the ``docker_default_image`` fixture (agently_core_docker.testing: an engine, which
     fails under CI when none can be had, and the image the served kinds run in), so only
-    the Docker cases need them."""
+    the Docker cases need them. With ``shared`` (:class:`SharedAgents`), a Docker-tier
+    agent is the module's shared one of the same options (its first in a test; a second
+    is new) unless the case asks ``fresh=True``: for a case that needs its worker's state
+    (files, environment) to be its own."""
 
     def make(tier: str, **options: Any) -> Any:
+        fresh = options.pop("fresh", False)
         if tier != DOCKER:
             return make_agent(**{"tier": tier, **defaults, **options})
         assert kind is not None and request is not None, \
@@ -509,9 +516,63 @@ def attack_agents(make_agent: Callable[..., Any], *, kind: str | None = None,
         request.getfixturevalue("docker_default_image")
         merged = {**defaults, **options}
         merged.pop("tier", None)
-        return make_agent(settings={"providers": {kind: "docker"}}, **merged)
+        settings = {"providers": {kind: "docker"}}
+        if shared is not None and not fresh:
+            agent = shared.get(request.node.nodeid, settings, merged)
+            if agent is not None:
+                return agent
+        return make_agent(settings=settings, **merged)
 
     return make
+
+
+def configured_agent(home: Path, **settings: Any) -> Any:
+    """An agent with every installed plugin whose configuration reads only ``settings`` (no
+    environment variable, no file outside ``home``), as ``agently_agent_factory`` makes
+    them, for a fixture of a wider scope."""
+    from agently_core import Config, PluginManager, create_agent
+
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "agently.toml").write_text("", encoding="utf-8")
+    config = Config.load(env={}, cwd=home, overrides=settings or None)
+    return create_agent(plugins=PluginManager(config).load())
+
+
+class SharedAgents:
+    """Docker-tier agents shared by the cases of one test module, one per set of options
+    (a new container costs about half a second): ``mount(agent, **options)`` mounts the
+    sandbox's action (``agent.enable_python``). A closed agent (a case closed it) is
+    replaced; a worker a case broke is replaced by the manager's health check, as in use."""
+
+    def __init__(self, home: Path, mount: Callable[..., Any]) -> None:
+        self.home = home
+        self.mount = mount
+        self.agents: dict[str, Any] = {}
+        self.made = 0
+        self._test: str | None = None
+        self._handed: set[str] = set()
+
+    def get(self, test: str, settings: dict[str, Any], options: dict[str, Any]) -> Any:
+        """The shared agent of ``options`` for ``test``, or None when this test already has
+        it (a second agent of one case is its own)."""
+        key = repr(sorted(options.items()))
+        if test != self._test:
+            self._test, self._handed = test, set()
+        if key in self._handed:
+            return None
+        agent = self.agents.get(key)
+        if agent is None or agent.closed:
+            self.made += 1
+            agent = configured_agent(self.home / f"agent-{self.made}", **settings)
+            self.mount(agent, **options)
+            self.agents[key] = agent
+        self._handed.add(key)
+        return agent
+
+    def close(self) -> None:
+        for agent in self.agents.values():
+            agent.close()
+        self.agents.clear()
 
 
 def container_pid(resource: Any) -> int:
@@ -599,6 +660,13 @@ def markers() -> Iterator[Callable[[], str]]:
 
     yield make
     kill_processes_with(*made)
+
+
+def shared_agents(home: Path, mount: Callable[..., Any]) -> Iterator[SharedAgents]:
+    """:class:`SharedAgents` for a module (``scope="module"``), closed at its end."""
+    agents = SharedAgents(home, mount)
+    yield agents
+    agents.close()
 
 
 def box() -> Iterator[Box]:

@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +75,18 @@ def processes_of(uid: int) -> list[int]:
     return pids
 
 
+@pytest.fixture(scope="module")
+def docker_agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testing.SharedAgents]:
+    """The Docker tier's agents, shared by the cases that allow it (a container each)."""
+    yield from testing.shared_agents(tmp_path_factory.mktemp("docker-agents"),
+                                     lambda agent, **options: agent.enable_nodejs(**options))
+
+
 @pytest.fixture
-def attack_agent(node_agent: Callable[..., Any], request: pytest.FixtureRequest
-                 ) -> Callable[..., Any]:
+def attack_agent(node_agent: Callable[..., Any], request: pytest.FixtureRequest,
+                 docker_agents: testing.SharedAgents) -> Callable[..., Any]:
     return testing.attack_agents(node_agent, kind="node", request=request,
-                                 **testing.ATTACK_LIMITS)
+                                 shared=docker_agents, **testing.ATTACK_LIMITS)
 
 
 # == reading host secrets ==================================================================
@@ -98,7 +105,7 @@ def test_read_the_host_environment(attack_agent: Any, tier: str,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     secret = f"sk-live-{uuid.uuid4().hex}"
     monkeypatch.setenv("PAYMENTS_API_KEY", secret)
-    agent = attack_agent(tier)
+    agent = attack_agent(tier, fresh=True)  # started after the secret
     record = call(agent, PRELUDE + f"""
         const found = {{ env: process.env, execArgv: process.execArgv }};
         for (const pid of [{os.getpid()}, process.ppid, 1]) {{
@@ -124,7 +131,7 @@ def test_read_a_host_file_outside_the_workspace(attack_agent: Any, tier: str) ->
 
 @pytest.mark.parametrize("tier", ALL_TIERS)
 def test_host_processes_are_out_of_sight(attack_agent: Any, tier: str) -> None:
-    agent = attack_agent(tier)
+    agent = attack_agent(tier, fresh=True)  # its own processes only
     record = call(agent, PRELUDE + """
         const listing = attempt(() => fs.readdirSync('/proc').filter((e) => /^\\d+$/.test(e)));
         const programs = Array.isArray(listing) ? listing.map((pid) =>
@@ -164,7 +171,7 @@ def test_write_outside_the_workspace(attack_agent: Any, tier: str, canary: Canar
 
 @pytest.mark.parametrize("tier", ALL_TIERS)
 def test_symlink_and_dotdot_escapes(attack_agent: Any, tier: str, canary: Canary) -> None:
-    agent = attack_agent(tier)
+    agent = attack_agent(tier, fresh=True)  # an empty workspace
     next_call_works(agent)  # start the worker, then plant a link in its workspace
     workdir = testing.workdir_of(worker_of(agent))
     (workdir / "planted").symlink_to(canary.file)
@@ -190,7 +197,7 @@ def test_symlink_and_dotdot_escapes(attack_agent: Any, tier: str, canary: Canary
 
 @pytest.mark.parametrize("tier", ALL_TIERS)
 def test_read_or_write_another_sandboxs_workspace(attack_agent: Any, tier: str) -> None:
-    victim, attacker = attack_agent(tier), attack_agent(tier)
+    victim, attacker = attack_agent(tier, fresh=True), attack_agent(tier)
     secret = f"tenant-secret-{uuid.uuid4().hex}"
     assert call(victim, f"require('fs').writeFileSync('private.txt', '{secret}')").status == "success"
     target = testing.workdir_of(worker_of(victim))

@@ -22,7 +22,7 @@ import subprocess
 import textwrap
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +50,18 @@ def next_call_works(agent: Any) -> None:
     testing.next_call_works(agent, "run_python", {"python_code": "print(6 * 7)"})
 
 
+@pytest.fixture(scope="module")
+def docker_agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testing.SharedAgents]:
+    """The Docker tier's agents, shared by the cases that allow it (a container each)."""
+    yield from testing.shared_agents(tmp_path_factory.mktemp("docker-agents"),
+                                     lambda agent, **options: agent.enable_python(**options))
+
+
 @pytest.fixture
-def attack_agent(python_agent: Callable[..., Any], request: pytest.FixtureRequest
-                 ) -> Callable[..., Any]:
+def attack_agent(python_agent: Callable[..., Any], request: pytest.FixtureRequest,
+                 docker_agents: testing.SharedAgents) -> Callable[..., Any]:
     return testing.attack_agents(python_agent, kind="python", request=request,
-                                 **testing.ATTACK_LIMITS)
+                                 shared=docker_agents, **testing.ATTACK_LIMITS)
 
 
 # == reading host secrets ==================================================================
@@ -73,7 +80,7 @@ def test_read_the_host_environment(attack_agent: Any, tier: str,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     secret = f"sk-live-{uuid.uuid4().hex}"
     monkeypatch.setenv("PAYMENTS_API_KEY", secret)
-    agent = attack_agent(tier)
+    agent = attack_agent(tier, fresh=True)  # started after the secret
     record = call(agent, f"""
         import os
         found = dict(os.environ)
@@ -127,7 +134,7 @@ def test_write_outside_the_workspace(attack_agent: Any, tier: str, canary: Canar
 
 @pytest.mark.parametrize("tier", ALL_TIERS)
 def test_symlink_escape(attack_agent: Any, tier: str, canary: Canary) -> None:
-    agent = attack_agent(tier)
+    agent = attack_agent(tier, fresh=True)  # an empty workspace
     next_call_works(agent)  # start the worker, then plant a link in its workspace
     workdir = testing.workdir_of(worker_of(agent))
     (workdir / "planted").symlink_to(canary.file)
@@ -159,7 +166,7 @@ def test_symlink_escape(attack_agent: Any, tier: str, canary: Canary) -> None:
 
 @pytest.mark.parametrize("tier", ALL_TIERS)
 def test_read_or_write_another_sandboxs_workspace(attack_agent: Any, tier: str) -> None:
-    victim, attacker = attack_agent(tier), attack_agent(tier)
+    victim, attacker = attack_agent(tier, fresh=True), attack_agent(tier)
     secret = f"tenant-secret-{uuid.uuid4().hex}"
     assert call(victim, f"open('private.txt', 'w').write({secret!r})").status == "success"
     target = testing.workdir_of(worker_of(victim))
@@ -444,7 +451,7 @@ def test_gc_objects_hold_nothing_of_the_host(attack_agent: Any, tier: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     secret = f"gc-secret-{uuid.uuid4().hex}"
     monkeypatch.setenv("HOST_ONLY_TOKEN", secret)
-    agent = attack_agent(tier)
+    agent = attack_agent(tier, fresh=True)  # started after the secret
     record = call(agent, f"""
         import gc
         hits = [o for o in gc.get_objects() if isinstance(o, str) and {secret[:10]!r} in o]
