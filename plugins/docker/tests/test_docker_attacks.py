@@ -340,9 +340,20 @@ def test_the_root_is_read_only_and_work_is_capped(agents: dict[str, Any], surfac
             except OSError as exc:
                 error = errno.errorcode.get(exc.errno)
                 break
-        report({'outside': outside, 'written': written, 'error': error})
+        writable = []
+        for root, dirs, files in os.walk('/'):
+            if root == '/':
+                dirs[:] = [d for d in dirs if d not in ('proc', 'sys')]
+            if os.access(root, os.W_OK):  # (access() says EROFS on a read-only mount too)
+                writable.append(root)
+                dirs[:] = []
+        report({'outside': outside, 'written': written, 'error': error, 'writable': writable})
     """)
     assert set(seen["outside"].values()) == {"EROFS"}, seen["outside"]
+    # besides the capped /work (and the worker's capped /tmp), only the kernel's IPC mounts
+    # (a 64 MiB /dev/shm, counted against the memory limit, and /dev/mqueue)
+    tmp = ["/tmp"] if surface == "run_python" else []
+    assert sorted(seen["writable"]) == ["/dev/mqueue", "/dev/shm", *tmp, "/work"], seen
     assert seen["error"] == "ENOSPC", seen
     assert DISK // 2 <= seen["written"] <= DISK, seen
     next_call_works(agent, surface)  # with /work full
