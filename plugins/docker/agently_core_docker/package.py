@@ -31,7 +31,9 @@ SCOPES = ("action_call", "request", "execution", "session", "agent", "global")
 MAX_CMD_CHARS = 100_000
 
 
-def _schema() -> dict[str, Any]:
+def _schema(image: str) -> dict[str, Any]:
+    """The arguments a model may give; ``image`` may only repeat the host's (checked with
+    the arguments, before any container starts)."""
     return {
         "type": "object",
         "properties": {
@@ -40,7 +42,8 @@ def _schema() -> dict[str, Any]:
                     "anyOf": [{"type": "string", "minLength": 1, "maxLength": MAX_CMD_CHARS},
                               {"type": "array", "items": {"type": "string"}, "minItems": 1,
                                "maxItems": 256}]},
-            "image": {"type": "string", "description": "Leave out: only the host's image runs."},
+            "image": {"type": "string", "enum": [image],
+                      "description": "Leave out: only the host's image runs."},
             "timeout_seconds": {"type": "number", "exclusiveMinimum": 0,
                                 "description": "A shorter wall-clock limit for this call."},
         },
@@ -85,7 +88,7 @@ def mount(agent: Any, image: str = DEFAULT_IMAGE, *, network: bool = False,
                      f"is stopped after {timeout:g}s (the container is then replaced); output "
                      f"past {max_output_bytes} bytes is cut."
                      + (" Every call waits for a person's approval." if approval else "")),
-        input_schema=_schema(), kind="docker", approval_required=approval,
+        input_schema=_schema(image), kind="docker", approval_required=approval,
         policy={"network": network, "max_memory_bytes": memory_bytes,
                 "max_processes": processes},
         tags=["docker", "container"], execution_environments=[requirement],

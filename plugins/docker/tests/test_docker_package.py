@@ -58,7 +58,7 @@ def test_warm_container_timeout_caps_and_bad_input(make_agent, docker_engine,
                                              {"cmd": "id", "privileged": True})
     assert privileged.status == "failed" and "privileged" in privileged.error
     chosen = run(agent, "id", image="evil/rootkit:latest")
-    assert chosen.status == "failed" and "not one the host configured" in chosen.error
+    assert chosen.status == "failed" and "is not one of" in chosen.error, chosen.error
     widened = agent.action.execute_actions([ActionCall(
         action="run_in_container", kwargs={"cmd": "cat /proc/net/dev"}, source="model",
         policy={"network": True, "max_processes": 100000})])[0]
@@ -100,3 +100,14 @@ def test_bad_host_options_are_refused_at_mount(make_agent, options, message) -> 
     agent = make_agent()
     with pytest.raises(ConfigError, match=message):
         agent.enable("docker", **options)
+
+
+def test_a_model_image_is_refused_before_any_container_starts(make_agent,
+                                                              docker_test_image) -> None:
+    agent = docker_agent(make_agent, docker_test_image)
+    [record] = agent.action.execute_actions([ActionCall(
+        action="run_in_container", kwargs={"cmd": "id", "image": "evil/rootkit:latest"},
+        source="model")])
+    assert record.status == "failed"
+    assert f"is not one of [{docker_test_image!r}]" in record.error, record.error
+    assert agent.manager.list(kind="docker") == []  # refused with the arguments
