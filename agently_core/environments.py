@@ -536,6 +536,24 @@ class ExecutionEnvironmentManager:
                             await self._close(slot, None)
                         self._forget(slot)
         self._by_lease.clear()
+        self._stop_keepers()
+
+    def _stop_keepers(self) -> None:
+        """End the watch of every host loop (nothing is left to release): a keeper left
+        pending is destroyed with the manager, and asyncio reports that."""
+        import asyncio
+
+        for loop, task in builtins.list(self._keepers.items()):
+            if loop.is_closed() or task.done():
+                continue
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                task.cancel()
+            else:
+                loop.call_soon_threadsafe(task.cancel)
 
     async def __aenter__(self) -> ExecutionEnvironmentManager:
         return self
