@@ -111,3 +111,24 @@ def test_a_model_image_is_refused_before_any_container_starts(make_agent,
     assert record.status == "failed"
     assert f"is not one of [{docker_test_image!r}]" in record.error, record.error
     assert agent.manager.list(kind="docker") == []  # refused with the arguments
+
+
+def test_several_host_images_are_several_mounts(make_agent, docker_test_image,
+                                                docker_default_image) -> None:
+    """A host offers several of its images by mounting the package once per image under
+    different names: each action runs only its own image, in its own warm container."""
+    agent = make_agent(approval_handler="auto_approve")
+    agent.enable("docker", image=docker_test_image, name="run_in_busybox")
+    agent.enable("docker", image=docker_default_image, name="run_in_debian")
+    line = "cat /etc/debian_version 2>/dev/null || echo none; cat /etc/hostname"
+    small = agent.action.execute_action("run_in_busybox", {"cmd": line})
+    debian = agent.action.execute_action("run_in_debian", {"cmd": line})
+    again = agent.action.execute_action("run_in_busybox", {"cmd": line})
+    assert small.status == debian.status == again.status == "success"
+    assert small.result["stdout"].startswith("none\n")
+    assert debian.result["stdout"].startswith("12.")
+    assert again.result["stdout"] == small.result["stdout"]  # the same warm container
+    assert debian.result["stdout"].split()[-1] != small.result["stdout"].split()[-1]
+    wrong = agent.action.execute_action("run_in_busybox", {"cmd": "id",
+                                                           "image": docker_default_image})
+    assert wrong.status == "failed" and "is not one of" in wrong.error
