@@ -216,11 +216,6 @@ def _container_of(agent: Any, kind: str = "python") -> Any:
     return container
 
 
-#: Closed agents, kept until the event loop ends: a closed environment manager leaves its
-#: keeper task pending, and asyncio warns when such a task is garbage-collected.
-_CLOSED: list[Any] = []
-
-
 def _agent(kind: Kind) -> Any:
     import agently_core
 
@@ -269,7 +264,6 @@ async def _kind_figures(kind: Kind, engine: Any, cli: str, image: str,
         _timed(run_argv)
         for _ in range(max(5, repeat)):
             new = _agent(kind)
-            _CLOSED.append(new)
             try:
                 started = time.perf_counter()
                 await _call(new, kind)
