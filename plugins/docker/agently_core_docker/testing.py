@@ -23,13 +23,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agently_core.testing import require
 
 from .daemon import StartedDaemon, engine_answers
-from .engine import DEFAULT_SOCKET, PROCESS_LABEL, this_process
+from .engine import DEFAULT_SOCKET, OWNER_LABEL, PROCESS_LABEL, this_process
 
 #: The label filter of the containers this process starts (other sessions may share the
 #: engine).
@@ -43,6 +44,32 @@ def our_containers(host: str) -> list[str]:
     made = docker.DockerClient(base_url=host, timeout=30, version="auto")
     try:
         return [c.name for c in made.containers.list(all=True, filters={"label": _MINE})]
+    finally:
+        made.close()
+
+
+def inspect_container(host: str, ident: str) -> dict[str, Any] | None:
+    """``docker inspect`` of a container, or None when it is gone."""
+    import docker
+
+    made = docker.DockerClient(base_url=host, timeout=30, version="auto")
+    try:
+        return made.api.inspect_container(ident)
+    except docker.errors.NotFound:
+        return None
+    finally:
+        made.close()
+
+
+def containers_of(host: str, agent: Any = None) -> list[str]:
+    """Ids of the containers (running or not) of ``agent``'s scope owner, or, without an
+    agent, of every container this process started (other sessions may share the engine)."""
+    import docker
+
+    label = _MINE if agent is None else f"{OWNER_LABEL}=agent:{agent.id}"
+    made = docker.DockerClient(base_url=host, timeout=30, version="auto")
+    try:
+        return [c.id for c in made.containers.list(all=True, filters={"label": label})]
     finally:
         made.close()
 
@@ -201,5 +228,5 @@ def _copy_images(source: str, target: str, tags: list[str]) -> None:
         into.close()
 
 
-__all__ = ["docker_default_image", "docker_engine", "docker_test_image", "our_containers",
-           "podman_engine"]
+__all__ = ["containers_of", "docker_default_image", "docker_engine", "docker_test_image",
+           "inspect_container", "our_containers", "podman_engine"]

@@ -24,8 +24,10 @@ from typing import Any
 
 import docker
 import pytest
-from agently_core_docker.engine import DEFAULT_SOCKET, OWNER_LABEL
+from agently_core_docker.engine import DEFAULT_SOCKET
 from agently_core_docker.images import DEFAULT_IMAGE
+from agently_core_docker.testing import containers_of
+from agently_core_docker.testing import inspect_container as inspect
 from agently_core_isolation import testing
 from agently_core_isolation.testing import dump
 
@@ -117,21 +119,8 @@ def container_id(agent: Any, surface: str) -> str:
     return getattr(resource, "container", resource).id
 
 
-def inspect(engine: str, ident: str) -> dict[str, Any]:
-    client = docker.DockerClient(base_url=engine, version="auto")
-    try:
-        return client.api.inspect_container(ident)
-    finally:
-        client.close()
 
 
-def containers_of(engine: str, agent: Any) -> list[str]:
-    client = docker.DockerClient(base_url=engine, version="auto")
-    try:
-        return [c.id for c in client.containers.list(
-            all=True, filters={"label": f"{OWNER_LABEL}=agent:{agent.id}"})]
-    finally:
-        client.close()
 
 
 # == the Docker socket =====================================================================

@@ -11,9 +11,10 @@ import subprocess
 from collections.abc import Iterator
 from typing import Any
 
-import docker
 import pytest
-from agently_core_docker.engine import LABEL, OWNER_LABEL
+from agently_core_docker.engine import LABEL
+from agently_core_docker.testing import containers_of as owned
+from agently_core_docker.testing import inspect_container as inspect
 from agently_core_nodejs.sandbox import NODE_TASKS, NodeWorker, worker_source
 
 import agently_core as Agently
@@ -35,25 +36,8 @@ def worker(agent: Any) -> Any:
     return agent.manager.resource(handle)
 
 
-def inspect(docker_engine: str, container_id: str) -> dict[str, Any] | None:
-    """The engine's record of a container, or None when it is gone."""
-    engine = docker.DockerClient(base_url=docker_engine, version="auto")
-    try:
-        return engine.api.inspect_container(container_id)
-    except docker.errors.NotFound:
-        return None
-    finally:
-        engine.close()
 
 
-def owned(docker_engine: str, agent: Any) -> list[str]:
-    """Ids of the containers of ``agent`` (other tests may run beside)."""
-    engine = docker.DockerClient(base_url=docker_engine, version="auto")
-    try:
-        return [c.id for c in engine.containers.list(
-            all=True, filters={"label": f"{OWNER_LABEL}=agent:{agent.id}"})]
-    finally:
-        engine.close()
 
 
 @pytest.fixture(scope="module")

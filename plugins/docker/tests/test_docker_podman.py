@@ -5,11 +5,10 @@ the containers hardened alike, and nothing left behind."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
-import docker
 import pytest
 from agently_core_docker.settings import for_podman
+from agently_core_docker.testing import inspect_container as inspect
 
 import agently_core as Agently
 
@@ -20,12 +19,6 @@ def on_podman(podman_engine: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
     yield podman_engine
 
 
-def inspect(host: str, container_id: str) -> dict[str, Any]:
-    engine = docker.DockerClient(base_url=host, version="auto")
-    try:
-        return engine.api.inspect_container(container_id)
-    finally:
-        engine.close()
 
 
 def test_run_python_in_a_podman_container(on_podman: str) -> None:
@@ -54,8 +47,7 @@ def test_run_python_in_a_podman_container(on_podman: str) -> None:
         assert full.status == "failed" and "No space left" in full.error, full.error
     finally:
         agent.close()
-    with pytest.raises(docker.errors.NotFound):
-        inspect(on_podman, container.id)
+    assert inspect(on_podman, container.id) is None
 
 
 def test_run_in_container_on_podman(on_podman: str, docker_test_image: str) -> None:

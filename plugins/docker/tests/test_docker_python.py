@@ -14,7 +14,9 @@ from typing import Any
 
 import docker
 import pytest
-from agently_core_docker.engine import LABEL, OWNER_LABEL, PROCESS_LABEL, this_process
+from agently_core_docker.engine import LABEL
+from agently_core_docker.testing import containers_of as ours
+from agently_core_docker.testing import inspect_container as inspect
 from agently_core_docker.workers import IMAGE_VARIABLE
 from agently_core_python.sandbox import PythonWorker
 
@@ -36,23 +38,8 @@ def worker(agent: Any) -> Any:
     return agent.manager.resource(handle)
 
 
-def inspect(docker_engine: str, container_id: str) -> dict[str, Any]:
-    engine = docker.DockerClient(base_url=docker_engine, version="auto")
-    try:
-        return engine.api.inspect_container(container_id)
-    finally:
-        engine.close()
 
 
-def ours(docker_engine: str, agent: Any = None) -> list[str]:
-    """Ids of our containers (of ``agent`` only, when given: other tests may run beside)."""
-    label = f"{PROCESS_LABEL}={this_process()}" if agent is None \
-        else f"{OWNER_LABEL}=agent:{agent.id}"
-    engine = docker.DockerClient(base_url=docker_engine, version="auto")
-    try:
-        return [c.id for c in engine.containers.list(all=True, filters={"label": label})]
-    finally:
-        engine.close()
 
 
 @pytest.fixture(scope="module")
