@@ -84,7 +84,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from . import execution_environment, policy_approval
+    from . import env, execution_environment, policy_approval
     from .actions import ActionContext
     from .agent import Action, ActionPackage, Agent, create_agent
     from .config import Config

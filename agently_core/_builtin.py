@@ -9,3 +9,8 @@ from .hookspecs import hookimpl
 def register_policy_approval_handlers(register):
     for name in ("input_timeout_fail", "auto_approve", "fail_closed", "input"):
         register(name, f"agently_core.policy_approval:{name}")
+
+
+@hookimpl
+def register_envs(register):
+    register("base", "agently_core.env:BaseEnv")

@@ -275,6 +275,12 @@ class Agent:
         self.last_execution: Execution | None = None
         self._executions: set[Execution] = set()
         self.closed = False
+        self._env: Any = None
+        self._env_built = False
+        if self.config.env_name is not None:  # the ``env`` setting
+            from .env import get_env
+
+            self.use_env(get_env(self.config, plugins=self.plugins))
 
     # -- policy ----------------------------------------------------------------------
     @property
@@ -639,6 +645,67 @@ class Agent:
     async def _current_env_state(self) -> str | None:
         return await resolve_env_state(self._env_state)
 
+    # -- agent environment (Env) -------------------------------------------------------
+    @property
+    def env(self) -> Any:
+        """The :class:`~agently_core.env.Env` attached by :meth:`use_env` or the ``env``
+        setting, or None."""
+        return self._env
+
+    def use_env(self, env: Any) -> Agent:
+        """Attach an :class:`~agently_core.env.Env` (or an env name, made by
+        :func:`~agently_core.env.get_env`). The agent builds it before its first planning
+        round and mounts its tools, gives its ``get_state()`` to the planner every round
+        (as :meth:`set_env_state` would), and cleans it up when it closes."""
+        if isinstance(env, (str, Mapping)):
+            from .env import get_env
+
+            env = get_env(env, plugins=self.plugins)
+        if not all(callable(getattr(env, m, None)) for m in ("get_state", "get_tools")):
+            raise TypeError(f"use_env() takes an Env (get_state() and get_tools()), got {env!r}")
+        if self._env_built:
+            raise ConfigError("this agent's env is already built; an agent has one env: "
+                              "attach it with use_env() before the first run")
+        self._env = env
+        self._env_state = self._read_env_state
+        return self
+
+    async def _read_env_state(self) -> str:
+        env = self._env
+        reader = getattr(env, "async_get_state", None)
+        return await reader() if callable(reader) else env.get_state()
+
+    async def async_build_env(self) -> Any:
+        """Build the attached env and mount its tools, once (a run does it first)."""
+        env = self._env
+        if env is None or self._env_built:
+            return env
+        build = getattr(env, "async_build", None)
+        if callable(build):
+            await build()
+        elif callable(getattr(env, "build", None)):
+            env.build()
+        self._env_built = True
+        for tool in env.get_tools() or ():
+            self.use_actions(tool)
+        return env
+
+    def build_env(self) -> Any:
+        """Synchronous :meth:`async_build_env`."""
+        from ._sync import run_sync
+
+        return run_sync(self.async_build_env)
+
+    async def _cleanup_env(self) -> None:
+        env, built, self._env_built = self._env, self._env_built, False
+        if env is None or not built:
+            return
+        cleanup = getattr(env, "async_cleanup", None)
+        if callable(cleanup):
+            await cleanup()
+        elif callable(getattr(env, "cleanup", None)):
+            env.cleanup()
+
     # -- model-produced functions ------------------------------------------------------
     def auto_func(self, fn: Callable[..., Any] | None = None, /, *, output: Any = None,
                   ensure_keys: Iterable[str] = (), attempts: int = 3,
@@ -911,6 +978,12 @@ class Agent:
                 if run.timeout is not None:
                     run.deadline = bound.deadline
                 try:
+                    await self.async_build_env()
+                except Exception as exc:
+                    result = FlowResult(stop_reason="failed", error=f"the agent's env could "
+                                        f"not be built: {type(exc).__name__}: {exc}")
+                    return await self._settle(execution, result)
+                try:
                     await execution.async_start()
                 except (ExecutionEnvironmentError, ConfigError, PluginError) as exc:
                     result = FlowResult(stop_reason="failed", error=f"the execution's "
@@ -970,6 +1043,7 @@ class Agent:
         async def resumed(decision: Any) -> FlowResult:
             request_token = current_request.set(execution.id)
             try:
+                await self.async_build_env()  # a resume in another process builds it there
                 with execution.bind():
                     result = await resume(decision)
             except BaseException:  # a failed or cancelled resume leaves nothing open
@@ -1054,8 +1128,11 @@ class Agent:
             owners, self.dispatcher.owners = self.dispatcher.owners, set()
             for scope, owner in sorted(owners):  # every scope the agent's calls started
                 await self.manager.async_release_scope(scope, owner, events=self.events)
-            if self._owns_manager:
-                await self.manager.aclose()
+            try:
+                await self._cleanup_env()  # after the sandboxes working in it are released
+            finally:
+                if self._owns_manager:
+                    await self.manager.aclose()
 
     def close(self) -> None:
         from ._sync import run_sync

@@ -43,7 +43,7 @@ _SCALARS = {
 _FIELDS = {"runtime.show_deprecation_warnings": "show_deprecation_warnings"}
 #: Keys of a ``[runtime]`` table: ``name`` is the ActionRuntime (``runtime = "NAME"``).
 _RUNTIME_KEYS = ("name", "show_deprecation_warnings")
-_TABLES = ("executors", "providers", "plugins", "policy", "action", "planner_options")
+_TABLES = ("executors", "providers", "plugins", "policy", "action", "planner_options", "env")
 _PLUGIN_KEYS = {"allow", "block", "autoload"}
 _ACTION_KEYS = {"max_rounds", "concurrency", "planning_protocol"}
 PLANNING_PROTOCOLS = ("structured_plan", "native_tool_calls")
@@ -74,6 +74,10 @@ class Config:
     action: Mapping[str, Any] = field(default_factory=dict)
     #: Options of the configured planner (``[planner_options]``), given to its factory.
     planner_options: Mapping[str, Any] = field(default_factory=dict)
+    #: The agent environment (``[env] name``, see :func:`agently_core.env.get_env`).
+    env_name: str | None = None
+    #: The other ``[env]`` keys: options given to the Env's factory.
+    env_options: Mapping[str, Any] = field(default_factory=dict)
     sources: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,6 +95,7 @@ class Config:
             "plugins_block": list(self.plugins_block), "autoload": self.autoload,
             "policy": dict(self.policy), "action": dict(self.action),
             "planner_options": masked_options(self.planner_options),
+            "env": {"name": self.env_name, **masked_options(self.env_options)},
             "sources": list(self.sources),
         }
 
@@ -110,17 +115,23 @@ class Config:
         env = os.environ if env is None else env
         layers: list[tuple[str, dict[str, Any]]] = []
         for name, data in _file_layers(Path(cwd) if cwd else Path.cwd(), env):
-            layers.append((name, _runtime_table(name, data)))
+            layers.append((name, _env_table(_runtime_table(name, data))))
         env_layer = _env_layer(env)
         if env_layer:
             layers.append(("environment", env_layer))
         if overrides:
-            layers.append(("arguments", _runtime_table("arguments", dict(overrides))))
+            layers.append(("arguments", _env_table(_runtime_table("arguments",
+                                                                   dict(overrides)))))
         merged: dict[str, Any] = {}
         for source, data in layers:
             _check(source, data)
             for key, value in data.items():
                 if key == "planner_options":
+                    value = {_option_key(k): v for k, v in value.items()}
+                if key == "env" and value.get("name", merged.get("env", {}).get("name")) \
+                        != merged.get("env", {}).get("name"):
+                    merged.pop("env", None)  # another env: the options set below were its own
+                if key == "env":
                     value = {_option_key(k): v for k, v in value.items()}
                 if key in _TABLES and isinstance(value, Mapping):
                     merged.setdefault(key, {}).update(value)
@@ -142,6 +153,8 @@ class Config:
             policy=dict(data.get("policy", {})),
             action=dict(data.get("action", {})),
             planner_options=dict(data.get("planner_options", {})),
+            env_name=data.get("env", {}).get("name"),
+            env_options={k: v for k, v in data.get("env", {}).items() if k != "name"},
             sources=sources,
         )
 
@@ -167,6 +180,13 @@ def _runtime_table(source: str, data: dict[str, Any]) -> dict[str, Any]:
                 raise ConfigError(f"{source}: {dotted} is set twice, to {data[dotted]!r} and "
                                   f"{table[key]!r}")
             data[dotted] = table[key]
+    return data
+
+
+def _env_table(data: dict[str, Any]) -> dict[str, Any]:
+    """``env = "NAME"`` as the table ``[env] name = "NAME"``."""
+    if isinstance(data.get("env"), str):
+        data = {**data, "env": {"name": data["env"]}}
     return data
 
 
@@ -252,6 +272,13 @@ def _check_table(source: str, key: str, table: Mapping[str, Any]) -> None:
         if "planning_protocol" in table and protocol not in PLANNING_PROTOCOLS:
             raise ConfigError(f"{source}: [action] planning_protocol must be one of "
                               f"{', '.join(PLANNING_PROTOCOLS)}, got {protocol!r}")
+    elif key == "env":
+        if "name" in table:
+            _check_scalar(source, "[env] name", table["name"], str)
+        for name in table:
+            if not isinstance(name, str) or not _option_key(name).isidentifier():
+                raise ConfigError(f"{source}: [env] key {name!r} is not an option name "
+                                  "(letters, digits and _)")
     elif key == "planner_options":
         for name in table:
             if not isinstance(name, str) or not _option_key(name).isidentifier():
@@ -357,6 +384,10 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
             data.setdefault("plugins", {})["autoload"] = _env_bool(name, value)
         elif key == "disable_plugin_autoload":
             data.setdefault("plugins", {})["autoload"] = not _env_bool(name, value)
+        elif key == "env_name":
+            data.setdefault("env", {})["name"] = value
+        elif key.startswith("env_option_") and len(key) > 11:
+            data.setdefault("env", {})[key[11:]] = _env_json(value)
         elif key.startswith("planner_option_") and len(key) > 15:
             data.setdefault("planner_options", {})[key[15:]] = _env_json(value)
     return data

@@ -177,6 +177,19 @@ def register_planners(register: Register) -> None:
 
 
 @hookspec
+def register_envs(register: Register) -> None:
+    """Register agent environments (Env) by name.
+
+    Called once at discovery. ``register(name, factory)``; ``factory(**options)`` returns
+    an :class:`agently_core.env.Env`: ``get_state()`` (text for every planning round),
+    ``get_tools()`` (what ``agent.use_actions`` mounts), ``build()``/``cleanup()`` and
+    their async forms. The ``env`` setting (``[env] name = "NAME"``, ``AGENTLY_ENV_NAME``)
+    picks one with :func:`agently_core.env.get_env`; its other ``[env]`` keys are the
+    options. Raise ``TypeError`` for an unknown option. The core registers ``base``.
+    """
+
+
+@hookspec
 def register_event_observers(register: Register) -> None:
     """Register event observers.
 

@@ -48,6 +48,7 @@ ROLES: dict[str, Role] = {
         Role("action_package", "register_action_packages", "action package"),
         Role("approval_handler", "register_policy_approval_handlers", "policy-approval handler"),
         Role("planner", "register_planners", "Planner"),
+        Role("env", "register_envs", "Env"),
         Role("event_observer", "register_event_observers", "event observer"),
         Role("diagnostic", "register_diagnostics", "doctor check"),
         Role("command", "register_commands", "CLI command"),
@@ -83,6 +84,7 @@ KNOWN_DISTRIBUTIONS: dict[tuple[str, str], str] = {
     ("environment_provider", "node"): "agently-core-nodejs",
     ("environment_provider", "python"): "agently-core-python",
     ("environment_provider", "sqlite"): "agently-core-sqlite",
+    ("env", "shell_local"): "agently-core-bash",
 }
 
 
@@ -479,6 +481,7 @@ class PluginManager:
             "action_flow": config.flow,
             "planner": config.planner,
             "workspace_backend": config.workspace_backend,
+            "env": config.env_name,
         }.get(role)
 
     def _missing_message(self, role: str, name: str | None, *,
