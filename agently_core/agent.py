@@ -671,7 +671,7 @@ class Agent:
         return self
 
     async def _read_env_state(self) -> str:
-        env = self._env
+        env = await self.async_build_env()  # auto_func asks without a run: build first
         reader = getattr(env, "async_get_state", None)
         return await reader() if callable(reader) else env.get_state()
 

@@ -256,3 +256,26 @@ def test_the_openai_planner_puts_the_shell_state_in_its_system_prompt(monkeypatc
         assert where == f"Workspace: {workspace}" and os.path.isabs(workspace)
         assert rule == "You can only run bash commands in your workspace!!!"
         assert [t["function"]["name"] for t in body["tools"]] == ["run_bash"]
+
+
+def test_auto_func_without_a_run_builds_the_env_and_gets_its_state(
+        plugins: PluginManager) -> None:
+    from agently_core_runtime.planners import ScriptedPlanner
+
+    seen: list[Any] = []
+
+    def answer(context, request):
+        seen.append(context["env_state"])
+        return {"output": 3}
+
+    with create_agent(plugins=plugins) as agent:
+        agent.use_env("round_counter")
+        agent.set_planner(ScriptedPlanner(outputs=answer))
+
+        @agent.auto_func
+        def count() -> int:
+            """How many?"""
+
+        assert count() == 3
+        assert SEEN[:2] == ["build", "state 1"] and seen == ["counter: asked 1 times"]
+    assert SEEN[-1] == "cleanup"
