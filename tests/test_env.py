@@ -230,14 +230,28 @@ async def test_a_failing_build_ends_the_run_as_failed(plugins: PluginManager) ->
 
 
 # -- a model planner gets the state in its system prompt --------------------------------
-def test_the_openai_planner_puts_the_shell_state_in_its_system_prompt(monkeypatch) -> None:
+def _system_and_tools(planner: str, body: dict[str, Any]) -> tuple[str, list[str]]:
+    if planner == "openai_compatible":
+        assert body["messages"][0]["role"] == "system"
+        return body["messages"][0]["content"], [t["function"]["name"] for t in body["tools"]]
+    system = body["instructions"] if planner == "openai_responses" else body["system"]
+    if isinstance(system, list):  # Anthropic content blocks
+        system = "".join(block["text"] for block in system)
+    return system, [t["name"] for t in body["tools"]]
+
+
+@pytest.mark.parametrize("planner", ["openai_compatible", "openai_responses",
+                                     "anthropic_compatible"])
+def test_a_model_planner_puts_the_shell_state_in_its_system_prompt(planner: str,
+                                                                   monkeypatch) -> None:
     from agently_core.testing.model_servers import LoopbackModelServer, Reply, ToolCall
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback-test-key")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-loopback-test-key")
     replies = [Reply(tool_calls=[ToolCall("run_bash", {"cmd": "pwd"})]), Reply(text="done")]
     with LoopbackModelServer(replies) as server:
         agent = create_agent(config={
-            "env": {"name": "shell_local"}, "planner": "openai_compatible",
+            "env": {"name": "shell_local"}, "planner": planner,
             "planner_options": {"model": "stand-in", "base_url": server.base_url}})
         with agent:
             result = agent.run("where am I?")
@@ -248,14 +262,13 @@ def test_the_openai_planner_puts_the_shell_state_in_its_system_prompt(monkeypatc
         assert not os.path.exists(workspace)
     assert len(bodies) == 2
     for body in bodies:
-        system = body["messages"][0]
-        assert system["role"] == "system"
-        state = system["content"].split("Environment state:\n", 1)[1].split("\n\n")[0]
+        system, tools = _system_and_tools(planner, body)
+        state = system.split("Environment state:\n", 1)[1].split("\n\n")[0]
         time_line, where, rule = state.split("\n")
         assert time_line.startswith("Current time: 20")
         assert where == f"Workspace: {workspace}" and os.path.isabs(workspace)
         assert rule == "You can only run bash commands in your workspace!!!"
-        assert [t["function"]["name"] for t in body["tools"]] == ["run_bash"]
+        assert tools == ["run_bash"]
 
 
 def test_auto_func_without_a_run_builds_the_env_and_gets_its_state(
