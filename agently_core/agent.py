@@ -277,6 +277,7 @@ class Agent:
         self.closed = False
         self._env: Any = None
         self._env_built = False
+        self._env_lock: anyio.Lock | None = None
         if self.config.env_name is not None:  # the ``env`` setting
             from .env import get_env
 
@@ -680,14 +681,19 @@ class Agent:
         env = self._env
         if env is None or self._env_built:
             return env
-        build = getattr(env, "async_build", None)
-        if callable(build):
-            await build()
-        elif callable(getattr(env, "build", None)):
-            env.build()
-        self._env_built = True
-        for tool in env.get_tools() or ():
-            self.use_actions(tool)
+        if self._env_lock is None:
+            self._env_lock = anyio.Lock()
+        async with self._env_lock:  # concurrent runs build it once
+            if self._env_built:
+                return env
+            build = getattr(env, "async_build", None)
+            if callable(build):
+                await build()
+            elif callable(getattr(env, "build", None)):
+                env.build()
+            self._env_built = True
+            for tool in env.get_tools() or ():
+                self.use_actions(tool)
         return env
 
     def build_env(self) -> Any:

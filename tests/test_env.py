@@ -292,3 +292,36 @@ def test_auto_func_without_a_run_builds_the_env_and_gets_its_state(
         assert count() == 3
         assert SEEN[:2] == ["build", "state 1"] and seen == ["counter: asked 1 times"]
     assert SEEN[-1] == "cleanup"
+
+
+@pytest.mark.anyio
+async def test_concurrent_runs_build_the_env_once(plugins: PluginManager) -> None:
+    import anyio
+
+    builds: list[int] = []
+
+    class SlowEnv(Env):
+        async def async_build(self) -> None:
+            builds.append(1)
+            await anyio.sleep(0.05)
+
+        def get_tools(self) -> list[Any]:
+            def ping() -> str:
+                """Answer pong."""
+                return "pong"
+
+            return [ping]
+
+    results: list[Any] = []
+    async with create_agent(plugins=plugins) as agent:
+        agent.use_env(SlowEnv())
+        agent.register_action_planning_handler(lambda c, r: "ok")
+
+        async def one() -> None:
+            results.append(await agent.async_run("x"))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(3):
+                group.start_soon(one)
+    assert builds == [1]
+    assert [r.stop_reason for r in results] == ["response"] * 3
