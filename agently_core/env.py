@@ -88,7 +88,9 @@ class ShellLocalEnv(Env):
     """A unique workspace directory per run session, for the Bash sandbox.
 
     :meth:`build` creates the workspace (under ``base_dir``, default the system's
-    temporary directory) and :meth:`cleanup` removes it with everything in it. The state
+    temporary directory: a private ``agently-env-*`` directory nobody else can list, and in
+    it the workspace under an unguessable name) and :meth:`cleanup` removes it with
+    everything in it. The state
     holds the current time, the workspace's absolute path and :data:`SHELL_INSTRUCTION`.
     The tool is ``run_bash`` of the installed ``bash`` action package (agently-core-bash)
     rooted in the workspace: it can write there and nowhere else. ``shell_options`` go
@@ -109,6 +111,7 @@ class ShellLocalEnv(Env):
         self.shell_options = dict(shell_options)
         #: The workspace's absolute path while built, else None.
         self.workspace: str | None = None
+        self._parent: str | None = None
 
     def build(self) -> None:
         if self.workspace is not None:
@@ -117,17 +120,24 @@ class ShellLocalEnv(Env):
 
         if self.base_dir is not None and not os.path.isdir(self.base_dir):
             raise ConfigError(f"ShellLocalEnv: base_dir {self.base_dir!r} is not a directory")
-        path = os.path.realpath(tempfile.mkdtemp(prefix="agently-env-", dir=self.base_dir))
-        # the sandbox runs as a dedicated uid of its own: it must reach and write here
+        import secrets
+
+        # the sandbox runs as a dedicated uid of its own: it must reach and write the
+        # workspace, so that is writable by anyone; its parent is ours and cannot be
+        # listed (0711), so nobody else finds the workspace's unguessable name
+        parent = os.path.realpath(tempfile.mkdtemp(prefix="agently-env-", dir=self.base_dir))
+        os.chmod(parent, 0o711)
+        path = os.path.join(parent, secrets.token_hex(16))
+        os.mkdir(path)
         os.chmod(path, 0o777)
-        self.workspace = path
+        self._parent, self.workspace = parent, path
 
     def cleanup(self) -> None:
-        path, self.workspace = self.workspace, None
-        if path is not None:
+        parent, self._parent, self.workspace = self._parent, None, None
+        if parent is not None:
             from .fs import remove_tree
 
-            remove_tree(path)
+            remove_tree(parent)
 
     def get_state(self) -> str:
         from datetime import datetime

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -98,7 +99,7 @@ def test_each_session_has_its_own_workspace_and_cleanup_removes_it(tmp_path: Pat
         first.build_env()
         second.build_env()
         one, two = first.env.workspace, second.env.workspace
-        assert one != two and Path(one).parent == Path(two).parent == base
+        assert one != two and Path(one).parent.parent == Path(two).parent.parent == base
         record = bash(first, "echo data > kept.txt; mkdir -p a/b; touch a/b/c")
         assert record.status == "success" and record.result["exit_code"] == 0, record
     finally:
@@ -147,3 +148,23 @@ def test_tools_and_state_need_a_build_and_options_are_checked(tmp_path: Path) ->
     finally:
         agent.close()
     assert agent.env.workspace is None
+
+
+def test_the_workspace_cannot_be_found_by_listing(tmp_path: Path) -> None:
+    """The workspace must be writable by the sandbox's own uid, so by anyone who knows its
+    path: its parent is private and unlistable, and its name cannot be guessed."""
+    base = tmp_path / "base"
+    base.mkdir()
+    base.chmod(0o755)
+    env = ShellLocalEnv(base_dir=base)
+    env.build()
+    try:
+        workspace = Path(env.workspace)
+        parent = workspace.parent
+        assert parent.parent == base and parent.name.startswith("agently-env-")
+        assert stat.S_IMODE(parent.stat().st_mode) == 0o711  # others may pass, not list
+        assert stat.S_IMODE(workspace.stat().st_mode) == 0o777
+        assert len(workspace.name) == 32 and int(workspace.name, 16) >= 0
+    finally:
+        env.cleanup()
+    assert list(base.iterdir()) == []
