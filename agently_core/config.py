@@ -128,10 +128,10 @@ class Config:
             for key, value in data.items():
                 if key == "planner_options":
                     value = {_option_key(k): v for k, v in value.items()}
-                if key == "env" and value.get("name", merged.get("env", {}).get("name")) \
-                        != merged.get("env", {}).get("name"):
-                    merged.pop("env", None)  # another env: the options set below were its own
                 if key == "env":
+                    before = merged.get("env", {}).get("name")
+                    if value.get("name", before) != before:
+                        merged.pop("env", None)  # another env: the options below were its own
                     value = {_option_key(k): v for k, v in value.items()}
                 if key in _TABLES and isinstance(value, Mapping):
                     merged.setdefault(key, {}).update(value)

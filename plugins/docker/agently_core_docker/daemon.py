@@ -4,9 +4,11 @@
 the default socket when that is free and we are root (so images built once stay cached on
 the machine), else with its own data root and socket under a temporary directory;
 :meth:`StartedDaemon.stop` stops exactly that process. The storage driver is ``overlay2``
-where an overlay mount works on the data root's file system (:func:`storage_driver`; a new
-container then costs about 0.4 s instead of 4 s with the default image) and ``vfs``
-elsewhere. The daemon is detached (``setsid --fork``: its parent is init, not this
+where an overlay mount works on the data root's file system (:func:`storage_driver`) and
+``vfs`` elsewhere, which copies the whole image for every new container (a ``docker run``
+of the default image took 4 to 6 s with vfs and about 0.4 s with overlay2 when timed by
+hand here; the benchmarked cold start is in docs/benchmarks.md).
+The daemon is detached (``setsid --fork``: its parent is init, not this
 process), so tests that check this process leaves no child behind do not see it.
 """
 

@@ -88,7 +88,6 @@ def _make_class() -> type:
     class DockerNodeWorker(ContainerWorkerMixin, NodeWorker):
         """A warm Node.js worker whose isolation is a container."""
 
-        sandbox_name = "Node.js"
         extra_tasks = NODE_TASKS
 
         async def start(self, ready_timeout: float = READY_TIMEOUT) -> Any:

@@ -12,7 +12,6 @@ docker-py calls run in worker threads.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +50,6 @@ class DockerContainer:
     name: str
     settings: ContainerSettings
     engine: Any = field(repr=False)
-    started_s: float = 0.0
     removed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -152,7 +150,6 @@ def _start(settings: ContainerSettings, labels: dict[str, str], made: list[str],
         engine.close()
         raise
     name = f"agently-{uuid.uuid4().hex[:12]}"
-    began = time.perf_counter()
     try:
         made_options = {**create_options(settings, labels), **(options or {})}
         if is_podman(engine):
@@ -168,8 +165,7 @@ def _start(settings: ContainerSettings, labels: dict[str, str], made: list[str],
     except BaseException:
         engine.close()
         raise
-    return DockerContainer(container.id, name, settings, engine,
-                           started_s=time.perf_counter() - began)
+    return DockerContainer(container.id, name, settings, engine)
 
 
 def start_container(container: DockerContainer) -> None:

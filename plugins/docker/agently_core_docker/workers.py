@@ -109,7 +109,6 @@ class ContainerWorkerMixin:
     Mixed into a native worker class (``PythonWorker``), whose ``request``, ``run`` and
     ``ping`` then run unchanged over :class:`AttachedProcess`."""
 
-    sandbox_name = "sandbox"
     #: Tasks the worker program itself needs (threads count against the pids limit).
     extra_tasks = 0
     container: DockerContainer | None = None
@@ -178,8 +177,6 @@ def python_worker_class() -> type:
 
         class DockerPythonWorker(ContainerWorkerMixin, PythonWorker):
             """A warm Python worker whose isolation is a container."""
-
-            sandbox_name = "Python"
 
             async def start(self, ready_timeout: float = READY_TIMEOUT) -> Any:
                 import agently_core_python.sandbox as native
