@@ -99,6 +99,12 @@ class WorkerPool:
         with self._cond:
             return bool(self._busy or self._starting)
 
+    @property
+    def running(self) -> int:
+        """How many statements are running (or having their worker started) right now."""
+        with self._cond:
+            return len(self._busy) + self._starting
+
     def pids(self) -> list[int]:
         """The live worker processes (for tests and diagnostics)."""
         with self._cond:

@@ -367,20 +367,27 @@ def test_the_wait_counts_against_the_deadline_and_the_error_says_so(make_agent,
     assert waiting.meta["queued_ms"] >= 500, waiting.meta
 
 
-def test_a_call_that_waits_past_the_connection_timeout_says_so(make_agent, database) -> None:
+def test_a_call_that_waits_past_the_connection_timeout_says_so(make_agent, database,
+                                                              sq) -> None:
     """No policy timeout: the connection's own deadline ends the wait, with its own error
     naming what was ahead. (Every call of the connection has the same timeout and waits
     count against it, so a call ahead always reaches its deadline first; the waiting call
     times out in the queue only while the slow steps ahead are being killed, 0.15 s after
-    their deadline: it comes 0.05 s after them.)"""
+    their deadline: it comes just after them.)"""
     agent = make_agent().enable_sqlite(database=str(database), timeout=0.8)
+    assert query(agent, COUNT).ok   # the connection exists before the race starts
 
     async def scenario() -> Any:
         async with anyio.create_task_group() as group:
             for _ in range(2):
                 group.start_soon(agent.action.async_execute_action, "query_sqlite",
                                  {"query": INSTR})
-            await anyio.sleep(0.05)
+            # Both slow statements running, however loaded the machine (a fixed sleep
+            # raced the second one's admission under CI load).
+            pool = sq.connection_of(agent).pool
+            with anyio.fail_after(5):
+                while pool.running < 2:
+                    await anyio.sleep(0.005)
             return await agent.action.async_execute_action("query_sqlite", {"query": COUNT})
 
     waiting = anyio.run(scenario)
