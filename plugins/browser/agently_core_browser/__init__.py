@@ -1,0 +1,1 @@
+"""agently-core-browser: a managed browser behind an egress guard."""

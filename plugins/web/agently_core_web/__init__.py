@@ -1,0 +1,1 @@
+"""agently-core-web: the Browse and Search action packages."""
