@@ -1,0 +1,1 @@
+"""agently-core-ray: providers and action loops on a Ray cluster."""
