@@ -43,7 +43,8 @@ _SCALARS = {
 _FIELDS = {"runtime.show_deprecation_warnings": "show_deprecation_warnings"}
 #: Keys of a ``[runtime]`` table: ``name`` is the ActionRuntime (``runtime = "NAME"``).
 _RUNTIME_KEYS = ("name", "show_deprecation_warnings")
-_TABLES = ("executors", "providers", "plugins", "policy", "action", "planner_options", "env")
+_TABLES = ("executors", "providers", "plugins", "policy", "action", "planner_options", "env",
+           "ray")
 _PLUGIN_KEYS = {"allow", "block", "autoload"}
 _ACTION_KEYS = {"max_rounds", "concurrency", "planning_protocol"}
 PLANNING_PROTOCOLS = ("structured_plan", "native_tool_calls")
@@ -78,6 +79,8 @@ class Config:
     env_name: str | None = None
     #: The other ``[env]`` keys: options given to the Env's factory.
     env_options: Mapping[str, Any] = field(default_factory=dict)
+    #: The ``[ray]`` table: settings of the ``ray`` provider (agently-core-ray).
+    ray: Mapping[str, Any] = field(default_factory=dict)
     sources: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,6 +99,7 @@ class Config:
             "policy": dict(self.policy), "action": dict(self.action),
             "planner_options": masked_options(self.planner_options),
             "env": {"name": self.env_name, **masked_options(self.env_options)},
+            "ray": masked_options(self.ray),
             "sources": list(self.sources),
         }
 
@@ -155,6 +159,7 @@ class Config:
             planner_options=dict(data.get("planner_options", {})),
             env_name=data.get("env", {}).get("name"),
             env_options={k: v for k, v in data.get("env", {}).items() if k != "name"},
+            ray=dict(data.get("ray", {})),
             sources=sources,
         )
 

@@ -173,6 +173,9 @@ class ExecutionEnvironmentManager:
         if found is None:
             registration = self.plugins.select("environment_provider", name, kind=kind)
             provider = _checked_provider(registration.load()(), kind, registration)
+            use_config = getattr(provider, "use_config", None)
+            if callable(use_config):  # a provider with settings of its own ([ray])
+                use_config(self.plugins.config)
             found = self._providers[cache_key] = (provider, registration.name)
         return found
 

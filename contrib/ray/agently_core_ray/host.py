@@ -1,0 +1,102 @@
+"""The Ray actor that hosts one provider's resource on a worker node.
+
+:class:`ResourceHost` runs on the node Ray placed it on: ``start`` loads the inner provider
+there (by name, from the plugins installed on that node, with a configuration of its own:
+no file of the node's working directory chooses it) and ensures the resource, so the
+sandbox's process, its workspace and any environment variable named by
+``env_passthrough`` are the worker node's. ``request`` forwards one worker-protocol
+request; a cancelled Ray task cancels it (the native worker then kills itself, as it does
+for a cancelled local call). ``ping`` is the inner provider's own health check. ``close``
+releases the resource once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+
+def describe(resource: Any) -> dict[str, Any]:
+    """What the host-side proxy needs to know of a warm worker to check a call's policy
+    against it (limits, network, the names passed through, the workspace bound)."""
+    return {
+        "limits": getattr(resource, "limits", None),
+        "network": bool(getattr(resource, "network", False)),
+        "passed": sorted(getattr(resource, "passed", ()) or ()),
+        "workspace_bytes": getattr(resource, "workspace_bytes", None),
+        "tier": getattr(getattr(resource, "isolation", None), "tier", None),
+    }
+
+
+class ResourceHost:
+    """One provider's resource, hosted in this actor (see the module docstring)."""
+
+    def __init__(self, kind: str, inner: str, requirement: dict[str, Any]) -> None:
+        self.kind = kind
+        self.inner = inner
+        self.requirement_data = requirement
+        self.provider: Any = None
+        self.resource: Any = None
+        self.handle: Any = None
+        self.released = False
+
+    async def start(self) -> dict[str, Any]:
+        """Ensure the resource with the inner provider; describe it and where it runs."""
+        import ray
+
+        from agently_core.config import Config
+        from agently_core.models import EnvironmentRequirement
+        from agently_core.plugins import PluginManager
+        from agently_core.protocols import ProviderHandle
+
+        registration = PluginManager(Config()).load().select(
+            "environment_provider", self.inner, kind=self.kind)
+        self.provider = registration.load()()
+        requirement = EnvironmentRequirement.model_validate(self.requirement_data)
+        self.resource = await self.provider.ensure(requirement)
+        self.handle = ProviderHandle("ray-hosted", requirement, self.resource)
+        return {**describe(self.resource), "node_id": ray.get_runtime_context().get_node_id(),
+                "hostname": socket.gethostname(), "pid": os.getpid(), "inner": self.inner}
+
+    async def request(self, payload: dict[str, Any], timeout: float) -> tuple[str, Any]:
+        """One worker-protocol request: ``("ok", reply)`` or ``("error", {message, dead})``
+        (the worker's own error, as its text: the host re-raises it as the native error)."""
+        try:
+            return "ok", await self.resource.request(payload, timeout)
+        except Exception as exc:
+            return "error", {"message": str(exc), "type": type(exc).__name__,
+                             "dead": bool(getattr(self.resource, "dead", True))}
+
+    async def ping(self) -> bool:
+        """The inner provider's health check of the resource (a real round trip)."""
+        if self.released or self.resource is None:
+            return False
+        try:
+            return bool(await self.provider.async_health_check(self.handle))
+        except Exception:
+            return False
+
+    async def close(self) -> bool:
+        """Release the resource (once); True the first time."""
+        if self.released or self.resource is None:
+            return False
+        self.released = True
+        await self.provider.release(self.handle.requirement, self.resource)
+        return True
+
+
+_REMOTE: Any = None
+
+
+def remote_class() -> Any:
+    """:class:`ResourceHost` as a Ray actor class (made on first use)."""
+    global _REMOTE
+    if _REMOTE is None:
+        import ray
+
+        _REMOTE = ray.remote(max_restarts=0, max_task_retries=0)(ResourceHost)
+    return _REMOTE
+
+
+__all__ = ["ResourceHost", "describe", "remote_class"]

@@ -1,0 +1,196 @@
+"""Host-side stand-ins for warm workers hosted in Ray actors.
+
+:func:`python_worker_class` is a subclass of the native ``PythonWorker``, so the native
+``python`` executor runs it as its own: the policy check against the worker, the call's
+turn (queueing, recorded on the host), the result record, redaction and artifacts all run
+where the agent runs; only ``request`` (one JSON request to the worker) and ``ping``
+cross the network, to the :class:`~agently_core_ray.host.ResourceHost` actor that holds
+the real worker on its node.
+
+Deadlines: a request carries its timeout to the actor (where the native worker keeps it
+and kills itself past it); the host waits that long plus ``call_grace``, then gives the
+actor up. A cancelled caller cancels the remote call, which kills the worker there. A lost
+actor or node makes the worker dead: the call fails saying its state is lost, the health
+check answers False, and the manager's next ensure starts a fresh actor on a live node.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import anyio
+
+from agently_core.errors import AgentlyError
+from agently_core.queueing import Turnstile
+
+from .cluster import cause, lost, wait
+
+#: Calls that may wait for a busy worker (as the native worker's bound).
+MAX_WAITING = 32
+
+
+class RemoteWorkerMixin:
+    """What the Ray-hosted workers share: the actor, forwarding, health and release."""
+
+    actor: Any
+    info: dict[str, Any]
+    grace: float = 5.0
+    health_timeout: float = 10.0
+    #: A note for the first reply after a loss (the state the previous actor held is gone).
+    lost_note: str | None = None
+    error_class: type[Exception] = RuntimeError
+
+    def _setup(self, actor: Any, info: dict[str, Any], *, label: str, grace: float,
+               health_timeout: float, lost_note: str | None) -> None:
+        self.actor = actor
+        self.info = info
+        self.grace = grace
+        self.health_timeout = health_timeout
+        self.lost_note = lost_note
+        self.limits = info["limits"]
+        self.network = info["network"]
+        self.passed = frozenset(info["passed"])
+        self.env: dict[str, str] = {}
+        self.workspace = None  # on the worker node: its bound is info["workspace_bytes"]
+        self.workdir = None
+        self.process = None
+        self.turnstile = Turnstile(label, max_waiting=MAX_WAITING)
+        self._seq = 0
+        self.dead = False
+        self.calls = 0
+        self.kills = 0
+        self.lost_reason: str | None = None
+        self._close_lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def node_id(self) -> str:
+        """The Ray node the worker runs on."""
+        return str(self.info["node_id"])
+
+    @property
+    def tier(self) -> str:
+        return f"ray:{self.info.get('tier') or 'unknown'}"
+
+    @property
+    def workspace_bytes(self) -> int | None:
+        return self.info.get("workspace_bytes")
+
+    def _gone(self, exc: BaseException) -> Exception:
+        self.dead = True
+        self.lost_reason = cause(exc)
+        return self.error_class(
+            f"the Ray actor hosting this sandbox on node {self.node_id[:12]} was lost "
+            f"({self.lost_reason}); the sandbox's state is lost and the next call gets a fresh "
+            "one on a live node")
+
+    async def request(self, payload: dict[str, Any], timeout: float,
+                      context: Any = None) -> dict[str, Any]:
+        """Forward one request to the actor (its turn taken here first)."""
+        async with self.turnstile.turn(context):
+            if self.dead:
+                raise self.error_class("the sandbox's Ray actor is not running")
+            try:
+                with anyio.fail_after(timeout + self.grace):
+                    status, value = await wait(self.actor.request.remote(payload, timeout))
+            except TimeoutError:
+                self.dead = True
+                raise self.error_class(
+                    f"no answer from the Ray actor {timeout + self.grace:g}s after the call "
+                    "began; it is given up (the next call gets a fresh one)") from None
+            except Exception as exc:
+                if lost(exc):
+                    raise self._gone(exc) from None
+                self.dead = True
+                raise self.error_class(f"the Ray actor failed: {cause(exc)}") from None
+            except BaseException:  # cancelled: wait() cancelled the remote call
+                self.dead = True
+                raise
+            if status == "error":
+                self.dead = bool(value.get("dead"))
+                raise self.error_class(value["message"])
+            self.calls += 1
+            if self.lost_note and isinstance(value, dict):
+                note, self.lost_note = self.lost_note, None
+                value = {**value, "stderr": f"{note}\n{value.get('stderr') or ''}"}
+            return value
+
+    async def ping(self, timeout: float | None = None) -> bool:
+        """A real round trip to the actor and, through it, the worker's own ping."""
+        if self.dead or self._closed:
+            return False
+        try:
+            with anyio.fail_after(timeout or self.health_timeout):
+                alive = bool(await wait(self.actor.ping.remote()))
+        except Exception as exc:
+            if lost(exc):
+                self._gone(exc)
+            return False
+        if not alive:
+            self.dead = True
+        return alive
+
+    def kill(self, *args: Any) -> None:
+        """Mark the worker dead (the actor kills its worker itself on a timeout or a
+        cancelled call); the actor is killed by :meth:`aclose`."""
+        self.dead = True
+
+    async def aclose(self) -> None:
+        """Release the worker in its actor, then kill the actor: exactly once."""
+        import ray
+
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.dead = True
+        with anyio.CancelScope(shield=True):
+            try:
+                with anyio.move_on_after(self.health_timeout):
+                    await wait(self.actor.close.remote())
+            except Exception:
+                pass  # lost already, or the release failed there: the kill below ends it
+            try:
+                ray.kill(self.actor, no_restart=True)
+            except Exception:
+                pass
+            self.kills += 1
+
+
+_PYTHON: type | None = None
+
+
+def python_worker_class() -> type:
+    """The Python worker in a Ray actor (a subclass of the native ``PythonWorker``)."""
+    global _PYTHON
+    if _PYTHON is None:
+        try:
+            from agently_core_python.sandbox import PythonWorker, WorkerError
+        except ImportError:
+            raise AgentlyError("the ray provider serves kind 'python' with the Python "
+                               "sandbox's worker: install agently-core-python") from None
+
+        class RayPythonWorker(RemoteWorkerMixin, PythonWorker):
+            """A warm Python worker living in a Ray actor on a worker node."""
+
+            error_class = WorkerError
+
+            def __init__(self, actor: Any, info: dict[str, Any], **options: Any) -> None:
+                # no PythonWorker.__init__: nothing of the worker (uid, workspace) is here
+                self._setup(actor, info, label="the Python sandbox of its scope (Ray)",
+                            **options)
+
+            async def start(self, ready_timeout: float = 0.0) -> Any:
+                return self
+
+        _PYTHON = RayPythonWorker
+    return _PYTHON
+
+
+#: The host-side class of each kind served (the kinds whose worker speaks the request
+#: protocol; bash, nodejs and sqlite get theirs the same way).
+WORKER_CLASSES = {"python": python_worker_class}
+
+
+__all__ = ["WORKER_CLASSES", "RemoteWorkerMixin", "python_worker_class"]

@@ -1,0 +1,81 @@
+"""A real Ray cluster on this machine for the session: a head and two worker nodes, each a
+separate set of processes (``ray.cluster_utils.Cluster``), one CPU each and no dashboard.
+Torn down at the end; the teardown fails when an actor or a Ray process is left behind."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from agently_core.testing.requirements import require
+
+try:
+    import ray
+    from ray.cluster_utils import Cluster
+except ImportError:  # CI must have it: require() fails there, skips elsewhere
+    ray = None  # type: ignore[assignment]
+
+
+def named_actors() -> list[dict[str, str]]:
+    """The live named actors of the cluster (every actor the ray provider starts is named)."""
+    return [a for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["name"].startswith("agently-")]
+
+
+def ray_processes() -> list[str]:
+    """Ray processes on this machine (workers, raylets, the GCS)."""
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines()
+            if ("ray::" in line or "raylet" in line or "gcs_server" in line)
+            and "ps -eo" not in line]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """The session's cluster, connected; ``.node_a``/``.node_b`` are the worker nodes
+    (custom resources ``node_a``/``node_b``, and ``pool`` on both)."""
+    require(ray is not None, "ray is not installed (uv sync installs agently-core-ray's ray)")
+    cluster = Cluster(initialize_head=True, connect=True,
+                      head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.node_a = cluster.add_node(num_cpus=1, resources={"node_a": 1, "pool": 1})
+        cluster.node_b = cluster.add_node(num_cpus=1, resources={"node_b": 1, "pool": 1})
+        cluster.wait_for_nodes()
+        yield cluster
+        left = named_actors()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert not left, f"actors left behind: {left}"
+    assert not ray_processes(), ray_processes()
+
+
+@pytest.fixture
+def no_actor_left(ray_cluster: Any) -> Iterator[Callable[[], list[dict[str, str]]]]:
+    """Yields :func:`named_actors`; after the case, none may be left."""
+    yield named_actors
+    assert named_actors() == []
+
+
+@pytest.fixture(autouse=True)
+def _isolated(agently_clean_environment: None) -> None:
+    """No AGENTLY_* variable of the developer's shell reaches these tests."""
+
+
+@pytest.fixture
+def make_agent(agently_agent_factory: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """``make_agent(**settings)``: an agent on ``settings`` only, closed after the case
+    (which releases its actors)."""
+    made: list[Any] = []
+
+    def make(**settings: Any) -> Any:
+        agent = agently_agent_factory(**settings)
+        made.append(agent)
+        return agent
+
+    yield make
+    for agent in made:
+        agent.close()

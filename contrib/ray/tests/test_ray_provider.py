@@ -1,0 +1,155 @@
+"""The ``ray`` provider on a real three-node cluster (see conftest): run_python configured
+onto a worker node with no other change, placement, one actor per reuse key under 200
+concurrent ensures, deadlines crossing the network, bad settings, and a node lost
+mid-session (last: it removes a node)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+import pytest
+from agently_core_isolation.testing import only_resource
+from agently_core_python.sandbox import PythonWorker
+from agently_core_ray.provider import RayProvider
+
+from agently_core.environments import ExecutionEnvironmentManager
+from agently_core.models import EnvironmentRequirement
+
+
+def ray_config(**placement: Any) -> dict[str, Any]:
+    return {"providers": {"python": "ray"},
+            "ray": {"inner_provider": {"python": "python"},
+                    "placement": {"python": placement}}}
+
+
+def run(agent: Any, code: str) -> Any:
+    return agent.action.execute_action("run_python", {"python_code": code})
+
+
+def worker_of(agent: Any) -> Any:
+    return only_resource(agent, "python")
+
+
+def test_run_python_is_configured_onto_a_chosen_worker_node(no_actor_left: Any,
+                                                            ray_cluster: Any,
+                                                            make_agent: Any) -> None:
+    agent = make_agent(**ray_config(resources={"node_b": 0.01}))
+    agent.enable_python()
+    first = run(agent, "import socket\nx = 41")
+    assert first.status == "success", first.error
+    record = run(agent, "x + 1")
+    assert record.status == "success", record.error
+    assert record.result["value"] == "42"  # warm: the state stayed in the actor's worker
+    worker = worker_of(agent)
+    assert isinstance(worker, PythonWorker)  # the native executor ran it as its own
+    assert worker.node_id == ray_cluster.node_b.node_id
+    assert [a["name"] for a in no_actor_left()] == [worker.actor_name]
+    failed = run(agent, "1/0")  # the worker's own error comes back as the native record
+    assert failed.status == "failed" and "ZeroDivisionError" in failed.error
+    agent.close()
+    assert no_actor_left() == []
+    assert worker.kills == 1
+
+
+@pytest.mark.anyio
+async def test_200_concurrent_ensures_of_one_key_make_one_actor(no_actor_left: Any) -> None:
+    provider = RayProvider({"placement": {"python": {"resources": {"pool": 0.01}}}})
+    requirement = EnvironmentRequirement(kind="python", scope="global", resource_key="python")
+    async with ExecutionEnvironmentManager(providers={"python": provider}) as manager:
+        handles: list[Any] = []
+
+        async def ensure() -> None:
+            handles.append(await manager.async_ensure(requirement))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(200):
+                group.start_soon(ensure)
+        assert len(handles) == 200
+        assert len({h.id for h in handles}) == 1
+        assert len(no_actor_left()) == 1
+        worker = next(iter(manager._slots.values())).resource
+        for handle in handles:
+            await manager.async_release(handle.lease_id)
+    assert no_actor_left() == []
+    assert worker.kills == 1  # released once, the actor killed once
+    await worker.aclose()
+    assert worker.kills == 1
+
+
+def test_a_timeout_cancels_the_remote_call_and_the_next_call_gets_a_fresh_actor(
+        no_actor_left: Any, make_agent: Any) -> None:
+    agent = make_agent(**ray_config(resources={"pool": 0.01}))
+    agent.enable_python(timeout=1.0)
+    assert run(agent, "y = 1").status == "success"
+    began = time.monotonic()
+    record = run(agent, "import time\ntime.sleep(60)")
+    assert time.monotonic() - began < 15
+    assert record.status == "failed" and "timed out" in record.error, record.error
+    after = run(agent, "'y' in globals()")
+    assert after.status == "success", after.error
+    assert after.result["value"] == "False"  # a fresh worker in a fresh actor
+    assert len(no_actor_left()) == 1  # the timed-out one was killed
+    agent.close()
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_caller_cancels_the_remote_call(no_actor_left: Any) -> None:
+    provider = RayProvider({"placement": {"python": {"resources": {"pool": 0.01}}}})
+    requirement = EnvironmentRequirement(kind="python", scope="global", resource_key="python")
+    worker = await provider.ensure(requirement)
+    try:
+        assert (await worker.run("1", timeout=10, max_output=100))["value"] == "1"
+        with anyio.move_on_after(1.0) as scope:  # the caller gives up long before 60 s
+            await worker.run("import time\ntime.sleep(60)", timeout=120, max_output=100)
+        assert scope.cancelled_caught and worker.dead
+        # the remote call was cancelled, which killed the worker in the actor: a busy one
+        # would still answer its ping (its process alive) for a minute
+        with anyio.fail_after(5):
+            while await worker.actor.ping.remote():
+                await anyio.sleep(0.1)
+        assert await worker.ping() is False
+    finally:
+        await provider.release(requirement, worker)
+    assert no_actor_left() == [] and worker.kills == 1
+
+
+def test_bad_settings_give_a_clear_error_record(no_actor_left: Any, make_agent: Any) -> None:
+    agent = make_agent(**ray_config(cpus=1))
+    agent.enable_python()
+    record = run(agent, "1")
+    assert record.status == "failed" and "unknown key(s) in [ray.placement.python]: cpus" \
+        in record.error, record.error
+    agent = make_agent(providers={"python": "ray"}, ray={"inner_provider": {"python": "ray"}})
+    agent.enable_python()
+    record = run(agent, "1")
+    assert record.status == "failed" and "would host the ray provider in itself" in record.error
+    settings = ray_config(resources={"no_such_node": 1})
+    settings["ray"]["start_timeout"] = 1.5
+    agent = make_agent(**settings)
+    agent.enable_python()
+    record = run(agent, "1")
+    assert record.status == "failed" and "did not start within 1.5s" in record.error, record.error
+    assert no_actor_left() == []  # the pending actor was killed
+
+
+def test_a_node_lost_mid_session_is_survived(no_actor_left: Any, ray_cluster: Any,
+                                             make_agent: Any) -> None:
+    agent = make_agent(**ray_config(resources={"pool": 0.01}))
+    agent.enable_python()
+    assert run(agent, "state = 'kept'").status == "success"
+    first = worker_of(agent)
+    doomed = next(n for n in (ray_cluster.node_a, ray_cluster.node_b)
+                  if n.node_id == first.node_id)
+    ray_cluster.remove_node(doomed)
+    began = time.monotonic()
+    record = run(agent, "'state' in globals()")
+    assert time.monotonic() - began < 30  # nothing hangs
+    assert record.status == "success", record.error
+    assert record.result["value"] == "False"  # a fresh sandbox ...
+    assert "was lost" in record.result["stderr"]  # ... that says the old state is gone
+    second = worker_of(agent)
+    assert second.node_id != first.node_id
+    assert [a["name"] for a in no_actor_left()] == [second.actor_name]  # the lost one is gone
+    agent.close()
