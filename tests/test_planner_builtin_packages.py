@@ -1,8 +1,8 @@
 """Issue 12: ``agently_core.builtins.actions`` (the reference's ``agently.builtins.actions``).
 
 The installed action packages are importable there by class name and mount with
-``agent.use_actions(...)``; the reference's ``Search`` and ``Browse`` are not part of
-agently-core yet and say so when imported; importing the module (and
+``agent.use_actions(...)``; the reference's ``Search`` and ``Browse`` come from
+agently-core-web and, without it, say so when imported; importing the module (and
 ``agently_core.types.plugins``) loads no plugin and no pydantic.
 """
 
@@ -19,14 +19,32 @@ from agently_core.errors import NotInstalledError
 
 
 @pytest.mark.parametrize(("name", "package"), [("Search", "search"), ("Browse", "browse")])
-def test_the_reference_packages_not_yet_built_say_what_is_missing(name, package) -> None:
-    with pytest.raises(ImportError) as failed:
-        exec(f"from agently_core.builtins.actions import {name}", {})
+def test_the_reference_packages_say_what_is_missing_without_agently_core_web(
+        name, package, monkeypatch) -> None:
+    from agently_core.plugins import reset_plugin_manager
+
+    monkeypatch.setenv("AGENTLY_PLUGINS_BLOCK", "agently-core-web")
+    reset_plugin_manager()
+    try:
+        with pytest.raises(ImportError) as failed:
+            exec(f"from agently_core.builtins.actions import {name}", {})
+    finally:
+        reset_plugin_manager()
     assert isinstance(failed.value, NotInstalledError)
     message = str(failed.value)
     assert message.startswith(f"agently_core.builtins.actions.{name} is not installed: no "
-                              f"installed plugin provides the action package {package!r}")
+                              f"installed plugin provides the action package {package!r} "
+                              f"(install agently-core-web for the built-in {name} package)")
     assert "installed built-in packages: " in message and "Python" in message
+
+
+@pytest.mark.parametrize(("name", "package"), [("Search", "search"), ("Browse", "browse")])
+def test_the_reference_packages_come_from_agently_core_web(name, package) -> None:
+    from agently_core.builtins import actions
+
+    cls = getattr(actions, name)
+    assert issubclass(cls, actions.BuiltinPackage) and cls.action_package == package
+    assert "agently-core-web" in cls.__doc__
 
 
 def test_an_unknown_name_is_an_import_error_naming_what_is_there() -> None:

@@ -294,17 +294,13 @@ SAMPLES: dict[str, Sample] = {
         """,
         setup="""
         import agently_core as Agently
-        from agently_core.errors import NotInstalledError
         """,
         check="""
-        except ImportError as exc:
-            assert isinstance(exc, NotInstalledError) and "not part of agently-core yet" in str(exc)
-        else:
-            raise AssertionError("Search and Browse are not implemented yet (issue 14)")
-        from agently_core.builtins.actions import Python
         agent = Agently.create_agent()
-        agent.use_actions(Python())
-        assert "run_python" in [info["name"] for info in agent.action.get_action_info()]
+        agent.use_actions(Search(timeout=15, backend="duckduckgo"))
+        agent.use_actions(Browse())
+        names = [info["name"] for info in agent.action.get_action_info()]
+        assert "search" in names and "browse" in names
         agent.close()
         """,
     ),

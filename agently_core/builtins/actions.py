@@ -11,10 +11,9 @@ here under its name in CamelCase (``python`` -> ``Python``, ``workspace_files`` 
 ``agent.use_actions(...)`` mounts (the class itself mounts it without options). Nothing
 is looked up until a name is asked for: importing this module loads no plugin.
 
-The reference's ``Search`` and ``Browse`` packages are not part of agently-core yet:
-importing them raises :class:`BuiltinNotInstalled` (an ``ImportError`` and a
-:class:`~agently_core.errors.NotInstalledError`) naming the package that is missing,
-until a plugin registers an action package ``search`` or ``browse``.
+The reference's ``Search`` and ``Browse`` packages come from agently-core-web: without
+it, importing them raises :class:`BuiltinNotInstalled` (an ``ImportError`` and a
+:class:`~agently_core.errors.NotInstalledError`) naming the distribution to install.
 """
 
 from __future__ import annotations
@@ -28,9 +27,11 @@ from ..errors import NotInstalledError
 
 __all__ = ["BuiltinNotInstalled", "BuiltinPackage"]
 
-#: Built-in packages the reference documents that no installed plugin may provide yet:
+#: Built-in packages the reference documents that an optional plugin provides:
 #: class name -> action package name.
 REFERENCE_PACKAGES = {"Search": "search", "Browse": "browse"}
+#: The distribution that provides them.
+REFERENCE_DISTRIBUTION = "agently-core-web"
 
 
 class BuiltinNotInstalled(NotInstalledError, ImportError):
@@ -94,8 +95,8 @@ def __getattr__(name: str) -> Any:
     if name in REFERENCE_PACKAGES:
         raise BuiltinNotInstalled(
             f"agently_core.builtins.actions.{name} is not installed: no installed plugin "
-            f"provides the action package {REFERENCE_PACKAGES[name]!r} (the built-in "
-            f"{name} package is not part of agently-core yet); installed built-in "
+            f"provides the action package {REFERENCE_PACKAGES[name]!r} (install "
+            f"{REFERENCE_DISTRIBUTION} for the built-in {name} package); installed built-in "
             f"packages: {known}", name=name, path=__name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}; installed "
                          f"built-in packages: {known}")
