@@ -160,7 +160,7 @@ class Searcher:
         results = SimpleFilterRanker().rank(merged.extract_dicts(), query)[:max_results]
         failed = [o for o in outcomes if o["status"] == "failed"]
         if not results and failed and len(failed) == len(outcomes):
-            reasons = "; ".join(f"{o['backend']}: {o['error']}" for o in failed)
+            reasons = "; ".join(f"{o['backend']}: {_short(o['error'], 160)}" for o in failed)
             kind = SearchTimeout if all("timeout" in o["error"] for o in failed) \
                 else SearchFailed
             raise kind(f"search for {_short(query)!r} failed: every backend failed "
