@@ -1,1 +1,17 @@
-"""agently-core-ray: providers and action loops on a Ray cluster."""
+"""agently-core-ray: providers and action loops on a Ray cluster.
+
+``run_many`` is imported on first use (``import agently_core_ray`` stays light)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def run_many(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`agently_core_ray.many.run_many`."""
+    from .many import run_many as run
+
+    return run(*args, **kwargs)
+
+
+__all__ = ["run_many"]

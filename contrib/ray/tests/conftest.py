@@ -5,6 +5,7 @@ Torn down at the end; the teardown fails when an actor or a Ray process is left 
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,11 +27,20 @@ def named_actors() -> list[dict[str, str]]:
 
 
 def ray_processes() -> list[str]:
-    """Ray processes on this machine (workers, raylets, the GCS)."""
+    """Ray processes running on this machine (workers, raylets, the GCS); exited ones
+    waiting to be reaped (``<defunct>``) are not running."""
     out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
     return [line for line in out.splitlines()
             if ("ray::" in line or "raylet" in line or "gcs_server" in line)
-            and "ps -eo" not in line]
+            and "ps -eo" not in line and "<defunct>" not in line]
+
+
+def wait_no_ray_process(seconds: float = 10.0) -> list[str]:
+    """:func:`ray_processes`, once none is left or ``seconds`` passed."""
+    deadline = time.monotonic() + seconds
+    while (left := ray_processes()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +60,8 @@ def ray_cluster() -> Iterator[Any]:
         ray.shutdown()
         cluster.shutdown()
     assert not left, f"actors left behind: {left}"
-    assert not ray_processes(), ray_processes()
+    left = wait_no_ray_process()
+    assert not left, f"Ray processes left behind: {left}"
 
 
 @pytest.fixture
