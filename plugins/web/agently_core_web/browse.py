@@ -101,7 +101,7 @@ def mount(agent: Any, *, allow: Iterable[str] | str | None = None,
           max_redirects: int = DEFAULTS["max_redirects"],
           user_agent: str = DEFAULTS["user_agent"], format: str = DEFAULTS["format"],
           use_browser: bool = False, verify: bool | str | ssl.SSLContext = True,
-          resolver: Resolver | None = None, scope: str = "session", name: str = "browse",
+          resolver: Resolver | None = None, scope: str = "agent", name: str = "browse",
           policy: Mapping[str, Any] | None = None) -> list[str]:
     """Mount ``browse`` (see the module docstring). Options: ``allow`` (egress allow-list
     entries such as ``"127.0.0.1:8080"`` or ``"10.0.0.0/8"``: addresses a model may reach
