@@ -14,3 +14,29 @@ def register_action_packages(register):
 def register_envs(register):
     # @playwright/mcp in agently-core's sandbox, its tools forwarded, behind the egress guard
     register("browser", "agently_core_browser.browser_env:BrowserEnv")
+
+
+@hookimpl
+def register_action_executors(register):
+    register("browser", "agently_core_browser.executor:BrowserExecutor", kind="browser")
+
+
+@hookimpl
+def register_execution_environment_providers(register):
+    register("browser", "agently_core_browser.provider:BrowserProvider", kind="browser")
+
+
+@hookimpl
+def register_diagnostics(register):
+    register("browser", "agently_core_browser.doctor:check_browser")
+
+
+@hookimpl
+def register_action_packages(register):
+    register("browser", "agently_core_browser.package:mount",
+             description="navigate_page, snapshot_page (refs), click_element, type_text, "
+                         "select_option, press_key, scroll_page, go_back, screenshot_page, "
+                         "read_page on a managed Chromium behind the egress guard.",
+             actions=("navigate_page", "snapshot_page", "click_element", "type_text",
+                      "select_option", "press_key", "scroll_page", "go_back",
+                      "screenshot_page", "read_page"))

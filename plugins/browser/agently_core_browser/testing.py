@@ -7,10 +7,12 @@ can assert that a forbidden server received *nothing*. Standard library only.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -197,4 +199,38 @@ class CountingListener:
                 conn.close()
 
 
-__all__ = ["CountingListener", "Page", "PageServer"]
+def require_chromium() -> str:
+    """The Chromium to drive, with Playwright installed; else skip the test (fail it
+    under ``CI``)."""
+    import importlib.util
+    import os
+
+    from agently_core.testing.requirements import require
+
+    from .settings import default_executable
+
+    path = default_executable()
+    require(os.access(path, os.X_OK), f"Chromium is not installed at {path} "
+                                      "(apt-get install chromium; ./dev installs it)")
+    require(importlib.util.find_spec("playwright") is not None,
+            "playwright is not installed (uv sync installs it)")
+    return path
+
+
+async def events_until(browser: Any, key: str, predicate: Callable[[list[dict[str, str]]], bool],
+                       timeout: float = 5.0, seen: list[dict[str, str]] | None = None
+                       ) -> list[dict[str, str]]:
+    """Collect what session ``key`` of ``browser`` reports (refusals, closed pop-ups...),
+    after the events ``seen`` already, until ``predicate(events)`` holds or ``timeout``
+    passes; returns them all."""
+    events: list[dict[str, str]] = list(seen or [])
+    deadline = time.monotonic() + timeout
+    while True:
+        _, more = await browser.act(key, "state")
+        events.extend(more)
+        if predicate(events) or time.monotonic() > deadline:
+            return events
+        await asyncio.sleep(0.05)
+
+
+__all__ = ["CountingListener", "Page", "PageServer", "events_until", "require_chromium"]
