@@ -10,7 +10,8 @@ round and cleaning up when it closes.
 Implementations are published by name through the ``register_envs`` hook: ``base``
 (:class:`BaseEnv`, no state and no tools) comes with the core, ``shell_local``
 (:class:`ShellLocalEnv`) with agently-core-bash, whose ``bash`` package gives it its
-tool. :func:`get_env` picks one from the ``env`` setting::
+tool, ``browser`` (``BrowserEnv``, importable from here) with agently-core-browser.
+:func:`get_env` picks one from the ``env`` setting::
 
     [env]
     name = "shell_local"
@@ -155,6 +156,18 @@ class ShellLocalEnv(Env):
             raise RuntimeError("ShellLocalEnv has no workspace yet: build() it first "
                                "(an agent builds its env before the first planning round)")
         return self.workspace
+
+
+def __getattr__(name: str) -> Any:
+    """``BrowserEnv`` lives in agently-core-browser; imported from there on first use."""
+    if name == "BrowserEnv":
+        try:
+            from agently_core_browser.browser_env import BrowserEnv
+        except ImportError as exc:
+            raise ImportError("BrowserEnv comes with agently-core-browser (pip install "
+                              f"agently-core-browser): {exc}") from None
+        return BrowserEnv
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get_env(config: Any = None, *, plugins: Any = None) -> Env:

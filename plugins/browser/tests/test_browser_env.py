@@ -20,6 +20,7 @@ from agently_core_browser.browser_env import BrowserEnv, find_server
 from agently_core_browser.testing import PageServer
 
 from agently_core import ConfigError, create_agent
+from agently_core.errors import ActionError
 from agently_core.testing.requirements import require
 
 FORM = """<!doctype html><title>Form</title>
@@ -155,6 +156,7 @@ def test_navigate_type_and_click_through_the_forwarded_tools(env: BrowserEnv, ag
     state = env.get_state()
     assert f"Page URL: {pages.url('/')}" in state and 'heading "Search form"' in state
     assert "(the snapshot is the environment's state)" in record.result["text"]
+    assert "egress_refused" not in record.result  # the browser makes no calls of its own
     box = _ref(state, "textbox", "Query")
     record = agent.action.execute_action("browser_type", {"target": box, "element": "Query",
                                                           "text": "chromium"})
@@ -176,6 +178,21 @@ def test_bad_arguments_are_a_failed_record_and_the_env_goes_on(env: BrowserEnv, 
     assert record.status == "failed"
     record = agent.action.execute_action("browser_snapshot", {})
     assert record.status == "success", record.error
+
+
+def test_the_state_is_cut_for_a_system_prompt(env: BrowserEnv, pages: PageServer) -> None:
+    from agently_core._sync import run_sync
+
+    whole = run_sync(env.refresh)
+    env.max_state_chars = 120
+    try:
+        cut = run_sync(env.refresh)
+    finally:
+        env.max_state_chars = 12_000
+    assert len(whole) > 200 and cut.startswith(whole[:100])
+    assert re.search(r"\[\.\.\. \d+ more characters of the page left out; browser_snapshot "
+                     r"returns all of it\]$", cut)
+    assert run_sync(env.refresh) == whole
 
 
 # -- the egress guard ------------------------------------------------------------------
@@ -244,6 +261,33 @@ def test_cleanup_leaves_no_process_behind(env: BrowserEnv) -> None:
         env.get_state()
 
 
+def test_without_isolation_the_guard_still_holds(pages: PageServer,
+                                                forbidden: PageServer) -> None:
+    """``isolation="none"`` (an explicit opt-in) runs the server on the host, still behind
+    the egress guard's proxy."""
+    _needs()
+    env = BrowserEnv(allow=[pages.allow_entry], isolation="none",
+                     tools=["browser_navigate", "browser_snapshot"])
+    env.build()
+    try:
+        assert {t.name for t in env.discovered} == {"browser_navigate", "browser_snapshot"}
+        tree = _tree(env.connection.pid)
+        assert env.uid is None
+        from agently_core._sync import run_sync
+
+        run_sync(env.call, "browser_navigate", {"url": pages.url("/")})
+        assert 'heading "Search form"' in env.get_state()
+        with pytest.raises(ActionError, match="egress guard refused"):
+            run_sync(env.call, "browser_navigate", {"url": forbidden.url("/")})
+        assert forbidden.hits == 0
+    finally:
+        env.cleanup()
+    deadline = time.monotonic() + 10
+    while _alive(list(tree)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _alive(list(tree)) == []
+
+
 # -- configuration ---------------------------------------------------------------------
 @pytest.mark.parametrize("options, words", [
     ({"isolation": "docker"}, "isolation must be one of"),
@@ -261,10 +305,27 @@ def test_bad_options_are_config_errors(options: dict[str, Any], words: str) -> N
         get_env({"name": "browser", **options})
 
 
+def test_browser_env_is_importable_from_the_core_env_module() -> None:
+    from agently_core import env as core_env
+    from agently_core.env import BrowserEnv as FromCore
+
+    assert FromCore is BrowserEnv and core_env.get_env("browser").__class__ is BrowserEnv
+    with pytest.raises(AttributeError):
+        core_env.NoSuchEnv  # noqa: B018
+
+
 def test_the_tools_package_alone_says_how_to_mount_it() -> None:
     agent = create_agent()
     with agent, pytest.raises(ConfigError, match=r"agent\.use_env"):
         agent.use_actions("browser_env_tools")
+
+
+def test_an_unknown_tool_fails_the_build_and_leaves_nothing_running() -> None:
+    _needs()
+    env = BrowserEnv(tools=["browser_navigate", "browser_fly"])
+    with pytest.raises(ConfigError, match=r"no tool.*browser_fly.*it offers: .*browser_click"):
+        env.build()
+    assert not env.built and env.proxy is None and env.uid is None
 
 
 def test_a_missing_server_is_a_config_error(tmp_path) -> None:
