@@ -35,7 +35,7 @@ from .extract import FORMATS
 
 DEFAULTS: dict[str, Any] = {"timeout": 15.0, "max_bytes": 2 << 20, "max_redirects": 5,
                             "format": "markdown",
-                            "user_agent": "agently-core-browse/0.1 (+https://pypi.org/"
+                            "user_agent": "agently-core-web/0.1 (browse; +https://pypi.org/"
                                           "project/agently-core-web/)"}
 MAX_URL_CHARS = 4096
 BROWSER_PACKAGE = "agently-core-browser"
