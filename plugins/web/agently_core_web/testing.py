@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.server
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,12 +31,14 @@ class Seen:
 @dataclass
 class Site:
     """An HTTP/1.1 server on ``host`` (port 0: any free port) serving ``routes`` by path
-    (query string ignored; ``"*"`` answers any other path)."""
+    (query string ignored; ``"*"`` answers any other path); HTTPS with ``tls``."""
 
     routes: dict[str, Route] = field(default_factory=dict)
     host: str = "127.0.0.1"
     port: int = 0
     seen: list[Seen] = field(default_factory=list)
+    #: Serve HTTPS with this server-side context.
+    tls: ssl.SSLContext | None = None
 
     def start(self) -> Site:
         site = self
@@ -67,6 +70,8 @@ class Site:
 
         server = http.server.ThreadingHTTPServer((self.host, self.port), Handler)
         server.daemon_threads = True
+        if self.tls is not None:
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         self._server = server
         self.port = server.server_address[1]
         threading.Thread(target=server.serve_forever, daemon=True,
