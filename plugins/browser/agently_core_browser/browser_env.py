@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -173,6 +174,11 @@ class BrowserEnv(Env):
             if not os.access(path, os.X_OK):
                 raise ConfigError(f"BrowserEnv: {label} {path!r} is not an executable file "
                                   "(Node.js and Debian's chromium package are needed)")
+        for module, distribution in (("agently_core_mcp", "agently-core-mcp"),
+                                     ("agently_core_isolation", "agently-core-isolation")):
+            if importlib.util.find_spec(module) is None:
+                raise ConfigError(f"BrowserEnv needs {distribution} (pip install "
+                                  f"{distribution})")
         try:
             await self._start(os.path.realpath(server))
         except BaseException:

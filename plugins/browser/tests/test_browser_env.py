@@ -243,6 +243,28 @@ def test_the_server_and_chromium_run_sandboxed(env: BrowserEnv) -> None:
         assert not any(k.startswith(b"AGENTLY_") for k in environ)
 
 
+def test_code_inside_the_sandbox_has_no_way_around_the_guard(env: BrowserEnv,
+                                                              forbidden: PageServer) -> None:
+    """``browser_run_code_unsafe`` (left out of the tools: code in the server's own process)
+    called on the connection itself: Node's own fetch finds no network, and Playwright's
+    request API goes through the guard's proxy."""
+    from agently_core._sync import run_sync
+
+    async def run(code: str) -> str:
+        result = await env.connection.call_tool("browser_run_code_unsafe", {"code": code})
+        return "\n".join(block.text for block in result.content)
+
+    direct = ("async (page) => await fetch('URL').then(r => 'reached ' + r.status, "
+              "e => 'failed ' + e.cause?.code)")
+    for url in (forbidden.url("/direct"), "http://169.254.169.254/latest/meta-data/"):
+        answer = run_sync(run, direct.replace("URL", url))
+        assert '"failed E' in answer and '"reached' not in answer, answer
+    answer = run_sync(run, "async (page) => (await page.context().request.get('URL')).status()"
+                      .replace("URL", forbidden.url("/api")))
+    assert "403" in answer, answer
+    assert forbidden.hits == 0
+
+
 def test_cleanup_leaves_no_process_behind(env: BrowserEnv) -> None:
     tree = _tree(env.connection.pid)
     assert len(tree) > 3
@@ -328,11 +350,16 @@ def test_an_unknown_tool_fails_the_build_and_leaves_nothing_running() -> None:
     assert not env.built and env.proxy is None and env.uid is None
 
 
-def test_a_missing_server_is_a_config_error(tmp_path) -> None:
+def test_a_missing_server_or_browser_is_a_config_error(tmp_path) -> None:
     env = BrowserEnv(server=str(tmp_path / "no-cli.js"))
     with pytest.raises(ConfigError, match="@playwright/mcp is not installed"):
         env.build()
     assert not env.built
+    _needs()
+    env = BrowserEnv(executable=str(tmp_path / "chromium"))
+    with pytest.raises(ConfigError, match="executable .* is not an executable file"):
+        env.build()
+    assert not env.built and env.proxy is None
 
 
 # -- end to end: a model-driven loop ---------------------------------------------------
