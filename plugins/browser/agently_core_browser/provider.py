@@ -70,6 +70,20 @@ def browser_processes(browser_id: str | None = None) -> list[int]:
     return found
 
 
+def live_browser_ids() -> set[str]:
+    """Ids of the managed browsers that have a live process (any of them)."""
+    found = set()
+    prefix = f"{MARKER}=".encode()
+    for pid in browser_processes():
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                items = handle.read().split(b"\0")
+        except OSError:
+            continue
+        found.update(i[len(prefix):].decode() for i in items if i.startswith(prefix))
+    return found
+
+
 class ManagedBrowser:
     """One Chromium process and its sessions. Call its coroutines from any loop: they run
     on the browser loop (:mod:`.runtime`)."""
@@ -100,11 +114,18 @@ class ManagedBrowser:
             self.proxy.start()
             env = {k: os.environ[k] for k in _ENV_KEEP if k in os.environ}
             env.update({"HOME": self._home, MARKER: self.id})
-            self.browser = await driver.chromium.launch(
+            launching = asyncio.ensure_future(driver.chromium.launch(
                 executable_path=s.executable, headless=s.headless, args=list(CHROMIUM_FLAGS),
                 proxy={"server": self.proxy.url, "bypass": "<-loopback>"}, env=env,
                 timeout=s.launch_timeout * 1000, handle_sigint=False, handle_sigterm=False,
-                handle_sighup=False)
+                handle_sighup=False))
+            try:
+                self.browser = await asyncio.shield(launching)
+            except asyncio.CancelledError:
+                # the launch goes on in the driver: let it end, then close what it made
+                with contextlib.suppress(BaseException):
+                    self.browser = await asyncio.wait_for(launching, s.launch_timeout)
+                raise
             self.browser.on("disconnected", lambda _: setattr(self, "closed", True))
         except BaseException:
             await self._close()
@@ -260,4 +281,4 @@ def requirement(*, allow: Iterable[str] | str | None = None, scope: str = "agent
 
 
 __all__ = ["DEFAULT_SESSION", "MARKER", "BrowserClosed", "BrowserProvider", "ManagedBrowser",
-           "browser_processes", "requirement"]
+           "browser_processes", "live_browser_ids", "requirement"]

@@ -59,15 +59,32 @@ def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
 
 
 async def run_here(factory: Callable[[], Awaitable[T]]) -> T:
-    """Run ``factory()`` on the browser loop and await its result from the caller's loop
-    (cancelling the caller cancels it there too)."""
+    """Run ``factory()`` on the browser loop and await its result from the caller's loop.
+    Cancelling the caller cancels it there too, and waits (shielded, up to 30 s) until its
+    clean-up has run, so a cancelled launch leaves nothing behind when the caller resumes."""
     if on_browser_loop():
         return await factory()
+    started, finished = threading.Event(), threading.Event()
 
     async def wrapped() -> T:
-        return await factory()
+        started.set()
+        try:
+            return await factory()
+        finally:
+            finished.set()
 
-    return await asyncio.wrap_future(submit(wrapped()))
+    future = submit(wrapped())
+    try:
+        return await asyncio.wrap_future(future)
+    except BaseException:
+        future.cancel()
+        if started.is_set() and not finished.is_set():
+            import anyio
+            import anyio.to_thread
+
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(finished.wait, 30.0)
+        raise
 
 
 def call_here(factory: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:

@@ -1,0 +1,162 @@
+"""The ``browser`` provider: the provider contract, health checks that replace a dead
+browser, one browser per scope owner with a context per session, nothing left running."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from agently_core_browser import runtime
+from agently_core_browser.provider import (
+    BrowserProvider,
+    ManagedBrowser,
+    browser_processes,
+    live_browser_ids,
+)
+from agently_core_browser.settings import BrowserConfigError, settings
+from agently_core_browser.testing import PageServer, require_chromium
+
+from agently_core.models import EnvironmentRequirement
+from agently_core.protocols import ExecutionEnvironmentProvider, ProviderHandle
+from agently_core.testing import ProviderConformance
+
+
+@pytest.fixture(autouse=True)
+def _chromium() -> None:
+    require_chromium()
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[PageServer]:
+    def set_cookie(handler: Any) -> None:
+        handler.send_response(200)
+        handler.send_header("Set-Cookie", "who=first; Path=/")
+        handler.send_header("Content-Type", "text/html")
+        handler.send_header("Content-Length", "2")
+        handler.end_headers()
+        handler.wfile.write(b"ok")
+
+    server = PageServer({"/": "<h1>home</h1>", "/set": set_cookie})
+    yield server
+    server.close()
+
+
+class TestBrowserProviderConformance(ProviderConformance):
+    kind = "browser"
+    concurrent_ensures = 2
+
+    def make_provider(self) -> BrowserProvider:
+        return BrowserProvider()
+
+    def make_requirement(self, scenario: str) -> dict[str, Any]:
+        if scenario == "bad_config":
+            return {"config": {"executable": "/no/such/chromium"}}
+        return {"config": {}}
+
+    def live_resources(self) -> set[str]:
+        return live_browser_ids()     # browsers with a live process (renderers come and go)
+
+
+def test_the_provider_meets_the_protocol() -> None:
+    assert isinstance(BrowserProvider(), ExecutionEnvironmentProvider)
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"allow": ["not a host/"]}, "allow"),
+    ({"allow": ["127.0.0.1:99999"]}, "bad port"),
+    ({"headless": "yes"}, "headless"),
+    ({"viewport": [10, 10]}, "viewport"),
+    ({"navigation_timeout": 0}, "navigation_timeout"),
+    ({"max_sessions": 1.5}, "max_sessions"),
+    ({"allow_everything": True}, "unknown browser config"),
+    ({"resolver": "dns"}, "resolver"),
+    ("x", "must be a mapping"),
+])
+def test_bad_configs_are_refused_before_anything_starts(config: Any, message: str) -> None:
+    with pytest.raises(BrowserConfigError, match=message):
+        settings(config)
+
+
+def test_a_dead_browser_fails_its_health_check_and_is_replaced(site: PageServer) -> None:
+    async def scenario() -> None:
+        provider = BrowserProvider()
+        requirement = EnvironmentRequirement(kind="browser",
+                                             config={"allow": [site.allow_entry]})
+        browser = await provider.ensure(requirement)
+        handle = ProviderHandle("h1", requirement, browser)
+        assert await provider.async_health_check(handle) is True
+        await browser.act("s", "navigate", site.url("/"))
+        for pid in browser_processes(browser.id):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while await provider.async_health_check(handle) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert await provider.async_health_check(handle) is False
+        await provider.release(requirement, browser)
+        assert browser_processes(browser.id) == []
+
+    asyncio.run(scenario())
+
+
+def test_one_browser_per_scope_owner_one_context_per_session(
+        agently_agent_factory: Any, site: PageServer) -> None:
+    agent = agently_agent_factory()
+    agent.enable("browser", allow=[site.allow_entry])
+    execute = agent.action.execute_action
+    agent.session_id = "alice"
+    assert execute("navigate_page", {"url": site.url("/set")}).ok
+    agent.session_id = "bob"
+    assert execute("navigate_page", {"url": site.url("/")}).ok
+    handles = agent.manager.list(kind="browser")
+    assert len(handles) == 1                       # one Chromium for the agent
+    [browser] = [r for r in _resources(agent) if isinstance(r, ManagedBrowser)]
+    assert set(browser.sessions) == {"alice", "bob"}
+
+    async def cookies(key: str) -> list[str]:
+        session = browser.sessions[key]
+        return [c["name"] for c in await runtime.run_here(session.context.cookies)]
+
+    assert asyncio.run(cookies("alice")) == ["who"]
+    assert asyncio.run(cookies("bob")) == []       # contexts keep their own cookies
+    pids = browser_processes(browser.id)
+    assert pids
+    agent.close()
+    assert browser_processes(browser.id) == [], "a Chromium process survived the release"
+    assert browser.sessions == {}
+
+
+def test_a_killed_browser_is_replaced_on_the_next_call(
+        agently_agent_factory: Any, site: PageServer) -> None:
+    agent = agently_agent_factory()
+    agent.enable("browser", allow=[site.allow_entry])
+    assert agent.action.execute_action("navigate_page", {"url": site.url("/")}).ok
+    [first] = [r for r in _resources(agent) if isinstance(r, ManagedBrowser)]
+    for pid in browser_processes(first.id):
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    record = agent.action.execute_action("navigate_page", {"url": site.url("/")})
+    assert record.ok, record.error
+    [second] = [r for r in _resources(agent) if isinstance(r, ManagedBrowser)]
+    assert second is not first and second.id != first.id
+    assert browser_processes(first.id) == []
+    agent.close()
+    assert browser_processes(second.id) == []
+
+
+def test_a_missing_chromium_is_a_clear_failed_record(agently_agent_factory: Any) -> None:
+    agent = agently_agent_factory()
+    agent.enable("browser", executable="/no/such/chromium")
+    record = agent.action.execute_action("navigate_page", {"url": "http://example.org/"})
+    assert record.status == "failed"
+    assert "no Chromium at '/no/such/chromium'" in (record.error or "")
+
+
+def _resources(agent: Any) -> list[Any]:
+    """The live resources the agent's manager holds (test-only peek)."""
+    slots = getattr(agent.manager, "_slots", {})
+    return [getattr(slot, "resource", None) for slot in slots.values()]
