@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from agently_core_browser.browser_env import BrowserEnv, find_server
-from agently_core_browser.testing import PageServer
+from agently_core_browser.testing import Page, PageServer
 
 from agently_core import ConfigError, create_agent
 from agently_core.errors import ActionError
@@ -55,7 +55,8 @@ def pages(forbidden: PageServer) -> Iterator[PageServer]:
               f"<img src='{forbidden.url('/img')}'>"
               f"<script>fetch('{forbidden.url('/fetch')}').catch(() => 0);"
               f"fetch('http://169.254.169.254/latest/meta-data/').catch(() => 0)</script>")
-    server = PageServer({"/": FORM, "/attack": attack})
+    redirect = Page("", status=302, headers={"Location": forbidden.url("/redirected")})
+    server = PageServer({"/": FORM, "/attack": attack, "/redirect": redirect})
     yield server
     server.close()
 
@@ -203,6 +204,15 @@ def test_a_forbidden_loopback_port_is_refused_and_gets_nothing(env: BrowserEnv, 
     assert "egress guard refused" in record.error and "loopback" in record.error
     assert forbidden.hits == 0
     assert "the forbidden server's page" not in env.get_state()
+
+
+def test_a_redirect_to_a_forbidden_place_is_refused(env: BrowserEnv, agent, pages: PageServer,
+                                                   forbidden: PageServer) -> None:
+    record = agent.action.execute_action("browser_navigate", {"url": pages.url("/redirect")})
+    assert record.status == "failed"
+    assert record.error.startswith(f"the egress guard refused {forbidden.url('/redirected')} "
+                                   f"(where {pages.url('/redirect')} led)")
+    assert "/redirect" in pages.requests and forbidden.hits == 0
 
 
 def test_the_metadata_address_is_refused(env: BrowserEnv, agent) -> None:
@@ -357,7 +367,7 @@ def test_a_missing_server_or_browser_is_a_config_error(tmp_path) -> None:
     assert not env.built
     _needs()
     env = BrowserEnv(executable=str(tmp_path / "chromium"))
-    with pytest.raises(ConfigError, match="executable .* is not an executable file"):
+    with pytest.raises(ConfigError, match=r"executable .* is not an executable file"):
         env.build()
     assert not env.built and env.proxy is None
 
