@@ -228,7 +228,7 @@ class ManagedBrowser:
         """Close one session's context (its cookies and storage go); False if none."""
         return await runtime.run_here(lambda: self._close_session(key))
 
-    async def act(self, key: str, operation: str, *args: Any, **kwargs: Any) -> Any:
+    async def act(self, key: str, operation: str, /, *args: Any, **kwargs: Any) -> Any:
         """Run ``BrowserSession.<operation>(*args, **kwargs)`` on session ``key``, one
         operation at a time per session. Returns ``(result, events)``: ``events`` is what the
         session refused, closed or dismissed since its last operation."""

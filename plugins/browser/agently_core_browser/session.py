@@ -281,8 +281,9 @@ class BrowserSession:
             raise ActionError("amount must be a number of pixels (1..100000)")
         dx = {"left": -amount, "right": amount}.get(direction, 0)
         dy = {"up": -amount, "down": amount}.get(direction, 0)
-        await self.page.mouse.wheel(dx, dy)
-        position = await self.page.evaluate("[window.scrollX, window.scrollY]")
+        position = await self.page.evaluate(
+            "([x, y]) => { window.scrollBy({left: x, top: y, behavior: 'instant'});"
+            " return [window.scrollX, window.scrollY]; }", [dx, dy])
         return {**await self.state(), "scroll": {"x": position[0], "y": position[1]}}
 
     async def back(self) -> dict[str, Any]:
