@@ -15,8 +15,8 @@ trafilatura (:mod:`.extract`). With ``use_browser=True`` the page is rendered by
 managed Chromium of agently-core-browser (its own guard covers every request the page
 makes) and the rendered HTML goes through the same extraction.
 
-The result is ``{"title", "url", "final_url", "status_code", "content_type", "format",
-"content", "truncated", "redirects"}``. ``browse`` is instruction-heavy: its record carries a
+The result is ``{"title", "final_url", "content", "url", "status_code", "content_type",
+"format", "truncated", "redirects"}``. ``browse`` is instruction-heavy: its record carries a
 digest (a preview of the page) for later planning rounds and keeps the full result as an
 artifact (``agent.action.read_action_artifact``).
 """
@@ -91,9 +91,10 @@ class Browser:
         page = await anyio.to_thread.run_sync(
             lambda: readable(fetched.body, fetched.content_type, fetched.charset,
                              url=fetched.final_url, fmt=fmt))
-        return {"title": page.title, **summary, "format": fmt if page.kind == "html" else "text",
-                "content": page.content, "truncated": fetched.truncated,
-                "redirects": fetched.redirects}
+        # title, final URL and content first: the digest's preview shows the start
+        return {"title": page.title, "final_url": fetched.final_url, "content": page.content,
+                **summary, "format": fmt if page.kind == "html" else "text",
+                "truncated": fetched.truncated, "redirects": fetched.redirects}
 
 
 def mount(agent: Any, *, allow: Iterable[str] | str | None = None,
