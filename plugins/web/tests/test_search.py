@@ -181,10 +181,21 @@ def test_no_internet_is_a_clear_failed_record_within_the_timeout(make_agent: Any
     started = time.monotonic()
     record = search(agent)
     took = time.monotonic() - started
+    assert took < 5
+    if _online():  # a machine that reaches the engines: a real answer, also in time
+        assert record.status == "success", record.error
+        return
     assert record.status == "failed" and record.error_type in {"SearchFailed", "SearchTimeout"}
     assert record.error.startswith(f"search for {QUERY!r} failed: every backend failed (")
     assert "duckduckgo: " in record.error
-    assert took < 5
+
+
+def _online() -> bool:
+    try:
+        socket.getaddrinfo("html.duckduckgo.com", 443)
+    except OSError:
+        return False
+    return True
 
 
 def _search_threads() -> int:
