@@ -226,7 +226,7 @@ class BrowserEnv(Env):
         argv = [self.node, "--openssl-config=/dev/null", str(inside / "launcher.cjs"),
                 str(inside / "egress.sock"), server, "--headless", "--isolated", "--no-sandbox",
                 "--executable-path", self.executable, "--config", str(inside / "config.json"),
-                "--output-dir", str(inside / "output"), "--image-responses", "omit",
+                "--output-dir", str(inside / "output"),
                 "--timeout-navigation", str(int(self.timeout * 1000))]
         if self.viewport:
             argv += ["--viewport-size", self.viewport]
@@ -357,7 +357,7 @@ class BrowserEnv(Env):
             for image in images:
                 context.add_artifact("image", image.get("data", ""),
                                      media_type=image.get("mime_type") or "image/png")
-            out["images"] = f"{len(images)} kept as artifacts"
+            out["images"] = f"{len(images)} kept as artifacts (base64)"
         if refused:
             out["egress_refused"] = refused
         if result.is_error:

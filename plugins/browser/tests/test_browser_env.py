@@ -169,6 +169,19 @@ def test_navigate_type_and_click_through_the_forwarded_tools(env: BrowserEnv, ag
     assert "/" in pages.requests
 
 
+def test_a_screenshot_is_kept_as_an_artifact(env: BrowserEnv, agent) -> None:
+    import base64
+
+    record = agent.action.execute_action("browser_take_screenshot", {"type": "png", "scale": "css"})
+    assert record.status == "success", record.error
+    assert record.result["images"] == "1 kept as artifacts (base64)"
+    ref = next(r for r in record.artifact_refs if r["kind"] == "image")
+    assert ref["media_type"] == "image/png"
+    content = agent.action.read_action_artifact(ref["artifact_id"])["content"]
+    assert base64.b64decode(content).startswith(b"\x89PNG")
+    assert len(str(record.result)) < 2000  # the image is not in the record
+
+
 def test_bad_arguments_are_a_failed_record_and_the_env_goes_on(env: BrowserEnv, agent,
                                                                 pages: PageServer) -> None:
     record = agent.action.execute_action("browser_click", {"element": "nothing"})
