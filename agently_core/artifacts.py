@@ -27,6 +27,8 @@ from .errors import AgentlyError
 from .models import new_id
 
 PREVIEW_CHARS = 240
+#: The longest result preview a spec may ask for (``meta["preview_chars"]``).
+MAX_PREVIEW_CHARS = 20_000
 #: Defaults of the retention bound: the store forgets its oldest artifacts past these.
 MAX_ARTIFACTS = 1024
 MAX_TOTAL_BYTES = 64 << 20
@@ -168,11 +170,23 @@ def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
     return text[:limit] + f"... [{len(text) - limit} more characters]"
 
 
-def result_preview(result: Any, error: str | None) -> str:
-    """What a planner needs to know of a result: the error, or its meaningful parts."""
+def result_preview(result: Any, error: str | None, limit: int = PREVIEW_CHARS) -> str:
+    """What a planner needs to know of a result: the error, or its meaningful parts (at
+    most ``limit`` characters: an action whose result *is* what the model asked for, a
+    page's text or an accessibility snapshot, sets a larger ``preview_chars`` in its spec's
+    ``meta``)."""
     if error:
         return preview(error)
     if isinstance(result, dict):
         shown = {k: v for k, v in result.items() if v not in (None, "", False, [], {})}
-        return preview(shown)
-    return preview(result)
+        return preview(shown, limit)
+    return preview(result, limit)
+
+
+def preview_limit(meta: Any) -> int:
+    """The digest's result-preview length an action spec's ``meta`` asks for
+    (``preview_chars``, at least :data:`PREVIEW_CHARS`, at most :data:`MAX_PREVIEW_CHARS`)."""
+    asked = meta.get("preview_chars") if isinstance(meta, dict) else None
+    if isinstance(asked, int) and not isinstance(asked, bool):
+        return max(PREVIEW_CHARS, min(asked, MAX_PREVIEW_CHARS))
+    return PREVIEW_CHARS

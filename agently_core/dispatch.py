@@ -296,7 +296,7 @@ class ActionDispatcher:
               instruction: str | None, context: ActionContext, full: Any, raw: Any) -> None:
         """Store the call's artifacts (redacted) and, for an instruction-heavy action, its
         digest."""
-        from .artifacts import preview, result_preview
+        from .artifacts import preview, preview_limit, result_preview
 
         store = self.artifacts
         refs: list[dict[str, Any]] = []
@@ -332,7 +332,8 @@ class ActionDispatcher:
                 "purpose": record.purpose or entry.spec.description.split(". ")[0][:160],
                 "status": record.status,
                 "instruction_preview": preview(text),
-                "result_preview": result_preview(record.result, record.error),
+                "result_preview": result_preview(record.result, record.error,
+                                                 preview_limit(entry.spec.meta)),
                 "redaction_notes": notes,
                 "artifact_refs": [dict(ref) for ref in refs],
             }

@@ -18,7 +18,7 @@ CODE_SCHEMA = {"type": "object", "required": ["code"],
 
 
 def interpreter(agent: Any, *, name: str = "interpret", policy: dict[str, Any] | None = None,
-                keep_output: bool = False) -> None:
+                keep_output: bool = False, meta: dict[str, Any] | None = None) -> None:
     """An instruction-heavy function action: it 'runs' ``code`` by echoing it back."""
 
     def run(code: str, action_context: ActionContext) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def interpreter(agent: Any, *, name: str = "interpret", policy: dict[str, Any] |
     agent.action.register_action(
         ActionSpec(name=name, description="Interpret code. Returns its output.",
                    input_schema=CODE_SCHEMA, policy=policy or {},
-                   meta={"instruction": "code"}),
+                   meta={"instruction": "code", **(meta or {})}),
         run)
 
 
@@ -109,6 +109,22 @@ def test_preview_marks_what_it_cut() -> None:
     assert preview("short") == "short"
     assert preview("x" * 300, 10) == "x" * 10 + "... [290 more characters]"
     assert preview(None) == ""
+
+
+def test_a_spec_may_ask_for_a_longer_result_preview(build_agent: Callable[..., Any]) -> None:
+    """A page's text or a snapshot *is* what the model asked for: ``preview_chars`` lets
+    its digest carry that much of it (bounded; bad values fall back to the default)."""
+    made = build_agent()
+    interpreter(made, name="read_page", meta={"preview_chars": 5000})
+    interpreter(made, name="huge", meta={"preview_chars": 10**9})
+    interpreter(made, name="odd", meta={"preview_chars": "lots"})
+    kwargs = {"code": "long"}   # 200 lines of "ran: long\n", 2,200 characters
+    longer = made.action.execute_action("read_page", kwargs).digest["result_preview"]
+    assert longer.count("ran: long") == 200 and "more characters" not in longer
+    default = made.action.execute_action("odd", kwargs).digest["result_preview"]
+    assert len(default) < 300 and "more characters" in default
+    assert made.action.execute_action("huge", {"code": "long " * 5000}).digest[
+        "result_preview"].endswith("more characters]")
 
 
 # -- through the dispatcher -----------------------------------------------------------
