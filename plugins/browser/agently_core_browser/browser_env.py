@@ -197,18 +197,14 @@ class BrowserEnv(Env):
 
         isolated = self.isolation == "bubblewrap"
         if isolated:
-            from agently_core_isolation.sandbox import Isolation, IsolationUnavailable
+            from agently_core_isolation.sandbox import Isolation, tier_status
 
-            try:
-                isolation = Isolation("bubblewrap")
-            except IsolationUnavailable as exc:  # pragma: no cover - bwrap is installed here
-                raise ConfigError(f"BrowserEnv: {exc}") from None
-            from agently_core_isolation.sandbox import tier_status
-
-            status = tier_status()["bubblewrap"]
+            # probed once per process (it runs a sandbox): off the event loop
+            status = (await asyncio.to_thread(tier_status))["bubblewrap"]
             if not status["ok"]:
                 raise ConfigError(f"BrowserEnv needs the bubblewrap tier: {status['detail']}; "
                                   "or opt out with isolation='none'")
+            isolation = Isolation("bubblewrap")
             self.uid = allocate_uid() if os.geteuid() == 0 else None
         self._workspace = new_workspace(self.uid, self.workspace_mb << 20)
         work = Path(self._workspace["work"])
