@@ -34,7 +34,7 @@ from agently_core.models import ActionSpec, EnvironmentRequirement
 from .extract import FORMATS
 
 DEFAULTS: dict[str, Any] = {"timeout": 15.0, "max_bytes": 2 << 20, "max_redirects": 5,
-                            "format": "markdown",
+                            "format": "markdown", "preview_chars": 8000,
                             "user_agent": "agently-core-web/0.1 (browse; +https://pypi.org/"
                                           "project/agently-core-web/)"}
 MAX_URL_CHARS = 4096
@@ -103,6 +103,7 @@ def mount(agent: Any, *, allow: Iterable[str] | str | None = None,
           user_agent: str = DEFAULTS["user_agent"], format: str = DEFAULTS["format"],
           use_browser: bool = False, verify: bool | str | ssl.SSLContext = True,
           resolver: Resolver | None = None, scope: str = "agent", name: str = "browse",
+          preview_chars: int = DEFAULTS["preview_chars"],
           policy: Mapping[str, Any] | None = None) -> list[str]:
     """Mount ``browse`` (see the module docstring). Options: ``allow`` (egress allow-list
     entries such as ``"127.0.0.1:8080"`` or ``"10.0.0.0/8"``: addresses a model may reach
@@ -112,8 +113,11 @@ def mount(agent: Any, *, allow: Iterable[str] | str | None = None,
     none), ``use_browser`` (render in the managed browser of agently-core-browser, whose
     environment lives for ``scope``), ``verify`` (TLS verification: ``False``, a CA bundle
     path or an ``ssl.SSLContext``), ``resolver`` (replace the system resolver: an async
-    ``(host, port) -> [addresses]``). Returns the names mounted."""
+    ``(host, port) -> [addresses]``), ``preview_chars`` (how much of the page the record's
+    digest, what the model reads, carries: 8,000; the whole page is an artifact). Returns
+    the names mounted."""
     _number("timeout", timeout, low=0.1)
+    _number("preview_chars", preview_chars, low=240, integer=True)
     _number("max_bytes", max_bytes, low=1024, integer=True)
     _number("max_redirects", max_redirects, low=0, integer=True)
     if format not in FORMATS:
@@ -160,7 +164,8 @@ def mount(agent: Any, *, allow: Iterable[str] | str | None = None,
         },
         kind="web", tags=["web", "browse"], policy=dict(policy or {}),
         execution_environments=requirements,
-        meta={"instruction": "url", "web": {"operation": "browse"}})
+        meta={"instruction": "url", "preview_chars": preview_chars,
+              "web": {"operation": "browse"}})
 
     async def run(kwargs: dict[str, Any], context: Any) -> dict[str, Any]:
         return await browser.browse(str(kwargs["url"]).strip(), kwargs.get("format") or format,

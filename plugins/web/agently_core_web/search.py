@@ -206,7 +206,7 @@ def mount(agent: Any, *, backend: str | Iterable[str] = DEFAULTS["backend"],
           proxy: str | None = DEFAULTS["proxy"], verify: bool | str = DEFAULTS["verify"],
           snippet_chars: int = DEFAULTS["snippet_chars"],
           endpoints: Mapping[str, str] | None = None, name: str = "search",
-          policy: Mapping[str, Any] | None = None) -> list[str]:
+          preview_chars: int = 6000, policy: Mapping[str, Any] | None = None) -> list[str]:
     """Mount ``search`` (see the module docstring). Options: ``backend`` (``"auto"``, a
     ddgs engine name, a comma-separated list or a list), ``region`` (``"us-en"``),
     ``safesearch`` (on, moderate, off), ``timelimit`` (d, w, m, y or None), ``timeout``
@@ -214,13 +214,15 @@ def mount(agent: Any, *, backend: str | Iterable[str] = DEFAULTS["backend"],
     ``proxy`` (``http://``, ``https://`` or ``socks5://`` URL for every engine request),
     ``verify`` (TLS verification, or a PEM file), ``snippet_chars`` (300), ``endpoints``
     (``{engine: url}``: send that engine's request to another URL, such as a mirror or a
-    recorded stand-in; a host setting only). Returns the names mounted."""
+    recorded stand-in; a host setting only), ``preview_chars`` (how much of the results the
+    record's digest, what the model reads, carries: 6,000). Returns the names mounted."""
     if isinstance(backend, str) and not backend.strip():
         raise ConfigError("Search: backend is empty (use 'auto' or engine names)")
     backends_of(backend)  # unknown names fail at mount, naming what exists
     _number("timeout", timeout, low=0.1)
     _number("max_results", max_results, low=1, integer=True)
     _number("snippet_chars", snippet_chars, low=20, integer=True)
+    _number("preview_chars", preview_chars, low=240, integer=True)
     if safesearch not in SAFESEARCH:
         raise ConfigError(f"Search: safesearch must be one of {', '.join(SAFESEARCH)}, "
                           f"got {safesearch!r}")
@@ -265,7 +267,8 @@ def mount(agent: Any, *, backend: str | Iterable[str] = DEFAULTS["backend"],
             "additionalProperties": False,
         },
         kind="web", tags=["web", "search"], policy=dict(policy or {}),
-        meta={"instruction": "query", "web": {"operation": "search"}})
+        meta={"instruction": "query", "preview_chars": preview_chars,
+              "web": {"operation": "search"}})
 
     async def run(kwargs: dict[str, Any], context: Any) -> dict[str, Any]:
         query = " ".join(str(kwargs["query"]).split())

@@ -60,5 +60,8 @@ def test_a_model_searches_then_browses_and_reads_digests(site: Site, monkeypatch
     preview = browsed["digest"]["result_preview"]
     assert preview.startswith('{"title": "River otters", "final_url": ')
     assert "River otters hunt fish" in preview
+    # the whole (short) page reaches the model, not the first 240 characters of it
+    assert "they dig dens into river banks" in preview and "more characters" not in preview
+    assert "more characters" not in searched["digest"]["result_preview"]
     assert {ref["kind"] for ref in browsed["digest"]["artifact_refs"]} == {"instruction",
                                                                           "result"}
