@@ -112,7 +112,9 @@ def run_many(agent_factory: Callable[[], Any], requests: Iterable[Any], *,
         submit()
     try:
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
+            done, rest = ray.wait(list(pending), num_returns=1)
+            if rest:  # every other one that is ready too, without waiting
+                done += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
             for ref in done:
                 index = pending.pop(ref)
                 try:
