@@ -50,6 +50,16 @@ class TestBrowserProviderConformance(ProviderConformance):
     kind = "browser"
     concurrent_ensures = 2
 
+    @pytest.fixture(autouse=True)
+    def _settled(self) -> None:
+        """Each case starts with no managed browser alive: a manager the previous case
+        closed may still be releasing its browser in the background. One that is still
+        there after 10 s was leaked, and fails the case."""
+        deadline = time.monotonic() + 10
+        while live_browser_ids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert live_browser_ids() == set(), "a previous case left a browser running"
+
     def make_provider(self) -> BrowserProvider:
         return BrowserProvider()
 
