@@ -5,7 +5,12 @@ mid-session (last: it removes a node)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -132,6 +137,23 @@ def test_bad_settings_give_a_clear_error_record(no_actor_left: Any, make_agent: 
     record = run(agent, "1")
     assert record.status == "failed" and "did not start within 1.5s" in record.error, record.error
     assert no_actor_left() == []  # the pending actor was killed
+
+
+def test_the_cli_call_runs_in_an_actor_on_the_chosen_node(no_actor_left: Any, ray_cluster: Any,
+                                                          tmp_path: Any) -> None:
+    """``agently-core call run_python`` in another process, configured by a file only."""
+    config = tmp_path / "agently.toml"
+    config.write_text(f'[providers]\npython = "ray"\n\n[ray]\naddress = "{ray_cluster.address}"\n'
+                      '[ray.placement.python]\nresources = { node_a = 0.01 }\n', "utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTLY_", "RAY_"))}
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("agently-core")), "call", "run_python",
+         "--enable", "python", "--kwargs", json.dumps({"python_code": "6 * 7"})],
+        capture_output=True, text=True, env={**env, "AGENTLY_CONFIG": str(config)},
+        cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '"value": "42"' in done.stdout, done.stdout
+    assert no_actor_left() == []  # the CLI's agent released its actor on the way out
 
 
 def test_a_node_lost_mid_session_is_survived(no_actor_left: Any, ray_cluster: Any,
