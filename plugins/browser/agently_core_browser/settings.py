@@ -32,10 +32,13 @@ from agently_core.errors import AgentlyError
 DEFAULT_EXECUTABLE = "/usr/bin/chromium"
 EXECUTABLE_VARIABLE = "AGENTLY_BROWSER_EXECUTABLE"
 
-#: Chromium's switches (PLATFORM.md): no sandbox of its own (agently-core's isolation is
-#: the boundary), no GPU, and none of the background traffic to Google services.
+#: Chromium's switches (PLATFORM.md): no sandbox of its own, no GPU, none of the background
+#: traffic to Google services, and WebRTC kept to the proxy: without
+#: ``disable_non_proxied_udp`` a page's RTCPeerConnection sends STUN over UDP to any
+#: address it names (loopback and metadata included), past the HTTP proxy.
 CHROMIUM_FLAGS = (
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--webrtc-ip-handling-policy=disable_non_proxied_udp",
     "--disable-component-update", "--disable-sync", "--no-first-run",
     "--disable-default-apps", "--disable-client-side-phishing-detection",
     "--disable-domain-reliability", "--no-pings", "--disable-breakpad",

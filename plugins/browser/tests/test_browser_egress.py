@@ -9,6 +9,7 @@ reported. One browser serves the whole module; every test gets its own session (
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,8 +56,19 @@ def silent() -> Iterator[CountingListener]:
 
 
 @pytest.fixture(scope="module")
-def site(forbidden: PageServer, silent: CountingListener) -> Iterator[PageServer]:
-    f, w = forbidden.port, silent.port
+def udp() -> Iterator[socket.socket]:
+    """A loopback UDP port that a STUN request would reach."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    yield sock
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def site(forbidden: PageServer, silent: CountingListener,
+         udp: socket.socket) -> Iterator[PageServer]:
+    f, w, u = forbidden.port, silent.port, udp.getsockname()[1]
     server = PageServer()
     own = server.port
     redirect = lambda to: Page("", status=302, headers={"Location": to})  # noqa: E731
@@ -105,6 +117,15 @@ def site(forbidden: PageServer, silent: CountingListener) -> Iterator[PageServer
         "/data-frame": "<iframe src=\"data:text/html,<h1>framed</h1>\"></iframe>",
         "/to-view-source": "<script>location.href = 'view-source:http://127.0.0.1:"
                            f"{own}/';</script>",
+        "/webrtc": "<script>"
+                   "const pc = new RTCPeerConnection({iceServers: ["
+                   f"{{urls: 'stun:127.0.0.1:{u}'}}, {{urls: 'stun:169.254.169.254:3478'}}]}});"
+                   "pc.createDataChannel('x');"
+                   "pc.onicecandidate = e => { if (e.candidate) document.title += 'c'; };"
+                   "pc.onicegatheringstatechange = () => {"
+                   "  if (pc.iceGatheringState === 'complete') document.title += 'done'; };"
+                   "pc.createOffer().then(o => pc.setLocalDescription(o));"
+                   "</script>",
         "/form": f"<form method=post action='http://127.0.0.1:{f}/post'>"
                  "<input name=a value=b></form><script>document.forms[0].submit()</script>",
     })
@@ -255,6 +276,26 @@ def test_a_form_posting_to_another_loopback_port(
 
     assert refused(asyncio.run(attack()), "/post", "loopback")
     untouched(forbidden)
+
+
+def test_webrtc_cannot_send_udp_past_the_proxy(
+        browser: ManagedBrowser, site: PageServer, udp: socket.socket, key: str) -> None:
+    """STUN over UDP would skip the HTTP proxy; Chromium is told to keep WebRTC to it."""
+    async def attack() -> str:
+        await browser.act(key, "navigate", site.url("/webrtc"))
+        title = ""
+        for _ in range(60):
+            title = (await browser.act(key, "state"))[0]["title"]
+            if "done" in title:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        return title
+
+    title = asyncio.run(attack())
+    assert "c" not in title.replace("done", ""), "WebRTC gathered candidates"
+    with pytest.raises(BlockingIOError):
+        udp.recvfrom(2048)                    # no STUN packet arrived
 
 
 # -- pop-ups, downloads, local schemes --------------------------------------------------------
