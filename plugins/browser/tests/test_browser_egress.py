@@ -125,6 +125,8 @@ def site(forbidden: PageServer, silent: CountingListener,
                    "pc.onicegatheringstatechange = () => {"
                    "  if (pc.iceGatheringState === 'complete') document.title += 'done'; };"
                    "pc.createOffer().then(o => pc.setLocalDescription(o));"
+                   f"try {{ new WebTransport('https://127.0.0.1:{u}/wt').ready.catch(() => 0); }}"
+                   "catch (e) {}"
                    "</script>",
         "/form": f"<form method=post action='http://127.0.0.1:{f}/post'>"
                  "<input name=a value=b></form><script>document.forms[0].submit()</script>",
@@ -280,7 +282,8 @@ def test_a_form_posting_to_another_loopback_port(
 
 def test_webrtc_cannot_send_udp_past_the_proxy(
         browser: ManagedBrowser, site: PageServer, udp: socket.socket, key: str) -> None:
-    """STUN over UDP would skip the HTTP proxy; Chromium is told to keep WebRTC to it."""
+    """STUN over UDP would skip the HTTP proxy; Chromium is told to keep WebRTC to it.
+    WebTransport (QUIC over UDP) to the same port gets nowhere either."""
     async def attack() -> str:
         await browser.act(key, "navigate", site.url("/webrtc"))
         title = ""
