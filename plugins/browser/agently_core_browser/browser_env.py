@@ -188,50 +188,35 @@ class BrowserEnv(Env):
             raise
 
     async def _start(self, server: str) -> None:
-        from agently_core_isolation.sandbox import allocate_uid
         from agently_core_isolation.workspace import new_workspace
         from agently_core_mcp.session import McpConnection
 
         from .browser_env_relay import UnixRelay
         from .guard_proxy import GuardProxy
 
-        isolated = self.isolation == "bubblewrap"
-        if isolated:
-            from agently_core_isolation.sandbox import Isolation, tier_status
-
-            # probed once per process (it runs a sandbox): off the event loop
-            status = (await asyncio.to_thread(tier_status))["bubblewrap"]
-            if not status["ok"]:
-                raise ConfigError(f"BrowserEnv needs the bubblewrap tier: {status['detail']}; "
-                                  "or opt out with isolation='none'")
-            isolation = Isolation("bubblewrap")
-            self.uid = allocate_uid() if os.geteuid() == 0 else None
+        await self._before_start()
         self._workspace = new_workspace(self.uid, self.workspace_mb << 20)
         work = Path(self._workspace["work"])
         socket_path = work / "egress.sock"
         self.proxy = GuardProxy(self.guard).start()
         self._relay = UnixRelay(str(socket_path), "127.0.0.1", self.proxy.port,
                                 owner=self.uid).start()
-        inside = Path("/work") if isolated else work
+        inside, node, server_path, executable = self._inside(work, server)
         launcher = work / "launcher.cjs"
         launcher.write_text(Path(__file__).with_name("browser_env_launcher.cjs")
                             .read_text(encoding="utf-8"), encoding="utf-8")
         config = work / "config.json"
         config.write_text(json.dumps({"browser": {"launchOptions": {
             "args": list(CHROMIUM_ARGS)}}}), encoding="utf-8")
-        argv = [self.node, "--openssl-config=/dev/null", str(inside / "launcher.cjs"),
-                str(inside / "egress.sock"), server, "--headless", "--isolated", "--no-sandbox",
-                "--executable-path", self.executable, "--config", str(inside / "config.json"),
+        argv = [node, "--openssl-config=/dev/null", str(inside / "launcher.cjs"),
+                str(inside / "egress.sock"), server_path, "--headless", "--isolated",
+                "--no-sandbox", "--executable-path", executable,
+                "--config", str(inside / "config.json"),
                 "--output-dir", str(inside / "output"),
                 "--timeout-navigation", str(int(self.timeout * 1000))]
         if self.viewport:
             argv += ["--viewport-size", self.viewport]
-        if isolated:
-            command, env = self._sandboxed(isolation, argv, work, server)
-            cwd = None
-        else:
-            command, env = argv, {"HOME": str(work), "TMPDIR": str(self._workspace["tmp"])}
-            cwd = str(work)
+        command, env, cwd = self._command(argv, work, server)
         connection = McpConnection({"transport": "stdio", "command": command[0],
                                     "args": command[1:], "env": env, "cwd": cwd,
                                     "label": "playwright-mcp",
@@ -248,6 +233,34 @@ class BrowserEnv(Env):
                             if (self.tools is None or tool.name in self.tools)
                             and tool.name not in self.exclude]
         await self._refresh()  # launches Chromium: the first action finds it warm
+
+    async def _before_start(self) -> None:
+        """Check the isolation and pick the sandbox's uid (before the workspace is made)."""
+        if self.isolation != "bubblewrap":
+            return
+        from agently_core_isolation.sandbox import allocate_uid, tier_status
+
+        # probed once per process (it runs a sandbox): off the event loop
+        status = (await asyncio.to_thread(tier_status))["bubblewrap"]
+        if not status["ok"]:
+            raise ConfigError(f"BrowserEnv needs the bubblewrap tier: {status['detail']}; "
+                              "or opt out with isolation='none'")
+        self.uid = allocate_uid() if os.geteuid() == 0 else None
+
+    def _inside(self, work: Path, server: str) -> tuple[Path, str, str, str]:
+        """Where the server sees its workspace, and the node, ``cli.js`` and Chromium it runs."""
+        inside = Path("/work") if self.isolation == "bubblewrap" else work
+        return inside, self.node, server, self.executable
+
+    def _command(self, argv: list[str], work: Path,
+                 server: str) -> tuple[list[str], dict[str, str], str | None]:
+        """The command line (and its environment and working directory) that runs ``argv``."""
+        if self.isolation == "bubblewrap":
+            from agently_core_isolation.sandbox import Isolation
+
+            command, env = self._sandboxed(Isolation("bubblewrap"), argv, work, server)
+            return command, env, None
+        return argv, {"HOME": str(work), "TMPDIR": str(self._workspace["tmp"])}, str(work)
 
     def _sandboxed(self, isolation: Any, argv: list[str], work: Path,
                    server: str) -> tuple[list[str], dict[str, str]]:
@@ -279,12 +292,16 @@ class BrowserEnv(Env):
                 from agently_core_isolation.sandbox import kill_uid
 
                 kill_uid(uid)  # a backstop: the sandbox's supervisor ends everything of it
+            self._after_stop()
             if relay is not None:
                 relay.close()
             if proxy is not None:
                 proxy.close()
             if workspace is not None:
                 workspace.release()
+
+    def _after_stop(self) -> None:
+        """What to remove once the server has stopped (nothing here)."""
 
     # -- state -----------------------------------------------------------------------------
     def get_state(self) -> str:
