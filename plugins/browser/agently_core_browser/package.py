@@ -91,6 +91,7 @@ def mount(agent: Any, *, allow: Iterable[str] | str | None = None, scope: str = 
           max_sessions: int = DEFAULTS["max_sessions"],
           max_text_chars: int = DEFAULTS["max_text_chars"],
           viewport: tuple[int, int] | list[int] = tuple(DEFAULTS["viewport"]),
+          isolation: str = DEFAULTS["isolation"],
           resolver: Any = None, policy: Mapping[str, Any] | None = None,
           prefix: str = "") -> list[str]:
     """Mount the page actions on a managed browser kept for ``scope`` (one context per
@@ -103,6 +104,8 @@ def mount(agent: Any, *, allow: Iterable[str] | str | None = None, scope: str = 
         "headless": headless, "navigation_timeout": navigation_timeout,
         "action_timeout": action_timeout, "max_sessions": max_sessions,
         "max_text_chars": max_text_chars, "viewport": list(viewport)}
+    if isolation != DEFAULTS["isolation"]:
+        options["isolation"] = isolation
     if executable is not None:
         options["executable"] = executable
     if resolver is not None:

@@ -99,6 +99,8 @@ class ManagedBrowser:
         self._home = tempfile.mkdtemp(prefix="agently-browser-")
         self._driver = False
         self._session_lock: asyncio.Lock | None = None
+        #: The uid Chromium runs as under ``isolation="bubblewrap"`` as root, else None.
+        self.uid: int | None = None
 
     @property
     def refused(self) -> list[tuple[str, str]]:
@@ -114,8 +116,13 @@ class ManagedBrowser:
             self.proxy.start()
             env = {k: os.environ[k] for k in _ENV_KEEP if k in os.environ}
             env.update({"HOME": self._home, MARKER: self.id})
+            executable = s.executable
+            if s.isolation == "bubblewrap":
+                from .isolation import wrapper
+
+                executable, self.uid = wrapper(self._home, s.executable)
             launching = asyncio.ensure_future(driver.chromium.launch(
-                executable_path=s.executable, headless=s.headless, args=list(CHROMIUM_FLAGS),
+                executable_path=executable, headless=s.headless, args=list(CHROMIUM_FLAGS),
                 proxy={"server": self.proxy.url, "bypass": "<-loopback>"}, env=env,
                 timeout=s.launch_timeout * 1000, handle_sigint=False, handle_sigterm=False,
                 handle_sighup=False))

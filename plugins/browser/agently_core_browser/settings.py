@@ -14,6 +14,9 @@ Every key is the host's (package options, configuration); a model never sets any
 ``max_text_chars`` (200 000)
     The most page text or snapshot one call keeps (the artifact holds it; the record a
     digest of it).
+``isolation`` (``"none"``)
+    ``"bubblewrap"`` runs Chromium under bubblewrap as a dedicated uid
+    (:mod:`agently_core_browser.isolation`).
 ``resolver``
     Replace the system resolver of the guard (an async ``(host, port) -> [addresses]``;
     tests use a fake one to play DNS rebinding).
@@ -55,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "launch_timeout": 30.0,
     "max_sessions": 16,
     "max_text_chars": 200_000,
+    "isolation": "none",
 }
 CONFIG_KEYS = ("executable", "resolver", *DEFAULTS)
 
@@ -76,6 +80,7 @@ class BrowserSettings:
     launch_timeout: float
     max_sessions: int
     max_text_chars: int
+    isolation: str = "none"
 
 
 def default_executable() -> str:
@@ -121,8 +126,11 @@ def settings(config: Mapping[str, Any] | None) -> BrowserSettings:
                        for v in viewport)):
         raise BrowserConfigError(f"browser config viewport must be [width, height] in pixels "
                                  f"(100..8192), got {viewport!r}")
+    if values["isolation"] not in ("none", "bubblewrap"):
+        raise BrowserConfigError(f"browser config isolation must be 'none' or 'bubblewrap', "
+                                 f"got {values['isolation']!r}")
     return BrowserSettings(
-        executable=executable, guard=guard, headless=values["headless"],
+        isolation=values["isolation"], executable=executable, guard=guard, headless=values["headless"],
         viewport=(viewport[0], viewport[1]),
         navigation_timeout=_number("navigation_timeout", values["navigation_timeout"]),
         action_timeout=_number("action_timeout", values["action_timeout"]),

@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -170,3 +171,39 @@ def _resources(agent: Any) -> list[Any]:
     """The live resources the agent's manager holds (test-only peek)."""
     slots = getattr(agent.manager, "_slots", {})
     return [getattr(slot, "resource", None) for slot in slots.values()]
+
+
+def test_isolation_bubblewrap_runs_chromium_unprivileged_in_its_own_namespaces(
+        site: PageServer) -> None:
+    from agently_core.testing.requirements import require
+
+    require(os.access("/usr/bin/bwrap", os.X_OK),
+            "bubblewrap is not installed (apt-get install bubblewrap)")
+
+    async def scenario() -> tuple[str, list[int], list[str], list[int], ManagedBrowser]:
+        browser = await ManagedBrowser.launch({"allow": [site.allow_entry],
+                                               "isolation": "bubblewrap"})
+        try:
+            await browser.act("s", "navigate", site.url("/"))
+            text, _ = await browser.act("s", "read")
+            pids = browser_processes(browser.id)
+            namespaces = [os.readlink(f"/proc/{pid}/ns/mnt") for pid in pids]
+            uids = [int(Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[0])
+                    for pid in pids]
+        finally:
+            await browser.close()
+        return text, pids, namespaces, uids, browser
+
+    text, pids, namespaces, uids, browser = asyncio.run(scenario())
+    assert text == "home"
+    assert len(pids) >= 3
+    ours = os.readlink("/proc/self/ns/mnt")
+    assert sum(ns != ours for ns in namespaces) >= len(pids) - 1   # all but bwrap itself
+    if os.geteuid() == 0:
+        assert browser.uid is not None and set(uids) == {browser.uid}, uids
+    assert browser_processes(browser.id) == []
+
+
+def test_an_unknown_isolation_is_refused() -> None:
+    with pytest.raises(BrowserConfigError, match="isolation"):
+        settings({"isolation": "docker"})
