@@ -85,7 +85,8 @@ class RayProvider:
             raise
         note = self._lost.pop(requirement.id, None)
         worker = worker_class(actor, info, grace=settings.call_grace,
-                              health_timeout=settings.health_timeout, lost_note=note)
+                              health_timeout=settings.health_timeout, lost_note=note,
+                              fresh=settings.ping_fresh_seconds)
         worker.actor_name = name
         return worker
 

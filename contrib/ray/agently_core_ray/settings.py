@@ -26,7 +26,7 @@ from typing import Any
 from agently_core.errors import ConfigError
 
 KEYS = {"address", "namespace", "inner_provider", "placement", "start_timeout",
-        "call_grace", "health_timeout"}
+        "call_grace", "health_timeout", "ping_fresh_seconds"}
 PLACEMENT_KEYS = {"num_cpus", "num_gpus", "memory", "resources", "label_selector"}
 #: The native provider of each kind when ``inner_provider`` does not name one.
 DEFAULT_INNER = {"python": "python"}
@@ -47,6 +47,12 @@ class RaySettings:
     call_grace: float = 5.0
     #: Seconds a health ping of an actor may take.
     health_timeout: float = 10.0
+    #: A health check within this many seconds of the actor's last answer (a reply or a
+    #: ping) trusts that answer instead of a new round trip. 0 (the default): every check
+    #: is a round trip. Above 0, a warm call costs one round trip instead of two, and an
+    #: actor lost within the window is found by the call itself, which then fails saying
+    #: the state is lost (the next call gets a fresh actor).
+    ping_fresh_seconds: float = 0.0
 
     def inner(self, kind: str) -> str:
         """The name of the provider whose resource the actor of ``kind`` hosts."""
@@ -122,7 +128,8 @@ def ray_settings(table: Mapping[str, Any] | None) -> RaySettings:
     if not isinstance(placement, Mapping):
         raise ConfigError(f"[ray] placement must be a table of kinds, got {placement!r}")
     times = {key: float(_number(key, table[key])) for key in
-             ("start_timeout", "call_grace", "health_timeout") if key in table}
+             ("start_timeout", "call_grace", "health_timeout", "ping_fresh_seconds")
+             if key in table}
     return RaySettings(address=table.get("address", "auto"),
                        namespace=table.get("namespace", "agently"),
                        inner_provider=dict(inner),

@@ -17,6 +17,7 @@ check answers False, and the manager's next ensure starts a fresh actor on a liv
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import anyio
@@ -42,8 +43,10 @@ class RemoteWorkerMixin:
     error_class: type[Exception] = RuntimeError
 
     def _setup(self, actor: Any, info: dict[str, Any], *, label: str, grace: float,
-               health_timeout: float, lost_note: str | None) -> None:
+               health_timeout: float, lost_note: str | None, fresh: float = 0.0) -> None:
         self.actor = actor
+        self.fresh = fresh
+        self.answered = time.monotonic()  # start() was an answer
         self.info = info
         self.grace = grace
         self.health_timeout = health_timeout
@@ -111,6 +114,7 @@ class RemoteWorkerMixin:
                 self.dead = bool(value.get("dead"))
                 raise self.error_class(value["message"])
             self.calls += 1
+            self.answered = time.monotonic()
             if self.lost_note and isinstance(value, dict):
                 note, self.lost_note = self.lost_note, None
                 value = {**value, "stderr": f"{note}\n{value.get('stderr') or ''}"}
@@ -120,6 +124,8 @@ class RemoteWorkerMixin:
         """A real round trip to the actor and, through it, the worker's own ping."""
         if self.dead or self._closed:
             return False
+        if self.fresh and time.monotonic() - self.answered < self.fresh:
+            return True  # it answered just now (see RaySettings.ping_fresh_seconds)
         try:
             with anyio.fail_after(timeout or self.health_timeout):
                 alive = bool(await wait(self.actor.ping.remote()))
@@ -129,6 +135,8 @@ class RemoteWorkerMixin:
             return False
         if not alive:
             self.dead = True
+        else:
+            self.answered = time.monotonic()
         return alive
 
     def kill(self, *args: Any) -> None:

@@ -120,6 +120,36 @@ async def test_a_cancelled_caller_cancels_the_remote_call(no_actor_left: Any) ->
     assert no_actor_left() == [] and worker.kills == 1
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("fresh", [0.0, 60.0])
+async def test_a_killed_actor_is_unhealthy_or_its_next_call_reports_the_state_lost(
+        no_actor_left: Any, fresh: float) -> None:
+    """Every health check is a round trip by default; with ``ping_fresh_seconds`` the
+    check trusts a recent answer, and the call itself finds the actor gone."""
+    import ray
+
+    provider = RayProvider({"placement": {"python": {"resources": {"pool": 0.01}}},
+                            "ping_fresh_seconds": fresh})
+    requirement = EnvironmentRequirement(kind="python", scope="global", resource_key="python")
+    worker = await provider.ensure(requirement)
+    try:
+        assert (await worker.run("v = 1", timeout=10, max_output=100))["ok"]
+        ray.kill(worker.actor, no_restart=True)  # the actor dies under us
+        if not fresh:
+            with anyio.fail_after(10):  # the kill lands within moments; each ping is real
+                while await worker.ping():
+                    await anyio.sleep(0.05)
+        else:
+            assert await worker.ping() is True  # trusted: it answered a moment ago
+            with anyio.fail_after(10), pytest.raises(Exception, match="state is lost"):
+                await worker.run("v", timeout=10, max_output=100)
+            assert await worker.ping() is False
+        assert worker.dead and worker.lost_reason
+    finally:
+        await provider.release(requirement, worker)
+    assert no_actor_left() == [] and worker.kills == 1
+
+
 def test_bad_settings_give_a_clear_error_record(no_actor_left: Any, make_agent: Any) -> None:
     agent = make_agent(**ray_config(cpus=1))
     agent.enable_python()
