@@ -328,7 +328,8 @@ class GuardProxy:
             if not line:
                 continue
             name, sep, value = line.partition(":")
-            if not sep or not name or any(ord(c) < 33 or ord(c) > 126 for c in name):
+            if (not sep or not name or any(ord(c) < 33 or ord(c) > 126 for c in name)
+                    or "\r" in value or "\n" in value or "\0" in value):
                 raise _HttpError(400, "a malformed header line")
             head.lines.append((name, value))
         return head

@@ -193,8 +193,13 @@ class ManagedBrowser:
                 found.last_used = time.monotonic()
                 return found
             if len(self.sessions) >= self.settings.max_sessions:
-                raise ActionError(f"the managed browser already has {len(self.sessions)} "
-                                  "sessions open (max_sessions); close one first")
+                idle = [sess for sess in self.sessions.values() if not sess.lock.locked()]
+                if not idle:
+                    raise ActionError(f"the managed browser has {len(self.sessions)} sessions "
+                                      "busy (max_sessions); try again when one is done")
+                oldest = min(idle, key=lambda sess: sess.last_used)
+                del self.sessions[oldest.key]      # the least recently used idle one goes
+                await oldest.close()
             session = await BrowserSession(self, key).open()
             self.sessions[key] = session
             return session

@@ -207,3 +207,21 @@ def test_isolation_bubblewrap_runs_chromium_unprivileged_in_its_own_namespaces(
 def test_an_unknown_isolation_is_refused() -> None:
     with pytest.raises(BrowserConfigError, match="isolation"):
         settings({"isolation": "docker"})
+
+
+def test_past_max_sessions_the_least_recently_used_idle_session_is_closed(
+        site: PageServer) -> None:
+    async def scenario() -> tuple[set[str], set[str]]:
+        browser = await ManagedBrowser.launch({"allow": [site.allow_entry], "max_sessions": 2})
+        try:
+            await browser.act("a", "navigate", site.url("/"))
+            await browser.act("b", "navigate", site.url("/"))
+            await browser.act("a", "state")                 # b is now the oldest
+            await browser.act("c", "navigate", site.url("/"))
+            return set(browser.sessions), {k for k, s in browser.sessions.items()
+                                           if not s.closed}
+        finally:
+            await browser.close()
+
+    keys, open_keys = asyncio.run(scenario())
+    assert keys == open_keys == {"a", "c"}

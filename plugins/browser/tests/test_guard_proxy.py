@@ -170,6 +170,7 @@ def test_a_name_with_one_internal_address_is_refused(forbidden: PageServer) -> N
     b"CONNECT 127.0.0.1:99999 HTTP/1.1\r\n\r\n",
     b"GET http://x/ HTTP/1.1\r\nno colon here\r\n\r\n",
     b"GET http://x/ HTTP/1.1\r\nbad name: v\r\n\r\n",
+    b"GET http://x/ HTTP/1.1\r\nX: a\nHost: evil\r\n\r\n",            # a bare LF
     b"\r\n\r\n",
 ])
 def test_garbage_gets_400_and_the_proxy_keeps_serving(
