@@ -100,10 +100,15 @@ def site(forbidden: PageServer, silent: CountingListener,
                     "];"
                     "const x = new XMLHttpRequest();"
                     f"x.open('GET', 'http://127.0.0.1:{f}/xhr'); x.send();"
+                    f"navigator.sendBeacon('http://127.0.0.1:{f}/beacon', 'data');"
+                    f"new EventSource('http://127.0.0.1:{f}/sse');"
                     "Promise.allSettled(tries).then(r => {"
                     "  document.title = r.map(p => p.status).join(','); });"
                     "</script>"
-                    "<img src='http://10.1.2.3/pixel.png'>",
+                    "<img src='http://10.1.2.3/pixel.png'>"
+                    f"<script src='http://127.0.0.1:{f}/script.js'></script>"
+                    f"<link rel=prefetch href='http://127.0.0.1:{f}/prefetch'>"
+                    f"<link rel=stylesheet href='http://127.0.0.1:{f}/style.css'>",
         "/popups": "<script>"
                    "window.open('/');"
                    f"window.open('http://127.0.0.1:{f}/popup');"
@@ -250,10 +255,10 @@ def test_websockets_to_forbidden_ports_while_the_page_own_works(
     untouched(forbidden, silent)
 
 
-def test_fetch_and_xhr_to_metadata_and_loopback(
+def test_fetch_xhr_beacons_and_subresources_to_metadata_and_loopback(
         browser: ManagedBrowser, site: PageServer, forbidden: PageServer, key: str) -> None:
     wanted = ["169.254.169.254", "metadata.test", "/fetch", "/decimal", "/named", "/xhr",
-              "10.1.2.3"]
+              "10.1.2.3", "/beacon", "/sse", "/script.js", "/style.css"]
 
     async def attack() -> tuple[list[dict[str, str]], str]:
         _, seen = await browser.act(key, "navigate", site.url("/fetches"))

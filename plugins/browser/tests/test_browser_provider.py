@@ -225,3 +225,20 @@ def test_past_max_sessions_the_least_recently_used_idle_session_is_closed(
 
     keys, open_keys = asyncio.run(scenario())
     assert keys == open_keys == {"a", "c"}
+
+
+def test_loading_the_plugin_and_its_modules_imports_no_playwright() -> None:
+    """Discovery and mounting stay light: Playwright loads with the first browser only."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from agently_core import PluginManager, Config\n"
+            "PluginManager(Config.load(env={})).load()\n"
+            "import agently_core_browser.plugin, agently_core_browser.package\n"
+            "import agently_core_browser.executor, agently_core_browser.provider\n"
+            "import agently_core_browser.guard_proxy\n"
+            "assert 'playwright' not in sys.modules, 'playwright was imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
