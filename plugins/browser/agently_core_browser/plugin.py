@@ -4,19 +4,6 @@ from agently_core.hookspecs import hookimpl
 
 
 @hookimpl
-def register_action_packages(register):
-    register("browser_env_tools", "agently_core_browser.browser_env:mount",
-             description="the tools of a BrowserEnv (Playwright MCP), forwarded; mounted by "
-                         "the env itself (agent.use_env / env: name: browser).")
-
-
-@hookimpl
-def register_envs(register):
-    # @playwright/mcp in agently-core's sandbox, its tools forwarded, behind the egress guard
-    register("browser", "agently_core_browser.browser_env:BrowserEnv")
-
-
-@hookimpl
 def register_action_executors(register):
     register("browser", "agently_core_browser.executor:BrowserExecutor", kind="browser")
 
@@ -40,3 +27,12 @@ def register_action_packages(register):
              actions=("navigate_page", "snapshot_page", "click_element", "type_text",
                       "select_option", "press_key", "scroll_page", "go_back",
                       "screenshot_page", "read_page"))
+    register("browser_env_tools", "agently_core_browser.browser_env:mount",
+             description="the tools of a BrowserEnv (Playwright MCP), forwarded; mounted by "
+                         "the env itself (agent.use_env / env: name: browser).")
+
+
+@hookimpl
+def register_envs(register):
+    # @playwright/mcp in agently-core's sandbox, its tools forwarded, behind the egress guard
+    register("browser", "agently_core_browser.browser_env:BrowserEnv")
