@@ -36,3 +36,5 @@ def register_action_packages(register):
 def register_envs(register):
     # @playwright/mcp in agently-core's sandbox, its tools forwarded, behind the egress guard
     register("browser", "agently_core_browser.browser_env:BrowserEnv")
+    # the same service in a container (docker or podman), from a locally built image
+    register("browser_docker", "agently_core_browser.browser_env_docker:BrowserDockerEnv")
