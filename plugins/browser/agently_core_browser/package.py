@@ -22,6 +22,8 @@ from .provider import requirement
 from .settings import DEFAULTS, BrowserConfigError
 
 SCOPES = ("request", "execution", "session", "agent", "global")
+#: How much of a snapshot or page text the digest shows by default.
+PREVIEW_CHARS = 8000
 _REF = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$",
         "description": "The element's reference id from the last snapshot_page, such as 'e12'."}
 
@@ -91,15 +93,20 @@ def mount(agent: Any, *, allow: Iterable[str] | str | None = None, scope: str = 
           max_sessions: int = DEFAULTS["max_sessions"],
           max_text_chars: int = DEFAULTS["max_text_chars"],
           viewport: tuple[int, int] | list[int] = tuple(DEFAULTS["viewport"]),
-          isolation: str = DEFAULTS["isolation"],
+          isolation: str = DEFAULTS["isolation"], preview_chars: int = PREVIEW_CHARS,
           resolver: Any = None, policy: Mapping[str, Any] | None = None,
           prefix: str = "") -> list[str]:
     """Mount the page actions on a managed browser kept for ``scope`` (one context per
     session inside it). ``allow`` lists the egress allow-list entries the host permits
     (``"127.0.0.1:8080"``, ``"10.0.0.0/8"``); ``prefix`` is put before every action name.
-    Returns the names mounted."""
+    ``preview_chars`` is how much of a snapshot or of the page's text the model reads in
+    the record's digest (the whole is an artifact). Returns the names mounted."""
     if scope not in SCOPES:
         raise ConfigError(f"browser package: unknown scope {scope!r}; scopes: {', '.join(SCOPES)}")
+    if (isinstance(preview_chars, bool) or not isinstance(preview_chars, int)
+            or not 240 <= preview_chars <= 20_000):
+        raise ConfigError(f"browser package: preview_chars must be an integer from 240 to "
+                          f"20000, got {preview_chars!r}")
     options: dict[str, Any] = {
         "headless": headless, "navigation_timeout": navigation_timeout,
         "action_timeout": action_timeout, "max_sessions": max_sessions,
@@ -120,8 +127,10 @@ def mount(agent: Any, *, allow: Iterable[str] | str | None = None, scope: str = 
         full = prefix + name
         meta: dict[str, Any] = {"browser": {"operation": operation, "resource_key": "browser"}}
         if heavy:
-            # The page's text is the instruction-heavy part; no argument carries it.
+            # The page's text is the instruction-heavy part; no argument carries it. The
+            # model reads the digest: a preview long enough to hold the page or snapshot.
             meta["instruction"] = "page"
+            meta["preview_chars"] = preview_chars
         agent.action.register_action(ActionSpec(
             name=full, description=description, input_schema=schema, kind="browser",
             policy=dict(policy or {}), tags=["browser", "web"],

@@ -73,6 +73,9 @@ def test_a_form_is_filled_and_sent_by_refs(agent: Any, site: PageServer) -> None
     text = snap.result["snapshot"]
     assert 'button "Send"' in text and "[ref=e" in text
     assert snap.digest is not None and snap.digest["artifact_refs"]   # instruction-heavy
+    # the model reads the digest: the whole (short) snapshot, refs included, is in it
+    assert "[ref=" in snap.digest["result_preview"] and "Send" in snap.digest["result_preview"]
+    assert "more characters" not in snap.digest["result_preview"]
     assert call(agent, "type_text", ref=ref_of(text, 'textbox "Name"'), text="Ada").ok
     chosen = call(agent, "select_option", ref=ref_of(text, 'combobox "Size"'), values=["l"])
     assert chosen.ok and chosen.result["selected"] == ["l"]
@@ -141,7 +144,8 @@ def test_long_page_text_is_cut_and_kept_whole_as_an_artifact(
     artifact = agent.action.read_action_artifact(artifact_id=whole["artifact_id"],
                                                  action_call_id=read.call_id)
     assert artifact["content"].count("IGNORE ALL PREVIOUS") == 400
-    assert read.digest is not None and len(read.digest["result_preview"]) < 400
+    preview = read.digest["result_preview"]      # what the model reads: the cut text
+    assert '"truncated": true' in preview and 2000 < len(preview) < 8200
 
 
 def test_screenshot_is_a_png_artifact(agent: Any, site: PageServer) -> None:
@@ -169,6 +173,8 @@ def test_the_package_is_importable_as_a_builtin_and_checks_its_options(
             other.enable("browser", allow=["no/such entry"])
         with pytest.raises(ConfigError, match="scope"):
             other.enable("browser", scope="action_call")
+        with pytest.raises(ConfigError, match="preview_chars"):
+            other.enable("browser", preview_chars=10)
         other.use_actions(Browser(allow=["127.0.0.1:1"], prefix="web_"))
         names = [info["name"] for info in other.action.get_action_info()]
         assert "web_navigate_page" in names and "web_read_page" in names
