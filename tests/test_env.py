@@ -161,9 +161,9 @@ def test_an_unknown_name_in_the_env_variable_is_a_config_error(tmp_path: Path) -
 
 def test_an_unknown_env_name_lists_what_is_installed(plugins: PluginManager) -> None:
     with pytest.raises(ConfigError) as failed:
-        get_env({"name": "browser_docker"}, plugins=plugins)
+        get_env({"name": "moon_base"}, plugins=plugins)
     text = str(failed.value)
-    assert text.startswith("env 'browser_docker': Env 'browser_docker' is not installed.")
+    assert text.startswith("env 'moon_base': Env 'moon_base' is not installed.")
     assert "base (agently-core" in text and "round_counter (agently-core-counter 1.0)" in text
     with pytest.raises(ConfigError, match="Env 'nope' is not installed"):
         create_agent(config={"env": {"name": "nope"}})
