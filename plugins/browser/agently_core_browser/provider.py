@@ -189,9 +189,12 @@ class ManagedBrowser:
             self._session_lock = asyncio.Lock()
         async with self._session_lock:
             found = self.sessions.get(key)
-            if found is not None and not found.closed:
+            if found is not None and found.usable:
                 found.last_used = time.monotonic()
                 return found
+            if found is not None:       # its page crashed or was closed: a fresh context
+                del self.sessions[key]
+                await found.close()
             if len(self.sessions) >= self.settings.max_sessions:
                 idle = [sess for sess in self.sessions.values() if not sess.lock.locked()]
                 if not idle:

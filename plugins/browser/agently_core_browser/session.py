@@ -65,6 +65,7 @@ class BrowserSession:
         self.page: Any = None
         self.lock = asyncio.Lock()
         self.closed = False
+        self.crashed = False
         self.last_used = time.monotonic()
         self._events: list[dict[str, str]] = []
         self._events_lock = threading.Lock()
@@ -94,7 +95,17 @@ class BrowserSession:
         page.on("framenavigated", self._on_frame)
         page.on("console", self._on_console)
         page.on("dialog", self._on_dialog)
+        page.on("crash", self._on_crash)
         return self
+
+    @property
+    def usable(self) -> bool:
+        """Open, and its page neither closed nor crashed."""
+        return not self.closed and not self.crashed and self.page is not None \
+            and not self.page.is_closed()
+
+    def _on_crash(self, page: Any) -> None:
+        self.crashed = True
 
     async def close(self) -> None:
         """Close the context and its proxy (idempotent)."""

@@ -4,6 +4,7 @@ browser, one browser per scope owner with a context per session, nothing left ru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -242,3 +243,27 @@ def test_loading_the_plugin_and_its_modules_imports_no_playwright() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_crashed_page_gets_a_fresh_session_on_the_next_call(site: PageServer) -> None:
+    async def scenario() -> tuple[bool, dict[str, Any]]:
+        browser = await ManagedBrowser.launch({"allow": [site.allow_entry]})
+        try:
+            await browser.act("s", "navigate", site.url("/"))
+            session = browser.sessions["s"]
+            with contextlib.suppress(Exception):      # the renderer dies under the call
+                await runtime.run_here(lambda: session.page.goto("chrome://crash"))
+            for _ in range(100):                        # Chromium reports it shortly after
+                if session.crashed:
+                    break
+                await asyncio.sleep(0.05)
+            crashed = session.crashed
+            state, _ = await browser.act("s", "navigate", site.url("/"))
+            assert browser.sessions["s"] is not session and session.closed
+            return crashed, state
+        finally:
+            await browser.close()
+
+    crashed, state = asyncio.run(scenario())
+    assert crashed
+    assert state["url"] == site.url("/") and state["status"] == 200
