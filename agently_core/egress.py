@@ -56,7 +56,8 @@ def blocked_reason(address: Address) -> str | None:
     """Why ``address`` may not be reached without an allow-list entry (``None``: it is a
     public address). IPv4 addresses embedded in IPv6 (mapped, NAT64, 6to4, Teredo) are
     judged by the IPv4 address they carry."""
-    if isinstance(address, ipaddress.IPv6Address):
+    if isinstance(address, ipaddress.IPv6Address) and not (address.is_loopback
+                                                           or address.is_unspecified):
         embedded = _embedded_ipv4(address)
         if embedded is not None:
             reason = blocked_reason(embedded)

@@ -48,6 +48,12 @@ def test_other_spellings_of_loopback_are_refused(spelling: str) -> None:
         vet(guard, f"http://{spelling}:8080/x")
 
 
+def test_ipv6_loopback_is_named_as_such() -> None:
+    """``::1`` is not read as the IPv4-compatible ``0.0.0.1``."""
+    assert blocked_reason(ipaddress.ip_address("::1")) == "a loopback address"
+    assert blocked_reason(ipaddress.ip_address("::")) == "the unspecified address"
+
+
 def test_metadata_is_named_as_such() -> None:
     with pytest.raises(EgressRefused, match="cloud metadata"):
         vet(EgressGuard.build(), "http://169.254.169.254/latest/meta-data/")
