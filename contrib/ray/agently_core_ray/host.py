@@ -29,6 +29,20 @@ def describe(resource: Any) -> dict[str, Any]:
     }
 
 
+def worker_redactor(resource: Any, config: Any) -> Any:
+    """A redactor of the secrets this node added: the values of the variables passed
+    through from the node's environment (which the agent's host never sees), and the
+    requirement's ``env`` values. None when there are none."""
+    from agently_core.redaction import Redactor
+
+    env = getattr(resource, "env", None) or {}
+    passed = [env[name] for name in getattr(resource, "passed", ()) if name in env]
+    redactor = Redactor()
+    redactor.add(*passed)
+    redactor.add_from_config(config)
+    return redactor if passed or (config or {}).get("env") else None
+
+
 class ResourceHost:
     """One provider's resource, hosted in this actor (see the module docstring)."""
 
@@ -39,6 +53,7 @@ class ResourceHost:
         self.provider: Any = None
         self.resource: Any = None
         self.handle: Any = None
+        self.redactor: Any = None
         self.released = False
 
     async def start(self) -> dict[str, Any]:
@@ -56,6 +71,7 @@ class ResourceHost:
         requirement = EnvironmentRequirement.model_validate(self.requirement_data)
         self.resource = await self.provider.ensure(requirement)
         self.handle = ProviderHandle("ray-hosted", requirement, self.resource)
+        self.redactor = worker_redactor(self.resource, requirement.config)
         return {**describe(self.resource), "node_id": ray.get_runtime_context().get_node_id(),
                 "hostname": socket.gethostname(), "pid": os.getpid(), "inner": self.inner}
 
@@ -63,9 +79,11 @@ class ResourceHost:
         """One worker-protocol request: ``("ok", reply)`` or ``("error", {message, dead})``
         (the worker's own error, as its text: the host re-raises it as the native error)."""
         try:
-            return "ok", await self.resource.request(payload, timeout)
+            reply = await self.resource.request(payload, timeout)
+            return "ok", self.redactor.redact(reply) if self.redactor else reply
         except Exception as exc:
-            return "error", {"message": str(exc), "type": type(exc).__name__,
+            text = self.redactor.text(str(exc)) if self.redactor else str(exc)
+            return "error", {"message": text, "type": type(exc).__name__,
                              "dead": bool(getattr(self.resource, "dead", True))}
 
     async def ping(self) -> bool:

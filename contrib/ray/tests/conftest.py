@@ -4,6 +4,7 @@ Torn down at the end; the teardown fails when an actor or a Ray process is left 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,11 @@ try:
     from ray.cluster_utils import Cluster
 except ImportError:  # CI must have it: require() fails there, skips elsewhere
     ray = None  # type: ignore[assignment]
+
+
+#: A variable only node_b's processes have (the agent's host never sees its value).
+NODE_SECRET_NAME = "NODE_ONLY_TOKEN"
+NODE_SECRET = "nodeb-secret-4f9c2a7e1d"
 
 
 def named_actors() -> list[dict[str, str]]:
@@ -46,19 +52,38 @@ def wait_no_ray_process(seconds: float = 10.0) -> list[str]:
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[Any]:
     """The session's cluster, connected; ``.node_a``/``.node_b`` are the worker nodes
-    (custom resources ``node_a``/``node_b``, and ``pool`` on both)."""
+    (custom resources ``node_a``/``node_b``, and ``pool`` on both; node_b's processes
+    have :data:`NODE_SECRET_NAME` in their environment)."""
     require(ray is not None, "ray is not installed (uv sync installs agently-core-ray's ray)")
+    from ray._private.authentication.authentication_token_generator import (
+        generate_new_authentication_token,
+    )
+    from ray._raylet import Config as RayConfig
+
+    # token authentication: every process of the cluster, and every driver, must hold it
+    saved = {name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = generate_new_authentication_token()
+    RayConfig.initialize("")  # this process reads the mode again
     cluster = Cluster(initialize_head=True, connect=True,
                       head_node_args={"num_cpus": 1, "include_dashboard": False})
     try:
         cluster.node_a = cluster.add_node(num_cpus=1, resources={"node_a": 1, "pool": 1})
-        cluster.node_b = cluster.add_node(num_cpus=1, resources={"node_b": 1, "pool": 1})
+        cluster.node_b = cluster.add_node(num_cpus=1, resources={"node_b": 1, "pool": 1},
+                                          env_vars={NODE_SECRET_NAME: NODE_SECRET})
+        cluster.node_secret = (NODE_SECRET_NAME, NODE_SECRET)
         cluster.wait_for_nodes()
         yield cluster
         left = named_actors()
     finally:
         ray.shutdown()
         cluster.shutdown()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        RayConfig.initialize("")
     assert not left, f"actors left behind: {left}"
     left = wait_no_ray_process()
     assert not left, f"Ray processes left behind: {left}"

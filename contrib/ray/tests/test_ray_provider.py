@@ -58,6 +58,21 @@ def test_run_python_is_configured_onto_a_chosen_worker_node(no_actor_left: Any,
     assert worker.kills == 1
 
 
+def test_passed_through_variables_are_the_nodes_and_redacted_there(
+        no_actor_left: Any, ray_cluster: Any, make_agent: Any) -> None:
+    NODE_SECRET_NAME, NODE_SECRET = ray_cluster.node_secret
+    assert NODE_SECRET_NAME not in os.environ  # only node_b has it
+    agent = make_agent(**ray_config(resources={"node_b": 0.01}))
+    agent.enable_python(env_passthrough=[NODE_SECRET_NAME])
+    record = run(agent, f"import os\nv = os.environ['{NODE_SECRET_NAME}']\nprint(v)\n"
+                        "(len(v), v[:5])")
+    assert record.status == "success", record.error
+    assert record.result["value"] == f"({len(NODE_SECRET)}, {NODE_SECRET[:5]!r})"
+    assert NODE_SECRET not in str(record.model_dump())  # masked before it left node_b
+    assert record.result["stdout"].strip() == "***"
+    agent.close()
+
+
 @pytest.mark.anyio
 async def test_200_concurrent_ensures_of_one_key_make_one_actor(no_actor_left: Any) -> None:
     provider = RayProvider({"placement": {"python": {"resources": {"pool": 0.01}}}})
@@ -176,14 +191,27 @@ def test_the_cli_call_runs_in_an_actor_on_the_chosen_node(no_actor_left: Any, ra
     config.write_text(f'[providers]\npython = "ray"\n\n[ray]\naddress = "{ray_cluster.address}"\n'
                       '[ray.placement.python]\nresources = { node_a = 0.01 }\n', "utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTLY_", "RAY_"))}
-    done = subprocess.run(
-        [str(Path(sys.executable).with_name("agently-core")), "call", "run_python",
-         "--enable", "python", "--kwargs", json.dumps({"python_code": "6 * 7"})],
-        capture_output=True, text=True, env={**env, "AGENTLY_CONFIG": str(config)},
-        cwd=tmp_path, timeout=120)
+    env.update(AGENTLY_CONFIG=str(config), RAY_AUTH_MODE="token")
+    argv = [str(Path(sys.executable).with_name("agently-core")), "call", "run_python",
+            "--enable", "python", "--kwargs", json.dumps({"python_code": "6 * 7"})]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env={**env, "RAY_AUTH_TOKEN": os.environ["RAY_AUTH_TOKEN"]})
     assert done.returncode == 0, done.stderr[-2000:]
     assert '"value": "42"' in done.stdout, done.stdout
     assert no_actor_left() == []  # the CLI's agent released its actor on the way out
+    # the cluster uses token authentication: a driver with another token is refused
+    probe = [sys.executable, "-c",
+             f"import ray; ray.init(address={ray_cluster.address!r}); print('connected')"]
+    try:
+        refused = subprocess.run(probe, capture_output=True, text=True, timeout=10,
+                                 env={**env, "RAY_AUTH_TOKEN": "f" * 32})
+        out, err = refused.stdout, refused.stderr
+        assert refused.returncode != 0
+    except subprocess.TimeoutExpired as exc:  # still retrying, refused each time
+        out, err = exc.stdout or "", exc.stderr or ""
+        out, err = (x.decode() if isinstance(x, bytes) else x for x in (out, err))
+    assert "connected" not in out and "InvalidAuthToken" in err, err[-2000:]
+    assert no_actor_left() == []
 
 
 def test_a_node_lost_mid_session_is_survived(no_actor_left: Any, ray_cluster: Any,
