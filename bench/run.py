@@ -348,8 +348,9 @@ async def _nodejs_sandbox(repeat: int) -> list[dict]:
 
 def _sections(repeat: int) -> list[dict]:
     """The figures that live in their own bench modules (MCP, SQLite, model planners,
-    workspaces, Docker)."""
+    workspaces, Docker, the browser and Browse)."""
     sys.path.insert(0, str(Path(__file__).parent))
+    from browser_bench import browser_figures
     from docker_bench import docker_figures
     from env_dispatch_bench import env_dispatch_figures
     from mcp_bench import mcp_figures
@@ -363,6 +364,7 @@ def _sections(repeat: int) -> list[dict]:
     rows.extend(asyncio.run(planner_figures(repeat)))
     rows.extend(workspace_figures(repeat))
     rows.extend(asyncio.run(docker_figures(repeat)))  # no engine answering is an error
+    rows.extend(browser_figures(repeat))  # no Chromium is an error
     try:
         from postgres_bench import postgres_figures
     except ImportError:  # the PostgreSQL backend's bench is not here

@@ -99,6 +99,8 @@ class ManagedBrowser:
         self._home = tempfile.mkdtemp(prefix="agently-browser-")
         self._driver = False
         self._session_lock: asyncio.Lock | None = None
+        #: The DevTools session health checks ping over (made on the first check).
+        self._cdp: Any = None
         #: The uid Chromium runs as under ``isolation="bubblewrap"`` as root, else None.
         self.uid: int | None = None
 
@@ -172,13 +174,13 @@ class ManagedBrowser:
         if self.closed or self.browser is None or not self.browser.is_connected():
             return False
         try:
-            cdp = await asyncio.wait_for(self.browser.new_browser_cdp_session(), 5)
-            try:
-                version = await asyncio.wait_for(cdp.send("Browser.getVersion"), 5)
-            finally:
-                with contextlib.suppress(Exception):
-                    await cdp.detach()
+            # one DevTools round trip on a kept session (a new session per check cost two
+            # more, a third of a warm page action's overhead)
+            if self._cdp is None:
+                self._cdp = await asyncio.wait_for(self.browser.new_browser_cdp_session(), 5)
+            version = await asyncio.wait_for(self._cdp.send("Browser.getVersion"), 5)
         except Exception:
+            self._cdp = None
             return False
         return bool(version.get("product"))
 
