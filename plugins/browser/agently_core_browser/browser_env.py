@@ -52,7 +52,7 @@ ISOLATIONS = ("bubblewrap", "none")
 #: Chromium switches for a browser that only talks through the proxy.
 CHROMIUM_ARGS = ("--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+                 "--webrtc-ip-handling-policy=disable_non_proxied_udp",
                  "--disable-domain-reliability", "--no-pings",
                  "--disable-features=AutofillServerCommunication,OptimizationHints,"
                  "MediaRouter,Translate")

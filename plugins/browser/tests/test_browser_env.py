@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -50,13 +51,29 @@ def forbidden() -> Iterator[PageServer]:
 
 
 @pytest.fixture(scope="module")
-def pages(forbidden: PageServer) -> Iterator[PageServer]:
+def udp() -> Iterator[socket.socket]:
+    """A loopback UDP port a page's STUN request would reach, past any HTTP proxy."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    yield sock
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def pages(forbidden: PageServer, udp: socket.socket) -> Iterator[PageServer]:
     attack = (f"<title>Attack</title><h1>attack</h1>"
               f"<img src='{forbidden.url('/img')}'>"
               f"<script>fetch('{forbidden.url('/fetch')}').catch(() => 0);"
               f"fetch('http://169.254.169.254/latest/meta-data/').catch(() => 0)</script>")
     redirect = Page("", status=302, headers={"Location": forbidden.url("/redirected")})
-    server = PageServer({"/": FORM, "/attack": attack, "/redirect": redirect})
+    stun = (f"<title>stun</title><script>const pc = new RTCPeerConnection({{iceServers: "
+            f"[{{urls: 'stun:127.0.0.1:{udp.getsockname()[1]}'}}]}});"
+            "pc.createDataChannel('x');"
+            "pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') "
+            "document.title = 'gathered'; };"
+            "pc.createOffer().then(o => pc.setLocalDescription(o));</script>")
+    server = PageServer({"/": FORM, "/attack": attack, "/redirect": redirect, "/stun": stun})
     yield server
     server.close()
 
@@ -306,10 +323,11 @@ def test_cleanup_leaves_no_process_behind(env: BrowserEnv) -> None:
         env.get_state()
 
 
-def test_without_isolation_the_guard_still_holds(pages: PageServer,
-                                                forbidden: PageServer) -> None:
+def test_without_isolation_the_guard_still_holds(pages: PageServer, forbidden: PageServer,
+                                                udp: socket.socket) -> None:
     """``isolation="none"`` (an explicit opt-in) runs the server on the host, still behind
-    the egress guard's proxy."""
+    the egress guard's proxy; WebRTC, which would send STUN over UDP past it, is kept to
+    the proxy."""
     _needs()
     env = BrowserEnv(allow=[pages.allow_entry], isolation="none",
                      tools=["browser_navigate", "browser_snapshot"])
@@ -325,6 +343,14 @@ def test_without_isolation_the_guard_still_holds(pages: PageServer,
         with pytest.raises(ActionError, match="egress guard refused"):
             run_sync(env.call, "browser_navigate", {"url": forbidden.url("/")})
         assert forbidden.hits == 0
+        run_sync(env.call, "browser_navigate", {"url": pages.url("/stun")})
+        deadline = time.monotonic() + 5
+        while "gathered" not in env.get_state() and time.monotonic() < deadline:
+            time.sleep(0.2)
+            run_sync(env.refresh)
+        assert "Page Title: gathered" in env.get_state()
+        with pytest.raises(BlockingIOError):
+            udp.recvfrom(2048)  # no STUN packet left the browser
     finally:
         env.cleanup()
     deadline = time.monotonic() + 10
