@@ -25,7 +25,7 @@ from agently_core.protocols import ProviderHandle
 from .settings import RaySettings, ray_settings
 
 #: The kinds served when configured, and the host-side class of each one's resource.
-SERVED = ("python",)
+SERVED = ("python", "node")
 
 
 class RayProvider:

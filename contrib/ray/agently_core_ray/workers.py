@@ -41,6 +41,9 @@ class RemoteWorkerMixin:
     #: A note for the first reply after a loss (the state the previous actor held is gone).
     lost_note: str | None = None
     error_class: type[Exception] = RuntimeError
+    #: One call at a time, its turn taken here (the Python worker); False where the
+    #: worker itself runs several calls at once (Node.js).
+    serial = True
 
     def _setup(self, actor: Any, info: dict[str, Any], *, label: str, grace: float,
                health_timeout: float, lost_note: str | None, fresh: float = 0.0) -> None:
@@ -88,37 +91,44 @@ class RemoteWorkerMixin:
             f"({self.lost_reason}); the sandbox's state is lost and the next call gets a fresh "
             "one on a live node")
 
-    async def request(self, payload: dict[str, Any], timeout: float,
-                      context: Any = None) -> dict[str, Any]:
-        """Forward one request to the actor (its turn taken here first)."""
+    async def request(self, payload: dict[str, Any], timeout: float, context: Any = None,
+                      **options: Any) -> dict[str, Any]:
+        """Forward one request to the actor (its turn taken here first, for a serial
+        worker)."""
+        if not self.serial:  # the worker class's run() counts the call
+            return await self._forward(payload, timeout)
         async with self.turnstile.turn(context):
-            if self.dead:
-                raise self.error_class("the sandbox's Ray actor is not running")
-            try:
-                with anyio.fail_after(timeout + self.grace):
-                    status, value = await wait(self.actor.request.remote(payload, timeout))
-            except TimeoutError:
-                self.dead = True
-                raise self.error_class(
-                    f"no answer from the Ray actor {timeout + self.grace:g}s after the call "
-                    "began; it is given up (the next call gets a fresh one)") from None
-            except Exception as exc:
-                if lost(exc):
-                    raise self._gone(exc) from None
-                self.dead = True
-                raise self.error_class(f"the Ray actor failed: {cause(exc)}") from None
-            except BaseException:  # cancelled: wait() cancelled the remote call
-                self.dead = True
-                raise
-            if status == "error":
-                self.dead = bool(value.get("dead"))
-                raise self.error_class(value["message"])
+            reply = await self._forward(payload, timeout)
             self.calls += 1
-            self.answered = time.monotonic()
-            if self.lost_note and isinstance(value, dict):
-                note, self.lost_note = self.lost_note, None
-                value = {**value, "stderr": f"{note}\n{value.get('stderr') or ''}"}
-            return value
+            return reply
+
+    async def _forward(self, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
+        if self.dead:
+            raise self.error_class("the sandbox's Ray actor is not running")
+        try:
+            with anyio.fail_after(timeout + self.grace):
+                status, value = await wait(self.actor.request.remote(payload, timeout))
+        except TimeoutError:
+            self.dead = True
+            raise self.error_class(
+                f"no answer from the Ray actor {timeout + self.grace:g}s after the call "
+                "began; it is given up (the next call gets a fresh one)") from None
+        except Exception as exc:
+            if lost(exc):
+                raise self._gone(exc) from None
+            self.dead = True
+            raise self.error_class(f"the Ray actor failed: {cause(exc)}") from None
+        except BaseException:  # cancelled: wait() cancelled the remote call
+            self.dead = True
+            raise
+        if status == "error":
+            self.dead = bool(value.get("dead"))
+            raise self.error_class(value["message"])
+        self.answered = time.monotonic()
+        if self.lost_note and isinstance(value, dict):
+            note, self.lost_note = self.lost_note, None
+            value = {**value, "stderr": f"{note}\n{value.get('stderr') or ''}"}
+        return value
 
     async def ping(self, timeout: float | None = None) -> bool:
         """A real round trip to the actor and, through it, the worker's own ping."""
@@ -196,9 +206,45 @@ def python_worker_class() -> type:
     return _PYTHON
 
 
+_NODE: type | None = None
+
+
+def node_worker_class() -> type:
+    """The Node.js worker in a Ray actor (a subclass of the native ``NodeWorker``; calls
+    run concurrently in the worker, as locally)."""
+    global _NODE
+    if _NODE is None:
+        try:
+            from agently_core_nodejs.sandbox import NodeWorker, WorkerError
+        except ImportError:
+            raise AgentlyError("the ray provider serves kind 'node' with the Node.js "
+                               "sandbox's worker: install agently-core-nodejs") from None
+
+        class RayNodeWorker(RemoteWorkerMixin, NodeWorker):
+            """A warm Node.js worker living in a Ray actor on a worker node."""
+
+            error_class = WorkerError
+            serial = False
+
+            def __init__(self, actor: Any, info: dict[str, Any], **options: Any) -> None:
+                self._setup(actor, info, label="the Node.js sandbox of its scope (Ray)",
+                            **options)
+                self._waiters = {}
+                self._log = None
+
+            def _trim_log(self) -> None:
+                pass  # the worker's log is kept (and trimmed) on its node
+
+            async def start(self, *args: Any, **kwargs: Any) -> Any:
+                return self
+
+        _NODE = RayNodeWorker
+    return _NODE
+
+
 #: The host-side class of each kind served (the kinds whose worker speaks the request
-#: protocol; bash, nodejs and sqlite get theirs the same way).
-WORKER_CLASSES = {"python": python_worker_class}
+#: protocol; bash and sqlite can get theirs the same way).
+WORKER_CLASSES = {"python": python_worker_class, "node": node_worker_class}
 
 
-__all__ = ["WORKER_CLASSES", "RemoteWorkerMixin", "python_worker_class"]
+__all__ = ["WORKER_CLASSES", "RemoteWorkerMixin", "node_worker_class", "python_worker_class"]

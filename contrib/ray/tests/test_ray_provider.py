@@ -73,6 +73,25 @@ def test_passed_through_variables_are_the_nodes_and_redacted_there(
     agent.close()
 
 
+def test_run_nodejs_is_served_the_same_way(no_actor_left: Any, ray_cluster: Any,
+                                           make_agent: Any) -> None:
+    from agently_core_nodejs.sandbox import NodeWorker
+
+    agent = make_agent(providers={"node": "ray"},
+                       ray={"placement": {"node": {"resources": {"node_a": 0.01}}}})
+    agent.enable_nodejs()
+    first = agent.action.execute_action("run_nodejs", {"js_code": "globalThis.x = 40"})
+    assert first.status == "success", first.error
+    record = agent.action.execute_action("run_nodejs", {"js_code": "x + 2"})
+    assert record.status == "success", record.error
+    assert record.result["value"] == "42"
+    worker = only_resource(agent, "node")
+    assert isinstance(worker, NodeWorker) and worker.node_id == ray_cluster.node_a.node_id
+    assert worker.calls == 2
+    agent.close()
+    assert no_actor_left() == [] and worker.kills == 1
+
+
 @pytest.mark.anyio
 async def test_200_concurrent_ensures_of_one_key_make_one_actor(no_actor_left: Any) -> None:
     provider = RayProvider({"placement": {"python": {"resources": {"pool": 0.01}}}})
