@@ -1,6 +1,6 @@
 """agently-core-ray: providers and action loops on a Ray cluster.
 
-``run_many`` is imported on first use (``import agently_core_ray`` stays light)."""
+``run_many`` and ``resume_many`` are imported on first use (``import agently_core_ray`` stays light)."""
 
 from __future__ import annotations
 
@@ -14,4 +14,11 @@ def run_many(*args: Any, **kwargs: Any) -> Any:
     return run(*args, **kwargs)
 
 
-__all__ = ["run_many"]
+def resume_many(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`agently_core_ray.many.resume_many`."""
+    from .many import resume_many as resume
+
+    return resume(*args, **kwargs)
+
+
+__all__ = ["resume_many", "run_many"]

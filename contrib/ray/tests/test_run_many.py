@@ -82,3 +82,61 @@ def test_progress_bar_and_bad_input(ray_cluster: Any) -> None:
     with pytest.raises(TypeError, match="agent_factory must be callable"):
         run_many("not a factory", [{"n": 1}])
     assert run_many(make_agent, [], progress=False) == []
+
+
+def make_gated_agent() -> Any:
+    """On the worker: a loop whose one action needs a person's approval."""
+    from agently_core import Config, PluginManager, create_agent
+
+    agent = create_agent(plugins=PluginManager(Config()).load())
+    agent.approval.set_default("fail_closed")
+
+    @agent.action_func(approval_required=True)
+    def transfer(n: int) -> dict[str, Any]:
+        """Move n units (needs approval)."""
+        return {"moved": n, "pid": os.getpid()}
+
+    agent.use_actions(transfer)
+
+    def plan(context: Any, request: Any) -> Any:
+        if context["round_index"] == 0:
+            return [{"action": "transfer", "kwargs": {"n": context["prompt"]["n"]}}]
+        statuses = [r["status"] for r in context["last_round_records"]]
+        return f"n={context['prompt']['n']} {','.join(statuses)}"
+
+    agent.set_planner(plan)
+    return agent
+
+
+def test_loops_paused_for_approval_are_saved_and_resumed_as_other_tasks(
+        ray_cluster: Any, tmp_path: Any) -> None:
+    from agently_core_ray import resume_many
+
+    from agently_core import Workspace
+
+    path = str(tmp_path / "ws")  # a shared workspace (PostgreSQL across machines)
+
+    def workspace() -> Any:
+        return Workspace("local", path=path)
+
+    paused = run_many(make_gated_agent, [{"n": n} for n in range(4)], workspace=workspace,
+                      progress=False)
+    assert [r.stop_reason for r in paused] == ["approval_required"] * 4, \
+        [r.error for r in paused]
+    assert len({r.execution_id for r in paused}) == 4
+    decisions = ["approved", "denied", "approved", "approved"]
+    resumes = [(r.execution_id, d, f"ticket-{n}")
+               for n, (r, d) in enumerate(zip(paused, decisions, strict=True))]
+    resumed = resume_many(make_gated_agent, resumes, workspace=workspace, progress=False)
+    assert [r.stop_reason for r in resumed] == ["response"] * 4, [r.error for r in resumed]
+    assert [r.execution_id for r in resumed] == [r.execution_id for r in paused]
+    assert resumed[0].records[-1].result["moved"] == 0
+    assert resumed[1].records[-1].status != "success"  # denied: it did not run
+    assert resumed[2].response.startswith("n=2")
+    again = resume_many(make_gated_agent, resumes[:1], workspace=workspace, progress=False)
+    assert again[0].records[-1].result == resumed[0].records[-1].result  # once only
+    broken = resume_many(make_gated_agent, [("exec_nope", "approved", "t")],
+                         workspace=workspace, progress=False)
+    assert broken[0].stop_reason == "failed" and "exec_nope" in broken[0].error
+    with pytest.raises(TypeError, match="workspace must be a factory"):
+        resume_many(make_gated_agent, resumes, workspace=None)  # type: ignore[arg-type]
