@@ -222,7 +222,7 @@ def test_the_cli_call_runs_in_an_actor_on_the_chosen_node(no_actor_left: Any, ra
     probe = [sys.executable, "-c",
              f"import ray; ray.init(address={ray_cluster.address!r}); print('connected')"]
     try:
-        refused = subprocess.run(probe, capture_output=True, text=True, timeout=10,
+        refused = subprocess.run(probe, capture_output=True, text=True, timeout=6,
                                  env={**env, "RAY_AUTH_TOKEN": "f" * 32})
         out, err = refused.stdout, refused.stderr
         assert refused.returncode != 0
