@@ -159,14 +159,17 @@ class ShellLocalEnv(Env):
 
 
 def __getattr__(name: str) -> Any:
-    """``BrowserEnv`` lives in agently-core-browser; imported from there on first use."""
+    """``BrowserEnv`` is the class registered as the env ``browser`` (agently-core-browser
+    registers it); looked up through the plugin registry on first use, so the core names no
+    plugin module."""
     if name == "BrowserEnv":
+        from .plugins import get_plugin_manager
+
         try:
-            from agently_core_browser.browser_env import BrowserEnv
-        except ImportError as exc:
-            raise ImportError("BrowserEnv comes with agently-core-browser (pip install "
-                              f"agently-core-browser): {exc}") from None
-        return BrowserEnv
+            return get_plugin_manager().get("env", "browser").load()
+        except (NotInstalledError, PluginConflictError) as exc:
+            raise ImportError(f"BrowserEnv comes with agently-core-browser (pip install "
+                              f"agently-core-browser): {exc}", name=name) from None
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
