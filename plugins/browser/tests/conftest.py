@@ -4,6 +4,7 @@ missing); tests share browsers per module (a launch costs 0.3-1.5 s)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,17 +14,37 @@ def _isolated(agently_clean_environment: None) -> None:
     """No AGENTLY_* variable of the developer's shell reaches these tests."""
 
 
+HERE = Path(__file__).resolve().parent
+_held: list[bool] = []
+
+
+def _let_go() -> None:
+    if _held:
+        _held.clear()
+        from agently_core_browser import runtime
+
+        runtime.call_here(runtime.release_driver, timeout=60)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _warm_driver() -> Iterator[None]:
-    """Hold Playwright's driver for the whole run, so each browser the tests launch does
-    not start (and stop) a driver of its own (~0.8 s each)."""
+    """Hold Playwright's driver while this directory's tests run, so each browser they
+    launch does not start (and stop) a driver of its own (~0.8 s each). Let go after the
+    last of them (:func:`pytest_runtest_teardown`): held to the session's end, the
+    driver's node process counted as a leftover child in later plugins' leak checks."""
     import importlib.util
 
-    if importlib.util.find_spec("playwright") is None:
-        yield
-        return
-    from agently_core_browser import runtime
+    if importlib.util.find_spec("playwright") is not None:
+        from agently_core_browser import runtime
 
-    runtime.call_here(runtime.acquire_driver, timeout=60)
+        runtime.call_here(runtime.acquire_driver, timeout=60)
+        _held.append(True)
     yield
-    runtime.call_here(runtime.release_driver, timeout=60)
+    _let_go()
+
+
+@pytest.hookimpl(trylast=True)  # after the module fixtures' browsers have closed
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """After this directory's last test before others run, the shared driver stops."""
+    if nextitem is None or HERE not in Path(nextitem.path).resolve().parents:
+        _let_go()
