@@ -319,7 +319,7 @@ class BrowserSession:
 
 async def _refusal(response: Any) -> str:
     """The guard proxy's reason when ``response`` is its refusal, else ``""``."""
-    if response is None:
+    if response is None or response.status != 403:  # the proxy refuses with a 403 only
         return ""
     headers = await response.all_headers()
     if headers.get("x-agently-egress") != "refused":
