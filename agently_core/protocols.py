@@ -89,6 +89,9 @@ class ExecutionEnvironmentProvider(Protocol):
       release that resource and start a fresh one.
     * ``release(requirement, resource)`` frees everything ``ensure`` made; the manager calls
       it exactly once per resource.
+    * optional: ``use_config(config)``, called once with the manager's
+      :class:`~agently_core.config.Config` when the manager first makes the provider (a
+      provider with settings of its own reads them there).
     """
 
     kind: str
