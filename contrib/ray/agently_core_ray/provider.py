@@ -28,6 +28,20 @@ from .settings import RaySettings, ray_settings
 SERVED = ("python", "node")
 
 
+def refuse_secret_env(requirement: Any) -> None:
+    """Secrets cross to a worker node only by name. agently-core treats every value of a
+    requirement's ``env`` as a secret (redaction masks them), and here they would travel in
+    Ray's actor arguments, which the cluster keeps: :class:`ConfigError` naming the keys,
+    before any actor exists. ``env_passthrough`` names are read on the worker node."""
+    env = (getattr(requirement, "config", None) or {}).get("env") or {}
+    if env:
+        raise ConfigError(
+            f"the ray provider does not send env values to worker nodes (agently-core "
+            f"treats them as secrets): {', '.join(sorted(map(str, env)))}; pass each by "
+            "name with env_passthrough (read from the worker node's own environment) and "
+            "set it on the nodes that need it")
+
+
 class RayProvider:
     """Provider for the kinds it serves when configured (see the module docstring)."""
 
@@ -57,6 +71,7 @@ class RayProvider:
             raise ConfigError(f"the ray provider does not serve kind {kind!r} (it serves "
                               f"{', '.join(SERVED)})")
         worker_class = make()
+        refuse_secret_env(requirement)
         settings = self.settings
         inner = settings.inner(kind)
         await anyio.to_thread.run_sync(connect, settings)
@@ -103,4 +118,4 @@ class RayProvider:
         await resource.aclose()
 
 
-__all__ = ["SERVED", "RayProvider"]
+__all__ = ["SERVED", "RayProvider", "refuse_secret_env"]

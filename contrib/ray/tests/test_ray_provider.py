@@ -73,6 +73,22 @@ def test_passed_through_variables_are_the_nodes_and_redacted_there(
     agent.close()
 
 
+def test_env_values_never_cross_to_a_worker_node(no_actor_left: Any, ray_cluster: Any,
+                                                 make_agent: Any) -> None:
+    """``env`` values are secrets to agently-core (masked in records) and would travel in
+    the actor's arguments, which the cluster keeps: refused before any actor starts, naming
+    the way that keeps a secret on its node (``env_passthrough``, tested above)."""
+    agent = make_agent(**ray_config(resources={"node_a": 0.01}))
+    agent.enable_python(env={"SERVICE_API_KEY": "sk-never-sent", "GREETING": "hello"})
+    record = run(agent, "1")
+    assert record.status == "failed", record.result
+    assert ("does not send env values to worker nodes (agently-core treats them as "
+            "secrets): GREETING, SERVICE_API_KEY") in record.error, record.error
+    assert "env_passthrough" in record.error and "sk-never-sent" not in record.error
+    assert no_actor_left() == []
+    agent.close()
+
+
 def test_run_nodejs_is_served_the_same_way(no_actor_left: Any, ray_cluster: Any,
                                            make_agent: Any) -> None:
     from agently_core_nodejs.sandbox import NodeWorker
