@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from agently_core_browser.guard_proxy import GuardProxy
 from agently_core_browser.testing import CountingListener, PageServer
@@ -247,7 +248,6 @@ def test_the_listener_hears_each_refusal_from_any_thread(forbidden: PageServer) 
 
 
 def test_a_real_http_client_goes_through_it(page: PageServer, forbidden: PageServer) -> None:
-    httpx = pytest.importorskip("httpx")
     guard = EgressGuard.build(allow=[page.allow_entry], schemes=BROWSER_SCHEMES)
     with GuardProxy(guard) as proxy, httpx.Client(proxy=proxy.url, timeout=5) as client:
         assert "allowed page" in client.get(page.url("/")).text
