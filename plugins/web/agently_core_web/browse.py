@@ -31,6 +31,7 @@ from agently_core.egress import EgressGuard, Resolver
 from agently_core.errors import ConfigError
 from agently_core.models import ActionSpec, EnvironmentRequirement
 
+from .executor import check_number
 from .extract import FORMATS
 
 DEFAULTS: dict[str, Any] = {"timeout": 15.0, "max_bytes": 2 << 20, "max_redirects": 5,
@@ -40,13 +41,6 @@ DEFAULTS: dict[str, Any] = {"timeout": 15.0, "max_bytes": 2 << 20, "max_redirect
 MAX_URL_CHARS = 4096
 BROWSER_PACKAGE = "agently-core-browser"
 
-
-def _number(name: str, value: Any, *, low: float, integer: bool = False) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) \
-            or value < low:
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"Browse: {name} must be {kind} >= {low:g}, got {value!r}")
-    return value
 
 
 def _shown(entry: Any) -> str:
@@ -127,10 +121,10 @@ def mount(agent: Any, *, allow: Iterable[str] | str | None = None,
     ``(host, port) -> [addresses]``), ``preview_chars`` (how much of the page the record's
     digest, what the model reads, carries: 8,000; the whole page is an artifact). Returns
     the names mounted."""
-    _number("timeout", timeout, low=0.1)
-    _number("preview_chars", preview_chars, low=240, integer=True)
-    _number("max_bytes", max_bytes, low=1024, integer=True)
-    _number("max_redirects", max_redirects, low=0, integer=True)
+    check_number("Browse", "timeout", timeout, low=0.1)
+    check_number("Browse", "preview_chars", preview_chars, low=240, integer=True)
+    check_number("Browse", "max_bytes", max_bytes, low=1024, integer=True)
+    check_number("Browse", "max_redirects", max_redirects, low=0, integer=True)
     if format not in FORMATS:
         raise ConfigError(f"Browse: format must be one of {', '.join(FORMATS)}, got {format!r}")
     if not isinstance(user_agent, str) or not user_agent.strip() or "\n" in user_agent:

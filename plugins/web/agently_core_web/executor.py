@@ -10,7 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from agently_core.errors import ActionError
+from agently_core.errors import ActionError, ConfigError
+
+
+def check_number(package: str, name: str, value: Any, *, low: float,
+                 integer: bool = False) -> Any:
+    """``value`` if it is a number (an integer when ``integer``) >= ``low``, else a
+    :class:`ConfigError` naming ``package`` and the option ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) \
+            or value < low:
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{package}: {name} must be {kind} >= {low:g}, got {value!r}")
+    return value
 
 
 class WebExecutor:
@@ -26,4 +37,4 @@ class WebExecutor:
         return await run(kwargs, context)
 
 
-__all__ = ["WebExecutor"]
+__all__ = ["WebExecutor", "check_number"]

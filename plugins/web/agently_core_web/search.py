@@ -34,6 +34,7 @@ from agently_core.errors import ActionError, ConfigError
 from agently_core.models import ActionSpec
 
 from .blocking import Busy, Overdue, Runner
+from .executor import check_number
 
 DEFAULTS: dict[str, Any] = {"backend": "auto", "region": "us-en", "safesearch": "moderate",
                             "timelimit": None, "timeout": 10.0, "max_results": 5,
@@ -191,13 +192,6 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _number(name: str, value: Any, *, low: float, integer: bool = False) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) \
-            or value < low:
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"Search: {name} must be {kind} >= {low:g}, got {value!r}")
-    return value
-
 
 def mount(agent: Any, *, backend: str | Iterable[str] = DEFAULTS["backend"],
           region: str = DEFAULTS["region"], safesearch: str = DEFAULTS["safesearch"],
@@ -216,13 +210,11 @@ def mount(agent: Any, *, backend: str | Iterable[str] = DEFAULTS["backend"],
     (``{engine: url}``: send that engine's request to another URL, such as a mirror or a
     recorded stand-in; a host setting only), ``preview_chars`` (how much of the results the
     record's digest, what the model reads, carries: 6,000). Returns the names mounted."""
-    if isinstance(backend, str) and not backend.strip():
-        raise ConfigError("Search: backend is empty (use 'auto' or engine names)")
-    backends_of(backend)  # unknown names fail at mount, naming what exists
-    _number("timeout", timeout, low=0.1)
-    _number("max_results", max_results, low=1, integer=True)
-    _number("snippet_chars", snippet_chars, low=20, integer=True)
-    _number("preview_chars", preview_chars, low=240, integer=True)
+    backends_of(backend)  # empty or unknown names fail at mount, naming what exists
+    check_number("Search", "timeout", timeout, low=0.1)
+    check_number("Search", "max_results", max_results, low=1, integer=True)
+    check_number("Search", "snippet_chars", snippet_chars, low=20, integer=True)
+    check_number("Search", "preview_chars", preview_chars, low=240, integer=True)
     if safesearch not in SAFESEARCH:
         raise ConfigError(f"Search: safesearch must be one of {', '.join(SAFESEARCH)}, "
                           f"got {safesearch!r}")
