@@ -546,13 +546,13 @@ class ExecutionEnvironmentManager:
         pending is destroyed with the manager, and asyncio reports that."""
         import asyncio
 
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
         for loop, task in builtins.list(self._keepers.items()):
             if loop.is_closed() or task.done():
                 continue
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
             if running is loop:
                 task.cancel()
             else:
