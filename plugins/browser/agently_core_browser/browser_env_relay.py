@@ -15,6 +15,8 @@ import contextlib
 import os
 import threading
 
+from agently_core_browser.threaded_loop import start_loop_thread
+
 
 class UnixRelay:
     """Listen on the UNIX socket ``path`` and copy each connection to ``host:port``."""
@@ -35,35 +37,14 @@ class UnixRelay:
 
     def start(self) -> UnixRelay:
         """Bind the socket and serve in a daemon thread; returns ``self``."""
-        ready = threading.Event()
-        failure: list[BaseException] = []
-        self._thread = threading.Thread(target=self._run, args=(ready, failure),
-                                        name="agently-browser-env-relay", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if failure:
-            raise failure[0]
+        self._loop, self._thread = start_loop_thread(self._listen, "agently-browser-env-relay")
         return self
 
-    def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            self._server = loop.run_until_complete(
-                asyncio.start_unix_server(self._serve, path=self.path))
-            os.chmod(self.path, self.mode)
-            if self.owner is not None:
-                os.chown(self.path, self.owner, self.owner)
-        except BaseException as exc:
-            failure.append(exc)
-            ready.set()
-            loop.close()
-            return
-        ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.close()
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_unix_server(self._serve, path=self.path)
+        os.chmod(self.path, self.mode)
+        if self.owner is not None:
+            os.chown(self.path, self.owner, self.owner)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from agently_core.egress import EgressGuard, EgressRefused
+from agently_core_browser.threaded_loop import start_loop_thread
 
 #: Headers that belong to the hop between client and proxy, never forwarded.
 _HOP_HEADERS = frozenset({"proxy-connection", "proxy-authorization", "proxy-authenticate",
@@ -152,14 +153,7 @@ class GuardProxy:
                 raise RuntimeError("the guard proxy is closed")
             if self._started:
                 return self
-            ready = threading.Event()
-            failure: list[BaseException] = []
-            self._thread = threading.Thread(target=self._run, args=(ready, failure),
-                                            name="agently-guard-proxy", daemon=True)
-            self._thread.start()
-            ready.wait()
-            if failure:
-                raise failure[0]
+            self._loop, self._thread = start_loop_thread(self._listen, "agently-guard-proxy")
             self._started = True
             return self
 
@@ -187,26 +181,10 @@ class GuardProxy:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            self._server = loop.run_until_complete(asyncio.start_server(
-                self._accept, self.host, 0, limit=self.max_header_bytes, backlog=128))
-            self.port = self._server.sockets[0].getsockname()[1]
-        except BaseException as exc:   # handed to start()
-            failure.append(exc)
-            ready.set()
-            loop.close()
-            return
-        ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(
+            self._accept, self.host, 0, limit=self.max_header_bytes, backlog=128)
+        self.port = self._server.sockets[0].getsockname()[1]
 
     async def _shutdown(self) -> None:
         if self._server is not None:

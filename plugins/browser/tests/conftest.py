@@ -7,11 +7,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from agently_core_browser.testing import PageServer
 
 
 @pytest.fixture(autouse=True)
 def _isolated(agently_clean_environment: None) -> None:
     """No AGENTLY_* variable of the developer's shell reaches these tests."""
+
+
+@pytest.fixture(scope="module")
+def forbidden() -> Iterator[PageServer]:
+    """A page that no test's allow-list lets a browser or the guard proxy reach."""
+    server = PageServer({"/": "<p>secret</p>"})
+    yield server
+    server.close()
 
 
 HERE = Path(__file__).resolve().parent

@@ -42,13 +42,6 @@ async def hostile_resolver(host: str, port: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def forbidden() -> Iterator[PageServer]:
-    server = PageServer({"/": "<p>secret</p>"})
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
 def silent() -> Iterator[CountingListener]:
     listener = CountingListener()
     yield listener

@@ -46,13 +46,6 @@ def page() -> Iterator[PageServer]:
 
 
 @pytest.fixture(scope="module")
-def forbidden() -> Iterator[PageServer]:
-    server = PageServer({"/": "<p>secret</p>"})
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
 def proxy(page: PageServer) -> Iterator[GuardProxy]:
     guard = EgressGuard.build(allow=[page.allow_entry], schemes=BROWSER_SCHEMES)
     with GuardProxy(guard) as running:
