@@ -452,8 +452,7 @@ def _forwarder(env: BrowserEnv, tool: str) -> Any:
 def _names(value: Iterable[str], label: str) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise ConfigError(f"BrowserEnv: {label} must be a list of tool names, got {value!r}")
-    names = tuple(str(v) for v in value)
-    return names
+    return tuple(str(v) for v in value)
 
 
 def _text(result: Any) -> str:
@@ -476,16 +475,18 @@ def _same_target(target: str, url: str) -> bool:
     """Whether a proxy target (an absolute URL, or ``host:port`` of a CONNECT) is ``url``'s."""
     from urllib.parse import urlsplit
 
+    from agently_core.egress import DEFAULT_PORTS
+
     if target == url or target.rstrip("/") == url.rstrip("/"):
         return True
     try:
         parts = urlsplit(url)
-        port = parts.port or {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(parts.scheme)
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme)
         wanted = (parts.hostname or "").lower()
         if "://" in target:
             got = urlsplit(target)
             return ((got.hostname or "").lower() == wanted and
-                    (got.port or {"http": 80, "https": 443}.get(got.scheme)) == port)
+                    (got.port or DEFAULT_PORTS.get(got.scheme)) == port)
         host, _, tport = target.rpartition(":")
         return host.strip("[]").lower() == wanted and tport == str(port)
     except ValueError:
