@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from agently_core import artifacts
 from agently_core.egress import EgressGuard
 from agently_core.errors import ConfigError
 from agently_core.models import ActionSpec
@@ -104,9 +105,10 @@ def mount(agent: Any, *, allow: Iterable[str] | str | None = None, scope: str = 
     if scope not in SCOPES:
         raise ConfigError(f"browser package: unknown scope {scope!r}; scopes: {', '.join(SCOPES)}")
     if (isinstance(preview_chars, bool) or not isinstance(preview_chars, int)
-            or not 240 <= preview_chars <= 20_000):
-        raise ConfigError(f"browser package: preview_chars must be an integer from 240 to "
-                          f"20000, got {preview_chars!r}")
+            or not artifacts.PREVIEW_CHARS <= preview_chars <= artifacts.MAX_PREVIEW_CHARS):
+        raise ConfigError(f"browser package: preview_chars must be an integer from "
+                          f"{artifacts.PREVIEW_CHARS} to {artifacts.MAX_PREVIEW_CHARS}, "
+                          f"got {preview_chars!r}")
     options: dict[str, Any] = {
         "headless": headless, "navigation_timeout": navigation_timeout,
         "action_timeout": action_timeout, "max_sessions": max_sessions,
