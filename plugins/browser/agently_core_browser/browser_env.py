@@ -266,10 +266,7 @@ class BrowserEnv(Env):
                    server: str) -> tuple[list[str], dict[str, str]]:
         from agently_core_isolation.sandbox import Limits, SandboxSpec
 
-        # the npm tree the server loads (its node_modules, holding playwright-core too)
-        modules = str(Path(server).parents[2]) if Path(server).parents[1].name.startswith("@") \
-            else str(Path(server).parents[1])
-        readable = [modules] + [p for p in ("/etc/fonts",) if os.path.isdir(p)]
+        readable = [_modules(server)] + [p for p in ("/etc/fonts",) if os.path.isdir(p)]
         limits = Limits(wall_seconds=24 * 3600.0, processes=4096, open_files=8192,
                         file_bytes=self.workspace_mb << 20, memory_bytes=None)
         spec = SandboxSpec(argv, work, network=False, limits=limits, ro_paths=readable,
@@ -453,6 +450,13 @@ def _names(value: Iterable[str], label: str) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise ConfigError(f"BrowserEnv: {label} must be a list of tool names, got {value!r}")
     return tuple(str(v) for v in value)
+
+
+def _modules(server: str) -> str:
+    """The npm tree ``server`` (``.../node_modules/@playwright/mcp/cli.js``) loads: its
+    ``node_modules``, holding playwright-core too."""
+    path = Path(server)
+    return str(path.parents[2] if path.parents[1].name.startswith("@") else path.parents[1])
 
 
 def _text(result: Any) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 from agently_core.errors import ConfigError
 
-from .browser_env import BrowserEnv
+from .browser_env import CHROMIUM, NODE, BrowserEnv, _modules
 
 __all__ = ["BROWSER_IMAGE", "BrowserDockerEnv", "build_browser_image", "container_engine"]
 
@@ -78,7 +78,7 @@ def image_present(engine: str, tag: str = BROWSER_IMAGE) -> bool:
 
 
 def build_browser_image(engine: str, server: str, *, tag: str = BROWSER_IMAGE,
-                        node: str = "/usr/bin/node", suite: str = "bookworm") -> str:
+                        node: str = NODE, suite: str = "bookworm") -> str:
     """Build ``tag`` for ``engine`` from Debian packages, the host's ``node`` and the npm
     tree of ``server`` (``.../node_modules/@playwright/mcp/cli.js``); returns the image name
     to run. Raises ConfigError when a step fails."""
@@ -113,11 +113,6 @@ def build_browser_image(engine: str, server: str, *, tag: str = BROWSER_IMAGE,
             raise ConfigError(f"browser_docker: {os.path.basename(engine)} import failed: "
                               f"{done.stderr.strip()[-1500:]}")
     return name
-
-
-def _modules(server: str) -> str:
-    path = Path(server)
-    return str(path.parents[2] if path.parents[1].name.startswith("@") else path.parents[1])
 
 
 class BrowserDockerEnv(BrowserEnv):
@@ -177,7 +172,7 @@ class BrowserDockerEnv(BrowserEnv):
 
     def _inside(self, work: Path, server: str) -> tuple[Path, str, str, str]:
         return (Path("/work"), f"{IMAGE_ROOT}/bin/node",
-                f"{IMAGE_ROOT}/node_modules/@playwright/mcp/cli.js", "/usr/lib/chromium/chromium")
+                f"{IMAGE_ROOT}/node_modules/@playwright/mcp/cli.js", CHROMIUM)
 
     def _command(self, argv: list[str], work: Path,
                  server: str) -> tuple[list[str], dict[str, str], str | None]:
