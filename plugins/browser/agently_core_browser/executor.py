@@ -82,7 +82,6 @@ class BrowserExecutor:
         except TypeError as exc:
             raise ActionError(f"{spec.name}: {exc}") from None
         except Exception as exc:   # Playwright's errors: timeouts, detached elements...
-            events = []
             try:
                 sess = browser.sessions.get(session)
                 events = sess.drain_events() if sess is not None else []

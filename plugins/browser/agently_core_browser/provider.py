@@ -23,7 +23,7 @@ import signal
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from agently_core.errors import ActionError, AgentlyError
@@ -52,11 +52,10 @@ class BrowserClosed(ActionError):
     """The managed browser was released or died."""
 
 
-def browser_processes(browser_id: str | None = None) -> list[int]:
-    """Pids of live processes of managed browsers (of ``browser_id`` only, when given),
-    found by their :data:`MARKER` environment variable (Linux ``/proc``)."""
-    wanted = f"{MARKER}={browser_id}".encode() if browser_id else f"{MARKER}=".encode()
-    found = []
+def _marked() -> Iterator[tuple[int, str]]:
+    """``(pid, browser id)`` of every live process that carries :data:`MARKER` in its
+    environment (Linux ``/proc``)."""
+    prefix = f"{MARKER}=".encode()
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
@@ -65,23 +64,21 @@ def browser_processes(browser_id: str | None = None) -> list[int]:
                 environ = handle.read()
         except OSError:
             continue
-        if any(item.startswith(wanted) for item in environ.split(b"\0")):
-            found.append(int(entry.name))
-    return found
+        for item in environ.split(b"\0"):
+            if item.startswith(prefix):
+                yield int(entry.name), item[len(prefix):].decode(errors="replace")
+                break
+
+
+def browser_processes(browser_id: str | None = None) -> list[int]:
+    """Pids of live processes of managed browsers (of ``browser_id`` only, when given),
+    found by their :data:`MARKER` environment variable (Linux ``/proc``)."""
+    return [pid for pid, owner in _marked() if not browser_id or owner == browser_id]
 
 
 def live_browser_ids() -> set[str]:
     """Ids of the managed browsers that have a live process (any of them)."""
-    found = set()
-    prefix = f"{MARKER}=".encode()
-    for pid in browser_processes():
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as handle:
-                items = handle.read().split(b"\0")
-        except OSError:
-            continue
-        found.update(i[len(prefix):].decode() for i in items if i.startswith(prefix))
-    return found
+    return {owner for _, owner in _marked()}
 
 
 class ManagedBrowser:
