@@ -24,9 +24,6 @@ from agently_core.protocols import ProviderHandle
 
 from .settings import RaySettings, ray_settings
 
-#: The kinds served when configured, and the host-side class of each one's resource.
-SERVED = ("python", "node")
-
 
 def refuse_secret_env(requirement: Any) -> None:
     """Secrets cross to a worker node only by name. agently-core treats every value of a
@@ -69,7 +66,7 @@ class RayProvider:
         make = WORKER_CLASSES.get(kind)
         if make is None:
             raise ConfigError(f"the ray provider does not serve kind {kind!r} (it serves "
-                              f"{', '.join(SERVED)})")
+                              f"{', '.join(WORKER_CLASSES)})")
         worker_class = make()
         refuse_secret_env(requirement)
         settings = self.settings
@@ -118,4 +115,4 @@ class RayProvider:
         await resource.aclose()
 
 
-__all__ = ["SERVED", "RayProvider", "refuse_secret_env"]
+__all__ = ["RayProvider", "refuse_secret_env"]

@@ -102,16 +102,7 @@ def _isolated(agently_clean_environment: None) -> None:
 
 
 @pytest.fixture
-def make_agent(agently_agent_factory: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+def make_agent(agently_agent_factory: Callable[..., Any]) -> Callable[..., Any]:
     """``make_agent(**settings)``: an agent on ``settings`` only, closed after the case
     (which releases its actors)."""
-    made: list[Any] = []
-
-    def make(**settings: Any) -> Any:
-        agent = agently_agent_factory(**settings)
-        made.append(agent)
-        return agent
-
-    yield make
-    for agent in made:
-        agent.close()
+    return agently_agent_factory
