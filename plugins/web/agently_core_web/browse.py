@@ -39,7 +39,6 @@ DEFAULTS: dict[str, Any] = {"timeout": 15.0, "max_bytes": 2 << 20, "max_redirect
                             "user_agent": "agently-core-web/0.1 (browse; +https://pypi.org/"
                                           "project/agently-core-web/)"}
 MAX_URL_CHARS = 4096
-BROWSER_PACKAGE = "agently-core-browser"
 
 
 
