@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from agently_core_web.testing import Tripwire
 
 
 @pytest.fixture(autouse=True)
@@ -32,3 +33,11 @@ def make_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..
     yield make
     for agent in made:
         agent.close()
+
+
+@pytest.fixture(scope="module")
+def tripwire() -> Iterator[Tripwire]:
+    """A loopback address (127.0.0.2) that must never be reached: it counts connections."""
+    wire = Tripwire("127.0.0.2")
+    yield wire
+    wire.stop()

@@ -63,13 +63,6 @@ def _stall(handler: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def tripwire() -> Iterator[Tripwire]:
-    wire = Tripwire("127.0.0.2")
-    yield wire
-    wire.stop()
-
-
-@pytest.fixture(scope="module")
 def site(tripwire: Tripwire) -> Iterator[Site]:
     bomb = gzip.compress(b"\0" * (16 << 20), compresslevel=9)  # 16 KiB on the wire
     routes = {

@@ -26,13 +26,6 @@ document.querySelector('#main p').textContent =
 
 
 @pytest.fixture(scope="module")
-def tripwire() -> Iterator[Tripwire]:
-    wire = Tripwire("127.0.0.2")
-    yield wire
-    wire.stop()
-
-
-@pytest.fixture(scope="module")
 def site(tripwire: Tripwire) -> Iterator[Site]:
     server = Site({"/scripted": page(SCRIPTED),
                    "/to-tripwire": redirect(tripwire.url("/secret"))},
