@@ -22,7 +22,6 @@ T = TypeVar("T")
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _driver: Any = None           # playwright.async_api.Playwright
-_driver_manager: Any = None   # its context manager, for stop()
 _users = 0
 _driver_lock: asyncio.Lock | None = None
 
@@ -101,28 +100,26 @@ def call_here(factory: Callable[[], Awaitable[T]], timeout: float | None = None)
 async def acquire_driver() -> Any:
     """The shared Playwright driver (on the browser loop), started when needed; pair each
     call with :func:`release_driver`."""
-    global _driver, _driver_manager, _users, _driver_lock
+    global _driver, _users, _driver_lock
     if _driver_lock is None:
         _driver_lock = asyncio.Lock()
     async with _driver_lock:
         if _driver is None:
             from playwright.async_api import async_playwright
 
-            manager = async_playwright()
-            _driver = await manager.start()
-            _driver_manager = manager
+            _driver = await async_playwright().start()   # its stop() ends the manager
         _users += 1
         return _driver
 
 
 async def release_driver() -> None:
     """Drop one use of the driver; the last one stops it (its node process exits)."""
-    global _driver, _driver_manager, _users
+    global _driver, _users
     assert _driver_lock is not None
     async with _driver_lock:
         _users = max(0, _users - 1)
         if _users == 0 and _driver is not None:
-            driver, _driver, _driver_manager = _driver, None, None
+            driver, _driver = _driver, None
             with contextlib.suppress(Exception):
                 await driver.stop()
 
