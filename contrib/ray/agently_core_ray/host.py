@@ -6,8 +6,11 @@ no file of the node's working directory chooses it) and ensures the resource, so
 sandbox's process, its workspace and any environment variable named by
 ``env_passthrough`` are the worker node's. ``request`` forwards one worker-protocol
 request; a cancelled Ray task cancels it (the native worker then kills itself, as it does
-for a cancelled local call). ``ping`` is the inner provider's own health check. ``close``
-releases the resource once.
+for a cancelled local call). ``ping`` is the inner provider's own health check. ``watch``
+is a call the host side keeps pending for the actor's whole life: it answers when the
+resource stops (its process exited, it says it is dead, or it was released), and Ray fails
+it the moment it learns the actor or its node is lost, so the host side can see either
+without a round trip. ``close`` releases the resource once.
 """
 
 from __future__ import annotations
@@ -15,6 +18,11 @@ from __future__ import annotations
 import os
 import socket
 from typing import Any
+
+import anyio
+
+#: Seconds between the watch's looks at the resource's process (its release wakes it at once).
+WATCH_POLL = 0.5
 
 
 def describe(resource: Any) -> dict[str, Any]:
@@ -55,6 +63,7 @@ class ResourceHost:
         self.handle: Any = None
         self.redactor: Any = None
         self.released = False
+        self._released: anyio.Event | None = None
 
     async def start(self) -> dict[str, Any]:
         """Ensure the resource with the inner provider; describe it and where it runs."""
@@ -95,11 +104,32 @@ class ResourceHost:
         except Exception:
             return False
 
+    def stopped(self) -> bool:
+        """Whether the resource is gone: released, dead by its own account, or its process
+        exited."""
+        if self.released or self.resource is None:
+            return True
+        process = getattr(self.resource, "process", None)
+        return bool(getattr(self.resource, "dead", False)) or (
+            process is not None and process.returncode is not None)
+
+    async def watch(self) -> str:
+        """Answer when the resource stops: ``"released"`` after :meth:`close`, else
+        ``"stopped"`` (see the module docstring)."""
+        if self._released is None:
+            self._released = anyio.Event()
+        while not self.stopped():
+            with anyio.move_on_after(WATCH_POLL):
+                await self._released.wait()
+        return "released" if self.released else "stopped"
+
     async def close(self) -> bool:
         """Release the resource (once); True the first time."""
         if self.released or self.resource is None:
             return False
         self.released = True
+        if self._released is not None:
+            self._released.set()
         await self.provider.release(self.handle.requirement, self.resource)
         return True
 

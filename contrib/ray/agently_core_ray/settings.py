@@ -47,12 +47,12 @@ class RaySettings:
     call_grace: float = 5.0
     #: Seconds a health ping of an actor may take.
     health_timeout: float = 10.0
-    #: A health check within this many seconds of the actor's last answer (a reply or a
-    #: ping) trusts that answer instead of a new round trip. 0 (the default): every check
-    #: is a round trip. Above 0, a warm call costs one round trip instead of two, and an
-    #: actor lost within the window is found by the call itself, which then fails saying
-    #: the state is lost (the next call gets a fresh actor).
-    ping_fresh_seconds: float = 0.0
+    #: Every health check reads the actor's watch, a call kept pending on the actor that
+    #: Ray fails when the actor or its node is lost and the actor answers when its
+    #: resource stops (no round trip). A sandbox that has not answered for this many
+    #: seconds also gets a real ping of the actor and of the resource inside it. 0: a
+    #: real ping before every reuse.
+    ping_fresh_seconds: float = 10.0
 
     def inner(self, kind: str) -> str:
         """The name of the provider whose resource the actor of ``kind`` hosts."""

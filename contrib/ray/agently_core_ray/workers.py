@@ -12,6 +12,12 @@ and kills itself past it); the host waits that long plus ``call_grace``, then gi
 actor up. A cancelled caller cancels the remote call, which kills the worker there. A lost
 actor or node makes the worker dead: the call fails saying its state is lost, the health
 check answers False, and the manager's next ensure starts a fresh actor on a live node.
+
+Health without a round trip: each stand-in keeps the actor's ``watch`` call pending. Ray
+fails it as soon as it learns the actor or its node is gone, and the actor answers it when
+the resource inside stops, so :meth:`RemoteWorkerMixin.ping` reads it locally
+(``ray.wait(timeout=0)``). Only a sandbox idle longer than ``ping_fresh_seconds`` (the
+``[ray]`` setting) also gets a real ping of the actor and of the worker in it.
 """
 
 from __future__ import annotations
@@ -69,6 +75,9 @@ class RemoteWorkerMixin:
         self.lost_reason: str | None = None
         self._close_lock = threading.Lock()
         self._closed = False
+        #: Real pings made (health checks that needed a round trip).
+        self.pings = 0
+        self.watching = actor.watch.remote()
 
     @property
     def node_id(self) -> str:
@@ -130,12 +139,36 @@ class RemoteWorkerMixin:
             value = {**value, "stderr": f"{note}\n{value.get('stderr') or ''}"}
         return value
 
-    async def ping(self, timeout: float | None = None) -> bool:
-        """A real round trip to the actor and, through it, the worker's own ping."""
-        if self.dead or self._closed:
+    def stopped(self) -> bool:
+        """Whether the actor's watch has answered (no round trip): the actor or its node
+        was lost (``lost_reason`` says how), or the resource in it stopped. Either way the
+        worker is dead."""
+        import ray
+
+        if self.dead:
+            return True
+        if not ray.wait([self.watching], timeout=0, fetch_local=False)[0]:
             return False
-        if self.fresh and time.monotonic() - self.answered < self.fresh:
-            return True  # it answered just now (see RaySettings.ping_fresh_seconds)
+        try:
+            ending = ray.get(self.watching, timeout=0)
+        except Exception as exc:
+            if lost(exc):
+                self._gone(exc)
+            else:
+                self.lost_reason = cause(exc)
+        else:
+            self.lost_reason = f"its sandbox {ending} on the node"
+        self.dead = True
+        return True
+
+    async def ping(self, timeout: float | None = None) -> bool:
+        """The watch (see :meth:`stopped`); for a sandbox idle past ``fresh`` seconds also
+        a real round trip to the actor and, through it, the worker's own ping."""
+        if self._closed or self.stopped():
+            return False
+        if time.monotonic() - self.answered < self.fresh:
+            return True  # it answered recently, and its watch is still pending
+        self.pings += 1
         try:
             with anyio.fail_after(timeout or self.health_timeout):
                 alive = bool(await wait(self.actor.ping.remote()))

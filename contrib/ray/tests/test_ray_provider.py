@@ -21,6 +21,7 @@ from agently_core_ray.provider import RayProvider
 
 from agently_core.environments import ExecutionEnvironmentManager
 from agently_core.models import EnvironmentRequirement
+from agently_core.protocols import ProviderHandle
 
 
 def ray_config(**placement: Any) -> dict[str, Any]:
@@ -172,10 +173,11 @@ async def test_a_cancelled_caller_cancels_the_remote_call(no_actor_left: Any) ->
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("fresh", [0.0, 60.0])
-async def test_a_killed_actor_is_unhealthy_or_its_next_call_reports_the_state_lost(
-        no_actor_left: Any, fresh: float) -> None:
-    """Every health check is a round trip by default; with ``ping_fresh_seconds`` the
-    check trusts a recent answer, and the call itself finds the actor gone."""
+async def test_a_killed_actor_is_unhealthy_at_the_next_check(no_actor_left: Any,
+                                                             fresh: float) -> None:
+    """The health check reads the actor's pending watch, which Ray fails once it learns
+    the actor is gone: unhealthy at once, with a real ping (``ping_fresh_seconds = 0``) or
+    without one (a sandbox that answered within the window)."""
     import ray
 
     provider = RayProvider({"placement": {"python": {"resources": {"pool": 0.01}}},
@@ -184,20 +186,51 @@ async def test_a_killed_actor_is_unhealthy_or_its_next_call_reports_the_state_lo
     worker = await provider.ensure(requirement)
     try:
         assert (await worker.run("v = 1", timeout=10, max_output=100))["ok"]
+        assert await worker.ping() is True
+        pings = worker.pings
+        assert pings == (1 if not fresh else 0)  # within the window: no round trip
         ray.kill(worker.actor, no_restart=True)  # the actor dies under us
-        if not fresh:
-            with anyio.fail_after(10):  # the kill lands within moments; each ping is real
-                while await worker.ping():
-                    await anyio.sleep(0.05)
-        else:
-            assert await worker.ping() is True  # trusted: it answered a moment ago
-            with anyio.fail_after(10), pytest.raises(Exception, match="state is lost"):
-                await worker.run("v", timeout=10, max_output=100)
-            assert await worker.ping() is False
-        assert worker.dead and worker.lost_reason
+        with anyio.fail_after(10):
+            while await worker.ping():
+                await anyio.sleep(0.01)
+        assert worker.dead and "ActorDiedError" in worker.lost_reason, worker.lost_reason
+        if fresh:
+            assert worker.pings == pings  # the watch said so; nothing asked the dead actor
+        with pytest.raises(Exception, match="not running"):
+            await worker.run("v", timeout=10, max_output=100)
     finally:
         await provider.release(requirement, worker)
     assert no_actor_left() == [] and worker.kills == 1
+
+
+@pytest.mark.anyio
+async def test_a_sandbox_that_stops_on_its_node_is_unhealthy_without_a_round_trip(
+        no_actor_left: Any) -> None:
+    """The actor answers its watch when the resource inside it stops (here its worker
+    process exits on the node between calls): the next check is False with no ping,
+    and the manager's next ensure reports the state lost."""
+    provider = RayProvider({"placement": {"python": {"resources": {"pool": 0.01}}},
+                            "ping_fresh_seconds": 60})
+    requirement = EnvironmentRequirement(kind="python", scope="global", resource_key="python")
+    worker = await provider.ensure(requirement)
+    try:
+        # the sandbox's worker process exits a moment after answering, between calls
+        code = "import os, threading\nthreading.Timer(0.3, os._exit, (1,)).start()"
+        assert (await worker.run(code, timeout=10, max_output=100))["ok"]
+        with anyio.fail_after(10):
+            while await worker.ping():
+                await anyio.sleep(0.05)
+        assert worker.pings == 0 and worker.lost_reason == "its sandbox stopped on the node"
+        assert not await provider.async_health_check(ProviderHandle("h", requirement, worker))
+        fresh = await provider.ensure(requirement)
+        try:
+            again = await fresh.run("1", timeout=10, max_output=100)
+            assert "was lost (its sandbox stopped on the node)" in again["stderr"], again
+        finally:
+            await provider.release(requirement, fresh)
+    finally:
+        await provider.release(requirement, worker)
+    assert no_actor_left() == []
 
 
 def test_bad_settings_give_a_clear_error_record(no_actor_left: Any, make_agent: Any) -> None:
