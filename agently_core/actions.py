@@ -158,6 +158,11 @@ class FlowRun:
     #: ``pause(approval_requests, resume)``: stop on pending approvals; ``await
     #: resume(decision)`` continues the run later and returns its FlowResult.
     pause: Callable[..., Any] | None = None
+    #: ``await checkpoint(round_index, state)``: a round ended and the run goes on;
+    #: ``state`` is the flow's ``export_state`` (redacted), which the agent saves with a
+    #: durable execution that saves every round (``save_rounds``). ``None``: nothing is
+    #: handed over mid-run (flows without it keep working).
+    checkpoint: Callable[..., Any] | None = None
     #: The flow's own state of this run, for flows that can export it (``export_state``).
     flow_state: Any = None
     #: The bound of the whole run in seconds (``get_action_result(timeout=...)``), or None.

@@ -779,11 +779,17 @@ class Agent:
     def create_execution(self, *, execution_environments: Iterable[Any] = (),
                          runtime_resources: Mapping[str, Any] | None = None,
                          workspace: Any = None, require_distributed_provider: bool = False,
-                         lease_ttl: float | None = None) -> Execution:
+                         lease_ttl: float | None = None, save_rounds: bool = False,
+                         execution_id: str | None = None) -> Execution:
         """A flow execution on this agent's manager, events and approval handlers; closed
         with the agent at the latest. With ``workspace`` (a
         :class:`~agently_core.workspace.Workspace`) it is durable: a pause on an approval
         saves it there, and :meth:`load_execution` resumes it in another process.
+        ``save_rounds=True`` (needs ``workspace``) also saves the run after every round
+        it goes on past and when it ends, holding the execution's lease while it runs, so
+        that another process can continue it from the next round if this one dies (see
+        ``Execution.async_continue_run``). ``execution_id`` names the execution (default:
+        a new id); a run refuses an id saved already (``ExecutionConflict``).
         ``require_distributed_provider=True`` refuses (``CapabilityMissing``) a workspace
         that does not report compare-and-set, leases, range reads, retention, event
         sequences, durability and multi-process safety. ``workspace=False`` (or ``None``,
@@ -791,12 +797,15 @@ class Agent:
         durable: dict[str, Any] = {}
         if lease_ttl is not None:
             durable["lease_ttl"] = lease_ttl
+        if execution_id is not None and (not isinstance(execution_id, str)
+                                         or not execution_id.strip()):
+            raise ValueError(f"execution_id must be a non-empty string, got {execution_id!r}")
         execution = Execution(self.manager, execution_environments=execution_environments,
                               runtime_resources=runtime_resources, events=self.events,
                               approval_context=self, approval=self.approval,
                               policy=self.dispatcher.policy, workspace=workspace,
                               require_distributed_provider=require_distributed_provider,
-                              **durable)
+                              save_rounds=save_rounds, id=execution_id, **durable)
         execution.restore_result = FlowResult.model_validate
         self._executions.add(execution)
         return execution
@@ -808,11 +817,14 @@ class Agent:
                                    lease_ttl: float | None = None) -> Execution:
         """Load a durable execution saved in ``workspace`` (default: :attr:`workspace`),
         typically by another process, to resume it here with ``await
-        execution.async_continue_with(decision, resume_request_id=...)``.
+        execution.async_continue_with(decision, resume_request_id=...)`` or, when it was
+        saved mid-run (``save_rounds``; ``execution.saved_round`` is not None), to
+        continue its loop from the next round with ``await
+        execution.async_continue_run()``.
 
         Loading claims the execution's lease (``ExecutionBusy`` while another process
         holds it), ensures its execution-scoped environments again and rebuilds the
-        paused flow from its saved state, on this agent's actions, planner and handlers
+        paused (or running) flow from its saved state, on this agent's actions, planner and handlers
         (register the same actions first). ``ExecutionNotFound`` for an unknown id. A
         closed execution loads for reading (and repeats of its resume ids). Pass
         ``execution_environments`` again for those whose configuration held secrets, and
@@ -833,7 +845,7 @@ class Agent:
             policy=self.dispatcher.policy,
             require_distributed_provider=require_distributed_provider, **durable)
         self._executions.add(execution)
-        if execution.paused:
+        if execution.paused or execution.saved_round is not None:
             try:
                 self._rebuild_resume(execution)
             except BaseException:
@@ -854,8 +866,9 @@ class Agent:
 
     def _rebuild_resume(self, execution: Execution) -> None:
         """Give a loaded, paused execution what resumes it: the start of its environments
-        and then the flow, or the flow restored from its exported state."""
-        from .execution import ExecutionStateError
+        and then the flow, or the flow restored from its exported state; or a loaded
+        execution saved mid-run what continues its loop from the next round."""
+        from .execution import RUNNING, ExecutionStateError
 
         state = execution.resume_state or {}
         request = state.get("request")
@@ -869,23 +882,29 @@ class Agent:
             execution.suspend(execution.pending,
                               self._start_resumer(execution, request, options))
             return
-        if kind != "flow":
+        if kind not in ("flow", RUNNING):
             raise ExecutionStateError(f"execution {execution.id} was saved without the state "
                                       "to resume it in another process")
         runtime, flow, planner = self._components()
         name = getattr(flow, "name", type(flow).__name__)
-        resume_from = getattr(flow, "resume_from", None)
+        method = "resume_from" if kind == "flow" else "continue_from"
+        restore = getattr(flow, method, None)
         if state.get("flow") != name:
-            raise ExecutionStateError(f"execution {execution.id} paused in ActionFlow "
+            raise ExecutionStateError(f"execution {execution.id} was saved by ActionFlow "
                                       f"{state.get('flow')!r}; this agent runs {name!r}")
-        if state.get("flow_state") is None or not callable(resume_from):
+        if state.get("flow_state") is None or not callable(restore):
             raise ExecutionStateError(
                 f"ActionFlow {name!r} cannot export and restore its state (export_state/"
-                f"resume_from); execution {execution.id} can only resume where it paused")
+                f"{method}); execution {execution.id} can only go on in the process that "
+                "saved it")
         run = self._flow_run(execution, request, options, runtime, planner, flow)
         flow_state = state["flow_state"]
+        if kind == RUNNING:
+            resumed = self._resumer(execution, lambda _: restore(run, flow_state))
+            execution.set_continuation(lambda: resumed(None))
+            return
         execution.suspend(execution.pending, self._resumer(
-            execution, lambda decision: resume_from(run, flow_state, decision)))
+            execution, lambda decision: restore(run, flow_state, decision)))
 
     def _flow_run(self, execution: Execution, request: Any, options: dict[str, Any],
                   runtime: Any, planner: Any, flow: Any) -> FlowRun:
@@ -897,27 +916,42 @@ class Agent:
                      if execution.workspace is not None else None)
             execution.suspend(requests, self._resumer(execution, resume), state=state)
 
+        async def checkpoint(round_index: int, flow_state: Any) -> None:
+            from .execution import RUNNING
+
+            state = self._resume_state(RUNNING, request, options, flow, run,
+                                       flow_state=flow_state)
+            state["round"] = round_index
+            await execution.save_checkpoint(state)
+
         loop = {key: value for key, value in options.items() if key != "env_state"}
         run = FlowRun(
             request=request, agent_name=self.name, runtime=runtime, planner=planner,
             dispatcher=self.dispatcher, execution_handler=self._execution_handler,
             execution=execution, **loop, pause=pause,
+            checkpoint=checkpoint if execution.save_rounds else None,
             settings={"env_state": options.get("env_state", self._env_state)},
         )
         return run
 
     def _resume_state(self, kind: str, request: Any, options: Mapping[str, Any],
-                      flow: Any = None, run: Any = None) -> dict[str, Any]:
+                      flow: Any = None, run: Any = None, *,
+                      flow_state: Any = None) -> dict[str, Any]:
+        """What a new process needs to go on with the run: ``kind`` "start" (paused
+        starting its environments), "flow" (paused in the flow: its exported state) or
+        "running" (saved after a round: ``flow_state`` as the flow handed it over)."""
         from pydantic_core import to_jsonable_python
 
         state: dict[str, Any] = {"kind": kind,
                                  "request": to_jsonable_python(request, fallback=repr),
                                  "options": dict(options)}
-        if kind == "flow":
+        if kind != "start":
             export = getattr(flow, "export_state", None)
             state["flow"] = getattr(flow, "name", type(flow).__name__)
-            state["flow_state"] = (export(run, redactor=self.redactor) if callable(export)
-                                   else None)
+            if kind == "flow":
+                flow_state = (export(run, redactor=self.redactor) if callable(export)
+                              else None)
+            state["flow_state"] = flow_state
         return state
 
     async def _save_paused(self, execution: Execution) -> None:
@@ -931,7 +965,8 @@ class Agent:
                         execution_environments: Iterable[Any] = (),
                         runtime_resources: Mapping[str, Any] | None = None,
                         workspace: Any = None, execution: Execution | None = None,
-                        env_state: str | None = None, timeout: float | None = None
+                        env_state: str | None = None, timeout: float | None = None,
+                        save_rounds: bool = False, execution_id: str | None = None
                         ) -> FlowResult:
         """Run the action loop for ``request`` (or the pending :meth:`input`) inside a new
         execution (durable with ``workspace``; see :meth:`create_execution`), or inside
@@ -942,7 +977,10 @@ class Agent:
         ``timeout`` bounds the whole loop (starting its environments, every round's
         planning and execution) in seconds: a run still going then is stopped, its
         environments released, and it ends ``failed`` with an ``ActionLoopStalled`` record
-        saying where it stalled (see :func:`~agently_core.actions.stalled_result`)."""
+        saying where it stalled (see :func:`~agently_core.actions.stalled_result`).
+        ``save_rounds=True`` (with ``workspace``) saves the run after every round it goes
+        on past, so that another process continues it if this one dies, and
+        ``execution_id`` names the new execution (both: see :meth:`create_execution`)."""
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(
                 timeout, (int, float)) or not timeout > 0):
             raise ValueError(f"timeout must be a number of seconds above 0, got {timeout!r}")
@@ -963,10 +1001,13 @@ class Agent:
         if execution is None:
             execution = self.create_execution(execution_environments=execution_environments,
                                               runtime_resources=runtime_resources,
-                                              workspace=workspace)
-        elif execution_environments or runtime_resources or workspace is not None:
-            raise TypeError("execution_environments, runtime_resources and workspace are "
-                            "options of a new execution; give them to create_execution")
+                                              workspace=workspace, save_rounds=save_rounds,
+                                              execution_id=execution_id)
+        elif execution_environments or runtime_resources or workspace is not None \
+                or save_rounds or execution_id is not None:
+            raise TypeError("execution_environments, runtime_resources, workspace, "
+                            "save_rounds and execution_id are options of a new execution; "
+                            "give them to create_execution")
         elif execution not in self._executions or execution.state != "open" or (
                 execution.paused or execution.result is not None):
             raise ConfigError(f"execution {execution.id} is not a new, open execution of this "
@@ -976,6 +1017,14 @@ class Agent:
 
     async def _run_in(self, execution: Execution, request: Any, options: dict[str, Any]
                       ) -> FlowResult:
+        if execution.save_rounds and not execution._holding:
+            try:  # the run holds the lease, saves every round and its end
+                return await execution._run_saving(
+                    lambda: self._run_in(execution, request, options))
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self._close_execution(execution)
+                raise
         runtime, flow, planner = self._components()
         run = self._flow_run(execution, request, options, runtime, planner, flow)
         request_token = current_request.set(execution.id)

@@ -10,7 +10,10 @@ With a workspace the execution is *durable*: a pause saves its state (redacted) 
 workspace under the snapshot key ``execution:<id>`` with compare-and-set, and
 :meth:`Execution.load` in another process claims the lease ``execution:<id>``, ensures
 the execution-scoped environments again and resumes it there (``agent.load_execution``
-wires the flow back in).
+wires the flow back in). With ``save_rounds=True`` the run also holds that lease while
+it runs and is saved after every round it continues past (a resume state of kind
+:data:`RUNNING`), and once more when it ends: a process that loads it after the runner
+died continues the loop from the next round with :meth:`Execution.async_continue_run`.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ Resume = Callable[[ApprovalDecision], Awaitable[Any]]
 RESUME_PHASES = ("accepted", "dispatched", "completed", "dispatch_failed")
 #: The format of a saved execution (the snapshot ``execution:<id>`` of a workspace).
 SAVED_FORMAT = "agently.execution/1"
+#: The kind of resume state saved after a round by an execution that saves every round
+#: (``save_rounds``): "running, last saved after round N" (not paused).
+RUNNING = "running"
 #: Seconds a process holds the lease of an execution it loaded or resumes (heartbeaten
 #: while a resume runs).
 DEFAULT_LEASE_TTL = 60.0
@@ -107,10 +113,19 @@ class Execution:
         workspace: Any = None,
         require_distributed_provider: bool = False,
         lease_ttl: float = DEFAULT_LEASE_TTL,
+        save_rounds: bool = False,
     ) -> None:
         #: The workspace a pause is saved to (``None``: none bound, not durable).
         self.workspace = (None if workspace is None or workspace is False
                           else _durable_workspace(workspace, require_distributed_provider))
+        if not isinstance(save_rounds, bool):
+            raise TypeError(f"save_rounds must be True or False, got {save_rounds!r}")
+        if save_rounds and self.workspace is None:
+            raise ValueError("save_rounds=True needs a workspace to save the rounds to")
+        #: Save the run after every round it continues past (and when it ends), holding the
+        #: lease while it runs, so another process can continue it (see
+        #: :meth:`async_continue_run`).
+        self.save_rounds = save_rounds
         if not lease_ttl > 0:
             raise ValueError(f"lease_ttl must be a positive number of seconds, got {lease_ttl!r}")
         self.lease_ttl = float(lease_ttl)
@@ -151,6 +166,11 @@ class Execution:
         self._lease: Any = None
         self._lease_owner: str | None = None
         self._resuming = False
+        #: Work of this copy holds the lease and saves when it ends (a resume, a run that
+        #: saves every round, a continued run): ``save`` waits for that, ``close`` keeps it.
+        self._holding = False
+        self._continue: Callable[[], Awaitable[Any]] | None = None
+        self._continued: Any = _KEEP
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self, *, execution_environments: Iterable[
@@ -248,7 +268,7 @@ class Execution:
             self.resources = {}
             self.handles = {key: handle.model_copy(update={"status": "released", "ref_count": 0})
                             for key, handle in self.handles.items()}
-        if self._lease is not None and not self._resuming:
+        if self._lease is not None and not self._holding:
             with anyio.CancelScope(shield=True):
                 await self._let_go()
         return self.snapshot()
@@ -349,16 +369,16 @@ class Execution:
                 result = await resume(decision)
                 self._resumed[resume_request_id] = result
                 return result
-            self._resuming = True
+            self._resuming = self._holding = True
             try:
-                result = await self._run_resume(resume, decision)
+                result = await self._run_held(lambda: resume(decision))
             except BaseException as exc:
-                self._resuming = False
+                self._resuming = self._holding = False
                 with anyio.CancelScope(shield=True):
                     await self._save_failure(exc)
                     await ledger.record("dispatch_failed", error=self.error, quiet=True)
                 raise
-            self._resuming = False
+            self._resuming = self._holding = False
             self._resumed[resume_request_id] = result
             try:
                 await self.save()
@@ -384,18 +404,145 @@ class Execution:
             raise ValueError(f"a resume decision is approved or denied, got {decision!r}")
         return ApprovalDecision(request_id=request_id, decision=value, actor=actor)
 
+    # -- a run saved every round: continue it elsewhere ---------------------------------
+    @property
+    def saved_round(self) -> int | None:
+        """The round after which this execution was last saved mid-run (``save_rounds``)
+        while its loop goes on (not paused, not closed), else ``None``. A copy loaded in
+        that state continues the loop with :meth:`async_continue_run`."""
+        state = self.resume_state
+        if self.state == "closed" or self.paused or not isinstance(state, dict) \
+                or state.get("kind") != RUNNING:
+            return None
+        return state.get("round")
+
+    async def save_checkpoint(self, state: dict[str, Any]) -> int:
+        """Save this durable execution mid-run, its loop going on: ``state`` (JSON-able,
+        ``kind`` :data:`RUNNING`, ``round`` the round just done) is what another process
+        needs to continue the loop from the next round. Redacted and compare-and-set as
+        :meth:`save` (:class:`ExecutionConflict` when another process changed it: the
+        caller must stop); written inside a resume too. Returns the new state version."""
+        if self.workspace is None:
+            raise ExecutionStateError(f"execution {self.id} has no workspace to be saved to")
+        if not isinstance(state, dict) or state.get("kind") != RUNNING:
+            raise ValueError(f"a checkpoint's state is a dict of kind {RUNNING!r}")
+        self.resume_state = state
+        return await self._put()
+
+    def set_continuation(self, work: Callable[[], Awaitable[Any]]) -> None:
+        """What continues this execution's loop from its last saved round (``await
+        work()`` returns the loop's result); ``agent.load_execution`` sets it."""
+        self._continue = work
+
+    async def async_continue_run(self) -> Any:
+        """Continue the loop of an execution saved mid-run (loaded with
+        ``agent.async_load_execution`` in a process other than the one that ran it, which
+        died) from the round after :attr:`saved_round`, and return its result. The lease
+        is heartbeaten while it runs; every further round is saved as it ends, and the
+        final state (closed, or paused on an approval) when the loop ends, then the lease
+        is let go.
+
+        Idempotent where it can be: called again on this copy it returns the first
+        result; on a closed execution it returns the saved result. A copy whose saved
+        state changed since it was read (another process continued it) raises
+        :class:`ExecutionConflict` and runs nothing; :class:`ExecutionBusy` while another
+        process holds the lease. :class:`ExecutionStateError` for a paused execution (it
+        waits for ``async_continue_with``), one closed by a failure, or one not saved
+        mid-run. If the continued loop raises, the execution is saved closed with the
+        error (a cancelled one stays saved at its last round)."""
+        async with self._resume_lock:
+            if self._continued is not _KEEP:
+                return self._continued
+            if self.state == "closed":
+                if self.error is not None or self.result is None:
+                    raise ExecutionStateError(
+                        f"execution {self.id} is closed without a result to return"
+                        + (f": {self.error}" if self.error else ""))
+                return self.result
+            if self.paused:
+                raise ExecutionStateError(
+                    f"execution {self.id} waits for approval: resume it with "
+                    "async_continue_with(decision, resume_request_id=...)")
+            if self.saved_round is None or self._continue is None:
+                raise ExecutionStateError(
+                    f"execution {self.id} was not saved mid-run (save_rounds): there is no "
+                    "round to continue from; load it with agent.async_load_execution(...)")
+            if self.workspace is not None:
+                await self._hold(None)
+            work, self._continue = self._continue, None
+            result = await self._held_work(work)
+            self._continued = result
+            return result
+
+    def continue_run(self) -> Any:
+        """:meth:`async_continue_run` from sync code."""
+        from ._sync import run_sync
+
+        return run_sync(self.async_continue_run)
+
+    async def _run_saving(self, work: Callable[[], Awaitable[Any]]) -> Any:
+        """Run a new loop that saves every round: claim the lease (:class:`ExecutionBusy`
+        if another process holds it; :class:`ExecutionConflict` if an execution with this
+        id is saved already), run ``work`` holding it, save the final state, let go."""
+        from .workspace import default_owner
+
+        ws, key = self.workspace, saved_key(self.id)
+        self._lease_owner = self._lease_owner or default_owner()
+        self._lease = await ws.claim_lease(key, ttl=self.lease_ttl, owner=self._lease_owner)
+        if self._lease is None:
+            holder = await ws.read_lease(key)
+            who = f" by {holder.owner}" if holder is not None else ""
+            raise ExecutionBusy(f"execution {self.id} is held{who}: another process runs it")
+        try:
+            found = await ws.read_snapshot(key)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._let_go()
+            raise
+        if found is not None and found[0] != self.state_version:
+            await self._let_go()
+            raise ExecutionConflict(f"execution {self.id} is saved already (state version "
+                                    f"{found[0]}); load it instead of running it again")
+        return await self._held_work(work)
+
+    async def _held_work(self, work: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``work`` holding the lease (heartbeaten); then save the final state and
+        let go. A failure is saved (closed with the error) unless this copy lost the
+        execution to another process or was cancelled."""
+        self._holding = True
+        try:
+            result = await self._run_held(work)
+        except BaseException as exc:
+            self._holding = False
+            with anyio.CancelScope(shield=True):
+                if isinstance(exc, Exception) and not isinstance(exc, ExecutionStateError):
+                    await self._save_failure(exc, "the run")
+                else:  # lost to another process, or cancelled: the saved state stays
+                    await self._let_go()
+            raise
+        self._holding = False
+        try:
+            await self.save()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._let_go()
+        return result
+
     # -- durability ----------------------------------------------------------------------
     async def save(self) -> int:
         """Save this execution's state (redacted) to its workspace with compare-and-set
         and return the new state version; :class:`ExecutionConflict` when the saved state
-        changed since this copy read or wrote it. Inside a resume this does nothing:
-        ``async_continue_with`` saves when the resumed work ends or pauses again."""
-        from .workspace import VersionConflict
-
+        changed since this copy read or wrote it. Inside a resume (or a run that saves
+        every round) this does nothing: that work saves when it ends or pauses again."""
         if self.workspace is None:
             raise ExecutionStateError(f"execution {self.id} has no workspace to be saved to")
-        if self._resuming:
+        if self._holding:
             return self.state_version
+        return await self._put()
+
+    async def _put(self) -> int:
+        from .workspace import VersionConflict
+
         document = self.document()
         try:
             self.state_version = await self.workspace.put_snapshot(
@@ -426,7 +573,9 @@ class Execution:
             "decisions": [d.model_dump(mode="json") for d in self.decisions],
             "resumed": [{"id": rid, "result": _jsonable(result)}
                         for rid, result in self._resumed.items()],
-            "resume": self.resume_state if self.paused else None,
+            "resume": (self.resume_state if self.paused or self.saved_round is not None
+                       else None),
+            "save_rounds": self.save_rounds, "saved_round": self.saved_round,
             "result": _jsonable(self.result), "error": self.error,
         }
         return redactor.redact(document)
@@ -470,6 +619,7 @@ class Execution:
         execution.decisions = [ApprovalDecision.model_validate(d)
                                for d in document.get("decisions") or ()]
         execution.error = document.get("error")
+        execution.save_rounds = bool(document.get("save_rounds"))
         if document.get("state") == "closed":
             execution.state = "closed"
             execution.closed_at = document.get("closed_at")
@@ -513,7 +663,7 @@ class Execution:
             return value
         return self.restore_result(value)
 
-    async def _hold(self, resume_request_id: str) -> tuple[bool, Any]:
+    async def _hold(self, resume_request_id: str | None) -> tuple[bool, Any]:
         """Take (or keep) the lease and check the saved state is still the one this copy
         knows. Returns ``(True, result)`` when another process already resumed with
         ``resume_request_id``."""
@@ -540,22 +690,24 @@ class Execution:
         await self._let_go()
         saved = (found[1].get("resumed") or ()) if found is not None else ()
         stored = {item.get("id"): item.get("result") for item in saved}
-        if resume_request_id in stored:
+        if resume_request_id is not None and resume_request_id in stored:
             return True, self._restored(stored[resume_request_id])
         raise ExecutionConflict(
             f"execution {self.id} was changed by another process (saved state version "
             f"{version}, this copy knows {self.state_version}); load it again")
 
-    async def _run_resume(self, resume: Resume, decision: ApprovalDecision) -> Any:
-        """Run the resumed work, heartbeating the lease meanwhile."""
+    async def _run_held(self, work: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``work`` (a resume, a loop), heartbeating the lease meanwhile."""
         if self._lease is None:
-            return await resume(decision)
+            return await work()
         outcome: list[tuple[bool, Any]] = []
         async with anyio.create_task_group() as group:
             group.start_soon(self._heartbeat)
             try:
-                outcome.append((True, await resume(decision)))
-            except Exception as exc:  # re-raised below, not wrapped in a group
+                outcome.append((True, await work()))
+            except anyio.get_cancelled_exc_class():
+                raise
+            except BaseException as exc:  # re-raised below, not wrapped in a group
                 outcome.append((False, exc))
             group.cancel_scope.cancel()
         ok, value = outcome[0]
@@ -574,12 +726,12 @@ class Execution:
             except WorkspaceError:  # lost: the compare-and-set of the save still decides
                 self._lease = None
 
-    async def _save_failure(self, exc: BaseException) -> None:
-        """A resume that raised ends the execution (the agent closes it): save that, so no
-        other process runs the approved work again."""
+    async def _save_failure(self, exc: BaseException, what: str = "the resume") -> None:
+        """A resume (or a run saving every round) that raised ends the execution (the agent
+        closes it): save that, so no other process runs the work again."""
         from .workspace import WorkspaceError
 
-        self.error = f"the resume raised {type(exc).__name__}: {exc}"
+        self.error = f"{what} raised {type(exc).__name__}: {exc}"
         self.pending, self._resume = [], None
         try:
             await self.save()

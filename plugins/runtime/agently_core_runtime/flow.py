@@ -2,8 +2,11 @@
 
 A run paused on an approval can be exported (:meth:`AgentlyActionFlow.export_state`, JSON)
 and resumed from that state in another process (:meth:`AgentlyActionFlow.resume_from`):
-how durable executions continue where they stopped. The planning context's ``history``
-is rebuilt from the run's rounds and records, so a restored run replays the same history.
+how durable executions continue where they stopped. With ``run.checkpoint`` set, the
+state is also handed over after every round the run continues past, and
+:meth:`AgentlyActionFlow.continue_from` goes on from such a state at the next round (a
+loop whose process died mid-run). The planning context's ``history`` is rebuilt from the
+run's rounds and records, so a restored run replays the same history.
 
 Events (on the run's EventCenter, ids and counts only): ``run.started`` (``resumed``
 true when a paused run goes on), ``round.started``, ``round.completed`` and
@@ -127,6 +130,23 @@ class AgentlyActionFlow:
         """Continue a run from :meth:`export_state`'s state, in this process: the waiting
         calls run (approved; those whose arguments were not saved get a failed record) or
         get blocked records (denied), then planning goes on with the restored history."""
+        restored = self._restored(run, state)
+        return await self._continue(run, restored, decision)
+
+    async def continue_from(self, run: Any, state: Mapping[str, Any]) -> FlowResult:
+        """Continue a run from the state it handed to ``run.checkpoint`` after a round, in
+        this process: planning goes on at the next round with the restored history;
+        nothing of the rounds done runs again. ValueError for a state that waits for
+        approval (that one resumes with :meth:`resume_from`)."""
+        if state.get("waiting"):
+            raise ValueError("this flow state waits for approval: resume it with "
+                             "resume_from(run, state, decision)")
+        restored = self._restored(run, state)
+        await _started(run, restored, resumed=True)
+        return await self._finish(run, restored, await self._rounds(run, restored))
+
+    def _restored(self, run: Any, state: Mapping[str, Any]) -> _State:
+        """:meth:`export_state`'s state as the run's own again."""
         if state.get("version") not in _RESTORABLE:
             raise ValueError(f"flow state version {state.get('version')!r} is not one of "
                              f"{_RESTORABLE}; it cannot be restored here")
@@ -146,7 +166,7 @@ class AgentlyActionFlow:
             if not item.get("arguments_saved", True):
                 restored.unsaved.add(call.id)
         _keep(run, restored)
-        return await self._continue(run, restored, decision)
+        return restored
 
     async def _continue(self, run: Any, state: _State, decision: ApprovalDecision
                         ) -> FlowResult:
@@ -210,6 +230,7 @@ class AgentlyActionFlow:
             waiting = [r for r in records if r.status == "approval_required"]
             if waiting:
                 return self._pause(run, state, decision.calls, waiting)
+            await self._checkpoint(run, state, round_index)
         result.stop_reason = "max_rounds"
         return result
 
@@ -262,7 +283,20 @@ class AgentlyActionFlow:
         if any(r.status == "approval_required" for r in records):
             return self._pause(run, state, [c for c, _ in waiting],
                                [r for r in records if r.status == "approval_required"])
+        if state.result.rounds:  # the round that waited is done now
+            await self._checkpoint(run, state, state.result.rounds[-1].round_index)
         return await self._rounds(run, state)
+
+    async def _checkpoint(self, run: Any, state: _State, round_index: int) -> None:
+        """Hand ``run.checkpoint`` the run's exported state after a round it goes on
+        past (nothing when the run has no such callback, or its last round is done)."""
+        checkpoint = getattr(run, "checkpoint", None)
+        if checkpoint is None or state.next_round >= run.max_rounds:
+            return
+        exported = self.export_state(run, redactor=getattr(run.dispatcher, "redactor", None))
+        saved = checkpoint(round_index, exported)
+        if inspect.isawaitable(saved):
+            await saved
 
     async def _context(self, run: Any, state: _State, round_index: int) -> ActionRunContext:
         rounds = state.result.rounds
