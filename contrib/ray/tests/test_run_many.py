@@ -1,12 +1,17 @@
 """``run_many`` on the session's real cluster: 50 loops as Ray tasks with a concurrency
 bound, results in order, two injected failures (a planner that raises, a worker process
-that dies) staying with their own requests, records redacted on the worker, bad input."""
+that dies) staying with their own requests, records redacted on the worker, bad input;
+loops saved to a workspace: paused for approval and resumed as other tasks, and a loop
+whose worker process died mid-loop resumed by Ray's retry from its last saved round (on
+a PostgreSQL workspace)."""
 
 from __future__ import annotations
 
 import io
 import os
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +20,7 @@ from agently_core_ray import run_many
 from agently_core_ray.many import Progress
 
 from agently_core.models import FlowResult
+from agently_core.testing.requirements import require
 
 # the factory below travels by value: the workers cannot import this test module
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -140,3 +146,105 @@ def test_loops_paused_for_approval_are_saved_and_resumed_as_other_tasks(
     assert broken[0].stop_reason == "failed" and "exec_nope" in broken[0].error
     with pytest.raises(TypeError, match="workspace must be a factory"):
         resume_many(make_gated_agent, resumes, workspace=None)  # type: ignore[arg-type]
+
+
+# -- a lost worker mid-loop: the retry resumes from the saved round ---------------------
+@pytest.fixture(scope="module")
+def postgres_dsn() -> Iterator[str]:
+    """A PostgreSQL server for the module (AGENTLY_POSTGRES_DSN, or a throwaway one)."""
+    from agently_core_workspace_postgres.testing import ServerUnavailable, find_or_start_server
+
+    try:
+        server = find_or_start_server()
+    except ServerUnavailable as exc:
+        require(False, f"no PostgreSQL server: {exc}")
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
+
+
+def make_dying_agent() -> Any:
+    """On the worker: round 0 appends a line to a file; round 1's planner kills its own
+    worker process (``os._exit``) the first time for a request with ``die`` (a marker
+    file says it happened), then answers."""
+    from agently_core import Config, PluginManager, create_agent
+
+    agent = create_agent(plugins=PluginManager(Config()).load())
+
+    def append(path: str, line: str) -> dict[str, Any]:
+        """Append a line to a file."""
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(f"{line} {os.getpid()}\n")
+        return {"line": line, "pid": os.getpid()}
+
+    agent.action_func(append)
+    agent.use_actions([append])
+
+    def plan(context: Any, request: Any) -> Any:
+        prompt = context["prompt"]
+        home, n = Path(prompt["home"]), prompt["n"]
+        if context["round_index"] == 0:
+            return [{"action": "append",
+                     "kwargs": {"path": str(home / f"appended-{n}.txt"), "line": "round0"}}]
+        marker = home / f"died-{n}"
+        if prompt["die"] and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os._exit(9)  # the worker process dies mid-loop, holding the loop's lease
+        return f"finished {n} after {len(context['done_plans'])} record(s) in {os.getpid()}"
+
+    agent.set_planner(plan)
+    return agent
+
+
+def test_a_loop_whose_worker_died_resumes_from_its_saved_round(
+        ray_cluster: Any, tmp_path: Path, postgres_dsn: str) -> None:
+    import anyio
+    from agently_core_workspace_postgres.testing import drop_schema, unique_schema
+
+    from agently_core import Workspace
+    from agently_core.execution import saved_key
+
+    schema = unique_schema("ray")
+
+    def workspace() -> Any:
+        return Workspace("postgres", dsn=postgres_dsn, schema=schema)
+
+    requests = [{"n": n, "die": n == 0, "home": str(tmp_path)} for n in range(3)]
+    try:
+        results = run_many(make_dying_agent, requests, workspace=workspace, progress=False,
+                           batch_id="lost", lease_ttl=2.0, max_concurrent=3,
+                           task_options={"max_retries": 1, "num_cpus": 1})
+        assert [r.stop_reason for r in results] == ["response"] * 3, \
+            [r.error for r in results]
+        died_pid = int((tmp_path / "died-0").read_text())
+        first = results[0]
+        assert first.execution_id == "lost-0" and first.request == requests[0]
+        # round 0's action ran exactly once, in the process that died; the retried task
+        # went on from round 1 in another process
+        lines = (tmp_path / "appended-0.txt").read_text().splitlines()
+        assert lines == [f"round0 {died_pid}"]
+        (record,) = first.records
+        assert record.status == "success" and record.result["pid"] == died_pid
+        assert first.response.startswith("finished 0 after 1 record(s) in ")
+        assert int(first.response.split()[-1]) != died_pid
+        assert [r.round_index for r in first.rounds] == [0, 1]
+        for n in (1, 2):  # the others were not disturbed
+            assert results[n].response.startswith(f"finished {n} after 1 record(s)")
+            assert len((tmp_path / f"appended-{n}.txt").read_text().splitlines()) == 1
+
+        async def saved() -> Any:
+            async with workspace() as ws:
+                return [await ws.read_snapshot(saved_key(f"lost-{n}")) for n in range(3)]
+
+        documents = anyio.run(saved)
+        # round 0 saved, then the end (by the retried task for lost-0)
+        assert [version for version, _ in documents] == [2, 2, 2]
+        assert all(d["state"] == "closed" and d["save_rounds"] for _, d in documents)
+        # the same batch again: every loop returns its saved result, nothing runs
+        again = run_many(make_dying_agent, requests, workspace=workspace, progress=False,
+                         batch_id="lost", lease_ttl=2.0)
+        assert [r.response for r in again] == [r.response for r in results]
+        assert (tmp_path / "appended-0.txt").read_text().splitlines() == lines
+    finally:
+        drop_schema(postgres_dsn, schema)
