@@ -11,16 +11,17 @@ medians):
 
 * ``ray_run_python_warm_ms``: ``run_python`` of ``x = 1 + 1`` through
   ``agent.action.async_execute_action`` on an agent configured with ``[providers] python
-  = "ray"`` whose actor (on the worker node) is warm: dispatch, the health check (a ping
-  of the actor and of the worker in it), the forwarded call, the record; beside a bare
-  Ray actor method call on the same node that runs the same code in-process;
+  = "ray"`` (default settings) whose actor (on the worker node) is warm: dispatch, the
+  health check (the actor's pending watch, read without a round trip), the forwarded
+  call, the record; beside a bare Ray actor method call on the same node that runs the
+  same code in-process;
 * ``run_python_warm_ms_local``: the same call with the native ``python`` provider on
   this host (no Ray), for the forwarding's cost;
 * ``ray_forward_overhead_ms``: ``ray_run_python_warm_ms`` minus the local call, beside
   the bare actor call (target: at most 1.2 of it);
-* ``ray_run_python_warm_ms_fresh_ping`` and ``ray_forward_overhead_ms_fresh_ping``: the
-  same with ``[ray] ping_fresh_seconds = 1`` (a health check right after an answer trusts
-  it: one round trip per warm call instead of two);
+* ``ray_run_python_warm_ms_ping`` and ``ray_forward_overhead_ms_ping``: the same with
+  ``[ray] ping_fresh_seconds = 0`` (a real ping of the actor and of the worker in it
+  before every reuse: two round trips per warm call);
 * ``ray_run_python_cold_ms``: a new agent's first call (an actor placed and started, the
   worker started in it, the call); ``ray_release_ms``: closing that agent (the worker
   released in its actor, the actor killed);
@@ -86,14 +87,15 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _agent(provider: str, tmp: Path, fresh: float = 0.0) -> Any:
+def _agent(provider: str, tmp: Path, fresh: float | None = None) -> Any:
     from agently_core import Config, PluginManager, create_agent
 
     settings: dict[str, Any] = {}
     if provider == "ray":
         settings = {"providers": {"python": "ray"},
-                    "ray": {"placement": {"python": {"resources": {"sandbox": 0.01}}},
-                            "ping_fresh_seconds": fresh}}
+                    "ray": {"placement": {"python": {"resources": {"sandbox": 0.01}}}}}
+        if fresh is not None:
+            settings["ray"]["ping_fresh_seconds"] = fresh
     config = Config.load(env={}, cwd=tmp, overrides=settings or None)
     agent = create_agent(plugins=PluginManager(config).load())
     agent.enable_python()
@@ -130,21 +132,21 @@ async def warm_figures(repeat: int, tmp: Path) -> list[dict[str, Any]]:
     import ray
 
     ours = _agent("ray", tmp)
-    trusting = _agent("ray", tmp, fresh=1.0)
+    pinging = _agent("ray", tmp, fresh=0.0)
     local = _agent("python", tmp)
     bare = ray.remote(Bare).options(num_cpus=0, resources={"sandbox": 0.01}).remote()
     try:
         for _ in range(5):  # warm all four
             await _call(ours)
-            await _call(trusting)
+            await _call(pinging)
             await _call(local)
             await _bare(bare)
-        times: dict[str, list[float]] = {"ray": [], "fresh": [], "local": [], "bare": []}
+        times: dict[str, list[float]] = {"ray": [], "ping": [], "local": [], "bare": []}
         for _ in range(repeat):
             for _ in range(WARM_BLOCK):
                 times["ray"].append(await _call(ours))
             for _ in range(WARM_BLOCK):
-                times["fresh"].append(await _call(trusting))
+                times["ping"].append(await _call(pinging))
             for _ in range(WARM_BLOCK):
                 times["local"].append(await _call(local))
             for _ in range(WARM_BLOCK):
@@ -158,7 +160,7 @@ async def warm_figures(repeat: int, tmp: Path) -> list[dict[str, Any]]:
     finally:
         ray.kill(bare)
         await ours.aclose()
-        await trusting.aclose()
+        await pinging.aclose()
         await local.aclose()
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
     cold, release = [], []
@@ -172,9 +174,8 @@ async def warm_figures(repeat: int, tmp: Path) -> list[dict[str, Any]]:
         _row("ray_run_python_warm_ms", med["ray"], "ms", med["bare"]),
         _row("run_python_warm_ms_local", med["local"], "ms", None),
         _row("ray_forward_overhead_ms", med["ray"] - med["local"], "ms", med["bare"]),
-        _row("ray_run_python_warm_ms_fresh_ping", med["fresh"], "ms", med["bare"]),
-        _row("ray_forward_overhead_ms_fresh_ping", med["fresh"] - med["local"], "ms",
-             med["bare"]),
+        _row("ray_run_python_warm_ms_ping", med["ping"], "ms", med["bare"]),
+        _row("ray_forward_overhead_ms_ping", med["ping"] - med["local"], "ms", med["bare"]),
         _row("ray_run_python_cold_ms", statistics.median(cold), "ms", None),
         _row("ray_release_ms", statistics.median(release), "ms", None),
         _row("ray_worker_actor_rss_mb", actor_rss, "MiB", None),

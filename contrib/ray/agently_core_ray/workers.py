@@ -15,9 +15,10 @@ check answers False, and the manager's next ensure starts a fresh actor on a liv
 
 Health without a round trip: each stand-in keeps the actor's ``watch`` call pending. Ray
 fails it as soon as it learns the actor or its node is gone, and the actor answers it when
-the resource inside stops, so :meth:`RemoteWorkerMixin.ping` reads it locally
-(``ray.wait(timeout=0)``). Only a sandbox idle longer than ``ping_fresh_seconds`` (the
-``[ray]`` setting) also gets a real ping of the actor and of the worker in it.
+the resource inside stops, so :meth:`RemoteWorkerMixin.ping` reads it locally (a future
+Ray completes in the background: no round trip). Only a sandbox idle longer than
+``ping_fresh_seconds`` (the ``[ray]`` setting) also gets a real ping of the actor and of
+the worker in it.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ class RemoteWorkerMixin:
         self._closed = False
         #: Real pings made (health checks that needed a round trip).
         self.pings = 0
-        self.watching = actor.watch.remote()
+        #: The actor's pending ``watch`` call, as a future Ray completes in the background.
+        self.watching = actor.watch.remote().future()
 
     @property
     def node_id(self) -> str:
@@ -143,21 +145,17 @@ class RemoteWorkerMixin:
         """Whether the actor's watch has answered (no round trip): the actor or its node
         was lost (``lost_reason`` says how), or the resource in it stopped. Either way the
         worker is dead."""
-        import ray
-
         if self.dead:
             return True
-        if not ray.wait([self.watching], timeout=0, fetch_local=False)[0]:
+        if not self.watching.done():
             return False
-        try:
-            ending = ray.get(self.watching, timeout=0)
-        except Exception as exc:
-            if lost(exc):
-                self._gone(exc)
-            else:
-                self.lost_reason = cause(exc)
+        exc = self.watching.exception()
+        if exc is None:
+            self.lost_reason = f"its sandbox {self.watching.result()} on the node"
+        elif lost(exc):
+            self._gone(exc)
         else:
-            self.lost_reason = f"its sandbox {ending} on the node"
+            self.lost_reason = cause(exc)
         self.dead = True
         return True
 
