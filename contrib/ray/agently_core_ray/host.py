@@ -8,7 +8,7 @@ sandbox's process, its workspace and any environment variable named by
 request; a cancelled Ray task cancels it (the native worker then kills itself, as it does
 for a cancelled local call). ``ping`` is the inner provider's own health check. ``watch``
 is a call the host side keeps pending for the actor's whole life: it answers when the
-resource stops (its process exited, it says it is dead, or it was released), and Ray fails
+resource stops (its process exited, it says it is dead or closed, or it was released), and Ray fails
 it the moment it learns the actor or its node is lost, so the host side can see either
 without a round trip. ``close`` releases the resource once.
 """
@@ -27,13 +27,18 @@ WATCH_POLL = 0.5
 
 def describe(resource: Any) -> dict[str, Any]:
     """What the host-side proxy needs to know of a warm worker to check a call's policy
-    against it (limits, network, the names passed through, the workspace bound)."""
+    against it (limits, network, the names passed through, the workspace bound), and, for
+    a Bash sandbox or a SQLite connection, its roots or settings
+    (:func:`~agently_core_ray.more_kinds.details`)."""
+    from .more_kinds import details
+
     return {
         "limits": getattr(resource, "limits", None),
         "network": bool(getattr(resource, "network", False)),
         "passed": sorted(getattr(resource, "passed", ()) or ()),
         "workspace_bytes": getattr(resource, "workspace_bytes", None),
         "tier": getattr(getattr(resource, "isolation", None), "tier", None),
+        **details(resource),
     }
 
 
@@ -95,6 +100,13 @@ class ResourceHost:
             return "error", {"message": text, "type": type(exc).__name__,
                              "dead": bool(getattr(self.resource, "dead", True))}
 
+    async def call(self, op: str, args: dict[str, Any]) -> tuple[str, Any]:
+        """One call of a kind without the request protocol (``"bash.run"``,
+        ``"sqlite.run"``): see :func:`agently_core_ray.more_kinds.node_call`."""
+        from .more_kinds import node_call
+
+        return await node_call(self, op, args)
+
     async def ping(self) -> bool:
         """The inner provider's health check of the resource (a real round trip)."""
         if self.released or self.resource is None:
@@ -105,9 +117,9 @@ class ResourceHost:
             return False
 
     def stopped(self) -> bool:
-        """Whether the resource is gone: released, dead by its own account, or its process
-        exited."""
-        if self.released or self.resource is None:
+        """Whether the resource is gone: released, dead by its own account, closed (a
+        sandbox or a pool with no process of its own), or its process exited."""
+        if self.released or self.resource is None or getattr(self.resource, "closed", False):
             return True
         process = getattr(self.resource, "process", None)
         return bool(getattr(self.resource, "dead", False)) or (

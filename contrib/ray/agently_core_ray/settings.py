@@ -29,7 +29,7 @@ KEYS = {"address", "namespace", "inner_provider", "placement", "start_timeout",
         "call_grace", "health_timeout", "ping_fresh_seconds"}
 PLACEMENT_KEYS = {"num_cpus", "num_gpus", "memory", "resources", "label_selector"}
 #: The native provider of each kind when ``inner_provider`` does not name one.
-DEFAULT_INNER = {"python": "python", "node": "node"}
+DEFAULT_INNER = {"python": "python", "node": "node", "bash": "bash", "sqlite": "sqlite"}
 
 
 @dataclass(frozen=True)

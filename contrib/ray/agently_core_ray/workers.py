@@ -33,6 +33,7 @@ from agently_core.errors import AgentlyError
 from agently_core.queueing import Turnstile
 
 from .cluster import cause, lost, wait
+from .more_kinds import bash_sandbox_class, sqlite_connection_class
 
 #: Calls that may wait for a busy worker (as the native worker's bound).
 MAX_WAITING = 32
@@ -273,9 +274,10 @@ def node_worker_class() -> type:
     return _NODE
 
 
-#: The host-side class of each kind served (the kinds whose worker speaks the request
-#: protocol; bash and sqlite can get theirs the same way).
-WORKER_CLASSES = {"python": python_worker_class, "node": node_worker_class}
+#: The host-side class of each kind served (python and node speak the request protocol;
+#: bash and sqlite forward their ``run``, see :mod:`agently_core_ray.more_kinds`).
+WORKER_CLASSES = {"python": python_worker_class, "node": node_worker_class,
+                  "bash": bash_sandbox_class, "sqlite": sqlite_connection_class}
 
 
 __all__ = ["WORKER_CLASSES", "RemoteWorkerMixin", "node_worker_class", "python_worker_class"]

@@ -71,7 +71,7 @@ class BashExecutor:
             allowlist = Allowlist.from_policy(tuple(policy.command_allowlist), tuple(roots))
         except ValueError as exc:
             raise ActionError(f"the command allowlist does not resolve: {exc}") from None
-        cwd = resolve_workdir(kwargs.get("workdir"), roots)
+        cwd = resolve_workdir(kwargs.get("workdir"), roots, here=box.paths_here)
         try:
             check_line(command, allowlist)
         except Refused as exc:
@@ -160,11 +160,11 @@ def call_roots(box: BashSandbox, wanted: Sequence[str] | None) -> list[str]:
         return list(box.roots)
     roots = []
     for root in wanted:
-        real = os.path.realpath(str(root))
+        real = _resolved(str(root), box.paths_here)
         if not under(real, box.roots):
             raise ActionError(f"the call's workspace root {root!r} is not within this "
                               f"sandbox's roots ({', '.join(box.roots)})")
-        if not os.path.isdir(real):
+        if box.paths_here and not os.path.isdir(real):
             raise ActionError(f"the call's workspace root {root!r} is not a directory")
         roots.append(real)
     if not roots:
@@ -172,22 +172,29 @@ def call_roots(box: BashSandbox, wanted: Sequence[str] | None) -> list[str]:
     return roots
 
 
-def resolve_workdir(workdir: Any, roots: Sequence[str]) -> str:
+def resolve_workdir(workdir: Any, roots: Sequence[str], *, here: bool = True) -> str:
     """``workdir`` (relative to the first root, or absolute) resolved on the host,
-    symlinks and ``..`` included; it must be a directory under one of ``roots``."""
+    symlinks and ``..`` included; it must be a directory under one of ``roots``.
+    ``here=False`` (a sandbox on another machine, see ``BashSandbox.paths_here``): by its
+    text only, ``..`` included; the sandbox resolves it again where its files are."""
     if workdir is None or workdir == "":
         target = roots[0]
     elif not isinstance(workdir, str) or "\x00" in workdir:
         raise ActionError("workdir must be a path")
     else:
         target = os.path.join(roots[0], workdir)  # an absolute workdir replaces the root
-    real = os.path.realpath(target)
+    real = _resolved(target, here)
     if not under(real, roots):
         raise ActionError(f"workdir {workdir!r} resolves to {real}, outside the roots "
                           f"({', '.join(roots)}); nothing ran")
-    if not os.path.isdir(real):
+    if here and not os.path.isdir(real):
         raise ActionError(f"workdir {workdir!r} is not an existing directory; nothing ran")
     return real
+
+
+def _resolved(path: str, here: bool) -> str:
+    """``path`` resolved on this machine (symlinks followed), or by its text only."""
+    return os.path.realpath(path) if here else os.path.normpath(path)
 
 
 def child_env(given: Mapping[str, str], passthrough: Sequence[str] | None) -> dict[str, str]:

@@ -93,6 +93,11 @@ class BashSandbox:
     without host roots; ``workspace_bytes`` in all where the host is root), roots and
     PATH directories."""
 
+    #: Whether the sandbox's paths (its roots, a call's workdir) are this machine's. A
+    #: sandbox hosted on another node (agently-core-ray) says False: the executor then
+    #: checks them by their text, and the sandbox resolves them again on its node.
+    paths_here = True
+
     def __init__(self, isolation: Isolation, *, roots: Sequence[str] | None = None,
                  env: Mapping[str, str] | None = None,
                  workspace_bytes: int | None = DEFAULT_WORKSPACE_BYTES) -> None:
