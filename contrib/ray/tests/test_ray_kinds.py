@@ -248,6 +248,37 @@ def test_execute_sqlite_writes_on_the_node_within_the_policy(no_actor_left: Any,
     assert no_actor_left() == [] and all(c.kills == 1 for c in connections)
 
 
+FOREVER = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+
+
+def test_statements_stop_at_their_timeout_and_queue_on_the_node(no_actor_left: Any,
+                                                                make_agent: Any,
+                                                                tmp_path: Path) -> None:
+    database = make_db(tmp_path / "people.db")
+    agent = sqlite_agent(make_agent, "node_b", database, timeout=0.8)
+    local = make_agent()
+    local.enable_sqlite(database=database, timeout=0.8)
+    began = time.monotonic()
+    stopped = sql(agent, "query_sqlite", FOREVER)
+    assert time.monotonic() - began < 5
+    native = sql(local, "query_sqlite", FOREVER)
+    assert stopped.status == native.status == "failed"
+    assert stopped.error == native.error and "0.8s timeout" in stopped.error, stopped.error
+    # three at once on a read-only connection (two worker processes on the node): the
+    # third waits there, and its record says so, as for a local connection
+    records = agent.action.execute_actions(
+        [{"action": "query_sqlite", "kwargs": {"query": FOREVER}} for _ in range(3)],
+        concurrency=3)
+    assert [r.status for r in records] == ["failed"] * 3
+    assert any(r.meta.get("queued_ms", 0) > 500 and "after waiting" in r.error
+               for r in records), [(r.error, r.meta) for r in records]
+    connection = only_resource(agent, "sqlite")
+    assert connection.calls == 4 and not connection.dead  # a timeout stops the statement only
+    assert sql(agent, "query_sqlite", "SELECT count(*) FROM t").result["rows"] == [[2]]
+    agent.close()
+    assert no_actor_left() == []
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("kind", ["bash", "sqlite"])
 async def test_health_follows_the_resource_on_its_node(no_actor_left: Any, tmp_path: Path,
