@@ -2,12 +2,12 @@
 doing the same work, on a local two-node cluster started here (a head and one worker node
 as separate processes, ``ray.cluster_utils.Cluster``, one CPU each, no dashboard).
 
-    python bench/ray_bench.py [--json] [--repeat N] [--loops N]
+    python bench/ray_bench.py [--json] [--repeat N] [--loops N] [--block N]
 
 ``ray_figures(repeat, loops)`` returns rows shaped like bench/run.py's (``{"name", "value",
 "unit", "baseline", "ratio"}``; baselines measured in the same run, ours and the
-baseline's measurements alternating in blocks so that machine noise hits both alike;
-medians):
+baseline's measurements alternating call by call (``--block N``: in blocks of N calls)
+so that machine noise hits both alike; medians):
 
 * ``ray_run_python_warm_ms``: ``run_python`` of ``x = 1 + 1`` through
   ``agent.action.async_execute_action`` on an agent configured with ``[providers] python
@@ -48,7 +48,8 @@ from pathlib import Path
 from typing import Any
 
 CODE = "x = 1 + 1"
-WARM_BLOCK = 20
+#: Warm calls of each kind per ``--repeat``.
+WARM_SAMPLES = 20
 MiB = 1 << 20
 
 
@@ -128,7 +129,7 @@ async def _bare(actor: Any) -> float:
     return time.perf_counter() - began
 
 
-async def warm_figures(repeat: int, tmp: Path) -> list[dict[str, Any]]:
+async def warm_figures(repeat: int, tmp: Path, block: int = 1) -> list[dict[str, Any]]:
     import ray
 
     ours = _agent("ray", tmp)
@@ -142,14 +143,14 @@ async def warm_figures(repeat: int, tmp: Path) -> list[dict[str, Any]]:
             await _call(local)
             await _bare(bare)
         times: dict[str, list[float]] = {"ray": [], "ping": [], "local": [], "bare": []}
-        for _ in range(repeat):
-            for _ in range(WARM_BLOCK):
+        for _ in range(repeat * WARM_SAMPLES // block):
+            for _ in range(block):
                 times["ray"].append(await _call(ours))
-            for _ in range(WARM_BLOCK):
+            for _ in range(block):
                 times["ping"].append(await _call(pinging))
-            for _ in range(WARM_BLOCK):
+            for _ in range(block):
                 times["local"].append(await _call(local))
-            for _ in range(WARM_BLOCK):
+            for _ in range(block):
                 times["bare"].append(await _bare(bare))
         worker = next(iter(ours.manager.list(kind="python")))
         hosted = ours.manager.resource(worker)
@@ -218,7 +219,7 @@ def many_figures(repeat: int, loops: int) -> list[dict[str, Any]]:
     ray.get([plain.remote(r) for r in requests[:8]])  # warm the worker processes
     run_many(trivial_agent, requests[:8], progress=False)
     ours, base = [], []
-    for _ in range(max(1, repeat // 3)):
+    for _ in range(max(3, repeat)):  # round by round: the rate of either swings 2x
         began = time.perf_counter()
         results = run_many(trivial_agent, requests, max_concurrent=16, progress=False)
         ours.append(loops / (time.perf_counter() - began))
@@ -232,7 +233,7 @@ def many_figures(repeat: int, loops: int) -> list[dict[str, Any]]:
                  statistics.median(base))]
 
 
-def ray_figures(repeat: int = 10, loops: int = 200) -> list[dict[str, Any]]:
+def ray_figures(repeat: int = 10, loops: int = 200, block: int = 1) -> list[dict[str, Any]]:
     """Every figure (see the module docstring), on a cluster started and stopped here."""
     import tempfile
 
@@ -252,7 +253,7 @@ def ray_figures(repeat: int = 10, loops: int = 200) -> list[dict[str, Any]]:
         _say("cluster up; warm calls")
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "agently.toml").write_text("", encoding="utf-8")
-            rows = asyncio.run(warm_figures(repeat, Path(tmp)))
+            rows = asyncio.run(warm_figures(repeat, Path(tmp), block))
         _say("run_many")
         rows += many_figures(repeat, loops)
     finally:
@@ -266,10 +267,12 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--loops", type=int, default=200)
+    parser.add_argument("--block", type=int, default=1,
+                        help="warm calls of one kind in a row (default 1: call by call)")
     args = parser.parse_args()
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     try:
-        rows = ray_figures(args.repeat, args.loops)
+        rows = ray_figures(args.repeat, args.loops, max(1, args.block))
     except RuntimeError as exc:
         print(exc, file=sys.stderr)
         return 1

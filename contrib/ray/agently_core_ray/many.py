@@ -115,8 +115,11 @@ def _run_one(agent_factory: Callable[[], Any], job: tuple[Any, ...],
              workspace_factory: Callable[[], Any] | None = None,
              lease_ttl: float = DEFAULT_LEASE_TTL) -> dict[str, Any]:
     """On the worker: a fresh agent runs (or resumes, or continues) one loop; its result
-    as redacted data."""
+    as redacted data. It runs on agently-core's shared event loop of the worker process
+    (as the sync API does), which outlives the task: no loop is made per loop."""
     import anyio
+
+    from agently_core._sync import run_sync
 
     async def main() -> dict[str, Any]:
         agent = agent_factory()
@@ -130,7 +133,7 @@ def _run_one(agent_factory: Callable[[], Any], job: tuple[Any, ...],
                 if workspace is not None:
                     await workspace.aclose()
 
-    return anyio.run(main)
+    return run_sync(main)
 
 
 _REMOTE: Any = None
