@@ -34,12 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import anyio
-
 from agently_core.errors import ActionError, AgentlyError
 from agently_core.queueing import ResourceBusy
-
-from .cluster import cause, lost, wait
 
 # -- on the worker node (inside ResourceHost) ------------------------------------------------
 
@@ -181,6 +177,7 @@ def call_mixin() -> type:
             """Forwarding of a kind's ``run`` to its actor (see the module docstring)."""
 
             error_class = ActionError
+            cancel_kills = False
             #: The node's error classes this stand-in re-raises as themselves, by name.
             errors: dict[str, type[Exception]] = {}
 
@@ -189,21 +186,7 @@ def call_mixin() -> type:
                 """``op`` on the actor: its value, or the node's error as its native class.
                 Waits ``timeout`` plus ``call_grace``; a cancelled caller cancels the
                 remote call (the node stops it; the resource stays usable)."""
-                if self.dead:
-                    raise self.error_class("the sandbox's Ray actor is not running")
-                try:
-                    with anyio.fail_after(timeout + self.grace):
-                        status, reply = await wait(self.actor.call.remote(op, args))
-                except TimeoutError:
-                    self.dead = True
-                    raise self.error_class(
-                        f"no answer from the Ray actor {timeout + self.grace:g}s after the "
-                        "call began; it is given up (the next call gets a fresh one)") from None
-                except Exception as exc:
-                    if lost(exc):
-                        raise self._gone(exc) from None
-                    self.dead = True
-                    raise self.error_class(f"the Ray actor failed: {cause(exc)}") from None
+                status, reply = await self._remote("call", op, args, timeout=timeout)
                 _queue_to(context, reply.get("queue"))
                 if status == "error":
                     if reply.get("dead"):

@@ -52,6 +52,9 @@ class RemoteWorkerMixin:
     #: One call at a time, its turn taken here (the Python worker); False where the
     #: worker itself runs several calls at once (Node.js).
     serial = True
+    #: Whether a cancelled call leaves the worker dead (the native workers kill themselves
+    #: on one; a Bash sandbox or a SQLite pool stays usable).
+    cancel_kills = True
 
     def _setup(self, actor: Any, info: dict[str, Any], *, label: str, grace: float,
                health_timeout: float, lost_note: str | None, fresh: float = 0.0) -> None:
@@ -114,12 +117,17 @@ class RemoteWorkerMixin:
             self.calls += 1
             return reply
 
-    async def _forward(self, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
+    async def _remote(self, method: str, *args: Any, timeout: float) -> Any:
+        """The answer of the actor's ``method(*args)``, awaited ``timeout`` plus
+        ``call_grace`` at most: past it the actor is given up, a lost actor says the state
+        is lost, any other failure names its cause (each leaves the worker dead). A
+        cancelled caller cancels the remote call; the worker is then dead where
+        :attr:`cancel_kills` (the native worker kills itself on a cancelled call)."""
         if self.dead:
             raise self.error_class("the sandbox's Ray actor is not running")
         try:
             with anyio.fail_after(timeout + self.grace):
-                status, value = await wait(self.actor.request.remote(payload, timeout))
+                return await wait(getattr(self.actor, method).remote(*args))
         except TimeoutError:
             self.dead = True
             raise self.error_class(
@@ -131,8 +139,11 @@ class RemoteWorkerMixin:
             self.dead = True
             raise self.error_class(f"the Ray actor failed: {cause(exc)}") from None
         except BaseException:  # cancelled: wait() cancelled the remote call
-            self.dead = True
+            self.dead = self.dead or self.cancel_kills
             raise
+
+    async def _forward(self, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
+        status, value = await self._remote("request", payload, timeout, timeout=timeout)
         if status == "error":
             self.dead = bool(value.get("dead"))
             raise self.error_class(value["message"])
