@@ -2,14 +2,16 @@
 bound, results in order, two injected failures (a planner that raises, a worker process
 that dies) staying with their own requests, records redacted on the worker, bad input;
 loops saved to a workspace: paused for approval and resumed as other tasks, and a loop
-whose worker process died mid-loop resumed by Ray's retry from its last saved round (on
-a PostgreSQL workspace)."""
+whose worker process died, or whose node was removed, mid-loop resumed by Ray's retry
+from its last saved round (on a PostgreSQL workspace)."""
 
 from __future__ import annotations
 
 import io
 import os
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -246,5 +248,86 @@ def test_a_loop_whose_worker_died_resumes_from_its_saved_round(
                          batch_id="lost", lease_ttl=2.0)
         assert [r.response for r in again] == [r.response for r in results]
         assert (tmp_path / "appended-0.txt").read_text().splitlines() == lines
+    finally:
+        drop_schema(postgres_dsn, schema)
+
+
+def make_stalling_agent() -> Any:
+    """On the worker: round 0 appends a line to a file; round 1's planner, on its first
+    attempt, says on which node it runs and waits there (its node is removed under it);
+    a later attempt answers with its own node."""
+    from agently_core import Config, PluginManager, create_agent
+
+    agent = create_agent(plugins=PluginManager(Config()).load())
+
+    def append(path: str, line: str) -> dict[str, Any]:
+        """Append a line to a file."""
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(f"{line}\n")
+        return {"line": line}
+
+    agent.action_func(append)
+    agent.use_actions([append])
+
+    def plan(context: Any, request: Any) -> Any:
+        home = Path(context["prompt"]["home"])
+        node = ray.get_runtime_context().get_node_id()
+        if context["round_index"] == 0:
+            return [{"action": "append",
+                     "kwargs": {"path": str(home / "appended.txt"), "line": node}}]
+        stalled = home / "stalled"
+        if not stalled.exists():
+            stalled.write_text(node)
+            time.sleep(120)  # the node goes away first
+        return f"finished on {node}"
+
+    agent.set_planner(plan)
+    return agent
+
+
+def test_a_loop_on_a_lost_node_resumes_on_another_node(
+        ray_cluster: Any, tmp_path: Path, postgres_dsn: str) -> None:
+    """A node removed while its loop is in round 1: Ray runs the task again elsewhere, and
+    it goes on from the round saved before the loss (round 0's action ran once)."""
+    from agently_core_workspace_postgres.testing import drop_schema, unique_schema
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from agently_core import Workspace
+
+    schema = unique_schema("raynode")
+
+    def workspace() -> Any:
+        return Workspace("postgres", dsn=postgres_dsn, schema=schema)
+
+    doomed = ray_cluster.add_node(num_cpus=1)
+    ray_cluster.wait_for_nodes()
+    first_there = NodeAffinitySchedulingStrategy(doomed.node_id, soft=True)
+    done: dict[str, Any] = {}
+
+    def batch() -> None:
+        done["results"] = run_many(
+            make_stalling_agent, [{"home": str(tmp_path)}], workspace=workspace,
+            progress=False, batch_id="node", lease_ttl=2.0,
+            task_options={"max_retries": 1, "num_cpus": 1, "scheduling_strategy": first_there})
+
+    runner = threading.Thread(target=batch, daemon=True)
+    try:
+        runner.start()
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "stalled").exists():
+            assert time.monotonic() < deadline and runner.is_alive(), done
+            time.sleep(0.1)
+        assert (tmp_path / "stalled").read_text() == doomed.node_id
+        ray_cluster.remove_node(doomed)
+        runner.join(120)
+        assert not runner.is_alive(), "run_many did not come back after the node was lost"
+        (result,) = done["results"]
+        assert result.stop_reason == "response", result.error
+        assert result.execution_id == "node-0"
+        assert result.response.startswith("finished on ")
+        assert result.response.split()[-1] != doomed.node_id  # went on elsewhere
+        # round 0's action ran once, on the lost node; round 1 was not planned twice there
+        assert (tmp_path / "appended.txt").read_text().splitlines() == [doomed.node_id]
+        assert [r.round_index for r in result.rounds] == [0, 1]
     finally:
         drop_schema(postgres_dsn, schema)
