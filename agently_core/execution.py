@@ -426,6 +426,8 @@ class Execution:
             raise ExecutionStateError(f"execution {self.id} has no workspace to be saved to")
         if not isinstance(state, dict) or state.get("kind") != RUNNING:
             raise ValueError(f"a checkpoint's state is a dict of kind {RUNNING!r}")
+        if self._holding:
+            await self._still_held()
         self.resume_state = state
         return await self._put()
 
@@ -715,16 +717,39 @@ class Execution:
             raise value
         return value
 
-    async def _heartbeat(self) -> None:
-        from .workspace import WorkspaceError
+    async def _still_held(self) -> None:
+        """Before a save mid-run: extend this copy's lease, or, when it lapsed, claim it
+        again and check nobody saved meanwhile. :class:`ExecutionBusy` (another process
+        holds it now) or :class:`ExecutionConflict` stop this copy before it writes."""
+        from .workspace import LeaseLost
 
-        while self._lease is not None:
-            await anyio.sleep(self.lease_ttl / 3)
+        if self._lease is not None:
             try:
                 self._lease = await self.workspace.heartbeat_lease(self._lease,
                                                                    ttl=self.lease_ttl)
-            except WorkspaceError:  # lost: the compare-and-set of the save still decides
+                return
+            except LeaseLost:
                 self._lease = None
+        await self._hold(None)
+
+    async def _heartbeat(self) -> None:
+        """Extend the held lease every third of its TTL until cancelled. A lease found
+        lost is dropped (the next save of a run claims it again, or stops, see
+        :meth:`save_checkpoint`; the compare-and-set of a save still decides); a failed
+        heartbeat is tried again at the next beat, while the lease still runs."""
+        from .workspace import LeaseLost, WorkspaceError
+
+        while True:
+            await anyio.sleep(self.lease_ttl / 3)
+            if self._lease is None:
+                continue
+            try:
+                self._lease = await self.workspace.heartbeat_lease(self._lease,
+                                                                   ttl=self.lease_ttl)
+            except LeaseLost:
+                self._lease = None
+            except WorkspaceError:  # the store did not answer this time
+                pass
 
     async def _save_failure(self, exc: BaseException, what: str = "the resume") -> None:
         """A resume (or a run saving every round) that raised ends the execution (the agent

@@ -340,6 +340,37 @@ async def test_a_continuer_that_lost_the_execution_stops_at_its_next_save(sides,
 
 
 @pytest.mark.anyio
+async def test_a_continuer_whose_lease_was_taken_stops_before_its_next_save(sides,
+                                                                            ws) -> None:
+    """Its lease lapsed mid-round and another process claimed it (but has not saved
+    yet): the heartbeat finds the lease lost, and the next save claims it again first,
+    so this copy stops (ExecutionBusy) instead of overwriting the other's work."""
+    script = [[("step", {"x": 1})], "crash", [("step", {"x": 3, "delay": 0.4})],
+              [("step", {"x": 4})]]
+    execution_id = await crashed(sides(script, crash=True), ws)
+    loaded = await sides(script).agent.async_load_execution(execution_id, workspace=ws,
+                                                            lease_ttl=0.15)
+    key = saved_key(execution_id)
+    before = await ws.read_snapshot(key)
+    continuation = loaded._continue
+    taken: list[Any] = []
+
+    async def taken_over() -> Any:  # the lease lapses; another process claims it
+        await ws.release_lease(loaded._lease)
+        taken.append(await ws.claim_lease(key, ttl=60, owner="other:1"))
+        return await continuation()
+
+    loaded.set_continuation(taken_over)
+    with pytest.raises(ExecutionBusy, match="other:1"):
+        await loaded.async_continue_run()
+    # round 1 ran here (it was under way), then nothing more: round 2 never started
+    assert sides.log["ran"] == [1, 101]
+    assert await ws.read_snapshot(key) == before  # nothing written over the other
+    held = await ws.read_lease(key)
+    assert held is not None and held.owner == "other:1" and held.fence == taken[0].fence
+
+
+@pytest.mark.anyio
 async def test_saved_rounds_keep_secrets_out(sides, ws) -> None:
     script = [[("step", {"x": 1, "password": "pw-123456"})],
               lambda context, request: [("step", {"x": 2, "password": SECRET})], "crash"]
