@@ -421,15 +421,18 @@ class Execution:
         ``kind`` :data:`RUNNING`, ``round`` the round just done) is what another process
         needs to continue the loop from the next round. Redacted and compare-and-set as
         :meth:`save` (:class:`ExecutionConflict` when another process changed it: the
-        caller must stop); written inside a resume too. Returns the new state version."""
+        caller must stop); written inside a resume too. Returns the new state version.
+        A save under way finishes before a cancellation (the run's time bound) lands, so
+        this copy always knows the version it wrote."""
         if self.workspace is None:
             raise ExecutionStateError(f"execution {self.id} has no workspace to be saved to")
         if not isinstance(state, dict) or state.get("kind") != RUNNING:
             raise ValueError(f"a checkpoint's state is a dict of kind {RUNNING!r}")
-        if self._holding:
-            await self._still_held()
-        self.resume_state = state
-        return await self._put()
+        with anyio.CancelScope(shield=True):
+            if self._holding:
+                await self._still_held()
+            self.resume_state = state
+            return await self._put()
 
     def set_continuation(self, work: Callable[[], Awaitable[Any]]) -> None:
         """What continues this execution's loop from its last saved round (``await

@@ -371,6 +371,35 @@ async def test_a_continuer_whose_lease_was_taken_stops_before_its_next_save(side
 
 
 @pytest.mark.anyio
+async def test_a_time_bound_ending_during_a_save_keeps_the_saved_version(sides,
+                                                                         ws) -> None:
+    """The run's time bound ends while a save after a round is under way (the workspace
+    wrote it, then was slow to answer): the save finishes first, so this copy knows the
+    version it wrote, and the run ends stalled with its end saved (not a conflict with
+    its own write)."""
+    side = sides([[("step", {"x": 1})], [("step", {"x": 2, "delay": 0.1})], history])
+    write = ws.put_snapshot
+
+    async def slow_answer(*args: Any, **kwargs: Any) -> int:
+        version = await write(*args, **kwargs)
+        await anyio.sleep(0.6)  # the run's bound (0.3 s) ends here
+        return version
+
+    ws.put_snapshot = slow_answer
+    try:
+        result = await side.agent.async_run("go", workspace=ws, save_rounds=True,
+                                            execution_id="exec_bound", timeout=0.3)
+    finally:
+        ws.put_snapshot = write
+    assert result.stop_reason == "failed" and "ActionLoopStalled" in json.dumps(
+        result.model_dump(mode="json")), result
+    assert sides.log["ran"] == [1]  # round 1's action was stopped at its first wait
+    version, document = await ws.read_snapshot(saved_key("exec_bound"))
+    assert version == 2 and document["state"] == "closed"  # round 0 saved, then the end
+    assert await ws.read_lease(saved_key("exec_bound")) is None
+
+
+@pytest.mark.anyio
 async def test_saved_rounds_keep_secrets_out(sides, ws) -> None:
     script = [[("step", {"x": 1, "password": "pw-123456"})],
               lambda context, request: [("step", {"x": 2, "password": SECRET})], "crash"]
