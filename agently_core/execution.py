@@ -739,8 +739,9 @@ class Execution:
         """Extend the held lease every third of its TTL until cancelled. A lease found
         lost is dropped (the next save of a run claims it again, or stops, see
         :meth:`save_checkpoint`; the compare-and-set of a save still decides); a failed
-        heartbeat is tried again at the next beat, while the lease still runs."""
-        from .workspace import LeaseLost, WorkspaceError
+        heartbeat is tried again at the next beat, while the lease still runs (a lasting
+        failure then surfaces at the next save, which extends the lease itself)."""
+        from .workspace import LeaseLost
 
         while True:
             await anyio.sleep(self.lease_ttl / 3)
@@ -751,7 +752,7 @@ class Execution:
                                                                    ttl=self.lease_ttl)
             except LeaseLost:
                 self._lease = None
-            except WorkspaceError:  # the store did not answer this time
+            except Exception:  # the store did not answer this time (a dropped connection)
                 pass
 
     async def _save_failure(self, exc: BaseException, what: str = "the resume") -> None:

@@ -400,6 +400,33 @@ async def test_a_time_bound_ending_during_a_save_keeps_the_saved_version(sides,
 
 
 @pytest.mark.anyio
+async def test_a_heartbeat_the_workspace_drops_is_tried_again(sides, ws) -> None:
+    """The workspace fails one heartbeat mid-round (a dropped connection): the run goes
+    on holding its lease, saves its rounds and ends, instead of failing."""
+    side = sides([[("step", {"x": 1, "delay": 0.3})], [("step", {"x": 2})], history])
+    beat = ws.heartbeat_lease
+    failed: list[str] = []
+
+    async def dropped_once(*args: Any, **kwargs: Any) -> Any:
+        if not failed:
+            failed.append("dropped")
+            raise ConnectionResetError("the connection to the workspace dropped")
+        return await beat(*args, **kwargs)
+
+    ws.heartbeat_lease = dropped_once
+    execution = side.agent.create_execution(workspace=ws, save_rounds=True, lease_ttl=0.3,
+                                            execution_id="exec_beat")
+    try:
+        result = await side.agent.async_run("go", execution=execution)
+    finally:
+        ws.heartbeat_lease = beat
+    assert failed == ["dropped"]
+    assert result.stop_reason == "response" and sides.log["ran"] == [1, 2], result.error
+    version, document = await ws.read_snapshot(saved_key("exec_beat"))
+    assert version == 3 and document["state"] == "closed"
+
+
+@pytest.mark.anyio
 async def test_saved_rounds_keep_secrets_out(sides, ws) -> None:
     script = [[("step", {"x": 1, "password": "pw-123456"})],
               lambda context, request: [("step", {"x": 2, "password": SECRET})], "crash"]
