@@ -37,7 +37,7 @@ from agently_core.hookspecs import hookimpl
 from agently_core.models import FlowResult
 from agently_core.testing import make_plugin_manager
 from agently_core.testing.memory_provider import MemoryProvider
-from agently_core.workspace import Workspace
+from agently_core.workspace import Workspace, WorkspaceError
 
 SECRET = "hunter2-secret-value"
 
@@ -424,6 +424,39 @@ async def test_a_heartbeat_the_workspace_drops_is_tried_again(sides, ws) -> None
     assert result.stop_reason == "response" and sides.log["ran"] == [1, 2], result.error
     version, document = await ws.read_snapshot(saved_key("exec_beat"))
     assert version == 3 and document["state"] == "closed"
+
+
+@pytest.mark.anyio
+async def test_a_save_that_fails_mid_run_stops_the_loop(sides, ws) -> None:
+    """The save after round 1 fails: the loop does not go on unsaved; the run raises
+    that error, and the execution is saved closed with it (nobody runs it again)."""
+    side = sides([[("step", {"x": 1})], [("step", {"x": 2})], [("step", {"x": 3})],
+                  history])
+    write = ws.put_snapshot
+    writes: list[int] = []
+
+    async def second_fails(*args: Any, **kwargs: Any) -> int:
+        writes.append(len(writes))
+        if len(writes) == 2:
+            raise WorkspaceError("the workspace refused the write")
+        return await write(*args, **kwargs)
+
+    ws.put_snapshot = second_fails
+    try:
+        with pytest.raises(WorkspaceError, match="refused the write"):
+            await side.agent.async_run("go", workspace=ws, save_rounds=True,
+                                       execution_id="exec_fails")
+    finally:
+        ws.put_snapshot = write
+    assert sides.log["ran"] == [1, 2]  # round 2 never started
+    version, document = await ws.read_snapshot(saved_key("exec_fails"))
+    assert version == 2 and document["state"] == "closed"
+    assert document["error"] == ("the run raised WorkspaceError: the workspace refused "
+                                 "the write")
+    assert await ws.read_lease(saved_key("exec_fails")) is None
+    loaded = await sides().agent.async_load_execution("exec_fails", workspace=ws)
+    with pytest.raises(ExecutionStateError, match="closed without a result"):
+        await loaded.async_continue_run()
 
 
 @pytest.mark.anyio
