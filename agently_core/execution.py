@@ -468,6 +468,9 @@ class Execution:
                 raise ExecutionStateError(
                     f"execution {self.id} waits for approval: resume it with "
                     "async_continue_with(decision, resume_request_id=...)")
+            if self.error is not None:
+                raise ExecutionStateError(f"execution {self.id} ended with an error; there is "
+                                          f"nothing to continue: {self.error}")
             if self.saved_round is None or self._continue is None:
                 raise ExecutionStateError(
                     f"execution {self.id} was not saved mid-run (save_rounds): there is no "
@@ -758,25 +761,23 @@ class Execution:
     async def _save_failure(self, exc: BaseException, what: str = "the resume") -> None:
         """A resume (or a run saving every round) that raised ends the execution (the agent
         closes it): save that, so no other process runs the work again."""
-        from .workspace import WorkspaceError
 
         self.error = f"{what} raised {type(exc).__name__}: {exc}"
         self.pending, self._resume = [], None
         try:
             await self.save()
-        except (WorkspaceError, ExecutionStateError):
+        except Exception:  # the workspace's own error or its driver's: the cause stays
             pass
         finally:
             await self._let_go()
 
     async def _let_go(self) -> None:
-        from .workspace import WorkspaceError
 
         lease, self._lease = self._lease, None
         if lease is not None and self.workspace is not None and not self.workspace.closed:
             try:
                 await self.workspace.release_lease(lease)
-            except WorkspaceError:
+            except Exception:  # it lapses at its TTL; a failure here must not hide another
                 pass
 
     # -- views ---------------------------------------------------------------------------

@@ -211,6 +211,34 @@ async def test_a_new_agent_continues_from_the_last_saved_round(sides, ws, provid
 
 
 @pytest.mark.anyio
+async def test_a_continuation_that_raised_says_so_when_asked_again(sides, ws) -> None:
+    """The continued loop raises (its first save is refused): saved closed with the
+    error; asked again, this copy says the execution ended with that error."""
+    execution_id = await crashed(sides(crash=True), ws)
+    loaded = await sides().agent.async_load_execution(execution_id, workspace=ws)
+    write = ws.put_snapshot
+    refused: list[bool] = []
+
+    async def first_refused(*args: Any, **kwargs: Any) -> int:
+        if not refused:
+            refused.append(True)
+            raise WorkspaceError("the workspace refused the write")
+        return await write(*args, **kwargs)
+
+    ws.put_snapshot = first_refused
+    try:
+        with pytest.raises(WorkspaceError):
+            await loaded.async_continue_run()
+    finally:
+        ws.put_snapshot = write
+    with pytest.raises(ExecutionStateError, match="closed without a result to return: the "
+                       "run raised WorkspaceError: the workspace refused the write"):
+        await loaded.async_continue_run()
+    _, document = await ws.read_snapshot(saved_key(execution_id))
+    assert document["state"] == "closed" and "WorkspaceError" in document["error"]
+
+
+@pytest.mark.anyio
 async def test_a_continued_loop_that_pauses_is_saved_paused(sides, ws) -> None:
     script = [[("step", {"x": 1})], "crash", [("gated", {"x": 5})], history]
     execution_id = await crashed(sides(script, crash=True), ws)
