@@ -49,7 +49,7 @@ async def _saved_loop(agent: Any, request: Any, execution_id: str,
     """The loop of ``execution_id``: loaded when saved (finished: its result; paused: its
     approval_required result; saved mid-run: continued from the next round), else run
     anew, saved every round."""
-    from agently_core.execution import ExecutionBusy, ExecutionNotFound
+    from agently_core.execution import ExecutionBusy, ExecutionConflict, ExecutionNotFound
 
     options = dict(run_options)
     new = {"execution_environments": options.pop("execution_environments", ()),
@@ -64,7 +64,9 @@ async def _saved_loop(agent: Any, request: Any, execution_id: str,
                                                lease_ttl=lease_ttl, **new)
             try:
                 return await agent.async_run(request, execution=execution, **options)
-            except ExecutionBusy as exc:  # a dead task's lease, before its first save
+            except (ExecutionBusy, ExecutionConflict) as exc:
+                # another task of this request holds it (one Ray thought dead), or saved it
+                # first: load what it saved, once its lease ends
                 await _wait_for_lease(deadline, exc)
                 continue
         if execution.paused:

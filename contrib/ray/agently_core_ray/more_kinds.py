@@ -151,6 +151,7 @@ class NodeWorkspace:
         self.last_full = False
 
     def full(self) -> bool:
+        """Whether the sandbox's last call on its node found the workspace full."""
         return self.last_full
 
 
@@ -192,7 +193,6 @@ def call_mixin() -> type:
                     if reply.get("dead"):
                         self.dead = True
                     raise self.errors.get(reply.get("type"), ActionError)(reply["message"])
-                self.answered = time.monotonic()
                 return reply["value"]
 
             def healthy(self) -> bool:
@@ -330,6 +330,7 @@ def sqlite_connection_class() -> type:
 
             @property
             def busy(self) -> bool:
+                """Whether a statement of this connection is running on its node."""
                 return self._running > 0
 
             async def run(self, message: dict[str, Any], *, timeout: float,

@@ -57,7 +57,7 @@ class RemoteWorkerMixin:
     cancel_kills = True
 
     def _setup(self, actor: Any, info: dict[str, Any], *, label: str, grace: float,
-               health_timeout: float, lost_note: str | None, fresh: float = 0.0) -> None:
+               health_timeout: float, lost_note: str | None, fresh: float = 10.0) -> None:
         self.actor = actor
         self.fresh = fresh
         self.answered = time.monotonic()  # start() was an answer
@@ -127,7 +127,7 @@ class RemoteWorkerMixin:
             raise self.error_class("the sandbox's Ray actor is not running")
         try:
             with anyio.fail_after(timeout + self.grace):
-                return await wait(getattr(self.actor, method).remote(*args))
+                answer = await wait(getattr(self.actor, method).remote(*args))
         except TimeoutError:
             self.dead = True
             raise self.error_class(
@@ -141,13 +141,14 @@ class RemoteWorkerMixin:
         except BaseException:  # cancelled: wait() cancelled the remote call
             self.dead = self.dead or self.cancel_kills
             raise
+        self.answered = time.monotonic()  # an error reply is an answer too
+        return answer
 
     async def _forward(self, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
         status, value = await self._remote("request", payload, timeout, timeout=timeout)
         if status == "error":
             self.dead = bool(value.get("dead"))
             raise self.error_class(value["message"])
-        self.answered = time.monotonic()
         if self.lost_note and isinstance(value, dict):
             note, self.lost_note = self.lost_note, None
             value = {**value, "stderr": f"{note}\n{value.get('stderr') or ''}"}
