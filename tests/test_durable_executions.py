@@ -33,10 +33,9 @@ from agently_core.execution import (
     ExecutionStateError,
     saved_key,
 )
-from agently_core.hookspecs import hookimpl
 from agently_core.models import FlowResult
 from agently_core.testing import make_plugin_manager
-from agently_core.testing.memory_provider import MemoryProvider
+from agently_core.testing.memory_provider import MemoryPlugin, MemoryProvider
 from agently_core.workspace import CapabilityMissing, Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -308,13 +307,6 @@ def test_racing_processes_resume_once(home: Path) -> None:
 SECRET = "hunter2-secret-value"
 
 
-class MemoryPlugin:
-    def __init__(self, provider: MemoryProvider) -> None:
-        self.provider = provider
-
-    @hookimpl
-    def register_execution_environment_providers(self, register: Any) -> None:
-        register("memory", lambda: self.provider)
 
 
 @pytest.fixture

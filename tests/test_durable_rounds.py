@@ -33,10 +33,9 @@ from agently_core.execution import (
     ExecutionStateError,
     saved_key,
 )
-from agently_core.hookspecs import hookimpl
 from agently_core.models import FlowResult
 from agently_core.testing import make_plugin_manager
-from agently_core.testing.memory_provider import MemoryProvider
+from agently_core.testing.memory_provider import MemoryPlugin, MemoryProvider
 from agently_core.workspace import Workspace, WorkspaceError
 
 SECRET = "hunter2-secret-value"
@@ -46,13 +45,6 @@ class Crash(BaseException):
     """Stands for the process dying mid-round: nothing in the loop handles it."""
 
 
-class MemoryPlugin:
-    def __init__(self, provider: MemoryProvider) -> None:
-        self.provider = provider
-
-    @hookimpl
-    def register_execution_environment_providers(self, register: Any) -> None:
-        register("memory", lambda: self.provider)
 
 
 class Side:

@@ -37,20 +37,11 @@ from agently_core.models import EnvironmentHandle, EnvironmentRequirement
 from agently_core.plugins import PluginManager
 from agently_core.policy_approval import PolicyApproval
 from agently_core.protocols import ProviderHandle
-from agently_core.testing.memory_provider import MemoryProvider
+from agently_core.testing.memory_provider import MemoryPlugin, MemoryProvider
 
 OWNED_SCOPES = ("request", "execution", "session", "agent")
 
 
-class MemoryPlugin:
-    """Registers one shared MemoryProvider instance for kind ``memory``."""
-
-    def __init__(self, provider: MemoryProvider) -> None:
-        self.provider = provider
-
-    @hookimpl
-    def register_execution_environment_providers(self, register: Any) -> None:
-        register("memory", lambda: self.provider)
 
 
 @pytest.fixture

@@ -21,21 +21,13 @@ import pytest
 from agently_core import create_agent
 from agently_core.environments import ExecutionEnvironmentManager
 from agently_core.execution import Execution, ExecutionStateError
-from agently_core.hookspecs import hookimpl
 from agently_core.models import ApprovalDecision, EnvironmentRequirement, ExecutionSnapshot
 from agently_core.plugins import PluginManager
-from agently_core.testing.memory_provider import MemoryProvider
+from agently_core.testing.memory_provider import MemoryPlugin, MemoryProvider
 
 SENSITIVE = "SENSITIVE-ARGUMENT-VALUE"
 
 
-class MemoryPlugin:
-    def __init__(self, provider: MemoryProvider) -> None:
-        self.provider = provider
-
-    @hookimpl
-    def register_execution_environment_providers(self, register: Any) -> None:
-        register("memory", lambda: self.provider)
 
 
 @pytest.fixture

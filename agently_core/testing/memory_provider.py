@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ..hookspecs import hookimpl
+
 if TYPE_CHECKING:
     from ..protocols import ProviderHandle
 
@@ -90,3 +92,15 @@ class MemoryProvider:
     async def release(self, requirement: Any, resource: MemoryResource) -> None:
         resource.released += 1
         self.released.append(resource)
+
+
+class MemoryPlugin:
+    """A plugin registering one shared :class:`MemoryProvider` instance as the provider
+    ``memory``, so a test holds the very instance the agents' managers use."""
+
+    def __init__(self, provider: MemoryProvider) -> None:
+        self.provider = provider
+
+    @hookimpl
+    def register_execution_environment_providers(self, register: Any) -> None:
+        register("memory", lambda: self.provider)
