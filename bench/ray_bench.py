@@ -30,7 +30,11 @@ so that machine noise hits both alike; medians):
   counted in each, as bench/run.py's ``sandbox_rss_mb``);
 * ``ray_run_many_per_s``: ``run_many`` over ``loops`` trivial loops (a scripted planner,
   one function action, a response), beside plain Ray tasks running the same function
-  (``ray.get([task.remote(...) ...])``), target at least 0.8 of their rate.
+  (``ray.get([task.remote(...) ...])``), target at least 0.8 of their rate;
+* ``ray_run_many_saved_per_s``: the same ``run_many`` with ``workspace=`` a PostgreSQL
+  workspace (a throwaway server started here, or ``AGENTLY_POSTGRES_DSN``'s): every loop
+  saved after its round and at its end, its lease claimed, extended and let go; beside
+  ``run_many`` without a workspace in the same rounds (what saving every round costs).
 
 Ray missing, or a cluster that does not start, is an error: these figures never skip.
 """
@@ -229,8 +233,49 @@ def many_figures(repeat: int, loops: int) -> list[dict[str, Any]]:
         began = time.perf_counter()
         ray.get([plain.remote(r) for r in requests])
         base.append(loops / (time.perf_counter() - began))
-    return [_row("ray_run_many_per_s", statistics.median(ours), "loops/s",
+    rows = [_row("ray_run_many_per_s", statistics.median(ours), "loops/s",
                  statistics.median(base))]
+    return rows + saved_figures(repeat, requests)
+
+
+def saved_figures(repeat: int, requests: list[Any]) -> list[dict[str, Any]]:
+    """``ray_run_many_saved_per_s`` (see the module docstring)."""
+    from agently_core_ray import run_many
+    from agently_core_workspace_postgres.testing import (
+        drop_schema,
+        find_or_start_server,
+        unique_schema,
+    )
+
+    from agently_core import Workspace
+
+    server = find_or_start_server()
+    schema = unique_schema("bench")
+    dsn = server.dsn
+
+    def workspace() -> Any:
+        return Workspace("postgres", dsn=dsn, schema=schema)
+
+    loops = len(requests)
+    saved, plain = [], []
+    try:
+        run_many(trivial_agent, requests[:8], workspace=workspace, progress=False)  # warm
+        for _ in range(max(3, repeat)):
+            began = time.perf_counter()
+            results = run_many(trivial_agent, requests, max_concurrent=16, progress=False,
+                               workspace=workspace)
+            saved.append(loops / (time.perf_counter() - began))
+            if any(r.stop_reason != "response" for r in results):
+                raise RuntimeError("ray_bench: a saved run_many loop failed: "
+                                   f"{next(r.error for r in results if r.error)}")
+            began = time.perf_counter()
+            run_many(trivial_agent, requests, max_concurrent=16, progress=False)
+            plain.append(loops / (time.perf_counter() - began))
+    finally:
+        drop_schema(dsn, schema)
+        server.stop()
+    return [_row("ray_run_many_saved_per_s", statistics.median(saved), "loops/s",
+                 statistics.median(plain))]
 
 
 def ray_figures(repeat: int = 10, loops: int = 200, block: int = 1) -> list[dict[str, Any]]:
