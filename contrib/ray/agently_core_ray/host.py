@@ -15,6 +15,7 @@ without a round trip. ``close`` releases the resource once.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from typing import Any
@@ -146,17 +147,12 @@ class ResourceHost:
         return True
 
 
-_REMOTE: Any = None
-
-
+@functools.cache
 def remote_class() -> Any:
     """:class:`ResourceHost` as a Ray actor class (made on first use)."""
-    global _REMOTE
-    if _REMOTE is None:
-        import ray
+    import ray
 
-        _REMOTE = ray.remote(max_restarts=0, max_task_retries=0)(ResourceHost)
-    return _REMOTE
+    return ray.remote(max_restarts=0, max_task_retries=0)(ResourceHost)
 
 
 __all__ = ["ResourceHost", "describe", "remote_class"]

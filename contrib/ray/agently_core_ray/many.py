@@ -16,6 +16,7 @@ leave it.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -138,16 +139,11 @@ def _run_one(agent_factory: Callable[[], Any], job: tuple[Any, ...],
     return run_sync(main)
 
 
-_REMOTE: Any = None
-
-
+@functools.cache
 def _remote() -> Any:
-    global _REMOTE
-    if _REMOTE is None:
-        import ray
+    import ray
 
-        _REMOTE = ray.remote(_run_one)
-    return _REMOTE
+    return ray.remote(_run_one)
 
 
 class Progress:

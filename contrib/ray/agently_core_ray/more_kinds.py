@@ -30,6 +30,7 @@ resource usable: the node stops that command (or statement) and the sandbox stay
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,7 @@ def details(resource: Any) -> dict[str, Any]:
     if settings is not None and hasattr(resource, "pool"):  # SQLiteConnection
         data = dataclasses.asdict(settings)
         out["sqlite"] = {**data, "database": str(data["database"])}
+
     return out
 
 
@@ -164,196 +166,181 @@ def _queue_to(context: Any, queue: dict[str, Any] | None) -> None:
     context.queued = bool(queue.get("queued"))
 
 
-_CALL_MIXIN: type | None = None
-
-
+@functools.cache
 def call_mixin() -> type:
     """:class:`RemoteWorkerMixin` with :meth:`_call`: one ``ResourceHost.call`` (made on
     first use, as the worker classes are)."""
-    global _CALL_MIXIN
-    if _CALL_MIXIN is None:
-        from .workers import RemoteWorkerMixin
+    from .workers import RemoteWorkerMixin
 
-        class RemoteCallMixin(RemoteWorkerMixin):
-            """Forwarding of a kind's ``run`` to its actor (see the module docstring)."""
+    class RemoteCallMixin(RemoteWorkerMixin):
+        """Forwarding of a kind's ``run`` to its actor (see the module docstring)."""
 
-            error_class = ActionError
-            cancel_kills = False
-            #: The node's error classes this stand-in re-raises as themselves, by name.
-            errors: dict[str, type[Exception]] = {}
+        error_class = ActionError
+        cancel_kills = False
+        #: The node's error classes this stand-in re-raises as themselves, by name.
+        errors: dict[str, type[Exception]] = {}
 
-            async def _call(self, op: str, args: dict[str, Any], timeout: float,
-                            context: Any = None) -> Any:
-                """``op`` on the actor: its value, or the node's error as its native class.
-                Waits ``timeout`` plus ``call_grace``; a cancelled caller cancels the
-                remote call (the node stops it; the resource stays usable)."""
-                status, reply = await self._remote("call", op, args, timeout=timeout)
-                _queue_to(context, reply.get("queue"))
-                if status == "error":
-                    if reply.get("dead"):
-                        self.dead = True
-                    raise self.errors.get(reply.get("type"), ActionError)(reply["message"])
-                return reply["value"]
+        async def _call(self, op: str, args: dict[str, Any], timeout: float,
+                        context: Any = None) -> Any:
+            """``op`` on the actor: its value, or the node's error as its native class.
+            Waits ``timeout`` plus ``call_grace``; a cancelled caller cancels the
+            remote call (the node stops it; the resource stays usable)."""
+            status, reply = await self._remote("call", op, args, timeout=timeout)
+            _queue_to(context, reply.get("queue"))
+            if status == "error":
+                if reply.get("dead"):
+                    self.dead = True
+                raise self.errors.get(reply.get("type"), ActionError)(reply["message"])
+            return reply["value"]
 
-            def healthy(self) -> bool:
-                """Alive by the actor's watch (the native check runs in :meth:`ping`)."""
-                return not self._closed and not self.stopped()
+        def healthy(self) -> bool:
+            """Alive by the actor's watch (the native check runs in :meth:`ping`)."""
+            return not self._closed and not self.stopped()
 
-        _CALL_MIXIN = RemoteCallMixin
-    return _CALL_MIXIN
+    return RemoteCallMixin
 
 
-_BASH: type | None = None
-
-
+@functools.cache
 def bash_sandbox_class() -> type:
     """The Bash sandbox in a Ray actor (a subclass of the native ``BashSandbox``)."""
-    global _BASH
-    if _BASH is None:
-        try:
-            from agently_core_bash.executor import CommandRefused
-            from agently_core_bash.sandbox import BashSandbox
-            from agently_core_isolation.sandbox import Limits, RunResult
-        except ImportError:
-            raise AgentlyError("the ray provider serves kind 'bash' with the Bash sandbox: "
-                               "install agently-core-bash") from None
+    try:
+        from agently_core_bash.executor import CommandRefused
+        from agently_core_bash.sandbox import BashSandbox
+        from agently_core_isolation.sandbox import Limits, RunResult
+    except ImportError:
+        raise AgentlyError("the ray provider serves kind 'bash' with the Bash sandbox: "
+                           "install agently-core-bash") from None
 
-        class RayBashSandbox(call_mixin(), BashSandbox):
-            """A Bash sandbox living in a Ray actor on a worker node: its roots, workspace
-            and workdirs are that node's paths."""
+    class RayBashSandbox(call_mixin(), BashSandbox):
+        """A Bash sandbox living in a Ray actor on a worker node: its roots, workspace
+        and workdirs are that node's paths."""
 
-            paths_here = False
-            errors = {"ValueError": ValueError, "CommandRefused": CommandRefused,
-                      "ActionError": ActionError, "ResourceBusy": ResourceBusy}
+        paths_here = False
+        errors = {"ValueError": ValueError, "CommandRefused": CommandRefused,
+                  "ActionError": ActionError, "ResourceBusy": ResourceBusy}
 
-            def __init__(self, actor: Any, info: dict[str, Any], **options: Any) -> None:
-                # no BashSandbox.__init__: its uid, workspace and roots are the node's
-                self._setup(actor, info, label="the Bash sandbox of its scope (Ray)",
-                            **options)
-                bash = info["bash"]
-                self.roots = list(bash["roots"])
-                self.private_workspace = bool(bash["private_workspace"])
-                self.home = Path(bash["home"])
-                self.workspace = NodeWorkspace(info.get("workspace_bytes"))
-                self.isolation = None
-                self.uid = None
+        def __init__(self, actor: Any, info: dict[str, Any], **options: Any) -> None:
+            # no BashSandbox.__init__: its uid, workspace and roots are the node's
+            self._setup(actor, info, label="the Bash sandbox of its scope (Ray)",
+                        **options)
+            bash = info["bash"]
+            self.roots = list(bash["roots"])
+            self.private_workspace = bool(bash["private_workspace"])
+            self.home = Path(bash["home"])
+            self.workspace = NodeWorkspace(info.get("workspace_bytes"))
+            self.isolation = None
+            self.uid = None
 
-            @property
-            def closed(self) -> bool:
-                return self._closed or self.stopped()
+        @property
+        def closed(self) -> bool:
+            return self._closed or self.stopped()
 
-            async def run(self, command: str, *, cwd: str, roots: Any, allowlist: Any,
-                          limits: Limits, network: bool, env: Any,
-                          deadline: float | None = None, context: Any = None) -> RunResult:
-                """Run one line on the node (see the module docstring). ``env``'s values
-                were read from this host's environment and stay here: the node reads the
-                call's ``env_passthrough`` names (``env``'s names without a context) from
-                its own."""
-                if self._closed:
-                    raise RuntimeError("the Bash sandbox was released")
-                ends = time.monotonic() + (deadline or limits.wall_seconds + 1.0)
-                policy = getattr(context, "policy", None)
-                names = list(policy.env_passthrough or ()) if policy is not None else list(env)
-                args = {"command": command, "cwd": cwd, "roots": list(roots),
-                        "programs": allowlist.policy_entries(),
-                        "limits": dataclasses.asdict(limits), "network": bool(network),
-                        "passthrough": names}
-                async with self.turnstile.turn(context):
-                    args["deadline"] = left = max(0.001, ends - time.monotonic())
-                    self.calls += 1
-                    reply = await self._call("bash.run", args,
-                                             max(left, limits.wall_seconds), context)
-                self.workspace.last_full = bool(reply["full"])
-                if reply["masked"] and context is not None:
-                    context.masked = True
-                run = RunResult(**reply["run"])
-                if self.lost_note:
-                    note, self.lost_note = self.lost_note, None
-                    run = dataclasses.replace(run, stderr=f"{note}\n{run.stderr}",
-                                              full_stderr=f"{note}\n{run.full_stderr}")
-                return run
+        async def run(self, command: str, *, cwd: str, roots: Any, allowlist: Any,
+                      limits: Limits, network: bool, env: Any,
+                      deadline: float | None = None, context: Any = None) -> RunResult:
+            """Run one line on the node (see the module docstring). ``env``'s values
+            were read from this host's environment and stay here: the node reads the
+            call's ``env_passthrough`` names (``env``'s names without a context) from
+            its own."""
+            if self._closed:
+                raise RuntimeError("the Bash sandbox was released")
+            ends = time.monotonic() + (deadline or limits.wall_seconds + 1.0)
+            policy = getattr(context, "policy", None)
+            names = list(policy.env_passthrough or ()) if policy is not None else list(env)
+            args = {"command": command, "cwd": cwd, "roots": list(roots),
+                    "programs": allowlist.policy_entries(),
+                    "limits": dataclasses.asdict(limits), "network": bool(network),
+                    "passthrough": names}
+            async with self.turnstile.turn(context):
+                args["deadline"] = left = max(0.001, ends - time.monotonic())
+                self.calls += 1
+                reply = await self._call("bash.run", args,
+                                         max(left, limits.wall_seconds), context)
+            self.workspace.last_full = bool(reply["full"])
+            if reply["masked"] and context is not None:
+                context.masked = True
+            run = RunResult(**reply["run"])
+            if self.lost_note:
+                note, self.lost_note = self.lost_note, None
+                run = dataclasses.replace(run, stderr=f"{note}\n{run.stderr}",
+                                          full_stderr=f"{note}\n{run.full_stderr}")
+            return run
 
-            def close(self) -> None:
-                """Nothing to remove here: the provider's release (:meth:`aclose`) closes
-                the sandbox on its node and kills the actor. Later calls fail."""
-                self.dead = True
+        def close(self) -> None:
+            """Nothing to remove here: the provider's release (:meth:`aclose`) closes
+            the sandbox on its node and kills the actor. Later calls fail."""
+            self.dead = True
 
-        _BASH = RayBashSandbox
-    return _BASH
+    return RayBashSandbox
 
 
-_SQLITE: type | None = None
-
-
+@functools.cache
 def sqlite_connection_class() -> type:
     """The SQLite connection in a Ray actor (a subclass of the native
     ``SQLiteConnection``; statements run side by side in its pool on the node)."""
-    global _SQLITE
-    if _SQLITE is None:
-        try:
-            from agently_core_sqlite.pool import (
-                SQLiteBusyError,
-                SQLiteClosedError,
-                SQLiteTimeoutError,
-            )
-            from agently_core_sqlite.provider import Settings, SQLiteConfigError, SQLiteConnection
-            from agently_core_sqlite.worker import KILL_GRACE
-        except ImportError:
-            raise AgentlyError("the ray provider serves kind 'sqlite' with the SQLite "
-                               "connection: install agently-core-sqlite") from None
+    try:
+        from agently_core_sqlite.pool import (
+            SQLiteBusyError,
+            SQLiteClosedError,
+            SQLiteTimeoutError,
+        )
+        from agently_core_sqlite.provider import Settings, SQLiteConfigError, SQLiteConnection
+        from agently_core_sqlite.worker import KILL_GRACE
+    except ImportError:
+        raise AgentlyError("the ray provider serves kind 'sqlite' with the SQLite "
+                           "connection: install agently-core-sqlite") from None
 
-        class RaySQLiteConnection(call_mixin(), SQLiteConnection):
-            """A SQLite connection living in a Ray actor: the database file and the
-            worker processes are the node's."""
+    class RaySQLiteConnection(call_mixin(), SQLiteConnection):
+        """A SQLite connection living in a Ray actor: the database file and the
+        worker processes are the node's."""
 
-            serial = False
-            errors = {"ActionError": ActionError, "SQLiteTimeoutError": SQLiteTimeoutError,
-                      "SQLiteBusyError": SQLiteBusyError, "SQLiteClosedError": SQLiteClosedError,
-                      "SQLiteConfigError": SQLiteConfigError, "ResourceBusy": ResourceBusy}
+        serial = False
+        errors = {"ActionError": ActionError, "SQLiteTimeoutError": SQLiteTimeoutError,
+                  "SQLiteBusyError": SQLiteBusyError, "SQLiteClosedError": SQLiteClosedError,
+                  "SQLiteConfigError": SQLiteConfigError, "ResourceBusy": ResourceBusy}
 
-            def __init__(self, actor: Any, info: dict[str, Any], **options: Any) -> None:
-                # no SQLiteConnection.__init__: the file and the pool are the node's
-                self._setup(actor, info, label="the SQLite connection (Ray)", **options)
-                data = info["sqlite"]
-                self.settings = Settings(**{**data, "database": Path(data["database"])})
-                self.read_only = self.settings.read_only
-                self.description = (f"the SQLite connection to {self.settings.database.name} "
-                                    "(Ray)")
-                self.pool = None
-                self.lost_note = None  # each statement commits on its own: none is lost
-                self._running = 0
+        def __init__(self, actor: Any, info: dict[str, Any], **options: Any) -> None:
+            # no SQLiteConnection.__init__: the file and the pool are the node's
+            self._setup(actor, info, label="the SQLite connection (Ray)", **options)
+            data = info["sqlite"]
+            self.settings = Settings(**{**data, "database": Path(data["database"])})
+            self.read_only = self.settings.read_only
+            self.description = (f"the SQLite connection to {self.settings.database.name} "
+                                "(Ray)")
+            self.pool = None
+            self.lost_note = None  # each statement commits on its own: none is lost
+            self._running = 0
 
-            @property
-            def closed(self) -> bool:
-                """Released, or the pool on the node closed (the actor's watch said so)."""
-                return self._closed or self.stopped()
+        @property
+        def closed(self) -> bool:
+            """Released, or the pool on the node closed (the actor's watch said so)."""
+            return self._closed or self.stopped()
 
-            @property
-            def busy(self) -> bool:
-                """Whether a statement of this connection is running on its node."""
-                return self._running > 0
+        @property
+        def busy(self) -> bool:
+            """Whether a statement of this connection is running on its node."""
+            return self._running > 0
 
-            async def run(self, message: dict[str, Any], *, timeout: float,
-                          context: Any = None) -> dict[str, Any]:
-                """One statement on the node, stopped there at ``timeout`` (waiting in its
-                queue included, which the record shows as for a local connection)."""
-                self._running += 1
-                try:
-                    self.calls += 1
-                    return await self._call("sqlite.run", {"message": message,
-                                                           "timeout": float(timeout)},
-                                            timeout + KILL_GRACE, context)
-                finally:
-                    self._running -= 1
+        async def run(self, message: dict[str, Any], *, timeout: float,
+                      context: Any = None) -> dict[str, Any]:
+            """One statement on the node, stopped there at ``timeout`` (waiting in its
+            queue included, which the record shows as for a local connection)."""
+            self._running += 1
+            try:
+                self.calls += 1
+                return await self._call("sqlite.run", {"message": message,
+                                                       "timeout": float(timeout)},
+                                        timeout + KILL_GRACE, context)
+            finally:
+                self._running -= 1
 
-            def close(self) -> bool:
-                """See ``RayBashSandbox.close``: the release goes through :meth:`aclose`."""
-                first = not self.dead
-                self.dead = True
-                return first
+        def close(self) -> bool:
+            """See ``RayBashSandbox.close``: the release goes through :meth:`aclose`."""
+            first = not self.dead
+            self.dead = True
+            return first
 
-        _SQLITE = RaySQLiteConnection
-    return _SQLITE
+    return RaySQLiteConnection
 
 
 __all__ = ["NODE_CALLS", "CallRecorder", "NodeWorkspace", "bash_sandbox_class", "call_mixin",

@@ -23,6 +23,7 @@ the worker in it.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from typing import Any
@@ -220,70 +221,60 @@ class RemoteWorkerMixin:
             self.kills += 1
 
 
-_PYTHON: type | None = None
-
-
+@functools.cache
 def python_worker_class() -> type:
     """The Python worker in a Ray actor (a subclass of the native ``PythonWorker``)."""
-    global _PYTHON
-    if _PYTHON is None:
-        try:
-            from agently_core_python.sandbox import PythonWorker, WorkerError
-        except ImportError:
-            raise AgentlyError("the ray provider serves kind 'python' with the Python "
-                               "sandbox's worker: install agently-core-python") from None
+    try:
+        from agently_core_python.sandbox import PythonWorker, WorkerError
+    except ImportError:
+        raise AgentlyError("the ray provider serves kind 'python' with the Python "
+                           "sandbox's worker: install agently-core-python") from None
 
-        class RayPythonWorker(RemoteWorkerMixin, PythonWorker):
-            """A warm Python worker living in a Ray actor on a worker node."""
+    class RayPythonWorker(RemoteWorkerMixin, PythonWorker):
+        """A warm Python worker living in a Ray actor on a worker node."""
 
-            error_class = WorkerError
+        error_class = WorkerError
 
-            def __init__(self, actor: Any, info: dict[str, Any], **options: Any) -> None:
-                # no PythonWorker.__init__: nothing of the worker (uid, workspace) is here
-                self._setup(actor, info, label="the Python sandbox of its scope (Ray)",
-                            **options)
+        def __init__(self, actor: Any, info: dict[str, Any], **options: Any) -> None:
+            # no PythonWorker.__init__: nothing of the worker (uid, workspace) is here
+            self._setup(actor, info, label="the Python sandbox of its scope (Ray)",
+                        **options)
 
-            async def start(self, ready_timeout: float = 0.0) -> Any:
-                return self
+        async def start(self, ready_timeout: float = 0.0) -> Any:
+            return self
 
-        _PYTHON = RayPythonWorker
-    return _PYTHON
+    return RayPythonWorker
 
 
-_NODE: type | None = None
-
-
+@functools.cache
 def node_worker_class() -> type:
     """The Node.js worker in a Ray actor (a subclass of the native ``NodeWorker``; calls
     run concurrently in the worker, as locally)."""
-    global _NODE
-    if _NODE is None:
-        try:
-            from agently_core_nodejs.sandbox import NodeWorker, WorkerError
-        except ImportError:
-            raise AgentlyError("the ray provider serves kind 'node' with the Node.js "
-                               "sandbox's worker: install agently-core-nodejs") from None
+    try:
+        from agently_core_nodejs.sandbox import NodeWorker, WorkerError
+    except ImportError:
+        raise AgentlyError("the ray provider serves kind 'node' with the Node.js "
+                           "sandbox's worker: install agently-core-nodejs") from None
 
-        class RayNodeWorker(RemoteWorkerMixin, NodeWorker):
-            """A warm Node.js worker living in a Ray actor on a worker node."""
+    class RayNodeWorker(RemoteWorkerMixin, NodeWorker):
+        """A warm Node.js worker living in a Ray actor on a worker node."""
 
-            error_class = WorkerError
-            serial = False
+        error_class = WorkerError
+        serial = False
 
-            def __init__(self, actor: Any, info: dict[str, Any], **options: Any) -> None:
-                self._setup(actor, info, label="the Node.js sandbox of its scope (Ray)",
-                            **options)
-                self._waiters = {}
-                self._log = None
+        def __init__(self, actor: Any, info: dict[str, Any], **options: Any) -> None:
+            self._setup(actor, info, label="the Node.js sandbox of its scope (Ray)",
+                        **options)
+            self._waiters = {}
+            self._log = None
 
-            def _trim_log(self) -> None:
-                pass  # the worker's log is kept (and trimmed) on its node
+        def _trim_log(self) -> None:
+            pass  # the worker's log is kept (and trimmed) on its node
 
-            async def start(self, *args: Any, **kwargs: Any) -> Any:
-                return self
+        async def start(self, *args: Any, **kwargs: Any) -> Any:
+            return self
 
-        _NODE = RayNodeWorker
-    return _NODE
+    return RayNodeWorker
 
 
 #: The host-side class of each kind served (python and node speak the request protocol;
