@@ -217,6 +217,16 @@ def require_chromium() -> str:
     return path
 
 
+def snapshot_ref(state: str, role: str, name: str) -> str:
+    """The ``ref`` of the element ``role "name"`` in an AI snapshot (BrowserEnv's state);
+    AssertionError showing the state when it has none."""
+    import re
+
+    found = re.search(rf'- {role} "{re.escape(name)}"[^\n]*\[ref=(\w+)\]', state)
+    assert found, f"no {role} {name!r} in the state:\n{state}"
+    return found.group(1)
+
+
 async def events_until(browser: Any, key: str, predicate: Callable[[list[dict[str, str]]], bool],
                        timeout: float = 5.0, seen: list[dict[str, str]] | None = None
                        ) -> list[dict[str, str]]:
@@ -233,4 +243,5 @@ async def events_until(browser: Any, key: str, predicate: Callable[[list[dict[st
         await asyncio.sleep(0.05)
 
 
-__all__ = ["CountingListener", "Page", "PageServer", "events_until", "require_chromium"]
+__all__ = ["CountingListener", "Page", "PageServer", "events_until", "require_chromium",
+           "snapshot_ref"]

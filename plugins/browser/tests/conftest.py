@@ -3,6 +3,7 @@ missing); tests share browsers per module (a launch costs 0.3-1.5 s)."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +19,19 @@ def _isolated(agently_clean_environment: None) -> None:
 @pytest.fixture(scope="module")
 def forbidden() -> Iterator[PageServer]:
     """A page that no test's allow-list lets a browser or the guard proxy reach."""
-    server = PageServer({"/": "<p>secret</p>"})
+    server = PageServer({"/": "<title>secret</title><p>secret: the forbidden server's page</p>"})
     yield server
     server.close()
+
+
+@pytest.fixture(scope="module")
+def udp() -> Iterator[socket.socket]:
+    """A loopback UDP port a page's STUN request would reach, past any HTTP proxy."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    yield sock
+    sock.close()
 
 
 HERE = Path(__file__).resolve().parent

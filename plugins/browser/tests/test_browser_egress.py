@@ -49,16 +49,6 @@ def silent() -> Iterator[CountingListener]:
 
 
 @pytest.fixture(scope="module")
-def udp() -> Iterator[socket.socket]:
-    """A loopback UDP port that a STUN request would reach."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.setblocking(False)
-    yield sock
-    sock.close()
-
-
-@pytest.fixture(scope="module")
 def site(forbidden: PageServer, silent: CountingListener,
          udp: socket.socket) -> Iterator[PageServer]:
     f, w, u = forbidden.port, silent.port, udp.getsockname()[1]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from agently_core_browser.browser_env import BrowserEnv, find_server
-from agently_core_browser.testing import Page, PageServer
+from agently_core_browser.testing import Page, PageServer, snapshot_ref
 
 from agently_core import ConfigError, create_agent
 from agently_core.errors import ActionError
@@ -41,23 +41,6 @@ def _needs() -> None:
     require(shutil.which("bwrap") is not None, "bubblewrap is not installed (apt-get install "
                                                 "bubblewrap)")
     require(shutil.which("node") is not None, "Node.js is not installed")
-
-
-@pytest.fixture(scope="module")
-def forbidden() -> Iterator[PageServer]:
-    server = PageServer({"/": "<title>secret</title>the forbidden server's page"})
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def udp() -> Iterator[socket.socket]:
-    """A loopback UDP port a page's STUN request would reach, past any HTTP proxy."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.setblocking(False)
-    yield sock
-    sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -98,12 +81,6 @@ def agent(env: BrowserEnv) -> Iterator[Any]:
     agent.use_actions(env.get_tools())
     yield agent
     agent.close()
-
-
-def _ref(state: str, role: str, name: str) -> str:
-    found = re.search(rf'- {role} "{re.escape(name)}"[^\n]*\[ref=(\w+)\]', state)
-    assert found, f"no {role} {name!r} in the state:\n{state}"
-    return found.group(1)
 
 
 def _tree(root: int) -> dict[int, tuple[str, int]]:
@@ -175,11 +152,11 @@ def test_navigate_type_and_click_through_the_forwarded_tools(env: BrowserEnv, ag
     assert f"Page URL: {pages.url('/')}" in state and 'heading "Search form"' in state
     assert "(the snapshot is the environment's state)" in record.result["text"]
     assert "egress_refused" not in record.result  # the browser makes no calls of its own
-    box = _ref(state, "textbox", "Query")
+    box = snapshot_ref(state, "textbox", "Query")
     record = agent.action.execute_action("browser_type", {"target": box, "element": "Query",
                                                           "text": "chromium"})
     assert record.status == "success", record.error
-    button = _ref(env.get_state(), "button", "Search")
+    button = snapshot_ref(env.get_state(), "button", "Search")
     record = agent.action.execute_action("browser_click", {"target": button, "element": "Search"})
     assert record.status == "success", record.error
     assert "You searched for chromium" in env.get_state()  # refreshed after the action
@@ -430,9 +407,9 @@ def test_a_model_planner_drives_the_page_from_the_state_in_its_prompt(monkeypatc
             return Reply(text=re.search(r"You searched for \w+", state).group(0))
         if len(states) == 2:
             return Reply(tool_calls=[ToolCall("browser_type", {
-                "target": _ref(state, "textbox", "Query"), "element": "Query", "text": "agently"})])
+                "target": snapshot_ref(state, "textbox", "Query"), "element": "Query", "text": "agently"})])
         return Reply(tool_calls=[ToolCall("browser_click", {
-            "target": _ref(state, "button", "Search"), "element": "Search"})])
+            "target": snapshot_ref(state, "button", "Search"), "element": "Search"})])
 
     with LoopbackModelServer(responder=model) as server:
         agent = create_agent(config={

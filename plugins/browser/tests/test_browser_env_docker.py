@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 from agently_core_browser.browser_env import find_server
 from agently_core_browser.browser_env_docker import BrowserDockerEnv, container_engine
-from agently_core_browser.testing import PageServer
+from agently_core_browser.testing import PageServer, snapshot_ref
 
 from agently_core import ConfigError, create_agent
 from agently_core.testing.requirements import require
@@ -68,12 +67,6 @@ def agent(engine: str, servers: tuple[PageServer, PageServer]) -> Iterator[Any]:
     agent.close()
 
 
-def _ref(state: str, role: str, name: str) -> str:
-    found = re.search(rf'- {role} "{re.escape(name)}"[^\n]*\[ref=(\w+)\]', state)
-    assert found, f"no {role} {name!r} in the state:\n{state}"
-    return found.group(1)
-
-
 def _inspect(engine: str, name: str) -> dict[str, Any] | None:
     done = subprocess.run([engine, "inspect", name], capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
@@ -99,10 +92,10 @@ def test_navigate_type_and_click_in_the_container(agent, servers) -> None:
     env = agent.env
     record = agent.action.execute_action("browser_navigate", {"url": pages.url("/")})
     assert record.status == "success", record.error
-    box = _ref(env.get_state(), "textbox", "Query")
+    box = snapshot_ref(env.get_state(), "textbox", "Query")
     record = agent.action.execute_action("browser_type", {"target": box, "text": "podman"})
     assert record.status == "success", record.error
-    button = _ref(env.get_state(), "button", "Search")
+    button = snapshot_ref(env.get_state(), "button", "Search")
     record = agent.action.execute_action("browser_click", {"target": button})
     assert record.status == "success", record.error
     assert "You searched for podman" in env.get_state()
